@@ -1,0 +1,58 @@
+"""The one interface every LLM backend implements, and the request/response records it speaks.
+
+Explainers and simulators build a `ChatRequest`, await `client.complete(request)`, and read the
+`ChatResponse`. Backends (OpenAI, Anthropic, OpenAI-compatible base URLs) hide wire differences.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str  # the provider's model name, without the "openai:" / "anthropic:" prefix
+    messages: list[ChatMessage]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    logprobs: bool = False  # ask for per-token logprobs (OpenAI-style backends only)
+    top_logprobs: int = 0  # 0..20
+    # When set, ask the backend for JSON matching this schema (structured output / tool use).
+    json_schema: dict | None = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChatResponse(BaseModel):
+    text: str
+    logprobs: list[TokenLogprob] | None = None  # None when the backend gives none
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False  # served from the response cache: no call was made
+    model: str = ""
+    finish_reason: str | None = None
+
+
+class LLMClient(Protocol):
+    """Anything that answers a chat request. `name` is e.g. "openai:gpt-4o-mini"."""
+
+    name: str
+    supports_logprobs: bool
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
