@@ -1,0 +1,156 @@
+"""Corpora: iterables of documents with stable ids, and the deterministic held-out split.
+
+The built-in corpus is the running interpreter's own standard library (source files and the
+pydoc topic texts), so every machine that runs Python has it offline: code, English prose, and
+data blobs (encoding tables, test fixtures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sysconfig
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from sae.errors import UserError
+
+Split = Literal["train", "heldout", "all"]
+HELDOUT_PERCENT = 10
+
+
+class Document(BaseModel):
+    id: str
+    text: str
+
+
+def is_heldout(doc_id: str, heldout_percent: int = HELDOUT_PERCENT) -> bool:
+    """A document's split depends on its id alone, so it never lands in both splits."""
+    digest = hashlib.sha1(doc_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < heldout_percent
+
+
+def select_split(docs: Iterable[Document], split: Split) -> Iterator[Document]:
+    for doc in docs:
+        if split == "all" or (split == "heldout") == is_heldout(doc.id):
+            yield doc
+
+
+def stdlib_corpus() -> Iterator[Document]:
+    """The standard library's .py files in sorted path order, then each pydoc topic as prose."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    paths = sorted(
+        p for p in root.rglob("*.py") if "site-packages" not in p.parts and "__pycache__" not in p.parts
+    )
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # a handful of test fixtures are deliberately not UTF-8
+        if text.strip():
+            yield Document(id=f"stdlib:{rel}", text=text)
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:  # a stripped interpreter: code alone still makes a corpus
+        return
+    for name in sorted(topics):
+        yield Document(id=f"pydoc:{name}", text=topics[name])
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it or remove it"
+        ) from None
+
+
+def folder_corpus(folder: Path, pattern: str = "**/*.txt") -> Iterator[Document]:
+    """Every file matching `pattern` under `folder`, as one document each, in sorted order."""
+    paths = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not paths:
+        raise UserError(f"no files matching {pattern!r} in {folder}")
+    for path in paths:
+        yield Document(id=f"file:{path.relative_to(folder).as_posix()}", text=_read_utf8(path))
+
+
+def text_file_corpus(path: Path) -> Iterator[Document]:
+    """A .txt file (documents separated by blank-line-free form feeds or one document) or .jsonl."""
+    if path.suffix == ".jsonl":
+        for line_no, line in enumerate(_read_utf8(path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise UserError(f'{path}:{line_no}: each line needs a "text" string field')
+            yield Document(id=str(row.get("id", f"{path.name}:{line_no}")), text=row["text"])
+    else:
+        # A plain text file: documents are separated by form-feed characters if any, else one doc.
+        for i, part in enumerate(_read_utf8(path).split("\f")):
+            if part.strip():
+                yield Document(id=f"{path.name}:{i}", text=part)
+
+
+def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train") -> Iterator[Document]:
+    """A Hugging Face dataset (needs `datasets` and a reachable hub or local cache), streamed."""
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("hf: corpora need the `datasets` package: pip install datasets") from None
+    try:
+        ds = datasets.load_dataset(name, split=split, streaming=True)
+    except Exception as err:  # the hub raises many types; all mean "cannot load it here"
+        raise UserError(f"cannot load dataset {name!r}: {err}") from None
+    for i, row in enumerate(ds):
+        yield Document(id=f"hf:{name}:{i}", text=str(row[text_field]))
+
+
+class CorpusSpec(BaseModel):
+    """Where documents come from, as written in a config file or on the command line.
+
+    `stdlib` (the default), a folder of .txt files, a .txt or .jsonl file, or `hf:NAME`.
+    """
+
+    source: str = "stdlib"
+    pattern: str = "**/*.txt"
+    text_field: str = "text"
+
+
+def open_corpus(spec: CorpusSpec | str) -> Iterator[Document]:
+    """The documents named by `spec`, failing early with a clear message if there are none."""
+    if isinstance(spec, str):
+        spec = CorpusSpec(source=spec)
+    src = spec.source
+    if src == "stdlib":
+        docs: Iterator[Document] = stdlib_corpus()
+    elif src.startswith("hf:"):
+        docs = hf_dataset_corpus(src[3:], text_field=spec.text_field)
+    else:
+        path = Path(src).expanduser()
+        if path.is_dir():
+            docs = folder_corpus(path, spec.pattern)
+        elif path.is_file():
+            docs = text_file_corpus(path)
+        else:
+            raise UserError(f"corpus {src!r} is neither 'stdlib', 'hf:NAME', a folder nor a file")
+    return _non_empty(docs, src)
+
+
+def _non_empty(docs: Iterator[Document], name: str) -> Iterator[Document]:
+    first = next(docs, None)
+    if first is None:
+        raise UserError(f"corpus {name!r} has no documents with text")
+
+    def chained() -> Iterator[Document]:
+        yield first
+        yield from docs
+
+    return chained()
