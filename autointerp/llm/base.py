@@ -17,7 +17,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model: str  # the provider's model name, without the "openai:" / "anthropic:" prefix
+    # The provider's model name, without the "openai:" / "anthropic:" prefix; "" means the client's own.
+    model: str = ""
     messages: list[ChatMessage]
     max_tokens: int = 512
     temperature: float = 0.0

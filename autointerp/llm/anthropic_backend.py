@@ -1,0 +1,91 @@
+"""Anthropic Messages API through the official SDK.
+
+No logprobs exist here, so simulators ask for explicit numbers instead. System messages go into the
+top-level `system` parameter (the Messages API has no system role). A JSON schema is enforced through a
+forced tool call whose input is the answer; its JSON becomes the response text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+
+from autointerp.llm.base import ChatRequest, ChatResponse
+from autointerp.llm.client import BaseLLMClient
+from autointerp.llm.errors import MalformedResponseError
+
+ANSWER_TOOL = "respond"
+
+
+class AnthropicClient(BaseLLMClient):
+    backend = "anthropic"
+    api_key_env = "ANTHROPIC_API_KEY"
+    supports_logprobs = False
+
+    def _make_sdk(self) -> anthropic.AsyncAnthropic:
+        # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
+        )
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+        }
+        if system:
+            params["system"] = system
+        if request.json_schema is not None:
+            params["tools"] = [
+                {
+                    "name": ANSWER_TOOL,
+                    "description": "Give the answer in this exact structure.",
+                    "input_schema": request.json_schema,
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
+        return params
+
+    async def _send(self, sdk: anthropic.AsyncAnthropic, request: ChatRequest) -> tuple[ChatResponse, float]:
+        message = await sdk.messages.create(**self._params(request))
+        if message.content is None or message.usage is None:
+            raise MalformedResponseError(f"{self.name}: response has no content or usage")
+        text = _answer_text(message.content, want_tool=request.json_schema is not None)
+        usage = message.usage
+        prompt_tokens = usage.input_tokens or 0
+        completion_tokens = usage.output_tokens or 0
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_write = usage.cache_creation_input_tokens or 0
+        response = ChatResponse(
+            text=text,
+            logprobs=None,
+            prompt_tokens=prompt_tokens + cache_read + cache_write,
+            completion_tokens=completion_tokens,
+            model=message.model or request.model,
+            finish_reason=message.stop_reason,
+        )
+        cost = self._cost(
+            request.model,
+            prompt_tokens,
+            completion_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+        )
+        return response, cost
+
+
+def _answer_text(blocks: list[Any], *, want_tool: bool) -> str:
+    """The forced tool call's input as JSON when a schema was asked, else the text blocks joined."""
+    if want_tool:
+        for block in blocks:
+            if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == ANSWER_TOOL:
+                return json.dumps(block.input)
+    texts = [block.text for block in blocks if getattr(block, "type", None) == "text"]
+    if want_tool and not texts:
+        raise MalformedResponseError("anthropic: response has neither the forced tool call nor text")
+    return "".join(texts)

@@ -1,0 +1,208 @@
+"""What every backend does around the wire call: cache, budget, concurrency, retries, cost, call log.
+
+A backend subclass supplies only `_make_sdk` (build the official SDK client) and `_send` (one request
+through it, parsed into a ChatResponse). Everything a run relies on for cost and resumability lives
+here once, so the OpenAI and Anthropic paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import weakref
+from typing import Any
+
+from autointerp.llm.base import ChatRequest, ChatResponse
+from autointerp.llm.budget import Budget
+from autointerp.llm.errors import LLMAccessError, LLMCallError, MalformedResponseError
+from autointerp.llm.pricing import ModelPrice, cost_usd
+from autointerp.llm.redact import redact, safe_url
+from autointerp.llm.retry import RetryPolicy, call_with_retries, status_code_of
+from autointerp.store import CatalogStore
+
+log = logging.getLogger("autointerp.llm")
+
+
+def request_cache_key(backend: str, base_url: str | None, request: ChatRequest) -> str:
+    """A hash of everything that shapes the answer: backend, endpoint, model, messages, parameters."""
+    payload = {"backend": backend, "base_url": safe_url(base_url), "request": request.model_dump(mode="json")}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class BaseLLMClient:
+    """The shared half of every backend; see the module docstring."""
+
+    backend: str = ""  # "openai", "anthropic", "openai-compatible"
+    api_key_env: str = ""  # named in auth errors, so the user knows which variable to fix
+    supports_logprobs: bool = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        store: CatalogStore | None = None,
+        budget: Budget | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        prices: dict[str, ModelPrice] | None = None,
+        run_id: str | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.model = model
+        self.name = f"{self.backend}:{model}"
+        self.base_url = base_url
+        self.store = store
+        self.budget = budget
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.prices = prices
+        self.run_id = run_id
+        self._api_key = api_key  # held in memory only; never logged, stored or hashed
+        # SDK clients and semaphores belong to one event loop; a pipeline may run several loops.
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
+        return f"{type(self).__name__}(name={self.name!r}, base_url={safe_url(self.base_url)!r})"
+
+    # ---- backend hooks -----------------------------------------------------------------------
+
+    def _make_sdk(self) -> Any:
+        raise NotImplementedError
+
+    async def _send(self, sdk: Any, request: ChatRequest) -> tuple[ChatResponse, float]:
+        """One wire call; returns the parsed response (without cost) and its cost in USD."""
+        raise NotImplementedError
+
+    # ---- the call ----------------------------------------------------------------------------
+
+    def _for_loop(self) -> tuple[Any, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        found = self._per_loop.get(loop)
+        if found is None:
+            found = (self._make_sdk(), asyncio.Semaphore(self.concurrency))
+            self._per_loop[loop] = found
+        return found
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Answer from the cache if this exact request was answered before; else call (within the
+        budget and the concurrency limit, with retries), log, price and cache the answer.
+
+        Raises LLMCallError (this request failed), LLMAccessError (key/model refused),
+        BudgetExceeded (no call started).
+        """
+        request = request.model_copy(update={"model": request.model or self.model})
+        key = request_cache_key(self.backend, self.base_url, request)
+        if self.store is not None:
+            hit = self.store.cache_get(key)
+            if hit is not None:
+                self._log(key, status="cached", attempt=0, response=ChatResponse(**hit))
+                return ChatResponse(**{**hit, "cached": True, "cost_usd": 0.0})
+        if self.budget is not None:
+            self.budget.check()
+        sdk, semaphore = self._for_loop()
+        async with semaphore:
+            if self.budget is not None:
+                self.budget.check()  # others may have spent it while this one waited
+            try:
+                response = await call_with_retries(
+                    lambda attempt: self._attempt(sdk, request, key, attempt), self.retry, label=self.name
+                )
+            except Exception as exc:  # noqa: BLE001 (translated into our two error families)
+                raise self._translate(exc) from exc
+        if self.budget is not None:
+            self.budget.add(response.cost_usd)
+        if self.store is not None:
+            self.store.cache_put(
+                key,
+                response.model_dump(mode="json"),
+                backend=self.backend,
+                model=request.model,
+                request=request.model_dump(mode="json"),
+            )
+        return response
+
+    async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
+        started = time.perf_counter()
+        try:
+            response, cost = await self._send(sdk, request)
+        except ValueError as exc:  # bad JSON or missing fields in a 200 body
+            error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
+            self._log(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
+            raise error from exc
+        except Exception as exc:
+            self._log(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
+            raise
+        response.cost_usd = cost
+        self._log(key, status="ok", attempt=attempt, latency=time.perf_counter() - started, response=response)
+        return response
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: int) -> float:
+        return cost_usd(model, prompt_tokens, completion_tokens, self.prices, **kwargs)
+
+    def _translate(self, exc: Exception) -> Exception:
+        """Turn an SDK exception into LLMAccessError (stop the stage) or LLMCallError (this unit)."""
+        if isinstance(exc, (LLMCallError, LLMAccessError)):
+            return exc
+        code = status_code_of(exc)
+        detail = self._redact(str(exc))
+        if code in (401, 403):
+            return LLMAccessError(
+                f"{self.name}: the provider refused the API key (HTTP {code}); check {self.api_key_env}: {detail}"
+            )
+        if code == 404:
+            return LLMAccessError(
+                f"{self.name}: not found (HTTP 404); check the model name and base URL "
+                f"({safe_url(self.base_url) or 'default'}): {detail}"
+            )
+        where = f" at {safe_url(self.base_url)}" if self.base_url else ""
+        return LLMCallError(
+            f"{self.name}{where}: {type(exc).__name__}: {detail}", status_code=code, attempts=self.retry.max_attempts
+        )
+
+    def _redact(self, text: str) -> str:
+        return redact(text, (self._api_key,))
+
+    def _log(
+        self,
+        key: str,
+        *,
+        status: str,
+        attempt: int,
+        latency: float = 0.0,
+        response: ChatResponse | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        if self.store is None:
+            return
+        self.store.log_llm_call(
+            run_id=self.run_id,
+            backend=self.backend,
+            model=self.model,
+            base_url=safe_url(self.base_url),
+            request_hash=key,
+            attempt=attempt,
+            status=status,
+            http_status=status_code_of(exc) if exc else None,
+            prompt_tokens=response.prompt_tokens if response else 0,
+            completion_tokens=response.completion_tokens if response else 0,
+            cost_usd=response.cost_usd if response and status == "ok" else 0.0,
+            latency_s=latency,
+            error=self._redact(f"{type(exc).__name__}: {exc}") if exc else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running loop (others close when their loop is collected)."""
+        found = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].close()

@@ -1,0 +1,134 @@
+"""What a call costs: a price table in USD per million tokens, overridable by the user.
+
+The built-in prices are list prices (standard tier) as published in 2025; providers change them,
+so a user can pass their own table (dict, JSON or TOML file). A model missing from the table costs 0
+and warns once, so a local server never blocks a run but an unpriced paid model is noticed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from autointerp.errors import UserError
+
+log = logging.getLogger("autointerp.llm")
+
+
+class ModelPrice(BaseModel):
+    input: float = Field(ge=0)  # USD per 1M input (prompt) tokens
+    output: float = Field(ge=0)  # USD per 1M output (completion) tokens
+
+
+def _p(input_usd: float, output_usd: float) -> ModelPrice:
+    return ModelPrice(input=input_usd, output=output_usd)
+
+
+# Keys are model names; dated snapshots ("gpt-4o-2024-08-06") match by longest prefix.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    # OpenAI
+    "gpt-4o": _p(2.50, 10.00),
+    "gpt-4o-mini": _p(0.15, 0.60),
+    "gpt-4.1": _p(2.00, 8.00),
+    "gpt-4.1-mini": _p(0.40, 1.60),
+    "gpt-4.1-nano": _p(0.10, 0.40),
+    "gpt-4-turbo": _p(10.00, 30.00),
+    "gpt-3.5-turbo": _p(0.50, 1.50),
+    "gpt-5": _p(1.25, 10.00),
+    "gpt-5-mini": _p(0.25, 2.00),
+    "gpt-5-nano": _p(0.05, 0.40),
+    "o1": _p(15.00, 60.00),
+    "o1-mini": _p(1.10, 4.40),
+    "o3": _p(2.00, 8.00),
+    "o3-mini": _p(1.10, 4.40),
+    "o4-mini": _p(1.10, 4.40),
+    # Anthropic
+    "claude-3-haiku": _p(0.25, 1.25),
+    "claude-3-5-haiku": _p(0.80, 4.00),
+    "claude-haiku-4-5": _p(1.00, 5.00),
+    "claude-3-5-sonnet": _p(3.00, 15.00),
+    "claude-3-7-sonnet": _p(3.00, 15.00),
+    "claude-sonnet-4": _p(3.00, 15.00),
+    "claude-3-opus": _p(15.00, 75.00),
+    "claude-opus-4": _p(15.00, 75.00),
+    "claude-opus-4-5": _p(5.00, 25.00),
+}
+
+# Anthropic prompt caching: reading a cached prefix costs 0.1x the input price, writing it 1.25x.
+CACHE_READ_FACTOR = 0.1
+CACHE_WRITE_FACTOR = 1.25
+# Provider batch APIs charge half.
+BATCH_FACTOR = 0.5
+
+_warned_unpriced: set[str] = set()
+
+
+class PriceTableError(UserError):
+    """A user price table could not be read."""
+
+
+def load_prices(source: str | Path | dict | None) -> dict[str, ModelPrice]:
+    """The default table updated with the user's: a dict, or a .json/.toml file mapping
+    model -> {input, output} (USD per 1M tokens)."""
+    prices = dict(DEFAULT_PRICES)
+    if source is None:
+        return prices
+    if isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise PriceTableError(f"cannot read price table {path}: {e}") from e
+        try:
+            raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise PriceTableError(f"price table {path} is not valid {path.suffix[1:] or 'JSON'}: {e}") from e
+    for model, value in raw.items():
+        try:
+            prices[model] = value if isinstance(value, ModelPrice) else ModelPrice.model_validate(value)
+        except ValidationError as e:
+            raise PriceTableError(
+                f"price for {model!r} must be {{input: USD per 1M tokens, output: USD per 1M tokens}}: {e}"
+            ) from e
+    return prices
+
+
+def price_for(model: str, prices: dict[str, ModelPrice] | None = None) -> ModelPrice | None:
+    """Exact match first, then the longest table key that prefixes `model` (dated snapshots)."""
+    table = DEFAULT_PRICES if prices is None else prices
+    if model in table:
+        return table[model]
+    matches = [key for key in table if model.startswith(key + "-")]
+    return table[max(matches, key=len)] if matches else None
+
+
+def cost_usd(
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    prices: dict[str, ModelPrice] | None = None,
+    *,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    batch: bool = False,
+) -> float:
+    """USD for one call; 0 (with one warning per model) when the model has no price."""
+    price = price_for(model, prices)
+    if price is None:
+        if model not in _warned_unpriced:
+            _warned_unpriced.add(model)
+            log.warning("no price known for model %r: its calls count as $0 (add it to the price table)", model)
+        return 0.0
+    input_cost = (
+        prompt_tokens
+        + cache_read_tokens * CACHE_READ_FACTOR
+        + cache_write_tokens * CACHE_WRITE_FACTOR
+    ) * price.input
+    total = (input_cost + completion_tokens * price.output) / 1_000_000
+    return total * BATCH_FACTOR if batch else total

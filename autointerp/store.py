@@ -1,0 +1,620 @@
+"""The catalog store: one SQLite file per run holding every stage's results.
+
+Each stage writes here and asks here what is already done, so a killed run resumes without losing or
+repeating paid work. Plain tables (JSON in TEXT columns) so the file opens in Datasette as it is.
+WAL mode plus one transaction per batch means a killed process leaves either the whole batch or none.
+API keys never reach this file: nothing here takes one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from autointerp.errors import UserError
+from autointerp.records import (
+    ActivationExample,
+    CatalogEntry,
+    ExampleScore,
+    Explanation,
+    NeuronWeight,
+    Score,
+    TokenWeight,
+    UnitHarvest,
+    UnitKind,
+    UnitStats,
+)
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(UserError):
+    """The store file cannot be used (not a SQLite file, newer schema, ...)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# Column definitions, created up front so an empty store already has its schema (Datasette, queries).
+_TABLES: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
+    "meta": ({"key": str, "value": str}, ("key",)),
+    "runs": (
+        {"run_id": str, "started_at": str, "updated_at": str, "status": str, "config": str},
+        ("run_id",),
+    ),
+    "sources": ({"name": str, "config": str, "created_at": str}, ("name",)),
+    "units": (
+        {
+            "source": str,
+            "kind": str,
+            "index": int,
+            "tokens_seen": int,
+            "active_count": int,
+            "density": float,
+            "max_activation": float,
+            "stats": str,
+            "promoted_tokens": str,
+            "suppressed_tokens": str,
+            "top_neurons": str,
+        },
+        ("source", "kind", "index"),
+    ),
+    "examples": (
+        {
+            "source": str,
+            "kind": str,
+            "index": int,
+            "split": str,
+            "sampling": str,
+            "window_id": int,
+            "position": int,  # order within the unit's example list, kept on round trip
+            "quantile": int,
+            "max_activation": float,
+            "tokens": str,
+            "activations": str,
+        },
+        ("source", "kind", "index", "split", "sampling", "window_id"),
+    ),
+    "explanations": (
+        {
+            "source": str,
+            "kind": str,
+            "index": int,
+            "settings_hash": str,
+            "text": str,
+            "explainer": str,
+            "model": str,
+            "prompt_version": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "cost_usd": float,
+            "raw_response": str,
+            "created_at": str,
+        },
+        ("source", "kind", "index", "settings_hash"),
+    ),
+    "scores": (
+        {
+            "source": str,
+            "kind": str,
+            "index": int,
+            "scorer": str,
+            "explanation_settings_hash": str,
+            "settings_hash": str,
+            "simulator": str,
+            "value": float,
+            "failed": int,
+            "error": str,
+            "parts": str,
+            "details": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "cost_usd": float,
+            "created_at": str,
+        },
+        ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash"),
+    ),
+    "llm_calls": (
+        {
+            "id": int,
+            "time": str,
+            "run_id": str,
+            "backend": str,
+            "model": str,
+            "base_url": str,
+            "request_hash": str,
+            "attempt": int,
+            "status": str,  # "ok", "error" or "cached"
+            "http_status": int,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "cost_usd": float,
+            "latency_s": float,
+            "error": str,
+        },
+        ("id",),
+    ),
+    "llm_cache": (
+        {"key": str, "backend": str, "model": str, "request": str, "response": str, "created_at": str},
+        ("key",),
+    ),
+}
+
+_UNIT_COLUMNS = list(_TABLES["units"][0])
+_EXAMPLE_COLUMNS = list(_TABLES["examples"][0])
+
+
+def _insert_sql(table: str, columns: list[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f'INSERT OR REPLACE INTO "{table}" ({names}) VALUES ({marks})'
+
+
+class CatalogStore:
+    """All reads and writes of one run's SQLite file.
+
+    Writes are idempotent: writing the same key twice replaces the row. Bulk writes run in one
+    transaction, so a crash mid-batch leaves the previous state intact.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            raise StoreError(f"cannot create store {self.path}: folder {self.path.parent} does not exist")
+        try:
+            self.db = sqlite_utils.Database(self.path)
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            self.db.enable_wal()
+            # NORMAL is durable in WAL mode against process crashes (only power loss can drop the
+            # last commits), and makes the many small log/cache commits cheap.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._create_schema()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a usable autointerp store: {e}") from e
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        for name, (columns, pk) in _TABLES.items():
+            self.db[name].create(columns, pk=pk if len(pk) > 1 else pk[0], if_not_exists=True)
+        self.db["examples"].create_index(["source", "kind", "index", "position"], if_not_exists=True)
+        self.db["llm_calls"].create_index(["run_id"], if_not_exists=True)
+        found = self._meta_get("schema_version")
+        if found is None:
+            self._meta_put("schema_version", str(SCHEMA_VERSION))
+        elif int(found) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer autointerp (schema {found}, this one reads "
+                f"{SCHEMA_VERSION}); upgrade autointerp"
+            )
+
+    def _meta_get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def _meta_put(self, key: str, value: str) -> None:
+        with self.db.atomic():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> CatalogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- runs and sources --------------------------------------------------------------------
+
+    def put_run(self, run_id: str, config: dict[str, Any], status: str = "running") -> None:
+        """Record a run's full configuration (keys are never part of a config)."""
+        existing = self.db.execute("SELECT started_at FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        started = existing[0] if existing else _now()
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, started_at, updated_at, status, config) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [run_id, started, _now(), status, _dumps(config)],
+            )
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", [status, _now(), run_id]
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run recorded here, oldest first, with its config parsed."""
+        rows = self.db.query("SELECT * FROM runs ORDER BY started_at")
+        return [{**row, "config": json.loads(row["config"])} for row in rows]
+
+    def put_source(self, name: str, config: dict[str, Any]) -> None:
+        """Record what a source is (model, hook, SAE, harvest settings)."""
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO sources (name, config, created_at) VALUES (?, ?, ?)",
+                [name, _dumps(config), _now()],
+            )
+
+    def sources(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT name FROM sources ORDER BY name")]
+
+    def source_config(self, name: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT config FROM sources WHERE name = ?", [name]).fetchone()
+        if row is None:
+            known = ", ".join(self.sources()) or "none"
+            raise StoreError(f"no source named {name!r} in {self.path} (known: {known})")
+        return json.loads(row[0])
+
+    # ---- units and examples ------------------------------------------------------------------
+
+    def put_units(self, source: str, harvests: Iterable[UnitHarvest]) -> int:
+        """Write (or replace) units with their examples in one transaction; returns how many.
+
+        A replaced unit loses its old examples, so a re-harvest never mixes windows of two harvests.
+        """
+        unit_rows: list[tuple] = []
+        example_rows: list[tuple] = []
+        for h in harvests:
+            unit_rows.append(
+                (
+                    source,
+                    h.kind,
+                    h.index,
+                    h.stats.tokens_seen,
+                    h.stats.active_count,
+                    h.stats.density,
+                    h.stats.max_activation,
+                    h.stats.model_dump_json(),
+                    _dumps([t.model_dump() for t in h.promoted_tokens]),
+                    _dumps([t.model_dump() for t in h.suppressed_tokens]),
+                    _dumps([n.model_dump() for n in h.top_neurons]),
+                )
+            )
+            for position, e in enumerate(h.examples):
+                example_rows.append(
+                    (
+                        source,
+                        h.kind,
+                        h.index,
+                        e.split,
+                        e.sampling,
+                        e.window_id,
+                        position,
+                        e.quantile,
+                        max(e.activations) if e.activations else 0.0,
+                        _dumps(e.tokens),
+                        _dumps(e.activations),
+                    )
+                )
+        conn = self.db.conn
+        with self.db.atomic():
+            conn.executemany(
+                'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?',
+                [row[:3] for row in unit_rows],
+            )
+            conn.executemany(_insert_sql("units", _UNIT_COLUMNS), unit_rows)
+            conn.executemany(_insert_sql("examples", _EXAMPLE_COLUMNS), example_rows)
+        return len(unit_rows)
+
+    def unit_keys(self, source: str, kind: UnitKind | None = None) -> list[tuple[UnitKind, int]]:
+        """(kind, index) of every stored unit of a source, sorted."""
+        sql = 'SELECT kind, "index" FROM units WHERE source = ?'
+        params: list[Any] = [source]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        return [(k, i) for k, i in self.db.execute(sql + ' ORDER BY kind, "index"', params)]
+
+    def iter_units(
+        self, source: str, kind: UnitKind | None = None, indices: Iterable[int] | None = None
+    ) -> Iterator[UnitHarvest]:
+        """Units of a source with all their examples, sorted by (kind, index); loads one at a time."""
+        wanted = set(indices) if indices is not None else None
+        keys = [k for k in self.unit_keys(source, kind) if wanted is None or k[1] in wanted]
+        for unit_kind, index in keys:
+            harvest = self.get_unit(source, unit_kind, index)
+            if harvest is not None:  # deleted between listing and reading: skip
+                yield harvest
+
+    def get_unit(self, source: str, kind: UnitKind, index: int) -> UnitHarvest | None:
+        row = self.db.execute(
+            'SELECT stats, promoted_tokens, suppressed_tokens, top_neurons FROM units '
+            'WHERE source = ? AND kind = ? AND "index" = ?',
+            [source, kind, index],
+        ).fetchone()
+        if row is None:
+            return None
+        stats, promoted, suppressed, neurons = row
+        # model_construct: these rows were validated on the way in; re-validating 80 examples per
+        # unit would cost more than reading them.
+        examples = [
+            ActivationExample.model_construct(
+                window_id=window_id,
+                tokens=json.loads(tokens),
+                activations=json.loads(activations),
+                split=split,
+                sampling=sampling,
+                quantile=quantile,
+            )
+            for window_id, tokens, activations, split, sampling, quantile in self.db.execute(
+                "SELECT window_id, tokens, activations, split, sampling, quantile FROM examples "
+                'WHERE source = ? AND kind = ? AND "index" = ? ORDER BY position',
+                [source, kind, index],
+            )
+        ]
+        return UnitHarvest(
+            kind=kind,
+            index=index,
+            stats=UnitStats.model_validate_json(stats),
+            examples=examples,
+            promoted_tokens=[TokenWeight(**t) for t in json.loads(promoted)],
+            suppressed_tokens=[TokenWeight(**t) for t in json.loads(suppressed)],
+            top_neurons=[NeuronWeight(**n) for n in json.loads(neurons)],
+        )
+
+    # ---- explanations ------------------------------------------------------------------------
+
+    def has_explanation(self, source: str, kind: UnitKind, index: int, settings_hash: str) -> bool:
+        row = self.db.execute(
+            'SELECT 1 FROM explanations WHERE source = ? AND kind = ? AND "index" = ? '
+            "AND settings_hash = ?",
+            [source, kind, index, settings_hash],
+        ).fetchone()
+        return row is not None
+
+    def put_explanation(self, source: str, explanation: Explanation) -> None:
+        self.put_explanations(source, [explanation])
+
+    def put_explanations(self, source: str, explanations: Iterable[Explanation]) -> None:
+        rows = [
+            (
+                source,
+                e.unit_kind,
+                e.unit_index,
+                e.settings_hash,
+                e.text,
+                e.explainer,
+                e.model,
+                e.prompt_version,
+                e.prompt_tokens,
+                e.completion_tokens,
+                e.cost_usd,
+                e.raw_response,
+                _now(),
+            )
+            for e in explanations
+        ]
+        with self.db.atomic():
+            self.db.conn.executemany(_insert_sql("explanations", list(_TABLES["explanations"][0])), rows)
+
+    def explanations(
+        self, source: str, kind: UnitKind | None = None, index: int | None = None
+    ) -> list[Explanation]:
+        """Stored explanations, sorted by unit then settings hash."""
+        sql, params = self._unit_filter("explanations", source, kind, index)
+        return [
+            Explanation(
+                unit_kind=row["kind"],
+                unit_index=row["index"],
+                text=row["text"],
+                explainer=row["explainer"],
+                model=row["model"],
+                prompt_version=row["prompt_version"],
+                prompt_tokens=row["prompt_tokens"],
+                completion_tokens=row["completion_tokens"],
+                cost_usd=row["cost_usd"],
+                raw_response=row["raw_response"],
+                settings_hash=row["settings_hash"],
+            )
+            for row in self.db.query(sql + ' ORDER BY kind, "index", settings_hash', params)
+        ]
+
+    # ---- scores ------------------------------------------------------------------------------
+
+    def has_score(
+        self,
+        source: str,
+        kind: UnitKind,
+        index: int,
+        scorer: str,
+        explanation_settings_hash: str,
+        settings_hash: str,
+        *,
+        include_failed: bool = False,
+    ) -> bool:
+        """Whether this score is done. Failed scores count as not done unless asked, so a re-run
+        retries them."""
+        sql = (
+            'SELECT failed FROM scores WHERE source = ? AND kind = ? AND "index" = ? AND scorer = ? '
+            "AND explanation_settings_hash = ? AND settings_hash = ?"
+        )
+        row = self.db.execute(
+            sql, [source, kind, index, scorer, explanation_settings_hash, settings_hash]
+        ).fetchone()
+        return row is not None and (include_failed or not row[0])
+
+    def put_score(self, source: str, score: Score) -> None:
+        self.put_scores(source, [score])
+
+    def put_scores(self, source: str, scores: Iterable[Score]) -> None:
+        rows = [
+            (
+                source,
+                s.unit_kind,
+                s.unit_index,
+                s.scorer,
+                s.explanation_settings_hash,
+                s.settings_hash,
+                s.simulator,
+                s.value,
+                int(s.failed),
+                s.error,
+                _dumps(s.parts),
+                _dumps([d.model_dump() for d in s.details]),
+                s.prompt_tokens,
+                s.completion_tokens,
+                s.cost_usd,
+                _now(),
+            )
+            for s in scores
+        ]
+        with self.db.atomic():
+            self.db.conn.executemany(_insert_sql("scores", list(_TABLES["scores"][0])), rows)
+
+    def scores(
+        self,
+        source: str,
+        scorer: str | None = None,
+        kind: UnitKind | None = None,
+        index: int | None = None,
+    ) -> list[Score]:
+        """Stored scores (failed ones included), sorted by unit, scorer and hashes."""
+        sql, params = self._unit_filter("scores", source, kind, index)
+        if scorer is not None:
+            sql += " AND scorer = ?"
+            params.append(scorer)
+        order = ' ORDER BY kind, "index", scorer, explanation_settings_hash, settings_hash'
+        return [_score_from_row(row) for row in self.db.query(sql + order, params)]
+
+    # ---- the whole catalog -------------------------------------------------------------------
+
+    def catalog_entries(self, source: str, kind: UnitKind | None = None) -> Iterator[CatalogEntry]:
+        """Each unit with its explanations and scores, sorted by (kind, index)."""
+        for harvest in self.iter_units(source, kind):
+            yield CatalogEntry(
+                source=source,
+                harvest=harvest,
+                explanations=self.explanations(source, harvest.kind, harvest.index),
+                scores=self.scores(source, kind=harvest.kind, index=harvest.index),
+            )
+
+    def _unit_filter(
+        self, table: str, source: str, kind: UnitKind | None, index: int | None
+    ) -> tuple[str, list[Any]]:
+        sql = f"SELECT * FROM {table} WHERE source = ?"
+        params: list[Any] = [source]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if index is not None:
+            sql += ' AND "index" = ?'
+            params.append(index)
+        return sql, params
+
+    # ---- LLM response cache and call log -----------------------------------------------------
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        """The stored response for a request hash, or None."""
+        row = self.db.execute("SELECT response FROM llm_cache WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def cache_put(
+        self,
+        key: str,
+        response: dict[str, Any],
+        *,
+        backend: str = "",
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember a response; `request` (messages and parameters, never a key) aids browsing."""
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO llm_cache (key, backend, model, request, response, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [key, backend, model, _dumps(request) if request else None, _dumps(response), _now()],
+            )
+
+    def log_llm_call(
+        self,
+        *,
+        backend: str,
+        model: str,
+        status: str,
+        run_id: str | None = None,
+        base_url: str | None = None,
+        request_hash: str | None = None,
+        attempt: int = 1,
+        http_status: int | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost_usd: float = 0.0,
+        latency_s: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        """Append one attempt to the call log. Callers pass error text already redacted."""
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO llm_calls (time, run_id, backend, model, base_url, request_hash, attempt, "
+                "status, http_status, prompt_tokens, completion_tokens, cost_usd, latency_s, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    _now(),
+                    run_id,
+                    backend,
+                    model,
+                    base_url,
+                    request_hash,
+                    attempt,
+                    status,
+                    http_status,
+                    prompt_tokens,
+                    completion_tokens,
+                    cost_usd,
+                    round(latency_s, 4),
+                    error,
+                ],
+            )
+
+    def llm_calls(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM llm_calls", []
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id = ?", [run_id]
+        return list(self.db.query(sql + " ORDER BY id", params))
+
+    def total_cost(self, run_id: str | None = None) -> float:
+        """USD spent on LLM calls (all runs, or one)."""
+        sql, params = "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls", []
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id = ?", [run_id]
+        return float(self.db.execute(sql, params).fetchone()[0])
+
+
+def _score_from_row(row: dict[str, Any]) -> Score:
+    return Score(
+        unit_kind=row["kind"],
+        unit_index=row["index"],
+        explanation_settings_hash=row["explanation_settings_hash"],
+        scorer=row["scorer"],
+        simulator=row["simulator"],
+        value=row["value"],
+        failed=bool(row["failed"]),
+        error=row["error"],
+        parts=json.loads(row["parts"]),
+        details=[ExampleScore(**d) for d in json.loads(row["details"])],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cost_usd=row["cost_usd"],
+        settings_hash=row["settings_hash"],
+    )
+
+
+def open_store(path: str | Path) -> CatalogStore:
+    """Open (creating if needed) the store at `path`."""
+    return CatalogStore(path)
+
+
+__all__ = ["CatalogStore", "StoreError", "open_store", "SCHEMA_VERSION"]

@@ -1,0 +1,324 @@
+"""A real local HTTP server speaking the OpenAI and Anthropic wire formats, for offline tests.
+
+The official SDKs talk to it over a socket exactly as they would to a provider, so tests exercise our
+real clients, retries and timeouts. What it answers comes from a pluggable responder; faults (429 with
+Retry-After, 5xx, slow replies, malformed or truncated bodies) are queued and consumed one per request.
+It never checks auth headers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+Api = Literal["openai", "anthropic"]
+
+
+@dataclass
+class FakeToken:
+    """One generated token with its logprob and the alternatives OpenAI would list."""
+
+    token: str
+    logprob: float = 0.0
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class FakeReply:
+    text: str
+    logprobs: list[FakeToken] | None = None  # None: derived from the text when logprobs are asked
+    prompt_tokens: int | None = None  # None: a rough count of the request's words
+    completion_tokens: int | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Fault:
+    """Something to do instead of (or before) a normal reply, for exactly one request."""
+
+    status: int | None = None  # answer with this HTTP error status
+    retry_after: str | None = None  # Retry-After header (seconds or HTTP date)
+    retry_after_ms: str | None = None  # retry-after-ms header
+    delay_s: float = 0.0  # wait this long first (longer than the client timeout -> it times out)
+    body: str | None = None  # send this raw text as a 200 body (malformed JSON)
+    truncate: bool = False  # send half a valid body under a full Content-Length, then close
+
+
+@dataclass
+class RecordedRequest:
+    api: Api
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+Responder = Callable[[dict[str, Any], Api], "str | FakeReply"]
+
+
+def echo_responder(request: dict[str, Any], api: Api) -> str:
+    """Default answer: deterministic and mentions the last user message."""
+    last = next((m for m in reversed(request.get("messages", [])) if m.get("role") == "user"), None)
+    content = last.get("content", "") if last else ""
+    if isinstance(content, list):  # Anthropic content blocks
+        content = " ".join(block.get("text", "") for block in content if isinstance(block, dict))
+    return f"echo: {content[:60]}"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s*\S+|\s+", text) or [text]
+
+
+def _message_text(messages: list[dict[str, Any]], system: Any = None) -> str:
+    parts = [system if isinstance(system, str) else json.dumps(system or "")]
+    for m in messages:
+        c = m.get("content", "")
+        parts.append(c if isinstance(c, str) else json.dumps(c))
+    return " ".join(parts)
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+class FakeLLMServer:
+    """Start with `with FakeLLMServer() as server:`; point SDKs at `openai_base_url` /
+    `anthropic_base_url`."""
+
+    def __init__(self, responder: Responder | None = None, latency_s: float = 0.0):
+        self.responder: Responder = responder or echo_responder
+        self.latency_s = latency_s  # added to every reply
+        self.requests: list[RecordedRequest] = []
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def start(self) -> FakeLLMServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers sleeping in a slow fault
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- test controls -----------------------------------------------------------------------
+
+    def add_faults(self, *faults: Fault) -> None:
+        """Queue faults; each request consumes the next one (none left: normal replies)."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+
+    # ---- request handling --------------------------------------------------------------------
+
+    def _record(self, api: Api, path: str, body: dict, headers: dict[str, str]) -> Fault | None:
+        with self._lock:
+            self.requests.append(RecordedRequest(api, path, body, headers))
+            return self._faults.popleft() if self._faults else None
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                try:
+                    server._handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout); nothing to answer
+
+        return Handler
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        path = handler.path.split("?")[0]
+        api: Api | None = (
+            "openai" if path.endswith("/chat/completions") else "anthropic" if path.endswith("/messages") else None
+        )
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = {}
+        if api is None:
+            self._send_json(handler, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        fault = self._record(api, path, body, dict(handler.headers.items()))
+        delay = self.latency_s + (fault.delay_s if fault else 0.0)
+        if delay and self._stopping.wait(delay):
+            return
+        if fault and fault.status is not None:
+            self._send_error(handler, api, fault)
+            return
+        if fault and fault.body is not None:
+            self._send_raw(handler, 200, fault.body.encode())
+            return
+        reply = self.responder(body, api)
+        if isinstance(reply, str):
+            reply = FakeReply(text=reply)
+        payload = self._openai_body(body, reply) if api == "openai" else self._anthropic_body(body, reply)
+        data = json.dumps(payload).encode()
+        if fault and fault.truncate:
+            self._send_raw(handler, 200, data[: len(data) // 2], declared_length=len(data))
+            return
+        self._send_raw(handler, 200, data)
+
+    # ---- wire formats ------------------------------------------------------------------------
+
+    def _usage(self, body: dict, reply: FakeReply, system: Any = None) -> tuple[int, int]:
+        prompt = reply.prompt_tokens
+        if prompt is None:
+            prompt = len(_message_text(body.get("messages", []), system).split())
+        completion = reply.completion_tokens
+        if completion is None:
+            completion = len(reply.logprobs) if reply.logprobs else len(_words(reply.text))
+        return prompt, completion
+
+    def _openai_body(self, body: dict, reply: FakeReply) -> dict:
+        logprobs = None
+        if body.get("logprobs"):
+            n_top = int(body.get("top_logprobs") or 0)
+            tokens = reply.logprobs or [FakeToken(w, 0.0, [(w, 0.0)]) for w in _words(reply.text)]
+            logprobs = {
+                "content": [
+                    {
+                        "token": t.token,
+                        "logprob": t.logprob,
+                        "bytes": list(t.token.encode()),
+                        "top_logprobs": [
+                            {"token": tok, "logprob": lp, "bytes": list(tok.encode())} for tok, lp in t.top[:n_top]
+                        ],
+                    }
+                    for t in tokens
+                ],
+                "refusal": None,
+            }
+        prompt, completion = self._usage(body, reply)
+        return {
+            "id": f"chatcmpl-fake{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": reply.finish_reason,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "logprobs": logprobs,
+                }
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+
+    def _anthropic_body(self, body: dict, reply: FakeReply) -> dict:
+        prompt, completion = self._usage(body, reply, body.get("system"))
+        tool_choice = body.get("tool_choice") or {}
+        if tool_choice.get("type") == "tool":
+            try:
+                tool_input = json.loads(reply.text)
+            except json.JSONDecodeError:
+                tool_input = {"text": reply.text}
+            content = [{"type": "tool_use", "id": "toolu_fake", "name": tool_choice["name"], "input": tool_input}]
+            stop_reason = "tool_use"
+        else:
+            content = [{"type": "text", "text": reply.text}]
+            stop_reason = "end_turn" if reply.finish_reason == "stop" else reply.finish_reason
+        return {
+            "id": f"msg_fake{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt, "output_tokens": completion},
+        }
+
+    def _send_error(self, handler: BaseHTTPRequestHandler, api: Api, fault: Fault) -> None:
+        status = fault.status or 500
+        kind = _ERROR_TYPES.get(status, "api_error")
+        message = f"fake {status} error"
+        payload = (
+            {"error": {"message": message, "type": kind, "code": None}}
+            if api == "openai"
+            else {"type": "error", "error": {"type": kind, "message": message}}
+        )
+        headers = {}
+        if fault.retry_after is not None:
+            headers["retry-after"] = fault.retry_after
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = fault.retry_after_ms
+        self._send_raw(handler, status, json.dumps(payload).encode(), headers=headers)
+
+    def _send_json(self, handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        self._send_raw(handler, status, json.dumps(payload).encode())
+
+    def _send_raw(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        data: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        declared_length: int | None = None,
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(declared_length if declared_length is not None else len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+        handler.wfile.flush()
