@@ -1,0 +1,84 @@
+"""Loads the versioned prompt templates shipped in the `prompts` package.
+
+A template file `prompts/<name>_v<N>.txt` holds named sections, each opened by a line `@@ <section>`.
+Placeholders are written `{{name}}` (double braces, so JSON and code in the text need no escaping).
+Every explanation and score records the template's version id, e.g. ``explain_v1``; the settings hash
+also covers a digest of the text, so editing a template in place still invalidates cached results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from importlib import resources
+
+from pydantic import BaseModel
+
+from autointerp.errors import UserError
+
+_SECTION_LINE = re.compile(r"^@@ (\w+)\s*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_FILE_NAME = re.compile(r"^(\w+?)_v(\d+)\.txt$")
+
+
+class PromptError(UserError):
+    """A prompt template is missing, malformed, or rendered with the wrong values."""
+
+
+class PromptTemplate(BaseModel):
+    name: str  # e.g. "explain"
+    version: str  # e.g. "explain_v1": what results record
+    digest: str  # first 12 hex digits of the text's SHA-256
+    sections: dict[str, str]
+
+    def render(self, section: str, **values: str) -> str:
+        """The section with every `{{placeholder}}` replaced; unknown or missing names are errors."""
+        if section not in self.sections:
+            raise PromptError(f"prompt {self.version} has no section {section!r}")
+        text = self.sections[section]
+        wanted = set(_PLACEHOLDER.findall(text))
+        if wanted != set(values):
+            raise PromptError(
+                f"prompt {self.version}/{section} needs {sorted(wanted)}, got {sorted(values)}"
+            )
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def available_versions(name: str) -> list[int]:
+    """Version numbers of the templates called `name`, ascending."""
+    found = []
+    for entry in resources.files("prompts").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match and match.group(1) == name:
+            found.append(int(match.group(2)))
+    return sorted(found)
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str, version: int | None = None) -> PromptTemplate:
+    """The template `name` at `version` (the newest when None)."""
+    versions = available_versions(name)
+    if not versions:
+        raise PromptError(f"no prompt template named {name!r} in the prompts package")
+    chosen = versions[-1] if version is None else version
+    if chosen not in versions:
+        raise PromptError(f"prompt {name!r} has versions {versions}, not {chosen}")
+    text = resources.files("prompts").joinpath(f"{name}_v{chosen}.txt").read_text(encoding="utf-8")
+    return PromptTemplate(
+        name=name,
+        version=f"{name}_v{chosen}",
+        digest=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
+        sections=_split_sections(text, f"{name}_v{chosen}"),
+    )
+
+
+def _split_sections(text: str, label: str) -> dict[str, str]:
+    marks = list(_SECTION_LINE.finditer(text))
+    if not marks:
+        raise PromptError(f"prompt {label} has no '@@ section' lines")
+    sections: dict[str, str] = {}
+    for mark, following in zip(marks, marks[1:] + [None]):
+        end = following.start() if following else len(text)
+        sections[mark.group(1)] = text[mark.end() :end].strip("\n")
+    return sections

@@ -1,0 +1,147 @@
+"""Synthetic units whose activations are driven by known trigger tokens: ground truth for the
+explainers, simulators and scorers.
+
+A planted unit fires with a fixed strength on each of its trigger tokens, optionally only when a
+given token comes right before (a context rule), plus optional faint noise elsewhere. Windows are
+filler text with triggers sprinkled in; the harvest has top, quantile, random and silent examples,
+half in the explain split and half in the score split, like a real harvest.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, Field
+
+from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
+
+FILLER = [
+    " the", " a", " of", " and", " to", " in", " is", " was", " it", " that", " on", " for",
+    " with", " as", " at", " by", " from", " this", " be", " are", " or", " not", " but", " we",
+    " they", " he", " she", " you", " one", " all", " time", " day", " year", " way", " man",
+    " house", " water", " tree", " stone", " road", " city", " table", " window", " garden",
+    " river", " paper", " light", " music", " story", " friend", " little", " old", " new",
+    " long", " small", " good", " great", " went", " said", " made", " came", " took", " saw",
+    " found", " gave", " told", " then", " there", " here", " when", " where", " after", ",", ".",
+]  # fmt: skip
+
+
+class PlantedUnit(BaseModel):
+    """What drives one synthetic unit."""
+
+    index: int
+    triggers: dict[str, float]  # token -> activation where it fires
+    context: dict[str, str] = Field(default_factory=dict)  # token -> the token it must follow to fire
+    noise_rate: float = 0.0  # chance that any other token gets a faint activation
+    kind: UnitKind = "feature"
+
+    def activations(self, tokens: list[str], rng: random.Random) -> list[float]:
+        top = max(self.triggers.values())
+        acts = []
+        for i, token in enumerate(tokens):
+            required = self.context.get(token)
+            if token in self.triggers and (required is None or (i > 0 and tokens[i - 1] == required)):
+                acts.append(round(self.triggers[token] * rng.uniform(0.9, 1.1), 4))
+            elif self.noise_rate and rng.random() < self.noise_rate:
+                acts.append(round(top * rng.uniform(0.02, 0.08), 4))
+            else:
+                acts.append(0.0)
+        return acts
+
+
+def planted_harvest(
+    unit: PlantedUnit,
+    *,
+    seed: int = 0,
+    window: int = 24,
+    top: int = 10,
+    quantile: int = 6,
+    random_windows: int = 12,
+    silent: int = 6,
+) -> UnitHarvest:
+    """A harvest of `unit`; each count is per split (explain and score get the same numbers)."""
+    rng = random.Random(f"{seed}:{unit.index}")
+    window_ids = iter(range(10**6))
+    examples: list[ActivationExample] = []
+
+    def add(tokens: list[str], acts: list[float], split: ExampleSplit, sampling: Sampling, band: int | None = None):
+        examples.append(
+            ActivationExample(
+                window_id=next(window_ids), tokens=tokens, activations=acts, split=split,
+                sampling=sampling, quantile=band,
+            )
+        )  # fmt: skip
+
+    for split in ("explain", "score"):
+        # Top: windows with several triggers, keep the strongest.
+        candidates = []
+        for _ in range(top * 3):
+            tokens = _window(unit, rng, window, plant=rng.randint(2, 4))
+            candidates.append((tokens, unit.activations(tokens, rng)))
+        candidates.sort(key=lambda c: -max(c[1]))
+        for tokens, acts in candidates[:top]:
+            add(tokens, acts, split, "top")
+        # Quantile: one trigger each, banded by how strongly it fires.
+        for q in range(quantile):
+            tokens = _window(unit, rng, window, plant=1)
+            acts = unit.activations(tokens, rng)
+            add(tokens, acts, split, "quantile", q * 4 // max(quantile, 1))
+        # Random: filler where triggers appear at their natural rate.
+        for _ in range(random_windows):
+            tokens = _window(unit, rng, window, plant=0, natural_rate=0.03)
+            add(tokens, unit.activations(tokens, rng), split, "random")
+        # Silent: random windows where the unit never fires.
+        made = 0
+        while made < silent:
+            tokens = _window(unit, rng, window, plant=0, natural_rate=0.03)
+            acts = unit.activations(tokens, rng)
+            if max(acts) == 0:
+                add(tokens, acts, split, "silent")
+                made += 1
+    return UnitHarvest(kind=unit.kind, index=unit.index, stats=_stats(examples), examples=examples)
+
+
+def _window(unit: PlantedUnit, rng: random.Random, length: int, *, plant: int, natural_rate: float = 0.0) -> list[str]:
+    tokens = [rng.choice(FILLER) for _ in range(length)]
+    triggers = sorted(unit.triggers)
+    spots = rng.sample(range(1, length), plant) if plant else []
+    spots += [i for i in range(1, length) if rng.random() < natural_rate]
+    for i in spots:
+        trigger = rng.choice(triggers)
+        tokens[i] = trigger
+        required = unit.context.get(trigger)
+        # Context triggers get their context most of the time, so both cases are seen.
+        if required is not None and rng.random() < 0.7:
+            tokens[i - 1] = required
+    return tokens
+
+
+def _stats(examples: list[ActivationExample]) -> UnitStats:
+    acts = [a for e in examples for a in e.activations]
+    active = [a for a in acts if a > 0]
+    return UnitStats(
+        tokens_seen=len(acts),
+        active_count=len(active),
+        density=len(active) / max(len(acts), 1),
+        max_activation=max(acts, default=0.0),
+        mean_activation=sum(acts) / max(len(acts), 1),
+        mean_active_activation=sum(active) / max(len(active), 1),
+    )
+
+
+def planted_units(count: int = 6, *, seed: int = 0, kind: UnitKind = "feature") -> list[PlantedUnit]:
+    """A varied set of planted units: single triggers, graded pairs, and context rules."""
+    words = [" God", " Lord", " March", " April", " bank", " river", " king", " queen", " red", " blue",
+             " Python", " code", " def", " class", " Paris", " London"]  # fmt: skip
+    rng = random.Random(seed)
+    units = []
+    for index in range(count):
+        a, b = rng.sample(words, 2)
+        shape = index % 3
+        if shape == 0:
+            units.append(PlantedUnit(index=index, triggers={a: 5.0}, kind=kind))
+        elif shape == 1:
+            units.append(PlantedUnit(index=index, triggers={a: 6.0, b: 2.0}, noise_rate=0.02, kind=kind))
+        else:
+            units.append(PlantedUnit(index=index, triggers={a: 4.0}, context={a: " of"}, kind=kind))
+    return units
