@@ -101,6 +101,8 @@ class FakeLLMServer:
         self.responder: Responder = responder or echo_responder
         self.latency_s = latency_s  # added to every reply
         self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests handled at once: checks client concurrency limits
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -158,6 +160,7 @@ class FakeLLMServer:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self.max_in_flight = 0
 
     # ---- request handling --------------------------------------------------------------------
 
@@ -174,10 +177,16 @@ class FakeLLMServer:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     server._handle(self)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout); nothing to answer
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
 
         return Handler
 
@@ -290,6 +299,9 @@ class FakeLLMServer:
         status = fault.status or 500
         kind = _ERROR_TYPES.get(status, "api_error")
         message = f"fake {status} error"
+        if status == 401:  # like real providers, echo the key back (tests check we redact it)
+            sent = handler.headers.get("authorization", "") or handler.headers.get("x-api-key", "")
+            message = f"Incorrect API key provided: {sent.removeprefix('Bearer ')}"
         payload = (
             {"error": {"message": message, "type": kind, "code": None}}
             if api == "openai"
