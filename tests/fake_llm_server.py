@@ -127,7 +127,9 @@ class FakeLLMServer:
         return self.url
 
     def start(self) -> FakeLLMServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -204,7 +206,7 @@ class FakeLLMServer:
         if api is None:
             self._send_json(handler, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
-        fault = self._record(api, path, body, dict(handler.headers.items()))
+        fault = self._record(api, path, body, {k.lower(): v for k, v in handler.headers.items()})
         delay = self.latency_s + (fault.delay_s if fault else 0.0)
         if delay and self._stopping.wait(delay):
             return

@@ -1,7 +1,8 @@
 """Anthropic Messages API through the official SDK.
 
 No logprobs exist here, so simulators ask for explicit numbers instead. System messages go into the
-top-level `system` parameter (the Messages API has no system role). A JSON schema is enforced through a
+top-level `system` parameter (the Messages API has no system role). The current Messages API (SDK 2.x)
+takes no sampling temperature, so `request.temperature` is not sent. A JSON schema is enforced through a
 forced tool call whose input is the answer; its JSON becomes the response text.
 """
 
@@ -35,7 +36,6 @@ class AnthropicClient(BaseLLMClient):
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
         }
         if system:
