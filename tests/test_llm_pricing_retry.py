@@ -1,0 +1,94 @@
+"""Price table, budget arithmetic, Retry-After parsing and key redaction: the pure parts of the LLM layer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from autointerp.errors import UserError
+from autointerp.llm.budget import Budget, BudgetExceeded
+from autointerp.llm.pricing import PriceTableError, cost_usd, load_prices, price_for
+from autointerp.llm.redact import redact, safe_url
+from autointerp.llm.retry import RetryPolicy, retry_after_seconds, wait_seconds
+
+
+def test_dated_snapshots_match_the_longest_prefix() -> None:
+    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
+    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
+    assert price_for("gpt-4o-2024-08-06") != price_for("gpt-4o-mini")
+    assert price_for("claude-3-5-haiku-20241022") == price_for("claude-3-5-haiku")
+    assert price_for("gpt-4") is None  # a prefix of a key is not a match
+
+
+def test_cost_counts_input_output_and_prompt_cache() -> None:
+    prices = load_prices({"m": {"input": 2.0, "output": 10.0}})
+    assert cost_usd("m", 1_000_000, 100_000, prices) == pytest.approx(2.0 + 1.0)
+    assert cost_usd("m", 0, 0, prices, cache_read_tokens=1_000_000) == pytest.approx(0.2)
+    assert cost_usd("m", 0, 0, prices, cache_write_tokens=1_000_000) == pytest.approx(2.5)
+    assert cost_usd("m", 1_000_000, 0, prices, batch=True) == pytest.approx(1.0)
+
+
+def test_unknown_model_costs_zero_and_warns_once(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="autointerp.llm"):
+        assert cost_usd("my-local-model-x1", 1000, 1000) == 0.0
+        assert cost_usd("my-local-model-x1", 1000, 1000) == 0.0
+    assert sum("my-local-model-x1" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_price_files_json_and_toml(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text('{"gpt-4o": {"input": 1.0, "output": 2.0}}')
+    (tmp_path / "p.toml").write_text('[my-model]\ninput = 0.5\noutput = 1.5\n')
+    assert load_prices(tmp_path / "p.json")["gpt-4o"].input == 1.0
+    from_toml = load_prices(str(tmp_path / "p.toml"))
+    assert from_toml["my-model"].output == 1.5 and "gpt-4o-mini" in from_toml  # defaults kept
+
+    (tmp_path / "bad.json").write_text("{oops")
+    (tmp_path / "neg.json").write_text('{"m": {"input": -1, "output": 0}}')
+    for bad in ["bad.json", "neg.json", "absent.json"]:
+        with pytest.raises(PriceTableError):
+            load_prices(tmp_path / bad)
+
+
+def test_budget_arithmetic() -> None:
+    unlimited = Budget(None)
+    unlimited.add(1e9)
+    unlimited.check()
+    assert unlimited.remaining_usd is None
+
+    resumed = Budget(1.0, spent_usd=0.4)
+    resumed.check()
+    resumed.add(0.6)
+    assert resumed.remaining_usd == 0.0
+    with pytest.raises(BudgetExceeded):
+        resumed.check()
+    with pytest.raises(UserError):
+        Budget(-1)
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "100", "retry-after": "9"}) == 0.1
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_after_seconds({"retry-after": later}) <= 30
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(initial_wait_s=1.0, max_wait_s=5.0, jitter_s=0.0)
+    assert [wait_seconds(policy, n, None) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    jittered = RetryPolicy(initial_wait_s=1.0, jitter_s=0.5)
+    assert all(1.0 <= wait_seconds(jittered, 1, None) <= 1.5 for _ in range(20))
+
+
+def test_redaction() -> None:
+    text = "Incorrect API key provided: sk-proj-abc***xyz1 (key sk-ant-api03-SECRETSECRET)"
+    cleaned = redact(text, ("exact-secret",))
+    assert "abc" not in cleaned and "SECRET" not in cleaned and cleaned.count("[REDACTED]") == 2
+    assert redact("token exact-secret here", ("exact-secret",)) == "token [REDACTED] here"
+    assert safe_url("https://user:pw@host.example:8443/v1?api-key=zz") == "https://host.example:8443/v1"
