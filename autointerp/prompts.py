@@ -9,6 +9,7 @@ also covers a digest of the text, so editing a template in place still invalidat
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from functools import lru_cache
 from importlib import resources
@@ -82,3 +83,30 @@ def _split_sections(text: str, label: str) -> dict[str, str]:
         end = following.start() if following else len(text)
         sections[mark.group(1)] = text[mark.end() :end].strip("\n")
     return sections
+
+
+# ---- rendering token lists into prompt text ----------------------------------------------------
+
+MARK_OPEN, MARK_CLOSE = "<<", ">>"
+
+
+def visible(text: str) -> str:
+    """Corpus text made safe for one prompt line: newlines and tabs shown as escapes."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def render_excerpt(tokens: list[str], marked: set[int] | frozenset[int] = frozenset()) -> str:
+    """An excerpt on one line, marked tokens written <<like this>> (leading space kept outside)."""
+    parts = []
+    for i, token in enumerate(tokens):
+        if i in marked:
+            core = token.lstrip(" ")
+            parts.append(visible(token[: len(token) - len(core)]) + MARK_OPEN + visible(core) + MARK_CLOSE)
+        else:
+            parts.append(visible(token))
+    return "".join(parts)
+
+
+def token_lines(tokens: list[str]) -> str:
+    """One line per token, "index<TAB>token" with the token in JSON quotes (what simulators copy)."""
+    return "\n".join(f"{i}\t{json.dumps(t, ensure_ascii=False)}" for i, t in enumerate(tokens))

@@ -1,0 +1,82 @@
+"""Detection scoring: can a reader of the explanation tell activating excerpts from others?
+
+Activating excerpts (score-split top and quantile windows) and non-activating ones (silent and
+quiet random windows) are shuffled together; the simulator says for each whether the unit fires
+anywhere in it. The value is the balanced accuracy, so a simulator answering "yes" to everything
+scores 0.5, like one guessing.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, Field
+
+from autointerp.llm.errors import LLMCallError
+from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
+from autointerp.scoring.common import balanced_accuracy, failed_score, score_settings_hash
+from autointerp.scoring.examples import activating_examples, non_activating_examples
+from autointerp.simulators.base import Simulator, SimulatorError
+
+SCORER_NAME = "detection"
+
+
+class DetectionScorerConfig(BaseModel):
+    activating_fraction: float = Field(0.1, ge=0, le=1)  # of the unit's max: the activating threshold
+    max_per_class: int = Field(10, ge=1)
+    seed: int = 0
+
+
+async def score_detection(
+    harvest: UnitHarvest,
+    explanation: Explanation,
+    simulator: Simulator,
+    config: DetectionScorerConfig | None = None,
+) -> Score:
+    config = config or DetectionScorerConfig()
+    settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
+    positives = activating_examples(harvest, config.activating_fraction)[: config.max_per_class]
+    negatives = non_activating_examples(harvest, config.activating_fraction)[: config.max_per_class]
+    if not positives or not negatives:
+        missing = "activating" if not positives else "non-activating"
+        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, f"no {missing} examples in the score split")
+    labelled = [(e, True) for e in positives] + [(e, False) for e in negatives]
+    random.Random(f"{config.seed}:{harvest.key}").shuffle(labelled)
+    try:
+        judgement = await simulator.detect(explanation.text, [e.tokens for e, _ in labelled])
+    except (SimulatorError, LLMCallError) as exc:
+        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None))
+    answers = judgement.answers
+    actual = [label for _, label in labelled]
+    details = [
+        ExampleScore(
+            window_id=e.window_id, sampling=e.sampling, predicted=float(answer), actual=float(label),
+            correct=answer == label,
+        )
+        for (e, label), answer in zip(labelled, answers)
+    ]  # fmt: skip
+    usage = judgement.usage
+    return Score(
+        unit_kind=harvest.kind,
+        unit_index=harvest.index,
+        explanation_settings_hash=explanation.settings_hash,
+        scorer=SCORER_NAME,
+        simulator=simulator.name,
+        value=balanced_accuracy(answers, actual),
+        parts=class_hit_rates(answers, actual),
+        details=details,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost_usd=usage.cost_usd,
+        settings_hash=settings,
+    )
+
+
+def class_hit_rates(predicted: list[bool], actual: list[bool]) -> dict[str, float | None]:
+    """Share answered right among the positive examples and among the negative ones."""
+    pos = [p for p, a in zip(predicted, actual) if a]
+    neg = [not p for p, a in zip(predicted, actual) if not a]
+    return {
+        "positive": sum(pos) / len(pos) if pos else None,
+        "negative": sum(neg) / len(neg) if neg else None,
+    }

@@ -1,0 +1,263 @@
+"""The LLM simulator: a model predicts activations, detects and judges highlights from an explanation.
+
+Simulation uses the "all at once" layout: the model copies every token line and appends a 0-10
+number. Where the backend gives logprobs, each prediction is the expected value over "0".."10" read
+from the top logprobs at that number's position, which is smoother and better calibrated than the
+written digit; without logprobs (Anthropic) the model answers a JSON list of integers instead.
+
+Output that cannot be read is asked for again, with the reason appended to the conversation (so the
+retry is a new request, not a replay from the response cache), a bounded number of times; after
+that the simulator raises SimulatorError and the scorer records a failed score. It never fills in
+zeros for an answer it did not get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob
+from autointerp.prompts import PromptTemplate, load_prompt, render_excerpt, token_lines
+from autointerp.simulators.base import HighlightedExample, Judgement, Simulation, SimulatorError, Usage
+
+T = TypeVar("T")
+
+ACTIVATIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"activations": {"type": "array", "items": {"type": "integer"}}},
+    "required": ["activations"],
+    "additionalProperties": False,
+}
+ANSWERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answers": {"type": "array", "items": {"type": "integer"}}},
+    "required": ["answers"],
+    "additionalProperties": False,
+}
+_NUMBER_LINE = re.compile(r"^[ \t]*(\d+)[\t ]+(.*?)[\t ]+(\d{1,2})\s*$")
+
+
+class MalformedAnswer(ValueError):
+    """The model's text does not have the asked-for shape; the message says how, for the retry."""
+
+
+class LLMSimulatorConfig(BaseModel):
+    use_logprobs: bool | None = None  # None: whenever the client supports them
+    top_logprobs: int = Field(20, ge=11, le=20)  # enough to see all of "0".."10"
+    max_retries: int = Field(2, ge=0)  # extra attempts after a malformed answer
+    examples_per_prompt: int = Field(5, ge=1)  # detection and fuzzing excerpts per request
+    completion_tokens_per_line: int = Field(16, ge=4)  # max_tokens budget per token line
+
+
+class LLMSimulator:
+    def __init__(self, client: LLMClient, config: LLMSimulatorConfig | None = None):
+        self.client = client
+        self.config = config or LLMSimulatorConfig()
+        self.name = client.name
+        self.use_logprobs = client.supports_logprobs if self.config.use_logprobs is None else self.config.use_logprobs
+        self.simulate_prompt = load_prompt("simulate" if self.use_logprobs else "simulate_json")
+        self.detect_prompt = load_prompt("detect")
+        self.fuzz_prompt = load_prompt("fuzz")
+        self.settings: dict[str, Any] = {
+            "simulator": "llm",
+            "model": client.name,
+            "logprobs": self.use_logprobs,
+            "prompts": {p.version: p.digest for p in (self.simulate_prompt, self.detect_prompt, self.fuzz_prompt)},
+            "params": self.config.model_dump(exclude={"use_logprobs"}),
+        }
+
+    # ---- simulation --------------------------------------------------------------------------
+
+    async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
+        """One request per example, all in flight at once (the client bounds concurrency)."""
+        results = await asyncio.gather(*(self._simulate_one(explanation, tokens) for tokens in examples))
+        usage = Usage()
+        for _, spent in results:
+            usage.merge(spent)
+        return Simulation(predictions=[predicted for predicted, _ in results], usage=usage)
+
+    async def _simulate_one(self, explanation: str, tokens: list[str]) -> tuple[list[float], Usage]:
+        user = self.simulate_prompt.render(
+            "user", explanation=explanation, tokens=token_lines(tokens), count=str(len(tokens))
+        )
+        request = ChatRequest(
+            model="",
+            messages=_with_fewshot(self.simulate_prompt, user),
+            max_tokens=self.config.completion_tokens_per_line * len(tokens) + 32,
+            logprobs=self.use_logprobs,
+            top_logprobs=self.config.top_logprobs if self.use_logprobs else 0,
+            json_schema=None if self.use_logprobs else ACTIVATIONS_SCHEMA,
+        )
+        if self.use_logprobs:
+            return await self._ask(request, lambda r: read_number_lines(r, len(tokens)), "simulation")
+        return await self._ask(request, lambda r: read_json_activations(r.text, len(tokens)), "simulation")
+
+    # ---- detection and fuzzing ---------------------------------------------------------------
+
+    async def detect(self, explanation: str, examples: list[list[str]]) -> Judgement:
+        rendered = [render_excerpt(tokens) for tokens in examples]
+        return await self._judge(self.detect_prompt, explanation, rendered, "detection")
+
+    async def fuzz(self, explanation: str, examples: list[HighlightedExample]) -> Judgement:
+        rendered = [render_excerpt(e.tokens, set(e.highlighted)) for e in examples]
+        return await self._judge(self.fuzz_prompt, explanation, rendered, "fuzzing")
+
+    async def _judge(self, prompt: PromptTemplate, explanation: str, excerpts: list[str], what: str) -> Judgement:
+        size = self.config.examples_per_prompt
+        batches = [excerpts[i : i + size] for i in range(0, len(excerpts), size)]
+        results = await asyncio.gather(*(self._judge_batch(prompt, explanation, b, what) for b in batches))
+        usage = Usage()
+        answers: list[bool] = []
+        for batch_answers, spent in results:
+            answers.extend(batch_answers)
+            usage.merge(spent)
+        return Judgement(answers=answers, usage=usage)
+
+    async def _judge_batch(
+        self, prompt: PromptTemplate, explanation: str, excerpts: list[str], what: str
+    ) -> tuple[list[bool], Usage]:
+        listing = "\n".join(f"Excerpt {k}: {text}" for k, text in enumerate(excerpts, start=1))
+        user = prompt.render("user", explanation=explanation, examples=listing, count=str(len(excerpts)))
+        request = ChatRequest(
+            model="",
+            messages=[ChatMessage(role="system", content=prompt.render("system")), ChatMessage(role="user", content=user)],
+            max_tokens=8 * len(excerpts) + 32,
+            json_schema=ANSWERS_SCHEMA,
+        )
+        return await self._ask(request, lambda r: read_json_answers(r.text, len(excerpts)), what)
+
+    # ---- asking until the answer reads -------------------------------------------------------
+
+    async def _ask(
+        self, request: ChatRequest, read: Callable[[ChatResponse], T], what: str
+    ) -> tuple[T, Usage]:
+        usage = Usage()
+        problem = ""
+        for _ in range(1 + self.config.max_retries):
+            response = await self.client.complete(request)
+            usage.add(response)
+            try:
+                return read(response), usage
+            except MalformedAnswer as exc:
+                problem = str(exc)
+                request = request.model_copy(
+                    update={
+                        "messages": [
+                            *request.messages,
+                            ChatMessage(role="assistant", content=response.text or "(empty)"),
+                            ChatMessage(
+                                role="user",
+                                content=f"That answer could not be read: {problem}. Answer again, exactly in the format asked.",
+                            ),
+                        ]
+                    }
+                )
+        attempts = 1 + self.config.max_retries
+        raise SimulatorError(f"{self.name}: malformed {what} answer after {attempts} attempts: {problem}", usage)
+
+
+def _with_fewshot(prompt: PromptTemplate, user: str) -> list[ChatMessage]:
+    return [
+        ChatMessage(role="system", content=prompt.render("system")),
+        ChatMessage(role="user", content=prompt.render("fewshot_user")),
+        ChatMessage(role="assistant", content=prompt.render("fewshot_assistant")),
+        ChatMessage(role="user", content=user),
+    ]
+
+
+# ---- reading answers ---------------------------------------------------------------------------
+
+
+def read_number_lines(response: ChatResponse, count: int) -> list[float]:
+    """Predictions from "index<TAB>token<TAB>number" lines: the expected value from logprobs at each
+    number where they are given, else the written number. Every index 0..count-1 must appear once."""
+    values: dict[int, float] = {}
+    number_starts: dict[int, int] = {}
+    offset = 0
+    for line in response.text.split("\n"):
+        match = _NUMBER_LINE.match(line)
+        if match:
+            index, number = int(match.group(1)), int(match.group(3))
+            if number > 10:
+                raise MalformedAnswer(f"line {index} has activation {number}, above 10")
+            if index in values:
+                raise MalformedAnswer(f"index {index} appears twice")
+            values[index] = float(number)
+            number_starts[index] = offset + match.start(3)
+        offset += len(line) + 1
+    missing = [i for i in range(count) if i not in values]
+    if missing or len(values) != count:
+        raise MalformedAnswer(
+            f"expected lines for indices 0..{count - 1}, missing {missing[:10]}" if missing
+            else f"expected {count} lines, got {len(values)}"
+        )
+    expected = _expected_values(response.logprobs, response.text, number_starts)
+    return [expected.get(i, values[i]) for i in range(count)]
+
+
+def _expected_values(
+    logprobs: list[TokenLogprob] | None, text: str, number_starts: dict[int, int]
+) -> dict[int, float]:
+    """index -> expected value over "0".."10" at the token holding that number's first character."""
+    if not logprobs or "".join(t.token for t in logprobs) != text:
+        return {}  # no logprobs, or they do not line up with the text: use the written numbers
+    token_at: list[int] = []
+    for k, t in enumerate(logprobs):
+        token_at.extend([k] * len(t.token))
+    found: dict[int, float] = {}
+    for index, start in number_starts.items():
+        token = logprobs[token_at[start]]
+        weights: dict[int, float] = {}
+        for alt in token.top_logprobs:
+            stripped = alt.token.strip()
+            if stripped.isdigit() and int(stripped) <= 10:
+                weights[int(stripped)] = weights.get(int(stripped), 0.0) + math.exp(alt.logprob)
+        total = sum(weights.values())
+        if total > 0:
+            found[index] = sum(v * w for v, w in weights.items()) / total
+    return found
+
+
+def _json_payload(text: str) -> Any:
+    """The JSON value in a reply, tolerating code fences and prose around it."""
+    cleaned = re.sub(r"```(?:json)?", "", text).strip()
+    for opener, closer in (("{", "}"), ("[", "]")):
+        start, end = cleaned.find(opener), cleaned.rfind(closer)
+        if start != -1 and end > start:
+            try:
+                return json.loads(cleaned[start : end + 1])
+            except json.JSONDecodeError:
+                continue
+    raise MalformedAnswer("no JSON object or list found")
+
+
+def _numbers(payload: Any, key: str, count: int) -> list[float]:
+    values = payload.get(key) if isinstance(payload, dict) else payload
+    if not isinstance(values, list):
+        raise MalformedAnswer(f'expected {{"{key}": [...]}}')
+    if len(values) != count:
+        raise MalformedAnswer(f"expected {count} numbers in {key!r}, got {len(values)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise MalformedAnswer(f"{key!r} must hold numbers only")
+    return [float(v) for v in values]
+
+
+def read_json_activations(text: str, count: int) -> list[float]:
+    values = _numbers(_json_payload(text), "activations", count)
+    if any(v < 0 or v > 10 for v in values):
+        raise MalformedAnswer("activations must be between 0 and 10")
+    return values
+
+
+def read_json_answers(text: str, count: int) -> list[bool]:
+    values = _numbers(_json_payload(text), "answers", count)
+    if any(v not in (0.0, 1.0) for v in values):
+        raise MalformedAnswer("answers must be 0 or 1")
+    return [v == 1.0 for v in values]
+

@@ -1,0 +1,44 @@
+"""The offline simulator: predictions from the patterns an explanation quotes, no model involved.
+
+It is deterministic and free, so the whole pipeline scores without a key, and it is the matching used
+by the offline detection and fuzzing scorers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autointerp.simulators.base import HighlightedExample, Judgement, Simulation
+from autointerp.simulators.patterns import parse_explanation, predict_activations
+
+SIMULATOR_NAME = "offline"
+# Fuzzing: the marks look right when at least this share of marked tokens is predicted to fire.
+FUZZ_AGREEMENT = 0.5
+
+
+class OfflineSimulator:
+    name = SIMULATOR_NAME
+
+    def __init__(self) -> None:
+        # Bump "version" when matching rules change, so old scores are not mistaken for new ones.
+        self.settings: dict[str, Any] = {"simulator": self.name, "version": 1, "fuzz_agreement": FUZZ_AGREEMENT}
+
+    def predict(self, explanation: str, tokens: list[str]) -> list[float]:
+        """0-10 per token, synchronously."""
+        return predict_activations(parse_explanation(explanation), tokens)
+
+    async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
+        return Simulation(predictions=[self.predict(explanation, tokens) for tokens in examples])
+
+    async def detect(self, explanation: str, examples: list[list[str]]) -> Judgement:
+        """An excerpt matches when any token is predicted to fire."""
+        return Judgement(answers=[max(self.predict(explanation, t), default=0.0) > 0 for t in examples])
+
+    async def fuzz(self, explanation: str, examples: list[HighlightedExample]) -> Judgement:
+        """Marks are judged right when most marked tokens are predicted to fire."""
+        answers = []
+        for example in examples:
+            predicted = self.predict(explanation, example.tokens)
+            firing = sum(1 for i in example.highlighted if predicted[i] > 0)
+            answers.append(bool(example.highlighted) and firing >= FUZZ_AGREEMENT * len(example.highlighted))
+        return Judgement(answers=answers)
