@@ -6,6 +6,7 @@ as a whole are never held, so the token budget can be as large as the corpus.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -34,12 +35,18 @@ def token_batches(
     batch_size: int = 64,
     ctx: int | None = None,
     max_tokens: int | None = None,
+    skip_windows: int = 0,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first window id, tokens [batch, ctx]) on the model's device, stopping at `max_tokens`."""
+    """(first window id, tokens [batch, ctx]) on the model's device, stopping at `max_tokens`.
+
+    `skip_windows` starts later in the stream (to resume) without running the model on what it skips.
+    """
     ctx = context_length(subject, ctx)
     max_windows = None if max_tokens is None else max(1, max_tokens // ctx)
-    seen = 0
-    for batch in batched_windows(token_windows(docs, subject.tokenizer, ctx), batch_size):
+    seen = skip_windows
+    max_windows = None if max_windows is None else max_windows + skip_windows
+    windows = itertools.islice(token_windows(docs, subject.tokenizer, ctx), skip_windows, None)
+    for batch in batched_windows(windows, batch_size):
         if max_windows is not None and seen + len(batch) > max_windows:
             batch = batch[: max_windows - seen]
         if len(batch) == 0:
@@ -59,9 +66,13 @@ def stream_activations(
     ctx: int | None = None,
     max_tokens: int | None = None,
     dtype: torch.dtype | None = torch.float32,
+    skip_windows: int = 0,
 ) -> Iterator[ActivationBatch]:
     """Activations at `hook` for consecutive windows of `docs` (dtype None keeps the model's)."""
     subject.module_at(hook)  # fail on a bad hook before any tokenising
-    for first, tokens in token_batches(subject, docs, batch_size=batch_size, ctx=ctx, max_tokens=max_tokens):
+    batches = token_batches(
+        subject, docs, batch_size=batch_size, ctx=ctx, max_tokens=max_tokens, skip_windows=skip_windows
+    )
+    for first, tokens in batches:
         acts = subject.activations(tokens, hook)
         yield ActivationBatch(first, tokens, acts if dtype is None else acts.to(dtype))

@@ -1,0 +1,265 @@
+"""Training a sparse autoencoder on activations streamed from a subject model.
+
+One loop for every architecture; what differs is the loss:
+    topk / batchtopk   L = ‖x - x̂‖² / ‖x - x̄‖²  +  α · AuxK            (Gao et al. 2024)
+    relu_l1            L = ‖x - x̂‖²  +  λ(t) · Σ_i f_i                  (decoder rows unit-norm)
+AuxK reconstructs the main reconstruction's error from the `aux_k` largest pre-activations of
+latents that have not fired for `dead_after_tokens` tokens, which pulls dead latents back to life.
+relu_l1 instead resamples dead features from badly reconstructed inputs at set steps (Anthropic 2023).
+
+Inputs are scaled by one constant so that E‖s·x‖² = 1; the scale is folded back into the saved
+weights, so the saved SAE reads raw activations. Checkpoints are written every `checkpoint_every`
+steps and a rerun with the same output folder resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel
+from tqdm import tqdm
+
+from sae.activation_buffer import ShufflingBuffer
+from sae.autoencoder import Architecture, SAEConfig, SparseAutoencoder, SparseCode
+from sae.corpus import open_corpus, select_split
+from sae.errors import UserError
+from sae.saelens_format import save_sae
+from sae.streaming import stream_activations
+from sae.subject.models import SubjectModel
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class SAETrainConfig(BaseModel):
+    architecture: Architecture = "topk"
+    d_sae: int = 4096
+    k: int = 32
+    l1_coefficient: float = 5.0  # relu_l1 only, on unit-scaled inputs
+    total_tokens: int = 2_000_000
+    batch_size: int = 4096
+    lr: float = 2e-3
+    warmup_fraction: float = 0.02
+    decay_fraction: float = 0.2  # linear decay to zero over the last part of training
+    l1_warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    aux_k: int = 256
+    aux_coefficient: float = 1 / 32
+    dead_after_tokens: int = 250_000
+    resample_steps: list[int] = []  # relu_l1: steps at which dead features are resampled
+    buffer_tokens: int = 2**17
+    subject_batch_size: int = 64
+    context: int = 64
+    corpus: str = "stdlib"
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.total_tokens // self.batch_size)
+
+
+def lr_factor(step: int, cfg: SAETrainConfig) -> float:
+    warmup = max(1, int(cfg.warmup_fraction * cfg.steps))
+    decay_start = int((1 - cfg.decay_fraction) * cfg.steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if step >= decay_start:
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - decay_start))
+    return 1.0
+
+
+def geometric_median(points: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of distances to `points` [n, d]."""
+    median = points.mean(dim=0)
+    for _ in range(iterations):
+        weights = 1.0 / (points - median).norm(dim=1).clamp_min(1e-8)
+        median = (weights[:, None] * points).sum(dim=0) / weights.sum()
+    return median
+
+
+def topk_loss(
+    sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig
+) -> tuple[torch.Tensor, SparseCode]:
+    n_dead = int(dead.sum())
+    aux_pick = None
+    if n_dead > 0:
+
+        def aux_pick(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            k_aux = min(cfg.aux_k, n_dead)
+            vals, cols = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=1, sorted=False)
+            rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
+            keep = vals.reshape(-1) > 0
+            return rows[keep], cols.reshape(-1)[keep]
+
+    with torch.no_grad():
+        pre = sae.preactivations(x)
+        extra = aux_pick(pre) if aux_pick is not None else None
+    code, aux_code, _ = sae.encode_for_training(x, extra)
+    recon = sae.decode_sparse(code)
+    variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
+    loss = (recon - x).pow(2).sum(dim=1).mean() / variance
+    if aux_code is not None and aux_code.rows.numel() > 0:
+        error = (x - recon).detach()
+        aux_recon = sae.decode_sparse(aux_code) - sae.b_dec.detach()
+        aux = (aux_recon - error).pow(2).sum(dim=1).mean() / error.pow(2).sum(dim=1).mean().clamp_min(1e-8)
+        loss = loss + cfg.aux_coefficient * aux
+    return loss, code
+
+
+def relu_l1_loss(
+    sae: SparseAutoencoder, x: torch.Tensor, l1: float
+) -> tuple[torch.Tensor, SparseCode]:
+    f = torch.relu(sae.preactivations(x))
+    recon = sae.decode(f)
+    loss = (recon - x).pow(2).sum(dim=1).mean() + l1 * f.sum(dim=1).mean()
+    rows, cols = (f > 0).nonzero(as_tuple=True)
+    return loss, SparseCode(rows, cols, f[rows, cols].detach(), x.shape[0], sae.cfg.d_sae)
+
+
+@torch.no_grad()
+def resample_dead(
+    sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x: torch.Tensor, seed: int
+) -> int:
+    """Re-point dead features at inputs the SAE reconstructs worst (probability ∝ loss²)."""
+    dead_idx = dead.nonzero().squeeze(1)
+    if len(dead_idx) == 0:
+        return 0
+    losses = (sae(x) - x).pow(2).sum(dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.multinomial(losses.pow(2).cpu() + 1e-12, len(dead_idx), replacement=True, generator=gen)
+    directions = x[pick.to(x.device)] - sae.b_dec
+    directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    alive = ~dead
+    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+    sae.W_dec[dead_idx] = directions
+    sae.W_enc[:, dead_idx] = directions.t() * 0.2 * enc_norm
+    sae.b_enc[dead_idx] = 0.0
+    for param in (sae.W_dec, sae.W_enc, sae.b_enc):
+        state = opt.state.get(param, {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                if param is sae.W_enc:
+                    state[moment][:, dead_idx] = 0.0
+                else:
+                    state[moment][dead_idx] = 0.0
+    return len(dead_idx)
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint, never half of one
+
+
+def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Path) -> dict:
+    """Train, save in SAELens layout under out_dir, and return a summary of the run."""
+    torch.manual_seed(cfg.seed)
+    device = subject.device
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # the dense encoder product is the hot spot
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d_in = subject.hook_width(hook)
+    sae_cfg = SAEConfig(
+        architecture=cfg.architecture, d_in=d_in, d_sae=cfg.d_sae, k=cfg.k,
+        model_name=subject.name, hook_name=hook, context_size=cfg.context, dataset_path=cfg.corpus,
+    )
+    sae = SparseAutoencoder(sae_cfg).to(device)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    ckpt_path = out_dir / CHECKPOINT
+    step, scale, start_window = 0, None, 0
+    tokens_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt["config"] != cfg.model_dump():
+            raise UserError(f"{ckpt_path} was written with other settings; use a new --out or delete it")
+        sae.load_state_dict(ckpt["sae"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, scale, start_window = ckpt["step"], ckpt["scale"], ckpt["windows_consumed"]
+        tokens_since_fired = ckpt["tokens_since_fired"].to(device)
+
+    buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed + step)
+    batches = _training_batches(subject, hook, cfg, buffer, start_window)
+    started = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"SAE {cfg.architecture} {cfg.d_sae}", unit="step")
+    l0_ema = fvu_ema = None
+    for x in batches:
+        if step >= cfg.steps:
+            break
+        if scale is None:  # first batch: fix the input scale and start b_dec at the geometric median
+            scale = float(1.0 / x.pow(2).sum(dim=1).mean().sqrt())
+            with torch.no_grad():
+                sae.b_dec.copy_(geometric_median(x[:2048] * scale))
+        x = x * scale
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        dead = tokens_since_fired > cfg.dead_after_tokens
+        if cfg.architecture == "relu_l1":
+            l1 = cfg.l1_coefficient * min(1.0, step / max(1, cfg.l1_warmup_fraction * cfg.steps))
+            loss, code = relu_l1_loss(sae, x, l1)
+        else:
+            loss, code = topk_loss(sae, x, dead, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sae.remove_parallel_decoder_grad()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        opt.step()
+        sae.normalize_decoder()
+        with torch.no_grad():
+            fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
+            fired[code.cols] = True
+            tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
+            if cfg.architecture == "batchtopk":  # inference threshold: mean of the smallest kept value
+                smallest = code.vals.min() if code.vals.numel() else sae.threshold[0]
+                sae.threshold.mul_(0.99).add_(0.01 * smallest) if step > 0 else sae.threshold.fill_(smallest)
+            l0 = code.rows.numel() / x.shape[0]
+            fvu = float(((sae.decode_sparse(code) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()))
+        if cfg.architecture == "relu_l1" and step in cfg.resample_steps:
+            resample_dead(sae, opt, dead, x, cfg.seed + step)
+        l0_ema = l0 if l0_ema is None else 0.95 * l0_ema + 0.05 * l0
+        fvu_ema = fvu if fvu_ema is None else 0.95 * fvu_ema + 0.05 * fvu
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", L0=f"{l0_ema:.1f}", fvu=f"{fvu_ema:.3f}",
+                        dead=f"{float(dead.float().mean()):.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_checkpoint(ckpt_path, {
+                "config": cfg.model_dump(), "sae": sae.state_dict(), "optimizer": opt.state_dict(),
+                "step": step, "scale": scale, "windows_consumed": buffer.windows_consumed,
+                "tokens_since_fired": tokens_since_fired,
+            })
+    bar.close()
+    if step < cfg.steps:
+        raise UserError(f"the corpus ran out after {step} of {cfg.steps} steps; lower --tokens")
+    summary = {
+        "steps": step, "tokens": step * cfg.batch_size, "seconds_this_run": round(time.time() - started, 1),
+        "final_l0": l0_ema, "final_fvu": fvu_ema,
+        "dead_fraction_train": float((tokens_since_fired > cfg.dead_after_tokens).float().mean()),
+        "input_scale": scale, "train_config": cfg.model_dump(),
+    }
+    save_sae(sae, out_dir, input_scale=scale, training=summary)
+    return summary
+
+
+def _training_batches(
+    subject: SubjectModel, hook: str, cfg: SAETrainConfig, buffer: ShufflingBuffer, start_window: int
+):
+    """Shuffled activation batches from the training split, passing over it again if needed."""
+    first_pass = True
+    while True:
+        docs = select_split(open_corpus(cfg.corpus), "train")
+        stream = stream_activations(
+            subject, docs, hook, batch_size=cfg.subject_batch_size, ctx=cfg.context,
+            skip_windows=start_window if first_pass else 0,
+        )
+        produced = False
+        for batch in buffer.batches(stream, subject.tokenizer.bos_id):
+            produced = True
+            yield batch
+        if not produced:
+            return
+        first_pass = False
