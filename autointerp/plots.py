@@ -71,7 +71,7 @@ def plot_density_histogram(densities: Mapping[str, Sequence[float]], path: str |
 
     `densities` is {"neuron": densities, "feature": densities}, each a fraction of tokens in [0, 1].
     """
-    fig = Figure(figsize=(6.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(5.6, 2.9), layout="constrained")
     ax = fig.subplots()
     positive = [d for values in densities.values() for d in values if d > 0]
     if not positive:
