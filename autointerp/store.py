@@ -145,6 +145,19 @@ _TABLES: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
         },
         ("id",),
     ),
+    "llm_batches": (
+        {
+            "batch_id": str,
+            "backend": str,
+            "model": str,
+            "n_requests": int,
+            "status": str,  # "submitted" until collected, then "collected" (or the provider's end state)
+            "submitted_at": str,
+            "updated_at": str,
+            "note": str,
+        },
+        ("batch_id",),
+    ),
     "llm_cache": (
         {"key": str, "backend": str, "model": str, "request": str, "response": str, "created_at": str},
         ("key",),
@@ -584,6 +597,26 @@ class CatalogStore:
         if run_id is not None:
             sql, params = sql + " WHERE run_id = ?", [run_id]
         return list(self.db.query(sql + " ORDER BY id", params))
+
+    def put_batch(
+        self, batch_id: str, *, backend: str, model: str, n_requests: int, status: str, note: str = ""
+    ) -> None:
+        """Remember a provider batch, so a restarted run collects it instead of paying again."""
+        existing = self.db.execute(
+            "SELECT submitted_at FROM llm_batches WHERE batch_id = ?", [batch_id]
+        ).fetchone()
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO llm_batches (batch_id, backend, model, n_requests, status, "
+                "submitted_at, updated_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, backend, model, n_requests, status, existing[0] if existing else _now(), _now(), note],
+            )
+
+    def batches(self, status: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM llm_batches", []
+        if status is not None:
+            sql, params = sql + " WHERE status = ?", [status]
+        return list(self.db.query(sql + " ORDER BY submitted_at", params))
 
     def total_cost(self, run_id: str | None = None) -> float:
         """USD spent on LLM calls (all runs, or one)."""

@@ -8,6 +8,7 @@ It never checks auth headers.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import re
 import threading
@@ -15,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -83,6 +85,18 @@ def _message_text(messages: list[dict[str, Any]], system: Any = None) -> str:
     return " ".join(parts)
 
 
+def _multipart_fields(content_type: str, raw: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body (an OpenAI file upload) as text."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        fields[name] = part.get_payload(decode=True).decode()
+    return fields
+
+
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -102,6 +116,9 @@ class FakeLLMServer:
         self.latency_s = latency_s  # added to every reply
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
+        self.batch_fail_ids: set[str] = set()  # batch requests with these custom ids get an error result
+        self._files: dict[str, str] = {}
+        self._batches: dict[str, dict[str, Any]] = {}
         self.max_in_flight = 0  # the most requests handled at once: checks client concurrency limits
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -178,6 +195,9 @@ class FakeLLMServer:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            def do_GET(self) -> None:  # noqa: N802 (batch status and result files)
+                self.do_POST()
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 with server._lock:
                     server.in_flight += 1
@@ -196,13 +216,15 @@ class FakeLLMServer:
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length) if length else b""
         path = handler.path.split("?")[0]
-        api: Api | None = (
-            "openai" if path.endswith("/chat/completions") else "anthropic" if path.endswith("/messages") else None
-        )
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            body = {}
+        api: Api | None = "anthropic" if "/messages" in path else "openai" if path.startswith("/v1/") else None
+        content_type = handler.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            body = _multipart_fields(content_type, raw)
+        else:
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                body = {}
         if api is None:
             self._send_json(handler, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
@@ -216,17 +238,104 @@ class FakeLLMServer:
         if fault and fault.body is not None:
             self._send_raw(handler, 200, fault.body.encode())
             return
-        reply = self.responder(body, api)
-        if isinstance(reply, str):
-            reply = FakeReply(text=reply)
-        payload = self._openai_body(body, reply) if api == "openai" else self._anthropic_body(body, reply)
+        if not path.endswith(("/chat/completions", "/messages")):
+            self._handle_batch_api(handler, handler.command, path, body)
+            return
+        payload = self._reply_body(api, body)
         data = json.dumps(payload).encode()
         if fault and fault.truncate:
             self._send_raw(handler, 200, data[: len(data) // 2], declared_length=len(data))
             return
         self._send_raw(handler, 200, data)
 
+    # ---- batch APIs (OpenAI files + batches, Anthropic message batches) ------------------------
+
+    def _handle_batch_api(self, handler: BaseHTTPRequestHandler, method: str, path: str, body: dict) -> None:
+        """Batches are answered at creation; the first status check says "in progress", the next
+        says done, so clients must poll. Custom ids in `batch_fail_ids` get an error result."""
+        parts = path.strip("/").split("/")  # ["v1", "files"], ["v1", "messages", "batches", id], ...
+        with self._lock:
+            if method == "POST" and parts == ["v1", "files"]:
+                file_id = f"file-{len(self._files)}"
+                self._files[file_id] = body.get("file", "")
+                return self._send_json(
+                    handler,
+                    200,
+                    {"id": file_id, "object": "file", "bytes": len(self._files[file_id]), "created_at": 0,
+                     "filename": "batch.jsonl", "purpose": body.get("purpose", ""), "status": "processed"},
+                )
+            if method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
+                return self._send_raw(handler, 200, self._files.get(parts[2], "").encode())
+            if method == "POST" and parts == ["v1", "batches"]:
+                batch_id = f"batch_{len(self._batches)}"
+                lines = [json.loads(x) for x in self._files.get(body.get("input_file_id"), "").splitlines() if x]
+                output = []
+                for line in lines:
+                    if line["custom_id"] in self.batch_fail_ids:
+                        response = {"status_code": 400, "request_id": "r", "body": {"error": {"message": "bad"}}}
+                    else:
+                        response = {"status_code": 200, "request_id": "r", "body": self._reply_body("openai", line["body"])}
+                    output.append(json.dumps({"id": "x", "custom_id": line["custom_id"], "response": response, "error": None}))
+                out_id = f"file-{len(self._files)}"
+                self._files[out_id] = "\n".join(output) + "\n"
+                self._batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body.get("endpoint"),
+                                           "input_file_id": body.get("input_file_id"), "completion_window": "24h",
+                                           "created_at": 0, "output_file_id": out_id, "error_file_id": None,
+                                           "polls": 0}
+                return self._send_json(handler, 200, self._openai_batch_view(batch_id))
+            if method == "GET" and len(parts) == 3 and parts[1] == "batches":
+                return self._send_json(handler, 200, self._openai_batch_view(parts[2], poll=True))
+            if method == "POST" and parts == ["v1", "messages", "batches"]:
+                batch_id = f"msgbatch_{len(self._batches)}"
+                results = []
+                for item in body.get("requests", []):
+                    if item["custom_id"] in self.batch_fail_ids:
+                        result = {"type": "errored", "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}}
+                    else:
+                        result = {"type": "succeeded", "message": self._reply_body("anthropic", item["params"])}
+                    results.append(json.dumps({"custom_id": item["custom_id"], "result": result}))
+                self._batches[batch_id] = {"results": "\n".join(results) + "\n", "polls": 0}
+                return self._send_json(handler, 200, self._anthropic_batch_view(batch_id))
+            if method == "GET" and len(parts) == 5 and parts[-1] == "results":
+                return self._send_raw(handler, 200, self._batches[parts[3]]["results"].encode())
+            if method == "GET" and len(parts) == 4 and parts[2] == "batches":
+                return self._send_json(handler, 200, self._anthropic_batch_view(parts[3], poll=True))
+        self._send_json(handler, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
+
+    def _openai_batch_view(self, batch_id: str, poll: bool = False) -> dict:
+        batch = self._batches[batch_id]
+        done = poll and batch["polls"] >= 1
+        batch["polls"] += poll
+        view = {k: v for k, v in batch.items() if k != "polls"}
+        view["status"] = "completed" if done else "in_progress"
+        if not done:
+            view["output_file_id"] = None
+        return view
+
+    def _anthropic_batch_view(self, batch_id: str, poll: bool = False) -> dict:
+        batch = self._batches[batch_id]
+        done = poll and batch["polls"] >= 1
+        batch["polls"] += poll
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended" if done else "in_progress",
+            "request_counts": {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+            "created_at": "2025-01-01T00:00:00Z",
+            "expires_at": "2025-01-02T00:00:00Z",
+            "ended_at": "2025-01-01T01:00:00Z" if done else None,
+            "cancel_initiated_at": None,
+            "archived_at": None,
+            "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if done else None,
+        }
+
     # ---- wire formats ------------------------------------------------------------------------
+
+    def _reply_body(self, api: Api, body: dict) -> dict:
+        reply = self.responder(body, api)
+        if isinstance(reply, str):
+            reply = FakeReply(text=reply)
+        return self._openai_body(body, reply) if api == "openai" else self._anthropic_body(body, reply)
 
     def _usage(self, body: dict, reply: FakeReply, system: Any = None) -> tuple[int, int]:
         prompt = reply.prompt_tokens

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import anthropic
+from anthropic.types import Message
 
 from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.client import BaseLLMClient
@@ -31,7 +32,7 @@ class AnthropicClient(BaseLLMClient):
             api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
         )
 
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
+    def wire_params(self, request: ChatRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         params: dict[str, Any] = {
             "model": request.model,
@@ -52,7 +53,11 @@ class AnthropicClient(BaseLLMClient):
         return params
 
     async def _send(self, sdk: anthropic.AsyncAnthropic, request: ChatRequest) -> tuple[ChatResponse, float]:
-        message = await sdk.messages.create(**self._params(request))
+        message = await sdk.messages.create(**self.wire_params(request))
+        return self.parse_reply(message, request)
+
+    def parse_reply(self, message: Message, request: ChatRequest, *, batch: bool = False) -> tuple[ChatResponse, float]:
+        """A message (live or from a batch's results) as our response and its cost."""
         if message.content is None or message.usage is None:
             raise MalformedResponseError(f"{self.name}: response has no content or usage")
         text = _answer_text(message.content, want_tool=request.json_schema is not None)
@@ -75,6 +80,7 @@ class AnthropicClient(BaseLLMClient):
             completion_tokens,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
+            batch=batch,
         )
         return response, cost
 

@@ -94,6 +94,14 @@ class BaseLLMClient:
             self._per_loop[loop] = found
         return found
 
+    def with_model(self, request: ChatRequest) -> ChatRequest:
+        """The request as sent: an empty model means this client's model."""
+        return request.model_copy(update={"model": request.model or self.model})
+
+    def cache_key(self, request: ChatRequest) -> str:
+        """The response-cache key `complete()` uses for this request."""
+        return request_cache_key(self.backend, self.base_url, self.with_model(request))
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Answer from the cache if this exact request was answered before; else call (within the
         budget and the concurrency limit, with retries), log, price and cache the answer.
@@ -101,12 +109,12 @@ class BaseLLMClient:
         Raises LLMCallError (this request failed), LLMAccessError (key/model refused),
         BudgetExceeded (no call started).
         """
-        request = request.model_copy(update={"model": request.model or self.model})
+        request = self.with_model(request)
         key = request_cache_key(self.backend, self.base_url, request)
         if self.store is not None:
             hit = self.store.cache_get(key)
             if hit is not None:
-                self._log(key, status="cached", attempt=0, response=ChatResponse(**hit))
+                self.log_call(key, status="cached", attempt=0, response=ChatResponse(**hit))
                 return ChatResponse(**{**hit, "cached": True, "cost_usd": 0.0})
         if self.budget is not None:
             self.budget.check()
@@ -120,6 +128,11 @@ class BaseLLMClient:
                 )
             except Exception as exc:  # noqa: BLE001 (translated into our two error families)
                 raise self._translate(exc) from exc
+        self.remember(request, key, response)
+        return response
+
+    def remember(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
+        """Count a paid response against the budget and cache it (live calls and batch results)."""
         if self.budget is not None:
             self.budget.add(response.cost_usd)
         if self.store is not None:
@@ -130,7 +143,6 @@ class BaseLLMClient:
                 model=request.model,
                 request=request.model_dump(mode="json"),
             )
-        return response
 
     async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
         started = time.perf_counter()
@@ -138,16 +150,16 @@ class BaseLLMClient:
             response, cost = await self._send(sdk, request)
         except ValueError as exc:  # bad JSON or missing fields in a 200 body
             error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
-            self._log(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
+            self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
             raise error from exc
         except Exception as exc:
-            self._log(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
+            self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
             raise
         response.cost_usd = cost
-        self._log(key, status="ok", attempt=attempt, latency=time.perf_counter() - started, response=response)
+        self.log_call(key, status="ok", attempt=attempt, latency=time.perf_counter() - started, response=response)
         return response
 
-    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: int) -> float:
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: Any) -> float:
         return cost_usd(model, prompt_tokens, completion_tokens, self.prices, **kwargs)
 
     def _translate(self, exc: Exception) -> Exception:
@@ -173,7 +185,7 @@ class BaseLLMClient:
     def _redact(self, text: str) -> str:
         return redact(text, (self._api_key,))
 
-    def _log(
+    def log_call(
         self,
         key: str,
         *,
@@ -182,7 +194,9 @@ class BaseLLMClient:
         latency: float = 0.0,
         response: ChatResponse | None = None,
         exc: BaseException | None = None,
+        error: str | None = None,
     ) -> None:
+        """Append one attempt to the store's call log (no store: nothing to do)."""
         if self.store is None:
             return
         self.store.log_llm_call(
@@ -198,7 +212,7 @@ class BaseLLMClient:
             completion_tokens=response.completion_tokens if response else 0,
             cost_usd=response.cost_usd if response and status == "ok" else 0.0,
             latency_s=latency,
-            error=self._redact(f"{type(exc).__name__}: {exc}") if exc else None,
+            error=self._redact(f"{type(exc).__name__}: {exc}" if exc else error) if (exc or error) else None,
         )
 
     async def aclose(self) -> None:

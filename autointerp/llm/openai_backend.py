@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from autointerp.llm.base import ChatRequest, ChatResponse, TokenLogprob, TopLogprob
 from autointerp.llm.client import BaseLLMClient
@@ -37,7 +38,7 @@ class OpenAIClient(BaseLLMClient):
             api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
         )
 
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
+    def wire_params(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -60,7 +61,13 @@ class OpenAIClient(BaseLLMClient):
         return params
 
     async def _send(self, sdk: openai.AsyncOpenAI, request: ChatRequest) -> tuple[ChatResponse, float]:
-        completion = await sdk.chat.completions.create(**self._params(request))
+        completion = await sdk.chat.completions.create(**self.wire_params(request))
+        return self.parse_reply(completion, request)
+
+    def parse_reply(
+        self, completion: ChatCompletion, request: ChatRequest, *, batch: bool = False
+    ) -> tuple[ChatResponse, float]:
+        """A completion (live or from a batch output file) as our response and its cost."""
         if not completion.choices:
             raise MalformedResponseError(f"{self.name}: response has no choices")
         choice = completion.choices[0]
@@ -89,4 +96,4 @@ class OpenAIClient(BaseLLMClient):
         )
         if self.backend == "openai-compatible" and price_for(request.model, self.prices) is None:
             return response, 0.0  # a self-hosted model: free, and no warning about a missing price
-        return response, self._cost(request.model, prompt_tokens, completion_tokens)
+        return response, self._cost(request.model, prompt_tokens, completion_tokens, batch=batch)
