@@ -5,8 +5,9 @@ seeded bootstrap 95% CI), compared by the difference of medians (features - neur
 bootstrap CI) and tested with a two-sided Mann-Whitney U test. Medians lead because scores are
 bounded and skewed, so a few dead or uninterpretable units would drag means around.
 
-Which score counts for a unit: the unit's latest explanation by the chosen explainer, and that
-explanation's latest score under the scorer. Failed scores (value None, NaN, or marked failed) are
+Which score counts for a unit: its explanation from the chosen explainer (label: explainer, model,
+prompt version), and that explanation's score under the scorer from the chosen simulator; when a
+choice is ambiguous the caller must make it, nothing is picked silently. Failed scores (value None, NaN, or marked failed) are
 excluded and counted, never treated as zero.
 """
 
@@ -60,7 +61,8 @@ class ScorerComparison(BaseModel):
     """Neurons vs features under one scorer."""
 
     scorer: str
-    explainer: str
+    explainer: str  # explanation label, see `explanation_label`
+    simulator: str = ""  # whose scores these are
     neurons: KindSummary
     features: KindSummary
     median_difference: Difference
@@ -83,9 +85,15 @@ class ComparisonReport(ScorerComparison):
 # --- which explanation and score count for a unit -------------------------------------------------
 
 
+def explanation_label(explanation: Explanation) -> str:
+    """What tells explanation sources apart: explainer, model and prompt version, e.g.
+    'llm / openai:gpt-4o-mini / explain-v2' or 'offline-ngram'."""
+    return " / ".join(x for x in (explanation.explainer, explanation.model, explanation.prompt_version) if x)
+
+
 def explainers_in(entries: Sequence[CatalogEntry]) -> list[str]:
-    """Every explainer name that explained at least one unit, sorted."""
-    return sorted({e.explainer for entry in entries for e in entry.explanations})
+    """Every explanation label present, sorted."""
+    return sorted({explanation_label(e) for entry in entries for e in entry.explanations})
 
 
 def scorers_in(entries: Sequence[CatalogEntry]) -> list[str]:
@@ -95,35 +103,64 @@ def scorers_in(entries: Sequence[CatalogEntry]) -> list[str]:
 
 
 def resolve_explainer(entries: Sequence[CatalogEntry], explainer: str | None) -> str:
-    """The explainer to compare: the given one, or the only one present."""
-    names = explainers_in(entries)
-    if explainer is not None:
-        if explainer not in names:
-            raise UserError(
-                f"No unit was explained by explainer {explainer!r}; explainers present: {names or 'none'}."
-            )
-        return explainer
-    if not names:
+    """The explanation label to compare: the only one present, the one given, or the only label of
+    the explainer name given (so 'llm' works while a single LLM model explained the catalog)."""
+    labels = explainers_in(entries)
+    if not labels:
         raise UserError("No unit in the catalog has an explanation, so there is nothing to compare.")
-    if len(names) > 1:
-        raise UserError(f"The catalog holds several explainers {names}; choose one to compare.")
-    return names[0]
+    if explainer is None:
+        if len(labels) > 1:
+            raise UserError(f"The catalog holds explanations from several explainers {labels}; choose one.")
+        return labels[0]
+    if explainer in labels:
+        return explainer
+    by_name = sorted({explanation_label(e) for entry in entries for e in entry.explanations if e.explainer == explainer})
+    if len(by_name) == 1:
+        return by_name[0]
+    if by_name:
+        raise UserError(f"Explainer {explainer!r} ran with several settings {by_name}; choose one of them.")
+    raise UserError(f"No unit was explained by explainer {explainer!r}; explainers present: {labels}.")
 
 
-def latest_explanation(entry: CatalogEntry, explainer: str | None = None) -> Explanation | None:
-    """The unit's last explanation (by the given explainer, when one is given)."""
+def latest_explanation(entry: CatalogEntry, label: str | None = None) -> Explanation | None:
+    """The unit's explanation with this label (any label when None); the last listed if several."""
     for explanation in reversed(entry.explanations):
-        if explainer is None or explanation.explainer == explainer:
+        if label is None or explanation_label(explanation) == label:
             return explanation
     return None
 
 
-def score_of(entry: CatalogEntry, explanation: Explanation, scorer: str) -> Score | None:
-    """The last score of this explanation under the scorer, failed or not."""
+def score_of(entry: CatalogEntry, explanation: Explanation, scorer: str, simulator: str | None = None) -> Score | None:
+    """The explanation's score under the scorer (and simulator, when given), failed or not."""
     for score in reversed(entry.scores):
-        if score.scorer == scorer and score.explanation_settings_hash == explanation.settings_hash:
+        if (
+            score.scorer == scorer
+            and score.explanation_settings_hash == explanation.settings_hash
+            and (simulator is None or score.simulator == simulator)
+        ):
             return score
     return None
+
+
+def resolve_simulator(entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str | None) -> str:
+    """The simulator whose scores count: the one given, or the only one that scored these explanations.
+
+    Two simulators' scores are never mixed or picked between silently."""
+    used = set()
+    for entry in entries:
+        explanation = latest_explanation(entry, explainer)
+        if explanation is None:
+            continue
+        used |= {
+            s.simulator
+            for s in entry.scores
+            if s.scorer == scorer and s.explanation_settings_hash == explanation.settings_hash
+        }
+    if simulator is not None:
+        return simulator
+    if len(used) > 1:
+        raise UserError(f"{scorer!r} scores come from several simulators {sorted(used)}; choose one.")
+    return next(iter(used), "")
 
 
 def valid_value(score: Score | None) -> float | None:
@@ -166,6 +203,7 @@ def compare_samples(
     *,
     scorer: str = PRIMARY_SCORER,
     explainer: str = "",
+    simulator: str = "",
     n_resamples: int = 2000,
     seed: int = 0,
     neuron_failed: int = 0,
@@ -210,6 +248,7 @@ def compare_samples(
     return ScorerComparison(
         scorer=scorer,
         explainer=explainer,
+        simulator=simulator,
         neurons=neurons,
         features=features,
         median_difference=Difference(
@@ -224,13 +263,15 @@ def compare_samples(
     )
 
 
-def _collect(entries: Sequence[CatalogEntry], scorer: str, explainer: str) -> dict[str, dict[str, object]]:
+def _collect(
+    entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str
+) -> dict[str, dict[str, object]]:
     """Per kind: the valid values and how many units failed or were never scored."""
     collected: dict[str, dict[str, object]] = {k: {"values": [], "failed": 0, "unscored": 0} for k in KINDS}
     for entry in entries:
         bucket = collected[entry.harvest.kind]
         explanation = latest_explanation(entry, explainer)
-        score = score_of(entry, explanation, scorer) if explanation is not None else None
+        score = score_of(entry, explanation, scorer, simulator or None) if explanation is not None else None
         value = valid_value(score)
         if value is not None:
             bucket["values"].append(value)  # type: ignore[union-attr]
@@ -242,14 +283,16 @@ def _collect(entries: Sequence[CatalogEntry], scorer: str, explainer: str) -> di
 
 
 def _compare_one(
-    entries: Sequence[CatalogEntry], scorer: str, explainer: str, n_resamples: int, seed: int
+    entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str | None, n_resamples: int, seed: int
 ) -> ScorerComparison:
-    c = _collect(entries, scorer, explainer)
+    simulator = resolve_simulator(entries, scorer, explainer, simulator)
+    c = _collect(entries, scorer, explainer, simulator)
     return compare_samples(
         c["neuron"]["values"],  # type: ignore[arg-type]
         c["feature"]["values"],  # type: ignore[arg-type]
         scorer=scorer,
         explainer=explainer,
+        simulator=simulator,
         n_resamples=n_resamples,
         seed=seed,
         neuron_failed=c["neuron"]["failed"],  # type: ignore[arg-type]
@@ -264,23 +307,26 @@ def compare(
     *,
     scorer: str = PRIMARY_SCORER,
     explainer: str | None = None,
+    simulator: str | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> ComparisonReport:
     """Compare neuron and feature scores under every scorer present; `scorer` is the headline one.
 
+    `explainer` is an explanation label (see `explanation_label`) or an explainer name; `simulator`
+    picks whose scores count when several simulators scored the same explanations.
     Raises UserError when either kind has no valid score under the primary scorer. Other scorers
     where a kind has no valid score are listed in `skipped_scorers` with the reason.
     """
     explainer = resolve_explainer(entries, explainer)
-    primary = _compare_one(entries, scorer, explainer, n_resamples, seed)
+    primary = _compare_one(entries, scorer, explainer, simulator, n_resamples, seed)
     by_scorer: dict[str, ScorerComparison] = {scorer: primary}
     skipped: dict[str, str] = {}
     for other in scorers_in(entries):
         if other == scorer:
             continue
         try:
-            by_scorer[other] = _compare_one(entries, other, explainer, n_resamples, seed)
+            by_scorer[other] = _compare_one(entries, other, explainer, simulator, n_resamples, seed)
         except UserError as exc:
             skipped[other] = str(exc)
     return ComparisonReport(
@@ -352,7 +398,7 @@ def report_markdown(report: ComparisonReport, plot_name: str | None = SCORE_PLOT
     lines = [
         "# Neurons vs features",
         "",
-        f"Explainer `{report.explainer}`, primary scorer `{report.scorer}`; "
+        f"Explainer `{report.explainer}`, primary scorer `{report.scorer}` (simulator `{report.simulator}`); "
         f"bootstrap CIs from {report.n_resamples} resamples (seed {report.seed}); "
         "p from a two-sided Mann-Whitney U test. Failed scores are excluded and counted.",
         "",

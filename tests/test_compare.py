@@ -139,16 +139,49 @@ def test_a_kind_without_scores_is_a_clear_error():
         compare(entries)
 
 
+def _add_llm_explanation(entry, model: str, value: float, simulator: str = "offline") -> None:
+    h = entry.harvest
+    settings = f"llm-{model}-{h.kind}-{h.index}"
+    entry.explanations.append(Explanation(unit_kind=h.kind, unit_index=h.index, text=f"by {model}",
+                                          explainer="llm", model=model, settings_hash=settings))
+    entry.scores.append(Score(unit_kind=h.kind, unit_index=h.index, explanation_settings_hash=settings,
+                              scorer="simulation", simulator=simulator, value=value))
+
+
 def test_unknown_or_ambiguous_explainer_is_a_clear_error():
     entries = make_catalog(n_neurons=3, n_features=3)
     with pytest.raises(UserError, match="explainer 'llm'"):
         compare(entries, explainer="llm")
-    entries[0].explanations.append(
-        Explanation(unit_kind="neuron", unit_index=0, text="x", explainer="llm", settings_hash="l")
-    )
+    for e in entries:
+        _add_llm_explanation(e, "openai:gpt-4o-mini", 0.9)
     with pytest.raises(UserError, match="several explainers"):
         compare(entries)
     assert compare(entries, explainer=EXPLAINER, n_resamples=50).explainer == EXPLAINER
+    # An explainer name with a single model resolves to its label; its own scores count.
+    report = compare(entries, explainer="llm", n_resamples=50)
+    assert report.explainer == "llm / openai:gpt-4o-mini"
+    assert report.neurons.values == [0.9, 0.9, 0.9]
+    # Two models under one explainer name: the caller must choose one.
+    for e in entries:
+        _add_llm_explanation(e, "anthropic:claude", 0.1)
+    with pytest.raises(UserError, match="several settings"):
+        compare(entries, explainer="llm")
+    assert compare(entries, explainer="llm / anthropic:claude", n_resamples=50).features.values == [0.1] * 3
+
+
+def test_scores_from_several_simulators_are_never_mixed():
+    entries = make_catalog(n_neurons=3, n_features=3)
+    for e in entries:
+        h = e.harvest
+        e.scores.append(Score(unit_kind=h.kind, unit_index=h.index,
+                              explanation_settings_hash=e.explanations[0].settings_hash,
+                              scorer="simulation", simulator="openai:gpt-4o-mini", value=-0.5))
+    with pytest.raises(UserError, match="several simulators"):
+        compare(entries)
+    report = compare(entries, simulator="openai:gpt-4o-mini", n_resamples=50)
+    assert report.simulator == "openai:gpt-4o-mini" and report.neurons.values == [-0.5] * 3
+    offline = compare(entries, simulator="offline", n_resamples=50)
+    assert -0.5 not in offline.neurons.values + offline.features.values
 
 
 def test_scorer_missing_for_one_kind_is_skipped_with_reason():

@@ -29,6 +29,7 @@ def export_catalog(
     report: ComparisonReport | None = None,
     scorer: str = "simulation",
     explainer: str | None = None,
+    simulator: str | None = None,
     neuronpedia_model_id: str | None = None,
 ) -> dict[str, Path]:
     """Write every catalog format into out_dir; return {format: path}.
@@ -39,7 +40,7 @@ def export_catalog(
     note = None
     if report is None:
         try:
-            report = compare(entries, scorer=scorer, explainer=explainer)
+            report = compare(entries, scorer=scorer, explainer=explainer, simulator=simulator)
         except UserError as exc:
             note = str(exc)
     paths = {

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from autointerp.compare import (
     ComparisonReport,
     latest_explanation,
+    resolve_explainer,
     score_of,
     score_samples,
     summary_rows,
@@ -146,11 +147,11 @@ def example_html(example: ActivationExample, unit_max: float) -> str:
 class _UnitRow:
     """What the index list and the unit pages need to know about one entry."""
 
-    def __init__(self, entry: CatalogEntry, page: str, scorer: str, explainer: str | None):
+    def __init__(self, entry: CatalogEntry, page: str, scorer: str, explainer: str | None, simulator: str | None):
         self.entry = entry
         self.page = page
         self.explanation = latest_explanation(entry, explainer) or latest_explanation(entry)
-        score = score_of(entry, self.explanation, scorer) if self.explanation else None
+        score = score_of(entry, self.explanation, scorer, simulator) if self.explanation else None
         self.score: float | None = None
         if score is not None and not score.failed and score.value is not None:
             self.score = finite_or_none(score.value)
@@ -468,9 +469,13 @@ def write_html_catalog(
     if examples_per_group < 1:
         raise UserError(f"examples_per_group must be at least 1, got {examples_per_group}.")
     scorer = scorer or (report.scorer if report else "simulation")
-    explainer = explainer or (report.explainer if report else None)
+    if explainer is not None:
+        explainer = resolve_explainer(entries, explainer)
+    elif report is not None:
+        explainer = report.explainer
     ordered = sorted(entries, key=lambda e: (e.harvest.kind != "neuron", e.source, e.harvest.index))
-    rows = [_UnitRow(e, page, scorer, explainer) for e, page in zip(ordered, page_names(ordered))]
+    simulator = report.simulator if report is not None and report.scorer == scorer and report.simulator else None
+    rows = [_UnitRow(e, page, scorer, explainer, simulator) for e, page in zip(ordered, page_names(ordered))]
 
     html_dir = Path(out_dir) / HTML_DIR
     units_dir = html_dir / UNITS_DIR
