@@ -13,15 +13,15 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import sqlite_utils
+from pydantic import BaseModel
 
 from autointerp.errors import UserError
 from autointerp.records import (
     ActivationExample,
     CatalogEntry,
-    ExampleScore,
     Explanation,
     NeuronWeight,
     Score,
@@ -86,45 +86,10 @@ _TABLES: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
         },
         ("source", "kind", "index", "split", "sampling", "window_id"),
     ),
-    "explanations": (
-        {
-            "source": str,
-            "kind": str,
-            "index": int,
-            "settings_hash": str,
-            "text": str,
-            "explainer": str,
-            "model": str,
-            "prompt_version": str,
-            "prompt_tokens": int,
-            "completion_tokens": int,
-            "cost_usd": float,
-            "raw_response": str,
-            "created_at": str,
-        },
-        ("source", "kind", "index", "settings_hash"),
-    ),
-    "scores": (
-        {
-            "source": str,
-            "kind": str,
-            "index": int,
-            "scorer": str,
-            "explanation_settings_hash": str,
-            "settings_hash": str,
-            "simulator": str,
-            "value": float,
-            "failed": int,
-            "error": str,
-            "parts": str,
-            "details": str,
-            "prompt_tokens": int,
-            "completion_tokens": int,
-            "cost_usd": float,
-            "created_at": str,
-        },
-        ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash"),
-    ),
+    # explanations and scores: one column per record field, derived below (_record_columns), so a
+    # field added to the record is stored without touching this module.
+    "explanations": ({}, ("source", "kind", "index", "settings_hash")),
+    "scores": ({}, ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash")),
     "llm_calls": (
         {
             "id": int,
@@ -164,6 +129,60 @@ _TABLES: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
     ),
 }
 
+_SCALAR_TYPES = {str: str, int: int, float: float, bool: int}
+
+
+def _record_columns(model: type[BaseModel]) -> tuple[dict[str, type], set[str]]:
+    """SQL columns for a unit-level record (unit_kind/unit_index become kind/index) and the set of
+    fields stored as JSON text (lists, dicts, unions of non-scalars)."""
+    columns: dict[str, type] = {"source": str, "kind": str, "index": int}
+    json_fields: set[str] = set()
+    for name, field in model.model_fields.items():
+        if name in ("unit_kind", "unit_index"):
+            continue
+        args = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        sql_type = _SCALAR_TYPES.get(args[0]) if len(args) == 1 else None
+        if sql_type is None:
+            json_fields.add(name)
+            sql_type = str
+        columns[name] = sql_type
+    columns["created_at"] = str
+    return columns, json_fields
+
+
+_EXPLANATION_COLUMNS, _EXPLANATION_JSON = _record_columns(Explanation)
+_SCORE_COLUMNS, _SCORE_JSON = _record_columns(Score)
+_TABLES["explanations"] = (_EXPLANATION_COLUMNS, _TABLES["explanations"][1])
+_TABLES["scores"] = (_SCORE_COLUMNS, _TABLES["scores"][1])
+
+
+def _record_row(source: str, record: BaseModel, columns: dict[str, type], json_fields: set[str]) -> tuple:
+    data = record.model_dump(mode="json")
+    data["kind"] = data.pop("unit_kind")
+    data["index"] = data.pop("unit_index")
+    data["source"] = source
+    data["created_at"] = _now()
+    for name in json_fields:
+        data[name] = _dumps(data[name])
+    return tuple(int(v) if isinstance(v, bool) else v for v in (data.get(c) for c in columns))
+
+
+def _row_record(model: type[BaseModel], row: dict[str, Any], json_fields: set[str]) -> Any:
+    fields = model.model_fields
+    data: dict[str, Any] = {"unit_kind": row["kind"], "unit_index": row["index"]}
+    for name, value in row.items():
+        if name not in fields:
+            continue  # source, kind, index, created_at, or a column of a field since removed
+        if value is None and type(None) not in get_args(fields[name].annotation):
+            continue  # NULL in a column added after this row was written: use the field's default
+        if value is not None and name in json_fields:
+            value = json.loads(value)
+        elif fields[name].annotation is bool:
+            value = bool(value)
+        data[name] = value
+    return model.model_validate(data)
+
+
 _UNIT_COLUMNS = list(_TABLES["units"][0])
 _EXAMPLE_COLUMNS = list(_TABLES["examples"][0])
 
@@ -201,6 +220,10 @@ class CatalogStore:
     def _create_schema(self) -> None:
         for name, (columns, pk) in _TABLES.items():
             self.db[name].create(columns, pk=pk if len(pk) > 1 else pk[0], if_not_exists=True)
+            table = self.db[name]
+            missing = {c: t for c, t in columns.items() if c not in table.columns_dict}
+            for column, column_type in missing.items():  # a store written before a field existed
+                table.add_column(column, column_type)
         self.db["examples"].create_index(["source", "kind", "index", "position"], if_not_exists=True)
         self.db["llm_calls"].create_index(["run_id"], if_not_exists=True)
         found = self._meta_get("schema_version")
@@ -380,58 +403,34 @@ class CatalogStore:
 
     # ---- explanations ------------------------------------------------------------------------
 
-    def has_explanation(self, source: str, kind: UnitKind, index: int, settings_hash: str) -> bool:
+    def has_explanation(
+        self, source: str, kind: UnitKind, index: int, settings_hash: str, *, include_failed: bool = False
+    ) -> bool:
+        """Whether this unit is explained with these settings. Failed explanations count as not done
+        unless asked, so a re-run retries them."""
+        failed = "failed" if "failed" in _EXPLANATION_COLUMNS else "0"
         row = self.db.execute(
-            'SELECT 1 FROM explanations WHERE source = ? AND kind = ? AND "index" = ? '
+            f'SELECT {failed} FROM explanations WHERE source = ? AND kind = ? AND "index" = ? '
             "AND settings_hash = ?",
             [source, kind, index, settings_hash],
         ).fetchone()
-        return row is not None
+        return row is not None and (include_failed or not row[0])
 
     def put_explanation(self, source: str, explanation: Explanation) -> None:
         self.put_explanations(source, [explanation])
 
     def put_explanations(self, source: str, explanations: Iterable[Explanation]) -> None:
-        rows = [
-            (
-                source,
-                e.unit_kind,
-                e.unit_index,
-                e.settings_hash,
-                e.text,
-                e.explainer,
-                e.model,
-                e.prompt_version,
-                e.prompt_tokens,
-                e.completion_tokens,
-                e.cost_usd,
-                e.raw_response,
-                _now(),
-            )
-            for e in explanations
-        ]
+        rows = [_record_row(source, e, _EXPLANATION_COLUMNS, _EXPLANATION_JSON) for e in explanations]
         with self.db.atomic():
-            self.db.conn.executemany(_insert_sql("explanations", list(_TABLES["explanations"][0])), rows)
+            self.db.conn.executemany(_insert_sql("explanations", list(_EXPLANATION_COLUMNS)), rows)
 
     def explanations(
         self, source: str, kind: UnitKind | None = None, index: int | None = None
     ) -> list[Explanation]:
-        """Stored explanations, sorted by unit then settings hash."""
+        """Stored explanations (failed ones included), sorted by unit then settings hash."""
         sql, params = self._unit_filter("explanations", source, kind, index)
         return [
-            Explanation(
-                unit_kind=row["kind"],
-                unit_index=row["index"],
-                text=row["text"],
-                explainer=row["explainer"],
-                model=row["model"],
-                prompt_version=row["prompt_version"],
-                prompt_tokens=row["prompt_tokens"],
-                completion_tokens=row["completion_tokens"],
-                cost_usd=row["cost_usd"],
-                raw_response=row["raw_response"],
-                settings_hash=row["settings_hash"],
-            )
+            _row_record(Explanation, row, _EXPLANATION_JSON)
             for row in self.db.query(sql + ' ORDER BY kind, "index", settings_hash', params)
         ]
 
@@ -463,29 +462,9 @@ class CatalogStore:
         self.put_scores(source, [score])
 
     def put_scores(self, source: str, scores: Iterable[Score]) -> None:
-        rows = [
-            (
-                source,
-                s.unit_kind,
-                s.unit_index,
-                s.scorer,
-                s.explanation_settings_hash,
-                s.settings_hash,
-                s.simulator,
-                s.value,
-                int(s.failed),
-                s.error,
-                _dumps(s.parts),
-                _dumps([d.model_dump() for d in s.details]),
-                s.prompt_tokens,
-                s.completion_tokens,
-                s.cost_usd,
-                _now(),
-            )
-            for s in scores
-        ]
+        rows = [_record_row(source, sc, _SCORE_COLUMNS, _SCORE_JSON) for sc in scores]
         with self.db.atomic():
-            self.db.conn.executemany(_insert_sql("scores", list(_TABLES["scores"][0])), rows)
+            self.db.conn.executemany(_insert_sql("scores", list(_SCORE_COLUMNS)), rows)
 
     def scores(
         self,
@@ -500,7 +479,7 @@ class CatalogStore:
             sql += " AND scorer = ?"
             params.append(scorer)
         order = ' ORDER BY kind, "index", scorer, explanation_settings_hash, settings_hash'
-        return [_score_from_row(row) for row in self.db.query(sql + order, params)]
+        return [_row_record(Score, row, _SCORE_JSON) for row in self.db.query(sql + order, params)]
 
     # ---- the whole catalog -------------------------------------------------------------------
 
@@ -624,25 +603,6 @@ class CatalogStore:
         if run_id is not None:
             sql, params = sql + " WHERE run_id = ?", [run_id]
         return float(self.db.execute(sql, params).fetchone()[0])
-
-
-def _score_from_row(row: dict[str, Any]) -> Score:
-    return Score(
-        unit_kind=row["kind"],
-        unit_index=row["index"],
-        explanation_settings_hash=row["explanation_settings_hash"],
-        scorer=row["scorer"],
-        simulator=row["simulator"],
-        value=row["value"],
-        failed=bool(row["failed"]),
-        error=row["error"],
-        parts=json.loads(row["parts"]),
-        details=[ExampleScore(**d) for d in json.loads(row["details"])],
-        prompt_tokens=row["prompt_tokens"],
-        completion_tokens=row["completion_tokens"],
-        cost_usd=row["cost_usd"],
-        settings_hash=row["settings_hash"],
-    )
 
 
 def open_store(path: str | Path) -> CatalogStore:

@@ -289,3 +289,29 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path) -> None:
         assert len(keys) >= 40 and len(keys) % 20 == 0  # whole batches only
         counts = store.db.execute('SELECT COUNT(*) FROM examples GROUP BY kind, "index"').fetchall()
         assert len(counts) == len(keys) and {c[0] for c in counts} == {40}
+
+
+def test_failed_explanations_are_kept_but_not_done(store: CatalogStore) -> None:
+    if "failed" not in Explanation.model_fields:
+        pytest.skip("Explanation has no failed field in this checkout")
+    failed = make_explanation(3).model_copy(update={"text": "", "failed": True, "error": "HTTP 500 x5"})
+    store.put_explanation("src", failed)
+    assert not store.has_explanation("src", "feature", 3, "h1")
+    assert store.has_explanation("src", "feature", 3, "h1", include_failed=True)
+    assert store.explanations("src") == [failed]
+
+
+def test_store_from_before_a_record_field_existed_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with open_store(path) as old:
+        old.db.execute("ALTER TABLE explanations DROP COLUMN prompt_version")
+        old.db.execute(
+            'INSERT INTO explanations (source, kind, "index", settings_hash, text, explainer) '
+            "VALUES ('src', 'neuron', 1, 'h', 'old text', 'offline')"
+        )
+    with open_store(path) as reopened:
+        assert "prompt_version" in reopened.db["explanations"].columns_dict
+        [explanation] = reopened.explanations("src")
+        assert explanation.text == "old text" and explanation.prompt_version is None
+        reopened.put_explanation("src", make_explanation(2))
+        assert reopened.explanations("src", index=2) == [make_explanation(2)]
