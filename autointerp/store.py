@@ -211,6 +211,8 @@ class CatalogStore:
             # NORMAL is durable in WAL mode against process crashes (only power loss can drop the
             # last commits), and makes the many small log/cache commits cheap.
             self.db.execute("PRAGMA synchronous = NORMAL")
+            # A large harvest batch grows the WAL file to its size; shrink it back after checkpoints.
+            self.db.execute("PRAGMA journal_size_limit = 67108864")
             self._create_schema()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path} is not a usable autointerp store: {e}") from e
