@@ -37,6 +37,10 @@ class Explanation(BaseModel):
     cost_usd: float = 0.0
     raw_response: str | None = None
     settings_hash: str = ""  # hash of every setting that changes the output; used to skip done work
+    # An explainer that gave no usable text (LLM call failed, reply unreadable) is recorded, not lost:
+    # text is then "" and error says why. Failed explanations are retried by the next run, never scored.
+    failed: bool = False
+    error: str | None = None
 
 
 class ExampleScore(BaseModel):

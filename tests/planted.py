@@ -9,11 +9,18 @@ half in the explain split and half in the score split, like a real harvest.
 
 from __future__ import annotations
 
+import json
+import math
 import random
+import re
+from collections import Counter
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from autointerp.simulators.patterns import parse_explanation, predict_activations
 from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
+from tests.fake_llm_server import FakeReply, FakeToken
 
 FILLER = [
     " the", " a", " of", " and", " to", " in", " is", " was", " it", " that", " on", " for",
@@ -145,3 +152,102 @@ def planted_units(count: int = 6, *, seed: int = 0, kind: UnitKind = "feature") 
         else:
             units.append(PlantedUnit(index=index, triggers={a: 4.0}, context={a: " of"}, kind=kind))
     return units
+
+
+# ---- a fake LLM that knows what the offline simulator knows -----------------------------------
+# Plugged into tests/fake_llm_server.py as its responder, it answers our explain, simulate, detect
+# and fuzz prompts the way a sensible model would: it reads the prompt, applies the offline
+# explanation parser to the explanation in it, and replies in the asked-for format (with logprobs
+# around each number for OpenAI-style requests). So a correct explanation scores high through the
+# whole LLM path and a wrong one low, without any real model.
+
+
+_TOKEN_LINE = re.compile(r'^(\d+)\t(".*")$', re.MULTILINE)
+_EXCERPT = re.compile(r"^Excerpt (\d+): (.*)$", re.MULTILINE)
+_PIECE = re.compile(r" ?<<.*?>>| ?[A-Za-z0-9_]+| ?[^\sA-Za-z0-9_]|\s")
+
+
+def _conversation(body: dict[str, Any]) -> tuple[str, str]:
+    """(system text, last user text) of an OpenAI or Anthropic request body."""
+    system = body.get("system") or ""
+    if isinstance(system, list):
+        system = " ".join(block.get("text", "") for block in system)
+    last_user = ""
+    for message in body.get("messages", []):
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = " ".join(block.get("text", "") for block in content if isinstance(block, dict))
+        if message.get("role") == "system":
+            system = content
+        elif message.get("role") == "user":
+            last_user = content
+    return system, last_user
+
+
+def _excerpt_tokens(text: str) -> tuple[list[str], list[int]]:
+    """Tokens of a rendered excerpt (filler-style text) and the positions marked <<like this>>."""
+    tokens, marked = [], []
+    for piece in _PIECE.findall(text):
+        if "<<" in piece:
+            marked.append(len(tokens))
+            piece = piece.replace("<<", "").replace(">>", "")
+        tokens.append(piece)
+    return tokens, marked
+
+
+class SimulatingResponder:
+    """Callable responder for FakeLLMServer; counts what it was asked."""
+
+    def __init__(self, explain_preamble: bool = False):
+        self.explain_preamble = explain_preamble
+        self.asked: Counter[str] = Counter()
+
+    def __call__(self, body: dict[str, Any], api: str) -> str | FakeReply:
+        system, user = _conversation(body)
+        explanation = user.split("\n", 1)[0].removeprefix("Explanation: ")
+        if "Explanation: <your explanation>" in system:
+            self.asked["explain"] += 1
+            return self._explain(user)
+        if "Tokens (" in user:
+            self.asked["simulate"] += 1
+            tokens = [json.loads(t) for _, t in _TOKEN_LINE.findall(user)]
+            levels = [round(v) for v in predict_activations(parse_explanation(explanation), tokens)]
+            if api == "openai" and body.get("logprobs"):
+                return _number_lines_with_logprobs(tokens, levels)
+            return json.dumps({"activations": levels})
+        excerpts = [_excerpt_tokens(text) for _, text in _EXCERPT.findall(user)]
+        items = parse_explanation(explanation)
+        if "random tokens" in system:
+            self.asked["fuzz"] += 1
+            answers = []
+            for tokens, marked in excerpts:
+                predicted = predict_activations(items, tokens)
+                answers.append(int(bool(marked) and sum(predicted[i] > 0 for i in marked) * 2 >= len(marked)))
+        else:
+            self.asked["detect"] += 1
+            answers = [int(max(predict_activations(items, tokens), default=0) > 0) for tokens, _ in excerpts]
+        return json.dumps({"answers": answers})
+
+    def _explain(self, user: str) -> str:
+        weights: Counter[str] = Counter()
+        for line in user.split("\n"):
+            if line.startswith("Active tokens: "):
+                for token, level in re.findall(r'("(?:[^"\\]|\\.)*") (\d+)', line):
+                    weights[json.loads(token)] += int(level)
+        ranked = [t for t, w in weights.most_common(3) if w >= 0.3 * weights.most_common(1)[0][1]]
+        quoted = " and ".join(json.dumps(t) for t in ranked) or '"nothing"'
+        preamble = "Sure! Here is what I found.\n\n" if self.explain_preamble else ""
+        return f"{preamble}Explanation: fires on {quoted}"
+
+
+def _number_lines_with_logprobs(tokens: list[str], levels: list[int]) -> FakeReply:
+    """"i<TAB>token<TAB>n" lines whose number tokens carry a distribution peaked at n."""
+    pieces: list[FakeToken] = []
+    for i, (token, level) in enumerate(zip(tokens, levels)):
+        prefix = f"{i}\t{json.dumps(token, ensure_ascii=False)}\t"
+        pieces.append(FakeToken(prefix, 0.0, [(prefix, 0.0)]))
+        runner_up = 0 if level else 1
+        top = [(str(level), math.log(0.9)), (str(runner_up), math.log(0.1))]
+        pieces.append(FakeToken(str(level), math.log(0.9), top))
+        pieces.append(FakeToken("\n", 0.0, [("\n", 0.0)]))
+    return FakeReply(text="".join(p.token for p in pieces), logprobs=pieces)

@@ -17,12 +17,13 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob
+from autointerp.llm.errors import LLMCallError
 from autointerp.prompts import PromptTemplate, load_prompt, render_excerpt, token_lines
 from autointerp.simulators.base import HighlightedExample, Judgement, Simulation, SimulatorError, Usage
 
@@ -76,11 +77,8 @@ class LLMSimulator:
 
     async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
         """One request per example, all in flight at once (the client bounds concurrency)."""
-        results = await asyncio.gather(*(self._simulate_one(explanation, tokens) for tokens in examples))
-        usage = Usage()
-        for _, spent in results:
-            usage.merge(spent)
-        return Simulation(predictions=[predicted for predicted, _ in results], usage=usage)
+        predictions, usage = await _all_or_error([self._simulate_one(explanation, tokens) for tokens in examples])
+        return Simulation(predictions=predictions, usage=usage)
 
     async def _simulate_one(self, explanation: str, tokens: list[str]) -> tuple[list[float], Usage]:
         user = self.simulate_prompt.render(
@@ -111,13 +109,8 @@ class LLMSimulator:
     async def _judge(self, prompt: PromptTemplate, explanation: str, excerpts: list[str], what: str) -> Judgement:
         size = self.config.examples_per_prompt
         batches = [excerpts[i : i + size] for i in range(0, len(excerpts), size)]
-        results = await asyncio.gather(*(self._judge_batch(prompt, explanation, b, what) for b in batches))
-        usage = Usage()
-        answers: list[bool] = []
-        for batch_answers, spent in results:
-            answers.extend(batch_answers)
-            usage.merge(spent)
-        return Judgement(answers=answers, usage=usage)
+        results, usage = await _all_or_error([self._judge_batch(prompt, explanation, b, what) for b in batches])
+        return Judgement(answers=[answer for batch in results for answer in batch], usage=usage)
 
     async def _judge_batch(
         self, prompt: PromptTemplate, explanation: str, excerpts: list[str], what: str
@@ -160,6 +153,27 @@ class LLMSimulator:
                 )
         attempts = 1 + self.config.max_retries
         raise SimulatorError(f"{self.name}: malformed {what} answer after {attempts} attempts: {problem}", usage)
+
+
+async def _all_or_error(calls: list[Awaitable[tuple[T, Usage]]]) -> tuple[list[T], Usage]:
+    """Await every call (none is abandoned mid-flight), sum what they spent, and fail as a whole if
+    any failed: as SimulatorError carrying the total spend, unless the error must stop the stage
+    (budget spent, key refused), which passes through unchanged."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    usage = Usage()
+    values: list[T] = []
+    errors: list[BaseException] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            errors.append(outcome)
+            usage.merge(getattr(outcome, "usage", None) or Usage())
+        else:
+            values.append(outcome[0])
+            usage.merge(outcome[1])
+    if errors:
+        stopping = next((e for e in errors if not isinstance(e, (SimulatorError, LLMCallError))), None)
+        raise stopping if stopping is not None else SimulatorError(str(errors[0]), usage)
+    return values, usage
 
 
 def _with_fewshot(prompt: PromptTemplate, user: str) -> list[ChatMessage]:

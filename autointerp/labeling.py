@@ -1,0 +1,246 @@
+"""The explain stage and the score stage, over many units of one source.
+
+Both stages work the same way: list the units, drop those already done with the same settings hash,
+then let a fixed number of workers take units one by one (the LLM client bounds the requests in
+flight on top of that). Each result is written to the store the moment it exists, so killing the
+process loses only the units in flight, and a re-run picks up exactly what is missing. A unit whose
+LLM call or reply fails is written as a failed row (and retried by the next run); a spent budget or
+a refused key stops the stage: in-flight units finish, nothing new starts, and the error is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from tqdm import tqdm
+
+from autointerp.errors import UserError
+from autointerp.explainers import Explainer, ExplainerError
+from autointerp.llm.errors import LLMCallError
+from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
+from autointerp.scoring import SCORERS
+from autointerp.scoring.common import score_settings_hash
+from autointerp.scoring.detection import DetectionScorerConfig
+from autointerp.scoring.fuzzing import FuzzingScorerConfig
+from autointerp.scoring.simulation import SimulationScorerConfig
+from autointerp.simulators.base import Simulator
+from autointerp.store import CatalogStore
+
+UnitKey = tuple[UnitKind, int]
+
+DEFAULT_SCORER_CONFIGS: dict[str, type[BaseModel]] = {
+    "simulation": SimulationScorerConfig,
+    "detection": DetectionScorerConfig,
+    "fuzzing": FuzzingScorerConfig,
+}
+
+
+class UnknownScorerError(UserError):
+    """A scorer name that does not exist."""
+
+
+class StageReport(BaseModel):
+    """What one run of a stage did."""
+
+    stage: str  # "explain" or "score"
+    units: int = 0  # units asked for
+    skipped: int = 0  # already done with the same settings: untouched
+    written: int = 0  # successful results written now (explanations, or scores over all scorers)
+    failed: int = 0  # failure rows written now
+    not_explained: int = 0  # score stage: units without a usable explanation of the asked settings
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def count(self, result: Explanation | Score) -> None:
+        if result.failed:
+            self.failed += 1
+        else:
+            self.written += 1
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        self.cost_usd += result.cost_usd
+
+
+# ---- explain -----------------------------------------------------------------------------------
+
+
+async def explain_units(
+    store: CatalogStore,
+    source: str,
+    units: Iterable[UnitKey] | None,
+    explainer: Explainer,
+    *,
+    concurrency: int = 8,
+    progress: bool = True,
+) -> StageReport:
+    """Explain every unit of `units` (all units of `source` when None) that has no usable explanation
+    with `explainer.settings_hash` yet. Raises BudgetExceeded / other UserErrors after in-flight units
+    are finished and saved."""
+    keys = _unit_keys(store, source, units)
+    report = StageReport(stage="explain", units=len(keys))
+    usable = {
+        (e.unit_kind, e.unit_index)
+        for e in store.explanations(source)
+        if e.settings_hash == explainer.settings_hash and is_usable(e)
+    }
+    todo = [k for k in keys if k not in usable]
+    report.skipped = len(keys) - len(todo)
+
+    async def explain_one(key: UnitKey) -> None:
+        harvest = _load(store, source, key)
+        try:
+            explanation = await explainer.explain(harvest)
+        except (ExplainerError, LLMCallError) as exc:
+            explanation = failed_explanation(harvest, explainer, exc)
+        store.put_explanation(source, explanation)
+        report.count(explanation)
+
+    await _run_workers(todo, explain_one, concurrency, progress, f"explain ({explainer.name})")
+    return report
+
+
+def is_usable(explanation: Explanation) -> bool:
+    """Failed or empty explanations are never scored and are retried by the next explain run."""
+    return not explanation.failed and bool(explanation.text.strip())
+
+
+def failed_explanation(harvest: UnitHarvest, explainer: Explainer, exc: Exception) -> Explanation:
+    usage = getattr(exc, "usage", None)
+    return Explanation(
+        unit_kind=harvest.kind,
+        unit_index=harvest.index,
+        text="",
+        explainer=explainer.name,
+        model=getattr(explainer, "model", None),
+        prompt_version=getattr(explainer, "prompt_version", None),
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cost_usd=usage.cost_usd if usage else 0.0,
+        raw_response=getattr(exc, "raw_response", None),
+        settings_hash=explainer.settings_hash,
+        failed=True,
+        error=str(exc),
+    )
+
+
+# ---- score -------------------------------------------------------------------------------------
+
+
+async def score_units(
+    store: CatalogStore,
+    source: str,
+    units: Iterable[UnitKey] | None,
+    *,
+    explanation_settings_hash: str,
+    scorers: Sequence[str],
+    simulator: Simulator,
+    scorer_configs: dict[str, BaseModel] | None = None,
+    concurrency: int = 8,
+    progress: bool = True,
+) -> StageReport:
+    """Score each unit's explanation (the one made with `explanation_settings_hash`) under every
+    scorer in `scorers` not yet done with the same scorer and simulator settings. Units without a
+    usable explanation are counted in `not_explained` and left alone."""
+    unknown = [s for s in scorers if s not in SCORERS]
+    if unknown:
+        raise UnknownScorerError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
+    configs = {name: (scorer_configs or {}).get(name) or DEFAULT_SCORER_CONFIGS[name]() for name in scorers}
+    hashes = {name: score_settings_hash(name, configs[name].model_dump(), simulator) for name in scorers}
+    keys = _unit_keys(store, source, units)
+    report = StageReport(stage="score", units=len(keys))
+    explanations = {
+        (e.unit_kind, e.unit_index): e
+        for e in store.explanations(source)
+        if e.settings_hash == explanation_settings_hash and is_usable(e)
+    }
+    todo: list[tuple[UnitKey, list[str]]] = []
+    for key in keys:
+        explanation = explanations.get(key)
+        if explanation is None:
+            report.not_explained += 1
+            continue
+        missing = [
+            name
+            for name in scorers
+            if not store.has_score(source, key[0], key[1], name, explanation_settings_hash, hashes[name])
+        ]
+        if missing:
+            todo.append((key, missing))
+        else:
+            report.skipped += 1
+
+    async def score_one(item: tuple[UnitKey, list[str]]) -> None:
+        key, names = item
+        harvest = _load(store, source, key)
+        explanation = explanations[key]
+
+        async def run(name: str) -> None:
+            score = await SCORERS[name](harvest, explanation, simulator, configs[name])  # type: ignore[operator]
+            store.put_score(source, score)
+            report.count(score)
+
+        await asyncio.gather(*(run(name) for name in names))
+
+    await _run_workers(todo, score_one, concurrency, progress, f"score ({simulator.name})")
+    return report
+
+
+# ---- shared ------------------------------------------------------------------------------------
+
+
+def _unit_keys(store: CatalogStore, source: str, units: Iterable[UnitKey] | None) -> list[UnitKey]:
+    stored = store.unit_keys(source)
+    if units is None:
+        return stored
+    wanted = list(dict.fromkeys(units))  # keep order, drop repeats
+    known = set(stored)
+    missing = [k for k in wanted if k not in known]
+    if missing:
+        shown = ", ".join(f"{kind}:{index}" for kind, index in missing[:5])
+        raise UserError(f"source {source!r} has no unit(s) {shown}{' ...' if len(missing) > 5 else ''}")
+    return wanted
+
+
+def _load(store: CatalogStore, source: str, key: UnitKey) -> UnitHarvest:
+    harvest = store.get_unit(source, key[0], key[1])
+    if harvest is None:
+        raise UserError(f"unit {key[0]}:{key[1]} of source {source!r} disappeared from the store")
+    return harvest
+
+
+async def _run_workers(
+    items: Sequence[Any],
+    work: Callable[[Any], Awaitable[None]],
+    concurrency: int,
+    progress: bool,
+    label: str,
+) -> None:
+    """`concurrency` workers take items in order. The first exception stops new work; the workers
+    finish what they hold, then it is raised."""
+    if concurrency < 1:
+        raise UserError(f"concurrency must be >= 1, got {concurrency}")
+    pending = iter(items)
+    stop: list[BaseException] = []
+    bar = tqdm(total=len(items), desc=label, unit="unit", disable=not progress or not items)
+
+    async def worker() -> None:
+        for item in pending:  # one shared iterator: each item goes to exactly one worker
+            if stop:
+                return
+            try:
+                await work(item)
+            except Exception as exc:  # noqa: BLE001 (re-raised below, once the others finish)
+                stop.append(exc)
+                return
+            bar.update(1)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(items), 1)))))
+    finally:
+        bar.close()
+    if stop:
+        raise stop[0]

@@ -1,0 +1,208 @@
+"""Simulators and scorers: explanation parsing, correlation and balanced accuracy edge cases, and a
+correct explanation beating a wrong one under every scorer, offline and through the fake server
+(OpenAI with logprobs, Anthropic with JSON integers). Malformed output is retried, then a failed
+score."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from autointerp.explainers import OfflineExplainer
+from autointerp.llm import ChatResponse, RetryPolicy, TokenLogprob, TopLogprob, make_llm_client
+from autointerp.records import Explanation
+from autointerp.scoring import SCORERS, balanced_accuracy, correlation, score_simulation
+from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
+from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
+from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
+from tests.fake_llm_server import FakeLLMServer, Fault
+from tests.planted import SimulatingResponder, planted_harvest, planted_units
+
+FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
+WRONG_TEXT = 'fires on " stone" and " garden"'
+
+
+@pytest.fixture(autouse=True)
+def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sim")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-sim")
+
+
+def explanations_for(unit_index: int):
+    harvest = planted_harvest(planted_units(3)[unit_index])
+    right = OfflineExplainer().explain_now(harvest)
+    wrong = right.model_copy(update={"text": WRONG_TEXT})
+    return harvest, right, wrong
+
+
+# ---- parsing explanations ----------------------------------------------------------------------
+
+
+def test_offline_wording_parses_back_exactly() -> None:
+    text = 'fires most strongly on " God" (after " of"); strongly on " Lord" and any token after " the"; weakly on "\\n"'
+    assert parse_explanation(text) == (
+        PatternItem(token=" God", prev=" of", strength=10.0),
+        PatternItem(token=" Lord", prev=None, strength=7.0),
+        PatternItem(token=None, prev=" the", strength=7.0),
+        PatternItem(token="\n", prev=None, strength=2.0),
+    )
+
+
+def test_llm_prose_is_parsed_loosely() -> None:
+    items = parse_explanation("the word \u201cbank\u201d, especially `Bank`, but not 'banking'")
+    assert [(i.token, i.strength) for i in items] == [("bank", 10.0), ("Bank", 10.0), ("banking", 0.0)]
+    # No quotes at all: content words stand in for tokens.
+    assert {i.token for i in parse_explanation("references to rivers")} >= {"rivers", "river"}
+
+
+def test_predictions_follow_matching_rules() -> None:
+    tokens = [" Son", " of", " God", ",", " god", " the", " Lord", "God"]
+    exact = predict_activations(parse_explanation('fires on " God" (after " of")'), tokens)
+    assert exact == [0, 0, 10, 0, 0, 0, 0, 0]
+    loose = predict_activations(parse_explanation('fires on "God"; weakly on any token after " the"'), tokens)
+    assert loose[2] == 10 and loose[7] == 10 and loose[4] == pytest.approx(8.0)  # case-insensitive: 0.8x
+    assert loose[6] == 2
+    phrase = predict_activations(parse_explanation('"Son of God"'), tokens)
+    assert phrase[:3] == [5.0, 5.0, 10.0]
+    excluded = predict_activations(parse_explanation('"God" but not " god"'), tokens)
+    assert excluded[4] == 0 and excluded[2] == 10
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+def test_correlation_handles_constant_vectors_explicitly() -> None:
+    assert correlation([0, 1, 2], [0, 2, 4]) == pytest.approx(1.0)
+    assert correlation([0, 0, 0], [0, 2, 4]) == 0.0  # predicts nothing
+    assert correlation([0, 1, 2], [3, 3, 3]) is None  # nothing to predict
+    with pytest.raises(ValueError):
+        correlation([1, 2], [1, 2, 3])
+
+
+def test_balanced_accuracy() -> None:
+    assert balanced_accuracy([True, True, True, True], [True, True, False, False]) == 0.5
+    assert balanced_accuracy([True, False, False, False], [True, True, False, False]) == 0.75
+    assert balanced_accuracy([True], [True]) is None
+
+
+# ---- correct beats wrong -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scorer", sorted(SCORERS))
+@pytest.mark.parametrize("unit_index", [0, 1, 2])
+def test_offline_correct_explanation_beats_wrong(scorer: str, unit_index: int) -> None:
+    harvest, right, wrong = explanations_for(unit_index)
+    simulator = OfflineSimulator()
+    good = asyncio.run(SCORERS[scorer](harvest, right, simulator))
+    bad = asyncio.run(SCORERS[scorer](harvest, wrong, simulator))
+    assert not good.failed and not bad.failed
+    assert good.value > 0.9
+    assert good.value - bad.value > 0.2, (good.value, bad.value)
+    assert good.details and all(d.window_id >= 0 for d in good.details)
+    assert good.settings_hash == bad.settings_hash and good.simulator == "offline"
+
+
+def test_simulation_score_has_top_and_random_parts_and_details() -> None:
+    harvest, right, _ = explanations_for(1)
+    score = asyncio.run(score_simulation(harvest, right, OfflineSimulator()))
+    assert set(score.parts) == {"all", "top", "random"}
+    samplings = {d.sampling for d in score.details}
+    assert samplings == {"top", "random"}
+    assert all(len(d.predicted) == len(d.actual) for d in score.details)
+
+
+def test_simulation_of_a_unit_that_never_fires_is_a_failed_score() -> None:
+    harvest, right, _ = explanations_for(0)
+    for example in harvest.examples:
+        example.activations = [0.0] * len(example.tokens)
+    score = asyncio.run(score_simulation(harvest, right, OfflineSimulator()))
+    assert score.failed and score.value is None and "constant" in score.error
+
+
+def _client(server: FakeLLMServer, api: str):
+    if api == "openai":
+        return make_llm_client("openai:gpt-4o-mini", base_url=server.openai_base_url, retry=FAST, timeout=10)
+    return make_llm_client("anthropic:claude-haiku-4-5", base_url=server.anthropic_base_url, retry=FAST, timeout=10)
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_llm_correct_explanation_beats_wrong(fake_llm_server: FakeLLMServer, api: str) -> None:
+    fake_llm_server.responder = SimulatingResponder()
+    simulator = LLMSimulator(_client(fake_llm_server, api))
+    assert simulator.use_logprobs == (api == "openai")
+    harvest, right, wrong = explanations_for(1)
+    for scorer in sorted(SCORERS):
+        good = asyncio.run(SCORERS[scorer](harvest, right, simulator))
+        bad = asyncio.run(SCORERS[scorer](harvest, wrong, simulator))
+        assert not good.failed and not bad.failed, (good.error, bad.error)
+        assert good.value - bad.value > 0.2, (scorer, good.value, bad.value)
+        assert good.prompt_tokens > 0 and good.completion_tokens > 0
+        assert good.simulator == simulator.name
+    assert fake_llm_server.responder.asked.keys() == {"simulate", "detect", "fuzz"}
+
+
+def test_logprob_expected_value_at_the_number_positions() -> None:
+    text = '0\t" a"\t4\n1\t" b"\t0\n'
+    pieces = ['0\t" a"\t', "4", "\n", '1\t" b"\t', "0", "\n"]
+    tops = {1: [("4", 0.5), ("8", 0.25), (" 2", 0.25), ("x", 0.5)], 4: [("0", 1.0)]}
+    logprobs = [
+        TokenLogprob(token=p, logprob=0.0, top_logprobs=[TopLogprob(token=t, logprob=math.log(w)) for t, w in tops.get(k, [])])
+        for k, p in enumerate(pieces)
+    ]  # fmt: skip
+    predicted = read_number_lines(ChatResponse(text=text, logprobs=logprobs), 2)
+    assert predicted == pytest.approx([(4 * 0.5 + 8 * 0.25 + 2 * 0.25) / 1.0, 0.0])
+    # Without logprobs, the written numbers.
+    assert read_number_lines(ChatResponse(text=text), 2) == [4.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0\t\" a\"\t4\n", '0\t" a"\t4\n0\t" a"\t3\n1\t" b"\t1', '0\t" a"\t40\n1\t" b"\t1', "no numbers at all"],
+)
+def test_malformed_number_lines_are_rejected(text: str) -> None:
+    with pytest.raises(MalformedAnswer):
+        read_number_lines(ChatResponse(text=text), 2)
+
+
+def test_json_answers_tolerate_fences_but_not_wrong_shapes() -> None:
+    assert read_json_answers('```json\n{"answers": [1, 0]}\n```', 2) == [True, False]
+    assert read_json_answers("[0, 1]", 2) == [False, True]
+    for bad in ('{"answers": [1]}', '{"answers": [1, 2]}', '{"other": [1, 0]}', "yes, no"):
+        with pytest.raises(MalformedAnswer):
+            read_json_answers(bad, 2)
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_malformed_simulator_output_is_retried_then_a_failed_score(fake_llm_server: FakeLLMServer, api: str) -> None:
+    fake_llm_server.responder = lambda body, wire: "I cannot do that."
+    simulator = LLMSimulator(_client(fake_llm_server, api), LLMSimulatorConfig(max_retries=2))
+    harvest, right, _ = explanations_for(0)
+    one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1] + harvest.examples_for("score", "random")[:1]})
+    score = asyncio.run(score_simulation(one_example, right, simulator))
+    assert score.failed and score.value is None and score.details == []
+    assert "malformed simulation answer after 3 attempts" in score.error
+    assert fake_llm_server.request_count == 2 * 3  # two examples, three attempts each
+    assert score.prompt_tokens > 0  # what the failed attempts cost is still recorded
+    # Each retry tells the model what was wrong, so it is a new request rather than a cache replay.
+    last_messages = fake_llm_server.requests[-1].body["messages"]
+    assert "could not be read" in str(last_messages[-1]["content"])
+
+
+def test_a_failed_llm_call_is_a_failed_score_not_zeros(fake_llm_server: FakeLLMServer) -> None:
+    fake_llm_server.responder = SimulatingResponder()
+    fake_llm_server.add_faults(Fault(status=400))
+    simulator = LLMSimulator(_client(fake_llm_server, "openai"), LLMSimulatorConfig(examples_per_prompt=50))
+    harvest, right, _ = explanations_for(0)
+    score = asyncio.run(SCORERS["detection"](harvest, right, simulator))
+    assert score.failed and score.value is None and "400" in score.error
+
+
+def test_simulator_settings_separate_models_and_prompts(fake_llm_server: FakeLLMServer) -> None:
+    openai_sim = LLMSimulator(_client(fake_llm_server, "openai"))
+    anthropic_sim = LLMSimulator(_client(fake_llm_server, "anthropic"))
+    assert openai_sim.settings != anthropic_sim.settings
+    assert "simulate_v1" in openai_sim.settings["prompts"] and "simulate_json_v1" in anthropic_sim.settings["prompts"]
+    harvest, right, _ = explanations_for(0)
+    assert isinstance(right, Explanation)
