@@ -25,7 +25,7 @@ from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import LLMCallError
 from autointerp.llm.openai_backend import OpenAIClient
-from autointerp.llm.retry import call_with_retries
+from autointerp.llm.retry import SDK_ERRORS, call_with_retries
 
 MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Anthropic's rule; OpenAI accepts these too
@@ -89,7 +89,7 @@ async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest
 
     try:
         batch_id = await call_with_retries(_submit, client.retry, label=f"{client.name} batch")
-    except Exception as exc:  # noqa: BLE001
+    except SDK_ERRORS as exc:
         raise client._translate(exc) from exc
     if client.store is not None:
         client.store.put_batch(
@@ -114,9 +114,7 @@ async def collect_batch(
             raw = await _collect_anthropic(client, sdk, batch_id, requests)
         else:
             raise BatchError(f"{client.name}: no batch API for {client.backend} servers")
-    except (UserError, LLMCallError):
-        raise
-    except Exception as exc:  # noqa: BLE001
+    except SDK_ERRORS as exc:
         raise client._translate(exc) from exc
     if raw is None:
         return None
@@ -175,8 +173,11 @@ async def _collect_openai(
         for line in content.text.splitlines():
             if not line.strip():
                 continue
-            item = json.loads(line)
-            cid = item.get("custom_id", "")
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue  # an unreadable line: its request ends up with "no result"
+            cid = item.get("custom_id", "") if isinstance(item, dict) else ""
             if cid not in requests:
                 continue
             results[cid] = _openai_item(client, cid, item, requests[cid])

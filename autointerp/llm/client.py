@@ -20,7 +20,7 @@ from autointerp.llm.budget import Budget
 from autointerp.llm.errors import LLMAccessError, LLMCallError, MalformedResponseError
 from autointerp.llm.pricing import ModelPrice, cost_usd
 from autointerp.llm.redact import redact, safe_url
-from autointerp.llm.retry import RetryPolicy, call_with_retries, status_code_of
+from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, status_code_of
 from autointerp.store import CatalogStore
 
 log = logging.getLogger("autointerp.llm")
@@ -126,7 +126,7 @@ class BaseLLMClient:
                 response = await call_with_retries(
                     lambda attempt: self._attempt(sdk, request, key, attempt), self.retry, label=self.name
                 )
-            except Exception as exc:  # noqa: BLE001 (translated into our two error families)
+            except SDK_ERRORS as exc:
                 raise self._translate(exc) from exc
         self.remember(request, key, response)
         return response
@@ -164,8 +164,6 @@ class BaseLLMClient:
 
     def _translate(self, exc: Exception) -> Exception:
         """Turn an SDK exception into LLMAccessError (stop the stage) or LLMCallError (this unit)."""
-        if isinstance(exc, (LLMCallError, LLMAccessError)):
-            return exc
         code = status_code_of(exc)
         detail = self._redact(str(exc))
         if code in (401, 403):

@@ -26,6 +26,9 @@ log = logging.getLogger("autointerp.llm")
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+# What the SDKs raise for anything on the wire. Other exceptions are bugs and are not dressed up as
+# a failed call.
+SDK_ERRORS = (openai.APIError, anthropic.APIError)
 
 
 class RetryPolicy(BaseModel):
