@@ -14,3 +14,13 @@ def fake_llm_server() -> Iterator[FakeLLMServer]:
     """A local OpenAI + Anthropic compatible server; see tests/fake_llm_server.py."""
     with FakeLLMServer() as server:
         yield server
+
+
+# --- the sae/ package: the shipped built-in subject model, loaded once per test session ---------
+
+@pytest.fixture(scope="session")
+def subject():
+    """The built-in subject model (sae/data/subject) on CPU; tests must not modify it."""
+    from sae.subject.models import load_subject
+
+    return load_subject("builtin")
