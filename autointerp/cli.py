@@ -62,6 +62,332 @@ def add_subject_commands(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_subject_eval)
 
 
+# --- sae -----------------------------------------------------------------------------------------
+
+
+def _sae_train_config(args: argparse.Namespace):
+    from sae.training import SAETrainConfig
+
+    return SAETrainConfig(
+        architecture=args.arch, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1, total_tokens=args.tokens,
+        batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
+        resample_steps=[int(s) for s in args.resample_steps.split(",") if s] if args.resample_steps else [],
+    )
+
+
+def cmd_sae_train(args: argparse.Namespace) -> None:
+    from sae.subject.models import load_subject
+    from sae.training import train_sae
+
+    subject = load_subject(args.model, device=args.device)
+    summary = train_sae(subject, args.hook, _sae_train_config(args), Path(args.out))
+    print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
+
+
+def cmd_sae_eval(args: argparse.Namespace) -> None:
+    from sae.metrics import evaluate_sae, plot_density_histogram
+    from sae.saelens_format import load_sae
+    from sae.subject.models import load_subject
+
+    subject = load_subject(args.model, device=args.device)
+    folder = Path(args.path)
+    probe = load_sae(folder, device=args.device)
+    hook = args.hook or probe.cfg.hook_name
+    sae = load_sae(folder, subject.hook_width(hook), device=args.device)
+    metrics, density = evaluate_sae(subject, sae, hook, corpus=args.corpus, max_tokens=args.tokens)
+    plot = Path(args.plot) if args.plot else folder / "density.png"
+    plot_density_histogram(density, plot, title=f"{sae.cfg.architecture} {sae.cfg.d_sae}")
+    if args.json:
+        _print_json(metrics.model_dump())
+    else:
+        for key, value in metrics.model_dump().items():
+            print(f"{key:>24}: {value}")
+        print(f"density histogram: {plot}")
+
+
+def cmd_sae_sweep(args: argparse.Namespace) -> None:
+    from sae.subject.models import load_subject
+    from sae.sweep import sweep_sizes
+
+    subject = load_subject(args.model, device=args.device)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = sweep_sizes(subject, args.hook, _sae_train_config(args), sizes, Path(args.out), args.eval_tokens)
+    print(f"{'d_sae':>7} {'L0':>6} {'FVU':>6} {'dead':>6} {'dense':>6} {'loss_rec':>8}")
+    for r in rows:
+        print(f"{r['d_sae']:>7} {r['l0']:>6.1f} {r['fvu']:>6.3f} {r['dead_fraction']:>6.3f} "
+              f"{r['dense_fraction']:>6.3f} {r['loss_recovered']:>8.3f}")
+
+
+def _add_sae_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="builtin", help="builtin, a model folder, or an HF model name/path")
+    p.add_argument("--hook", default="blocks.0.mlp.act", help="module path of the MLP activation")
+    p.add_argument("--arch", default="topk", choices=["topk", "batchtopk", "relu_l1"])
+    p.add_argument("--d-sae", type=int, default=4096, help="number of features")
+    p.add_argument("--k", type=int, default=32, help="active features per token (topk, batchtopk)")
+    p.add_argument("--l1", type=float, default=5.0, help="L1 coefficient (relu_l1)")
+    p.add_argument("--resample-steps", default="", help="relu_l1: comma-separated steps to resample dead features")
+    p.add_argument("--tokens", type=int, default=2_000_000, help="training tokens")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--corpus", default="stdlib")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_sae_commands(sub: argparse._SubParsersAction) -> None:
+    sae = sub.add_parser("sae", help="train, evaluate and sweep sparse autoencoders")
+    ssub = sae.add_subparsers(dest="sae_command", required=True)
+
+    train = ssub.add_parser("train", help="train an SAE on streamed activations (resumes if --out has a checkpoint)")
+    _add_sae_training_options(train)
+    train.add_argument("--out", required=True, help="folder for the SAELens-layout SAE")
+    train.set_defaults(func=cmd_sae_train)
+
+    ev = ssub.add_parser("eval", help="L0, FVU, dead/dense fractions, loss recovered on held-out tokens")
+    ev.add_argument("path", help="a SAELens-layout SAE folder")
+    ev.add_argument("--model", default="builtin")
+    ev.add_argument("--hook", default=None, help="defaults to the hook named in cfg.json")
+    ev.add_argument("--corpus", default="stdlib")
+    ev.add_argument("--tokens", type=int, default=100_000, help="held-out tokens to evaluate on")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--plot", default=None, help="PNG path for the density histogram (default PATH/density.png)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_sae_eval)
+
+    sweep = ssub.add_parser("sweep", help="train and evaluate one SAE per dictionary size")
+    _add_sae_training_options(sweep)
+    sweep.add_argument("--sizes", default="512,1024,2048,4096,8192,16384")
+    sweep.add_argument("--out", required=True, help="folder that receives one SAE folder per size + sweep.json")
+    sweep.add_argument("--eval-tokens", type=int, default=100_000)
+    sweep.set_defaults(func=cmd_sae_sweep)
+
+
+# --- the pipeline and its stages ----------------------------------------------------------------
+
+
+def _print_summary(summary) -> None:
+    print(f"catalog: {summary.out}/catalog.db   html: {summary.html_path}")
+    if summary.sae_metrics:
+        m = summary.sae_metrics
+        print(f"SAE: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, dead {m['dead_fraction']:.3f}, "
+              f"loss recovered {m['loss_recovered']:.3f}")
+    if summary.report_path:
+        report = json.loads(Path(summary.report_path).read_text())
+        n, f = report["neurons"], report["features"]
+        print(f"{report['scorer']} score medians: neurons {n['median']:.3f} {n['median_ci95']} (n={n['n']}), "
+              f"features {f['median']:.3f} {f['median_ci95']} (n={f['n']}); "
+              f"difference {report['median_difference']['value']:.3f} {report['median_difference']['ci95']}, "
+              f"p={report['p_value']:.2g}")
+    if summary.stopped_by_budget:
+        print(f"stopped early: {summary.stopped_by_budget}")
+    print("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary.stage_seconds.items()))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from autointerp.demo import demo_config
+    from autointerp.pipeline import run_pipeline
+
+    _print_summary(run_pipeline(demo_config(args.out)))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from autointerp.pipeline import load_run_config, run_pipeline
+
+    cfg = load_run_config(Path(args.config))
+    if args.out:
+        cfg.out = args.out
+    _print_summary(run_pipeline(cfg))
+
+
+def _open_catalog(db: str):
+    from autointerp.store import open_store
+
+    if not Path(db).exists():
+        raise UserError(f"no catalog database at {db}")
+    return open_store(db)
+
+
+def _pick_source(store, source: str | None) -> str:
+    sources = store.sources()
+    if source:
+        store.source_config(source)  # fails clearly on an unknown name
+        return source
+    if len(sources) != 1:
+        raise UserError(f"{store.path} holds {len(sources)} sources ({', '.join(sources) or 'none'}); pick one with --source")
+    return sources[0]
+
+
+def cmd_harvest(args: argparse.Namespace) -> None:
+    from autointerp.pipeline import SubjectSpec, harvest_into_store, source_name
+    from autointerp.store import open_store
+    from sae.harvest import HarvestConfig
+    from sae.saelens_format import load_sae
+    from sae.subject.models import load_subject
+
+    spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
+    subject = load_subject(spec.model, device=spec.device)
+    sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
+    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(args.db)
+    source = source_name(spec, sae)
+    described = {"subject": spec.model_dump(), "sae": args.sae, "corpus": args.corpus}
+    ran = harvest_into_store(store, source, subject, spec.hook, sae, cfg, described)
+    print(f"{'harvested' if ran else 'already harvested'} source {source!r} into {args.db}")
+
+
+def _label_spec(args: argparse.Namespace):
+    from autointerp.pipeline import LabelSpec
+
+    return LabelSpec(
+        explainer=getattr(args, "explainer", "offline"), simulator=getattr(args, "simulator", "offline"),
+        base_url=args.base_url, scorers=getattr(args, "scorers", "simulation").split(","), max_cost=args.max_cost,
+        concurrency=args.concurrency,
+    )
+
+
+def _selection(args: argparse.Namespace):
+    from autointerp.pipeline import UnitSelection
+
+    kinds = args.kinds.split(",")
+    if args.units == "all":
+        return UnitSelection(kinds=kinds)
+    mode, _, value = args.units.partition(":")
+    if mode in ("first", "random") and value.isdigit():
+        return UnitSelection(kinds=kinds, mode=mode, n=int(value), seed=args.seed)
+    if mode == "list" and value:
+        try:
+            indices = [int(v) for v in value.split(",")]
+        except ValueError:
+            raise UserError(f"--units list: needs integers, got {value!r}") from None
+        return UnitSelection(kinds=kinds, mode="list", indices={k: indices for k in kinds})
+    raise UserError(f"--units must be all, first:N, random:N or list:I,J,..., got {args.units!r}")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from autointerp.labeling import explain_units
+    from autointerp.llm.budget import Budget
+    from autointerp.pipeline import make_explainer, select_units
+
+    store = _open_catalog(args.db)
+    source = _pick_source(store, args.source)
+    spec = _label_spec(args)
+    explainer = make_explainer(spec, store, Budget(spec.max_cost) if spec.max_cost else None, "explain")
+    units = select_units(store, source, _selection(args))
+    report = asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    _print_json(report.model_dump())
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from autointerp.labeling import score_units
+    from autointerp.llm.budget import Budget
+    from autointerp.pipeline import make_explainer, make_simulator, select_units
+
+    store = _open_catalog(args.db)
+    source = _pick_source(store, args.source)
+    spec = _label_spec(args)
+    budget = Budget(spec.max_cost) if spec.max_cost else None
+    explainer = make_explainer(spec, store, budget, "score")  # names which explanations to score
+    simulator = make_simulator(spec, store, budget, "score")
+    units = select_units(store, source, _selection(args))
+    report = asyncio.run(score_units(
+        store, source, units, explanation_settings_hash=explainer.settings_hash, scorers=spec.scorers,
+        simulator=simulator, concurrency=spec.concurrency,
+    ))
+    _print_json(report.model_dump())
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from autointerp.compare import compare, report_markdown, write_report
+
+    store = _open_catalog(args.db)
+    source = _pick_source(store, args.source)
+    report = compare(list(store.catalog_entries(source)), scorer=args.scorer, explainer=args.explainer)
+    out = Path(args.out) if args.out else Path(args.db).parent
+    path = write_report(report, out)
+    print(report_markdown(report))
+    print(f"written: {path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from autointerp.export import export_catalog
+
+    store = _open_catalog(args.db)
+    source = _pick_source(store, args.source)
+    out = Path(args.out) if args.out else Path(args.db).parent
+    paths = export_catalog(list(store.catalog_entries(source)), out, scorer=args.scorer, explainer=args.explainer)
+    for name, path in paths.items():
+        print(f"{name:>12}: {path}")
+
+
+def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: bool) -> None:
+    p.add_argument("--db", required=True, help="the catalog database (catalog.db)")
+    p.add_argument("--source", default=None, help="which source in the database (needed if several)")
+    p.add_argument("--kinds", default="neuron,feature", help="unit kinds, comma-separated")
+    p.add_argument("--units", default="all", help="all, first:N, random:N or list:I,J,...")
+    p.add_argument("--seed", type=int, default=0, help="for --units random:N")
+    if explainer:
+        p.add_argument("--explainer", default="offline",
+                       help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+    if simulator:
+        p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
+        p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")
+    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible server")
+    p.add_argument("--max-cost", type=float, default=None, help="stop cleanly once this many USD are spent")
+    p.add_argument("--concurrency", type=int, default=8, help="LLM requests in flight")
+
+
+def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="the whole job offline on the built-in model (resumable)")
+    demo.add_argument("--out", default="demo_out", help="run folder (catalog.db, sae/, html/, report.*)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="the whole job from a TOML/YAML run config (resumable)")
+    run.add_argument("config", help="a .toml or .yaml file (see configs/)")
+    run.add_argument("--out", default=None, help="overrides the config's out folder")
+    run.set_defaults(func=cmd_run)
+
+    harvest = sub.add_parser("harvest", help="stream activations and store every unit's stats and examples")
+    harvest.add_argument("--db", required=True, help="catalog database to write (created if missing)")
+    harvest.add_argument("--model", default="builtin")
+    harvest.add_argument("--hook", default="blocks.0.mlp.act")
+    harvest.add_argument("--sae", default=None, help="a SAELens-layout SAE folder (features); neurons always")
+    harvest.add_argument("--corpus", default="stdlib")
+    harvest.add_argument("--tokens", type=int, default=500_000)
+    harvest.add_argument("--top", type=int, default=40, help="top examples per unit (explain split)")
+    harvest.add_argument("--device", default="cpu")
+    harvest.add_argument("--seed", type=int, default=0)
+    harvest.set_defaults(func=cmd_harvest)
+
+    explain = sub.add_parser("explain", help="write an explanation for each selected unit")
+    _add_label_options(explain, explainer=True, simulator=False)
+    explain.set_defaults(func=cmd_explain)
+
+    score = sub.add_parser("score", help="simulate and score the explanations of the selected units")
+    _add_label_options(score, explainer=True, simulator=True)
+    score.set_defaults(func=cmd_score)
+
+    cmp_ = sub.add_parser("compare", help="neurons vs features: medians, bootstrap CIs, Mann-Whitney p, plot")
+    cmp_.add_argument("db", help="the catalog database")
+    cmp_.add_argument("--source", default=None)
+    cmp_.add_argument("--scorer", default="simulation")
+    cmp_.add_argument("--explainer", default=None, help="explanation label when several explainers ran")
+    cmp_.add_argument("--out", default=None, help="folder for report.json/md (default: next to the db)")
+    cmp_.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser("export", help="catalog.jsonl, Neuronpedia JSON, static HTML catalog")
+    export.add_argument("db", help="the catalog database")
+    export.add_argument("--source", default=None)
+    export.add_argument("--scorer", default="simulation")
+    export.add_argument("--explainer", default=None)
+    export.add_argument("--out", default=None, help="output folder (default: next to the db)")
+    export.set_defaults(func=cmd_export)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -71,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_subject_commands(sub)
+    add_sae_commands(sub)
+    add_pipeline_commands(sub)
     return parser
 
 

@@ -36,7 +36,8 @@ class HarvestConfig(BaseModel):
     per_quantile_explain: int = 2
     per_quantile_score: int = 1
     n_random: int = 20  # uniformly random windows per split (shared by all units)
-    n_silent: int = 10  # random windows where the unit is silent, per split
+    n_silent: int = 10  # windows where the unit is silent (or least active), per split
+    example_length: int | None = 32  # tokens kept per example (None: the whole window)
     score_fraction: float = 0.5
     n_logit_tokens: int = 10
     n_top_neurons: int = 8
@@ -80,7 +81,9 @@ class KindHarvester:
             ok = in_split[None, :]
             slots.top.merge(torch.where(ok & fires, window_max, neg_inf), ids, toks, per_unit)
             slots.reservoir.merge(torch.where(ok & fires, unit_priority, neg_inf), ids, toks, per_unit)
-            slots.silent.merge(torch.where(ok & ~fires, unit_priority, neg_inf), ids, toks, per_unit)
+            # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
+            quiet = torch.where(fires, -window_max, -unit_priority)
+            slots.low.merge(torch.where(ok, quiet, neg_inf), ids, toks, per_unit)
             self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, toks, per_unit)
 
 
@@ -134,21 +137,38 @@ def _stats(h: KindHarvester, unit: int) -> UnitStats:
     )
 
 
+def example_slice(acts: torch.Tensor, sampling: str, length: int | None) -> slice:
+    """Which part of a window an example keeps: around the peak (most of the room before it, as
+    the model reads left to right) for top and quantile examples; the end of the window, where
+    each token has the most context, for random and silent ones."""
+    n = acts.shape[0]
+    if length is None or length >= n:
+        return slice(0, n)
+    if sampling in ("top", "quantile"):
+        after = max(1, length // 4)
+        start = min(max(0, int(acts.argmax()) + after + 1 - length), n - length)
+    else:
+        start = n - length
+    return slice(start, start + length)
+
+
 def _examples(
     slots: WindowSlots, unit: int, order: list[int], split: ExampleSplit, sampling: str,
-    strings: list[str], quantiles: list[int | None] | None = None,
+    strings: list[str], length: int | None, quantiles: list[int | None] | None = None,
 ) -> list[ActivationExample]:
     out = []
     ids = slots.window_id[unit]
     for pos, slot in enumerate(order):
         if int(ids[slot]) < 0:
             continue
-        tokens = slots.tokens[unit, slot].tolist()
+        acts = slots.acts[unit, slot]
+        part = example_slice(acts, sampling, length)
         out.append(
             ActivationExample(
                 window_id=int(ids[slot]),
-                tokens=[strings[t] for t in tokens],
-                activations=[round(a, 5) for a in slots.acts[unit, slot].tolist()],
+                start=part.start,
+                tokens=[strings[t] for t in slots.tokens[unit, slot, part].tolist()],
+                activations=[round(a, 4) for a in acts[part].tolist()],
                 split=split,
                 sampling=sampling,  # type: ignore[arg-type]
                 quantile=quantiles[pos] if quantiles else None,
@@ -182,11 +202,13 @@ def _split_examples(
     top_order = slots.top.key[unit].argsort(descending=True).tolist()
     q_order, q_labels = _quantile_order(slots.reservoir, unit, h.cfg.n_quantiles, per_quantile)
     every = list(range(h.random[split].key.shape[1]))
+    low_order = slots.low.key[unit].argsort(descending=True).tolist()
+    length = h.cfg.example_length
     examples = (
-        _examples(slots.top, unit, top_order, split, "top", strings)
-        + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, q_labels)
-        + _examples(h.random[split], unit, every, split, "random", strings)
-        + _examples(slots.silent, unit, list(range(slots.silent.key.shape[1])), split, "silent", strings)
+        _examples(slots.top, unit, top_order, split, "top", strings, length)
+        + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, length, q_labels)
+        + _examples(h.random[split], unit, every, split, "random", strings, length)
+        + _examples(slots.low, unit, low_order, split, "silent", strings, length)
     )
     seen: set[int] = set()
     unique = []

@@ -6,7 +6,8 @@ Per unit it keeps, on the model's device and at a size fixed up front:
     reservoir  a uniform sample of `reservoir` windows where the unit fires, per split (bottom-k of
                a random priority, so two shards' samples merge into a uniform sample of the union);
                quantile-stratified examples are drawn from it at the end
-    silent     a uniform sample of windows where the unit never fires, per split
+    low        the windows where the unit is least active, per split: a uniform sample of the
+               windows where it never fires when there are enough, else the lowest by max
 Each kept window stores its tokens and the unit's activation at every position. Nothing grows with
 the number of tokens seen.
 """
@@ -122,7 +123,7 @@ class UnitStatsState:
 class SplitSlots:
     top: WindowSlots
     reservoir: WindowSlots
-    silent: WindowSlots
+    low: WindowSlots
 
 
 @dataclass

@@ -15,7 +15,8 @@ UnitKind = Literal["neuron", "feature"]
 # simulators and scorers only ever see "score". A window belongs to exactly one split.
 ExampleSplit = Literal["explain", "score"]
 # How the example was chosen: the top-k by max activation, a stratified sample per activation
-# quantile, a uniformly random window, or a random window where the unit never fires ("silent").
+# quantile, a uniformly random window, or a window where the unit is silent ("silent": random among
+# the windows where it never fires; for units that fire nearly everywhere, the least active windows).
 Sampling = Literal["top", "quantile", "random", "silent"]
 
 
@@ -28,6 +29,7 @@ class ActivationExample(BaseModel):
     """One window of tokens with the unit's activation at every token."""
 
     window_id: int  # position of the window in the harvested stream; unique within a harvest
+    start: int = 0  # position of tokens[0] within that window (examples may be a slice of it)
     tokens: list[str]  # decoded token strings, one per position (whitespace kept)
     activations: list[float]  # same length as tokens
     split: ExampleSplit

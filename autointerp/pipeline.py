@@ -1,0 +1,294 @@
+"""The whole job, stage after stage, as plain function calls:
+
+    subject model -> SAE (train or load, then evaluate) -> harvest neurons and features into the
+    catalog store -> explain -> simulate and score -> compare neurons vs features -> export
+
+Every stage first looks at what is already on disk under the run's folder and skips what is
+finished with the same settings, so a killed run resumes and a repeated one redoes nothing.
+`RunConfig` is what a TOML/YAML run file holds; each stage only receives its own part of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from autointerp.compare import compare
+from autointerp.errors import UserError
+from autointerp.explainers import Explainer
+from autointerp.explainers.llm import LLMExplainer
+from autointerp.explainers.offline import OfflineExplainer
+from autointerp.export import export_catalog
+from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
+from autointerp.llm.budget import Budget, BudgetExceeded
+from autointerp.llm.factory import make_llm_client
+from autointerp.records import UnitKind
+from autointerp.simulators.base import Simulator
+from autointerp.simulators.llm import LLMSimulator
+from autointerp.simulators.offline import OfflineSimulator
+from autointerp.store import CatalogStore, open_store
+from sae.autoencoder import SparseAutoencoder
+from sae.harvest import HarvestConfig, harvest, unit_records
+from sae.metrics import evaluate_sae, plot_density_histogram
+from sae.saelens_format import CFG_FILE, load_sae
+from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
+from sae.training import SAETrainConfig, train_sae
+
+CATALOG_DB = "catalog.db"
+SAE_DIR = "sae"
+
+
+class SubjectSpec(BaseModel):
+    model: str = "builtin"  # "builtin", a built-in-layout folder, or an HF model name/path
+    hook: str = BUILTIN_HOOK
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+class SAESpec(BaseModel):
+    path: str | None = None  # a SAELens-layout folder to load; None trains one into OUT/sae
+    train: SAETrainConfig = SAETrainConfig()
+    eval_tokens: int = 100_000
+
+
+class UnitSelection(BaseModel):
+    kinds: list[UnitKind] = ["neuron", "feature"]
+    mode: Literal["all", "first", "random", "list"] = "all"
+    n: int | None = None  # for first / random: per kind
+    indices: dict[str, list[int]] = Field(default_factory=dict)  # for list: {"feature": [1, 5]}
+    seed: int = 0
+
+
+class LabelSpec(BaseModel):
+    explainer: str = "offline"  # offline, openai:MODEL, anthropic:MODEL, openai-compatible:MODEL
+    simulator: str = "offline"
+    base_url: str | None = None  # for openai-compatible servers (vLLM, llama.cpp, Ollama)
+    scorers: list[str] = ["simulation", "detection", "fuzzing"]
+    max_cost: float | None = None  # USD for the whole run; stops cleanly when reached
+    concurrency: int = 8
+    timeout: float = 60.0
+    prices: str | None = None  # a .json/.toml price table overriding the built-in one
+
+
+class RunConfig(BaseModel):
+    out: str = "autointerp_run"
+    corpus: str = "stdlib"
+    subject: SubjectSpec = SubjectSpec()
+    sae: SAESpec = SAESpec()
+    harvest: HarvestConfig = HarvestConfig()
+    units: UnitSelection = UnitSelection()
+    label: LabelSpec = LabelSpec()
+
+
+class RunSummary(BaseModel):
+    out: str
+    source: str
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    sae_metrics: dict | None = None
+    explain: StageReport | None = None
+    score: StageReport | None = None
+    report_path: str | None = None
+    html_path: str | None = None
+    stopped_by_budget: str | None = None
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """A TOML or YAML run file, validated; every mistake is reported with its field path."""
+    if not path.exists():
+        raise UserError(f"run config {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise UserError(f"run config {path} must end in .toml, .yaml or .yml")
+    except UserError:
+        raise
+    except Exception as err:  # tomllib and yaml raise their own parse errors
+        raise UserError(f"cannot parse {path}: {err}") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise UserError(f"{path}: {problems}") from None
+
+
+# --- stage 1: the SAE -------------------------------------------------------------------------------
+
+
+def prepare_sae(subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, out: Path) -> tuple[SparseAutoencoder, Path, dict]:
+    """Load the configured SAE, or train one into OUT/sae (resuming a killed training); evaluate it
+    once (OUT/sae/metrics.json and density.png) unless that was done already."""
+    width = subject.hook_width(hook)
+    if spec.path:
+        folder = Path(spec.path)
+    else:
+        folder = out / SAE_DIR
+        if not (folder / CFG_FILE).exists():
+            train_sae(subject, hook, spec.train.model_copy(update={"corpus": corpus}), folder)
+    sae = load_sae(folder, width, device=str(subject.device))
+    metrics_file = out / "sae_metrics.json" if spec.path else folder / "metrics.json"
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+    else:
+        result, density = evaluate_sae(subject, sae, hook, corpus=corpus, max_tokens=spec.eval_tokens)
+        metrics = result.model_dump()
+        metrics_file.write_text(json.dumps(metrics, indent=2))
+        plot_density_histogram(density, metrics_file.parent / "density.png", title=f"SAE {sae.cfg.d_sae} features")
+    return sae, folder, metrics
+
+
+# --- stage 2: harvest -------------------------------------------------------------------------------
+
+
+def source_name(subject: SubjectSpec, sae: SparseAutoencoder | None) -> str:
+    """Which model, hook and SAE a unit belongs to, e.g. `builtin/blocks.0.mlp.act/topk-4096`."""
+    suffix = f"/{sae.cfg.architecture}-{sae.cfg.d_sae}" if sae is not None else ""
+    return f"{subject.model}/{subject.hook}{suffix}"
+
+
+def harvest_into_store(
+    store: CatalogStore, source: str, subject: SubjectModel, hook: str, sae: SparseAutoencoder | None,
+    cfg: HarvestConfig, described: dict,
+) -> bool:
+    """Harvest every unit into the store unless this source was fully harvested with the same
+    settings; returns whether it ran. Units are written in one transaction at the end."""
+    wanted = {**described, "harvest": cfg.model_dump()}
+    if source in store.sources():
+        done = store.source_config(source)
+        if done.get("harvest_complete") and done.get("harvest") == wanted["harvest"]:
+            return False
+    kinds = harvest(subject, hook, sae, cfg)
+    for kind, state in kinds.items():
+        store.put_units(source, unit_records(kind, state, subject, hook, sae))
+    store.put_source(source, {**wanted, "harvest_complete": True})
+    return True
+
+
+def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> list[UnitKey]:
+    """The units to label: all, the first N, a seeded random N, or a list, per kind."""
+    chosen: list[UnitKey] = []
+    stored = store.unit_keys(source)
+    for kind in selection.kinds:
+        indices = sorted(i for k, i in stored if k == kind)
+        if selection.mode == "first":
+            indices = indices[: selection.n]
+        elif selection.mode == "random" and selection.n is not None and selection.n < len(indices):
+            indices = sorted(random.Random(f"{selection.seed}:{kind}").sample(indices, selection.n))
+        elif selection.mode == "list":
+            wanted = selection.indices.get(kind, [])
+            missing = sorted(set(wanted) - set(indices))
+            if missing:
+                raise UserError(f"{kind} units {missing[:10]} are not in the catalog (it has {len(indices)})")
+            indices = list(wanted)
+        chosen.extend((kind, i) for i in indices)
+    if not chosen:
+        raise UserError(f"the unit selection {selection.model_dump()} picks no unit of {source}")
+    return chosen
+
+
+# --- stage 3 and 4: explain and score ---------------------------------------------------------------
+
+
+def make_explainer(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Explainer:
+    if spec.explainer == "offline":
+        return OfflineExplainer()
+    client = make_llm_client(
+        spec.explainer, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
+    )
+    return LLMExplainer(client)
+
+
+def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Simulator:
+    if spec.simulator == "offline":
+        return OfflineSimulator()
+    client = make_llm_client(
+        spec.simulator, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
+    )
+    return LLMSimulator(client)
+
+
+def label_units(
+    store: CatalogStore, source: str, units: list[UnitKey], spec: LabelSpec, run_id: str
+) -> tuple[StageReport, StageReport | None, str | None]:
+    """Explain, then score, the chosen units; a spent budget ends labelling with work kept."""
+    budget = Budget(spec.max_cost) if spec.max_cost is not None else None
+    explainer = make_explainer(spec, store, budget, run_id)
+    simulator = make_simulator(spec, store, budget, run_id)
+    try:
+        explained = asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    except BudgetExceeded as err:
+        return StageReport(stage="explain", units=len(units)), None, str(err)
+    try:
+        scored = asyncio.run(
+            score_units(
+                store, source, units, explanation_settings_hash=explainer.settings_hash,
+                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+            )
+        )
+    except BudgetExceeded as err:
+        return explained, None, str(err)
+    return explained, scored, None
+
+
+# --- the whole run ------------------------------------------------------------------------------
+
+
+def run_pipeline(cfg: RunConfig) -> RunSummary:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    clock = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.time() - clock, 1)
+        clock = time.time()
+
+    store = open_store(out / CATALOG_DB)
+    run_id = "run"
+    store.put_run(run_id, cfg.model_dump(mode="json"))
+    subject = load_subject(cfg.subject.model, device=cfg.subject.device, dtype=cfg.subject.dtype)
+    hook = cfg.subject.hook
+    sae, sae_folder, metrics = prepare_sae(subject, hook, cfg.sae, cfg.corpus, out)
+    lap("sae")
+    source = source_name(cfg.subject, sae)
+    described = {"subject": cfg.subject.model_dump(), "sae": str(sae_folder), "corpus": cfg.corpus}
+    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
+    harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
+    lap("harvest")
+    units = select_units(store, source, cfg.units)
+    explained, scored, stopped = label_units(store, source, units, cfg.label, run_id)
+    lap("explain+score")
+    summary = RunSummary(
+        out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
+    )
+    entries = list(store.catalog_entries(source))
+    try:
+        report = compare(entries, scorer=cfg.label.scorers[0])
+    except UserError as err:
+        report = None
+        print(f"no comparison yet: {err}")
+    paths = export_catalog(entries, out, report=report, scorer=cfg.label.scorers[0])
+    lap("compare+export")
+    summary.stage_seconds = timings
+    summary.report_path = str(paths.get("report")) if paths.get("report") else None
+    summary.html_path = str(paths["html"])
+    store.set_run_status(run_id, "stopped: budget" if stopped else "done")
+    (out / "run_summary.json").write_text(summary.model_dump_json(indent=2))
+    store.close()
+    return summary

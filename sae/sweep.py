@@ -1,0 +1,29 @@
+"""A dictionary-size sweep: train one SAE per size with otherwise equal settings, evaluate each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sae.metrics import evaluate_sae, plot_density_histogram
+from sae.saelens_format import load_sae
+from sae.subject.models import SubjectModel
+from sae.training import SAETrainConfig, train_sae
+
+
+def sweep_sizes(
+    subject: SubjectModel, hook: str, base: SAETrainConfig, sizes: list[int], out_dir: Path, eval_tokens: int
+) -> list[dict]:
+    """Train (or resume) `out_dir/<arch>-<size>` for each size; returns one row per size."""
+    rows = []
+    for size in sizes:
+        cfg = base.model_copy(update={"d_sae": size})
+        folder = out_dir / f"{cfg.architecture}-{size}"
+        summary = train_sae(subject, hook, cfg, folder)
+        sae = load_sae(folder, subject.hook_width(hook), device=str(subject.device))
+        metrics, density = evaluate_sae(subject, sae, hook, corpus=cfg.corpus, max_tokens=eval_tokens)
+        plot_density_histogram(density, folder / "density.png", title=f"{cfg.architecture} {size}")
+        (folder / "metrics.json").write_text(metrics.model_dump_json(indent=2))
+        rows.append({"d_sae": size, "train_seconds": summary["seconds_this_run"], **metrics.model_dump()})
+        (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
+    return rows
