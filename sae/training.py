@@ -150,6 +150,26 @@ def resample_dead(
     return len(dead_idx)
 
 
+def training_step(
+    sae: SparseAutoencoder, opt: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig, step: int
+) -> tuple[torch.Tensor, SparseCode]:
+    """One optimizer step on a scaled batch x [batch, d_in]; returns (loss, the batch's code)."""
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    if cfg.architecture == "relu_l1":
+        l1 = cfg.l1_coefficient * min(1.0, step / max(1, cfg.l1_warmup_fraction * cfg.steps))
+        loss, code = relu_l1_loss(sae, x, l1)
+    else:
+        loss, code = topk_loss(sae, x, dead, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_decoder_grad()
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+    opt.step()
+    sae.normalize_decoder()
+    return loss.detach(), code
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -195,27 +215,18 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
             with torch.no_grad():
                 sae.b_dec.copy_(geometric_median(x[:2048] * scale))
         x = x * scale
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
         dead = tokens_since_fired > cfg.dead_after_tokens
-        if cfg.architecture == "relu_l1":
-            l1 = cfg.l1_coefficient * min(1.0, step / max(1, cfg.l1_warmup_fraction * cfg.steps))
-            loss, code = relu_l1_loss(sae, x, l1)
-        else:
-            loss, code = topk_loss(sae, x, dead, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.remove_parallel_decoder_grad()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
-        sae.normalize_decoder()
+        loss, code = training_step(sae, opt, x, dead, cfg, step)
         with torch.no_grad():
             fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
             fired[code.cols] = True
             tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
             if cfg.architecture == "batchtopk":  # inference threshold: mean of the smallest kept value
                 smallest = code.vals.min() if code.vals.numel() else sae.threshold[0]
-                sae.threshold.mul_(0.99).add_(0.01 * smallest) if step > 0 else sae.threshold.fill_(smallest)
+                if step == 0:
+                    sae.threshold.fill_(smallest)
+                else:
+                    sae.threshold.mul_(0.99).add_(0.01 * smallest)
             l0 = code.rows.numel() / x.shape[0]
             fvu = float(((sae.decode_sparse(code) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()))
         if cfg.architecture == "relu_l1" and step in cfg.resample_steps:

@@ -6,6 +6,8 @@ tests skip with the reason when they are missing. The escaping checks on the wri
 
 from __future__ import annotations
 
+import os
+
 import json
 import random
 import shutil
@@ -100,6 +102,8 @@ def _chromium_missing_reason() -> str | None:
 @pytest.fixture(scope="module")
 def browser():
     reason = _chromium_missing_reason()
+    if reason and os.environ.get("AUTOINTERP_REQUIRE_BROWSER"):
+        pytest.fail(f"AUTOINTERP_REQUIRE_BROWSER is set but {reason}")
     if reason:
         pytest.skip(reason)
     from selenium import webdriver
