@@ -202,24 +202,23 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
 # --- stage 3 and 4: explain and score ---------------------------------------------------------------
 
 
+def _llm_client(model_spec: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
+    return make_llm_client(
+        model_spec, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
+    )
+
+
 def make_explainer(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Explainer:
     if spec.explainer == "offline":
         return OfflineExplainer()
-    client = make_llm_client(
-        spec.explainer, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
-        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
-    )
-    return LLMExplainer(client)
+    return LLMExplainer(_llm_client(spec.explainer, spec, store, budget, run_id))
 
 
 def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Simulator:
     if spec.simulator == "offline":
         return OfflineSimulator()
-    client = make_llm_client(
-        spec.simulator, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
-        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
-    )
-    return LLMSimulator(client)
+    return LLMSimulator(_llm_client(spec.simulator, spec, store, budget, run_id))
 
 
 def label_units(

@@ -1,0 +1,91 @@
+"""Harvest cost: throughput against the bare forward pass, and peak memory at two corpus sizes.
+
+Same process, same held-out windows: (1) the subject model's forward pass stopped at the hook
+(the least any harvest must do), (2) that plus the SAE's encoder, (3) the full harvest of neurons
+and features. Peak memory (max RSS) is measured in fresh subprocesses at two token counts to show
+it stays flat as the corpus grows.
+
+    python -m evals.bench_harvest --sae DEMO_OUT/sae [--tokens 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sae.corpus import open_corpus, select_split
+from sae.harvest import HarvestConfig, harvest
+from sae.saelens_format import load_sae
+from sae.streaming import stream_activations
+from sae.subject.models import BUILTIN_HOOK, load_subject
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def throughput(sae_dir: Path, tokens: int) -> None:
+    subject = load_subject("builtin")
+    sae = load_sae(sae_dir, subject.hook_width(BUILTIN_HOOK))
+    docs = lambda: select_split(open_corpus("stdlib"), "heldout")  # noqa: E731
+
+    def forward_only() -> None:
+        for _ in stream_activations(subject, docs(), BUILTIN_HOOK, max_tokens=tokens):
+            pass
+
+    def forward_and_encode() -> None:
+        for item in stream_activations(subject, docs(), BUILTIN_HOOK, max_tokens=tokens):
+            sae.encode(item.activations)
+
+    cfg = HarvestConfig(n_tokens=tokens)
+    rows = [("forward to the hook", timed(forward_only)),
+            ("+ SAE encoder", timed(forward_and_encode)),
+            ("full harvest (neurons+features)", timed(lambda: harvest(subject, BUILTIN_HOOK, sae, cfg)))]
+    base = rows[0][1]
+    print(f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons")
+    print(f"{'':34}{'seconds':>9}{'tokens/s':>10}{'x forward':>10}")
+    for name, secs in rows:
+        print(f"{name:34}{secs:9.2f}{tokens / secs:10.0f}{secs / base:10.2f}")
+
+
+def peak_memory(sae_dir: Path, tokens: int) -> float:
+    """Max RSS (MB) of a fresh process that harvests `tokens` tokens."""
+    code = (
+        "import json,resource,sys;from pathlib import Path;"
+        "from evals.bench_harvest import _harvest_only;"
+        f"_harvest_only(Path({str(sae_dir)!r}),{tokens});"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _harvest_only(sae_dir: Path, tokens: int) -> None:
+    subject = load_subject("builtin")
+    sae = load_sae(sae_dir, subject.hook_width(BUILTIN_HOOK))
+    harvest(subject, BUILTIN_HOOK, sae, HarvestConfig(n_tokens=tokens))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sae", required=True, help="a SAELens-layout SAE folder for the built-in model")
+    parser.add_argument("--tokens", type=int, default=100_000)
+    parser.add_argument("--memory-tokens", default="50000,400000", help="two token counts for peak memory")
+    args = parser.parse_args()
+    throughput(Path(args.sae), args.tokens)
+    sizes = [int(s) for s in args.memory_tokens.split(",")]
+    peaks = {n: peak_memory(Path(args.sae), n) for n in sizes}
+    print("peak RSS of a fresh harvest process: " + ", ".join(f"{n} tokens {mb:.0f} MB" for n, mb in peaks.items()))
+    print(json.dumps({"peak_rss_mb": peaks}))
+
+
+if __name__ == "__main__":
+    main()
