@@ -276,7 +276,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
+    # The catalog shows the labelled units (all of them when nothing is labelled yet).
     entries = list(store.catalog_entries(source))
+    entries = [e for e in entries if e.explanations] or entries
     try:
         report = compare(entries, scorer=cfg.label.scorers[0])
     except UserError as err:

@@ -1,0 +1,101 @@
+"""The command line: user mistakes end in one `error:` line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    # No provider key leaks in from the developer's shell: the tests decide which keys exist.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    full_env = {**inherited, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "autointerp.cli", *args], capture_output=True, text=True,
+        env=full_env, cwd=cwd or REPO, timeout=300,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def test_missing_run_config(tmp_path):
+    assert_clean_error(cli("run", str(tmp_path / "nope.toml")), "does not exist")
+
+
+def test_run_config_with_a_bad_field(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[sae.train]\nd_sae = "many"\n')
+    assert_clean_error(cli("run", str(config)), "sae.train.d_sae")
+
+
+def test_run_config_that_is_not_toml(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("this is = = not toml")
+    assert_clean_error(cli("run", str(config)), "cannot parse")
+
+
+def test_unknown_hook_lists_nearby_hooks(tmp_path):
+    result = cli("harvest", "--db", str(tmp_path / "c.db"), "--hook", "blocks.0.mlp.actt", "--tokens", "1000")
+    assert_clean_error(result, "blocks.0.mlp.act")
+
+
+def test_sae_folder_of_the_wrong_width(tmp_path):
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+    from sae.saelens_format import save_sae
+
+    save_sae(SparseAutoencoder(SAEConfig(d_in=300, d_sae=64)), tmp_path / "sae")
+    result = cli("harvest", "--db", str(tmp_path / "c.db"), "--sae", str(tmp_path / "sae"), "--tokens", "1000")
+    assert_clean_error(result, "300", "512")
+
+
+def test_explain_on_a_missing_database(tmp_path):
+    assert_clean_error(cli("explain", "--db", str(tmp_path / "none.db")), "no catalog database")
+
+
+def test_llm_explainer_without_a_key_names_the_variable(tmp_path):
+    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
+    assert harvest.returncode == 0, harvest.stderr
+    result = cli("explain", "--db", str(tmp_path / "c.db"), "--explainer", "openai:gpt-4o-mini", "--units", "first:2")
+    assert_clean_error(result, "OPENAI_API_KEY")
+
+
+def test_bad_unit_selection(tmp_path):
+    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
+    assert harvest.returncode == 0, harvest.stderr
+    assert_clean_error(cli("explain", "--db", str(tmp_path / "c.db"), "--units", "some"), "--units")
+
+
+def test_stage_commands_work_step_by_step(tmp_path):
+    db = str(tmp_path / "c.db")
+    assert cli("harvest", "--db", db, "--tokens", "3000", "--top", "6").returncode == 0
+    explained = cli("explain", "--db", db, "--kinds", "neuron", "--units", "first:5")
+    assert explained.returncode == 0, explained.stderr
+    assert json.loads(explained.stdout)["written"] == 5
+    scored = cli("score", "--db", db, "--kinds", "neuron", "--units", "first:5", "--scorers", "simulation")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["written"] == 5
+    again = cli("explain", "--db", db, "--kinds", "neuron", "--units", "first:5")
+    assert json.loads(again.stdout)["skipped"] == 5
+
+
+@pytest.mark.slow
+def test_subject_eval_json_beats_the_bigram():
+    result = cli("subject", "eval", "--json", "--max-tokens", "50000")
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout)
+    assert numbers["heldout_loss"] <= 0.8 * numbers["bigram_loss"]
+    assert numbers["bigram_loss"] < numbers["unigram_loss"]

@@ -1,0 +1,70 @@
+"""The whole pipeline on the built-in model at toy size: every artefact appears, and a second run
+on the same folder redoes nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
+from sae.harvest import HarvestConfig
+from sae.training import SAETrainConfig
+
+
+def tiny_config(out: Path) -> RunConfig:
+    return RunConfig(
+        out=str(out),
+        sae=SAESpec(
+            train=SAETrainConfig(d_sae=256, k=16, total_tokens=4096 * 12, buffer_tokens=2**14, checkpoint_every=5),
+            eval_tokens=4096,
+        ),
+        harvest=HarvestConfig(n_tokens=12_000, n_top=12, n_top_score=8, reservoir=10, n_random=6, n_silent=4),
+        units=UnitSelection(mode="first", n=12),
+        label=LabelSpec(scorers=["simulation", "detection"]),
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return out, run_pipeline(tiny_config(out))
+
+
+def test_run_writes_every_artefact(first_run):
+    out, summary = first_run
+    for name in ("catalog.db", "catalog.jsonl", "report.json", "report.md", "score_distributions.png",
+                 "html/index.html", "sae/cfg.json", "sae/sae_weights.safetensors", "sae/metrics.json",
+                 "sae/density.png", "run_summary.json"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["neurons"]["n"] == 12 and report["features"]["n"] == 12
+    assert set(report["by_scorer"]) == {"simulation", "detection"}
+    assert summary.explain.written == 24 and summary.explain.failed == 0
+    lines = (out / "catalog.jsonl").read_text().splitlines()
+    assert len(lines) == 24  # the labelled units
+
+
+def test_store_holds_all_harvested_units_and_the_run_config(first_run):
+    out, summary = first_run
+    db = sqlite3.connect(out / "catalog.db")
+    kinds = dict(db.execute("SELECT kind, count(*) FROM units GROUP BY kind").fetchall())
+    assert kinds == {"neuron": 512, "feature": 256}
+    config = json.loads(db.execute("SELECT config FROM runs").fetchone()[0])
+    assert config["sae"]["train"]["d_sae"] == 256
+    assert summary.source == "builtin/blocks.0.mlp.act/topk-256"
+
+
+def test_second_run_redoes_nothing(first_run):
+    out, _ = first_run
+    weights = out / "sae" / "sae_weights.safetensors"
+    before = weights.stat().st_mtime_ns
+    db = sqlite3.connect(out / "catalog.db")
+    harvested_at = db.execute("SELECT created_at FROM sources").fetchone()
+    again = run_pipeline(tiny_config(out))
+    assert weights.stat().st_mtime_ns == before
+    assert db.execute("SELECT created_at FROM sources").fetchone() == harvested_at
+    assert again.explain.written == 0 and again.explain.skipped == 24
+    assert again.score.written == 0 and again.score.skipped == 24
