@@ -1,0 +1,193 @@
+"""SAE training on the built-in model (it learns; checkpoints resume; foreign checkpoints are refused)
+and `evaluate_sae` against brute-force numbers on the same held-out windows."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.corpus import open_corpus, select_split
+from sae.errors import UserError
+from sae.metrics import evaluate_sae
+from sae.saelens_format import WEIGHTS_FILE, load_sae
+from sae.streaming import token_batches
+from sae.subject.models import BUILTIN_HOOK, SubjectModel
+from sae.training import CHECKPOINT, SAETrainConfig, train_sae
+
+EVAL_TOKENS = 1024
+
+
+def small_config(steps: int, **changes) -> SAETrainConfig:
+    """Tiny but real settings: 128-token batches from a 1024-token shuffling buffer."""
+    base = dict(
+        d_sae=256, k=16, batch_size=128, total_tokens=128 * steps, buffer_tokens=1024, subject_batch_size=8,
+        checkpoint_every=4, dead_after_tokens=2000, aux_k=64, lr=4e-3,
+    )
+    return SAETrainConfig(**{**base, **changes})
+
+
+class Killed(Exception):
+    """Stands for the process dying in the middle of a run."""
+
+
+def counting_subject(subject: SubjectModel, die_after: int | None = None) -> tuple[SubjectModel, list[int]]:
+    """The same model, counting its forward passes (and failing after `die_after` of them)."""
+    calls: list[int] = []
+
+    def logits_fn(model, tokens):
+        calls.append(tokens.shape[0])
+        if die_after is not None and len(calls) > die_after:
+            raise Killed
+        return subject.logits_fn(model, tokens)
+
+    return dataclasses.replace(subject, logits_fn=logits_fn), calls
+
+
+@pytest.fixture(scope="module")
+def trained(subject: SubjectModel, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int]:
+    """A 16-step topk run: (its folder, its summary, how many forward passes it took)."""
+    out = tmp_path_factory.mktemp("sae_topk")
+    model, calls = counting_subject(subject)
+    return out, train_sae(model, BUILTIN_HOOK, small_config(16), out), len(calls)
+
+
+def test_training_lowers_heldout_fvu(subject: SubjectModel, trained, tmp_path: Path) -> None:
+    folder, summary, _ = trained
+    assert summary["steps"] == 16 and summary["tokens"] == 16 * 128
+    one_step = tmp_path / "one_step"
+    train_sae(subject, BUILTIN_HOOK, small_config(1), one_step)
+    fvu_trained = evaluate_sae(subject, load_sae(folder, 512), BUILTIN_HOOK, max_tokens=EVAL_TOKENS)[0].fvu
+    fvu_one_step = evaluate_sae(subject, load_sae(one_step, 512), BUILTIN_HOOK, max_tokens=EVAL_TOKENS)[0].fvu
+    assert fvu_trained < 0.85 * fvu_one_step, (fvu_trained, fvu_one_step)
+    sae = load_sae(folder, 512)
+    assert sae.cfg.architecture == "topk" and sae.cfg.k == 16 and sae.cfg.hook_name == BUILTIN_HOOK
+    torch.testing.assert_close(sae.W_dec.norm(dim=1) * summary["input_scale"], torch.ones(256))
+
+
+def test_finished_checkpoint_rebuilds_identical_weights(subject: SubjectModel, trained, tmp_path: Path) -> None:
+    folder, _, _ = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / CHECKPOINT).write_bytes((folder / CHECKPOINT).read_bytes())
+    model, calls = counting_subject(subject)
+    summary = train_sae(model, BUILTIN_HOOK, small_config(16), copy)
+    assert summary["steps"] == 16
+    first, again = load_file(str(folder / WEIGHTS_FILE)), load_file(str(copy / WEIGHTS_FILE))
+    assert first.keys() == again.keys()
+    for name in first:
+        assert torch.equal(first[name], again[name]), name
+    assert len(calls) <= 4, "a finished run reads only what fills the buffer once, then saves"
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(subject: SubjectModel, trained, tmp_path: Path) -> None:
+    _, _, fresh_calls = trained
+    cfg = small_config(16)
+    out = tmp_path / "killed"
+    dying, _ = counting_subject(subject, die_after=fresh_calls - 2)
+    with pytest.raises(Killed):
+        train_sae(dying, BUILTIN_HOOK, cfg, out)
+    saved = torch.load(out / CHECKPOINT, weights_only=False)
+    assert 0 < saved["step"] < 16 and saved["step"] % cfg.checkpoint_every == 0
+    assert not (out / WEIGHTS_FILE).exists()
+
+    resumed_model, resumed_calls = counting_subject(subject)
+    summary = train_sae(resumed_model, BUILTIN_HOOK, cfg, out)
+    assert summary["steps"] == 16
+    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 16
+    assert len(resumed_calls) < fresh_calls, "the resumed run skips the windows already consumed"
+    assert load_sae(out, 512).W_enc.shape == (512, 256)
+
+
+def test_checkpoint_from_other_settings_is_refused(subject: SubjectModel, trained, tmp_path: Path) -> None:
+    folder, _, _ = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / CHECKPOINT).write_bytes((folder / CHECKPOINT).read_bytes())
+    with pytest.raises(UserError, match="written with other settings"):
+        train_sae(subject, BUILTIN_HOOK, small_config(16, d_sae=128), other)
+
+
+@pytest.mark.parametrize("architecture", ["relu_l1", "batchtopk"])
+def test_other_architectures_train_and_load(subject: SubjectModel, architecture: str, tmp_path: Path) -> None:
+    cfg = small_config(4, architecture=architecture, resample_steps=[2], dead_after_tokens=100, l1_coefficient=1.0)
+    summary = train_sae(subject, BUILTIN_HOOK, cfg, tmp_path)
+    sae = load_sae(tmp_path, 512)
+    assert sae.cfg.architecture == architecture and summary["steps"] == 4
+    if architecture == "batchtopk":
+        assert float(sae.threshold) > 0, "the inference threshold is learned and saved"
+    metrics, _ = evaluate_sae(subject, sae, BUILTIN_HOOK, max_tokens=256)
+    assert np.isfinite(metrics.fvu) and metrics.l0 > 0
+
+
+# --- metrics -----------------------------------------------------------------------------------------
+
+
+def shifted_identity_sae(width: int, shift: float = 1.0) -> SparseAutoencoder:
+    """x_c = x + shift > 0 everywhere (GELU ≥ -0.17), topk with k = width keeps it all: x̂ = x exactly."""
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=width, d_sae=width, k=width))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(width))
+        sae.W_dec.copy_(torch.eye(width))
+        sae.b_enc.zero_()
+        sae.b_dec.fill_(-shift)
+    return sae
+
+
+def random_sae(width: int, d_sae: int = 384, k: int = 8) -> SparseAutoencoder:
+    torch.manual_seed(3)
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=width, d_sae=d_sae, k=k))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.05)
+    return sae
+
+
+def test_perfect_reconstruction_recovers_all_the_loss(subject: SubjectModel) -> None:
+    metrics, density = evaluate_sae(subject, shifted_identity_sae(512), BUILTIN_HOOK, max_tokens=EVAL_TOKENS)
+    assert metrics.fvu < 1e-9
+    assert metrics.loss_recovered == pytest.approx(1.0, abs=1e-4)
+    assert metrics.ce_with_reconstruction == pytest.approx(metrics.ce_clean, abs=1e-5)
+    assert metrics.l0 == 512 and metrics.dead_fraction == 0 and metrics.dense_fraction == 1
+    np.testing.assert_array_equal(density, np.ones(512))
+
+
+@torch.no_grad()
+def test_metrics_match_brute_force_over_the_same_windows(subject: SubjectModel) -> None:
+    sae = random_sae(512)
+    metrics, density = evaluate_sae(subject, sae, BUILTIN_HOOK, max_tokens=EVAL_TOKENS, batch_size=8)
+    docs = select_split(open_corpus("stdlib"), "heldout")
+    windows = torch.cat([t for _, t in token_batches(subject, docs, batch_size=64, max_tokens=EVAL_TOKENS)])
+    acts = subject.activations(windows, BUILTIN_HOOK)
+    text = windows != subject.tokenizer.bos_id
+    x = acts[text]
+    f = sae.encode(x)
+    fires = (f > 0).sum(0).numpy()
+    np.testing.assert_allclose(density, fires / len(x), rtol=1e-6)
+    assert metrics.tokens == len(x) == int(text.sum())
+    assert metrics.l0 == pytest.approx(float((f > 0).sum(1).float().mean()), rel=1e-6)
+    assert metrics.l0 == pytest.approx(float(density.sum()), rel=1e-5)
+    assert metrics.dead_fraction == pytest.approx(float((density == 0).mean()))
+    assert metrics.dense_fraction == pytest.approx(float((density > 0.1).mean()))
+    assert 0 < metrics.dead_fraction < 1 and 0 < metrics.dense_fraction < 1, "a random SAE has both"
+    recon = sae.decode(f)
+    fvu = float((recon - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+    assert metrics.fvu == pytest.approx(fvu, rel=1e-4)
+
+    def ce(logits: torch.Tensor) -> float:
+        return float(F.cross_entropy(logits[:, :-1].flatten(0, 1), windows[:, 1:].flatten()))
+
+    spliced = acts.clone()
+    spliced[text] = recon
+    ce_sae = ce(subject.run_with_hook(windows, BUILTIN_HOOK, replace=spliced)[0])
+    ce_zero = ce(subject.run_with_hook(windows, BUILTIN_HOOK, replace=acts * ~text[..., None])[0])
+    assert metrics.ce_clean == pytest.approx(ce(subject.logits(windows)), rel=1e-5)
+    assert metrics.ce_with_reconstruction == pytest.approx(ce_sae, rel=1e-5)
+    assert metrics.ce_zero_ablation == pytest.approx(ce_zero, rel=1e-5)
+    assert metrics.loss_recovered == pytest.approx((ce_zero - ce_sae) / (ce_zero - metrics.ce_clean), rel=1e-3)
+    assert metrics.loss_recovered < 0.999
