@@ -10,7 +10,7 @@ act depends on the architecture:
     topk      f = ReLU of the k largest entries of pre per token, zero elsewhere (Gao et al. 2024)
     batchtopk training keeps the k * batch largest entries over the whole batch; at inference a
               learned global threshold replaces the batch (Bussmann et al. 2024)
-    jumprelu  f = pre * (pre > threshold) per feature (loaded from SAELens; not trained here)
+    jumprelu  f = ReLU(pre) * (pre > threshold) per feature, as SAELens (loaded from it; not trained here)
 
 Sparse codes are passed around as `SparseCode` (flat row/column/value triples in row order), so
 decoding costs batch * L0 * d_in instead of batch * d_sae * d_in.
@@ -130,7 +130,7 @@ class SparseAutoencoder(nn.Module):
         if arch == "batchtopk":
             mask = pre > self.threshold
         elif arch == "jumprelu":
-            mask = pre > self.threshold[None, :]
+            mask = (pre > self.threshold[None, :]) & (pre > 0)
         else:
             mask = pre > 0
         return mask.nonzero(as_tuple=True)
