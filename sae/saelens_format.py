@@ -2,7 +2,8 @@
 
     FOLDER/cfg.json                  architecture, d_in, d_sae, k, metadata{model_name, hook_name, ...}
     FOLDER/sae_weights.safetensors   W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae], b_dec [d_in]
-                                     (+ threshold [d_sae] for jumprelu)
+                                     (+ threshold [d_sae] for jumprelu; a batchtopk SAE is saved as
+                                     the jumprelu SAE with every threshold at its learned one, as SAELens does)
 
 Both the current cfg.json (a `metadata` block) and the older flat one (`model_name`, `hook_name`,
 `activation_fn_str` = "topk" with `activation_fn_kwargs.k`) are read. The training-time input scale
@@ -22,8 +23,10 @@ from sae.errors import UserError
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-_ARCH_TO_SAELENS = {"relu_l1": "standard", "topk": "topk", "batchtopk": "batchtopk", "jumprelu": "jumprelu"}
-_SAELENS_TO_ARCH = {v: k for k, v in _ARCH_TO_SAELENS.items()}
+# SAELens has no inference class for batchtopk: it saves one as a jumprelu SAE whose thresholds all
+# equal the learned batch threshold, which is the same function. We do the same so SAELens loads ours.
+_ARCH_TO_SAELENS = {"relu_l1": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
+_SAELENS_TO_ARCH = {"standard": "relu_l1", "topk": "topk", "batchtopk": "batchtopk", "jumprelu": "jumprelu"}
 
 
 def folded_weights(sae: SparseAutoencoder, input_scale: float) -> dict[str, torch.Tensor]:
@@ -40,7 +43,7 @@ def folded_weights(sae: SparseAutoencoder, input_scale: float) -> dict[str, torc
         "b_dec": sae.b_dec.detach() / s,
     }
     if sae.cfg.architecture in ("jumprelu", "batchtopk"):
-        weights["threshold"] = sae.threshold.detach().clone()
+        weights["threshold"] = sae.threshold.detach().expand(sae.cfg.d_sae).clone()
     return {k: v.float().contiguous().cpu() for k, v in weights.items()}
 
 
@@ -67,7 +70,7 @@ def save_sae(sae: SparseAutoencoder, folder: Path, input_scale: float = 1.0, tra
         "reshape_activations": "none",
         "metadata": meta,
     }
-    if cfg.architecture in ("topk", "batchtopk"):
+    if cfg.architecture == "topk":
         cfg_json["k"] = cfg.k
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_file(folded_weights(sae, input_scale), str(tmp))
@@ -85,6 +88,12 @@ def _read_config(cfg_json: dict, folder: Path) -> SAEConfig:
     if arch_name not in _SAELENS_TO_ARCH:
         raise UserError(f"{folder}: architecture {arch_name!r} is not supported (standard, topk, batchtopk, jumprelu)")
     k = cfg_json.get("k") or (cfg_json.get("activation_fn_kwargs") or {}).get("k") or 32
+    normalize = cfg_json.get("normalize_activations")
+    if normalize not in (None, False, "none"):  # older configs wrote True for expected_average_only_in
+        raise UserError(
+            f"{folder}: normalize_activations {normalize!r} rescales inputs in a way this loader cannot "
+            "reproduce; fold the scaling into the weights first"
+        )
     try:
         return SAEConfig(
             architecture=_SAELENS_TO_ARCH[arch_name],
@@ -92,7 +101,7 @@ def _read_config(cfg_json: dict, folder: Path) -> SAEConfig:
             d_sae=int(cfg_json["d_sae"]),
             k=int(k),
             model_name=str(meta.get("model_name", cfg_json.get("model_name", "unknown"))),
-            hook_name=str(meta.get("hook_name", cfg_json.get("hook_name", "unknown"))),
+            hook_name=str(meta.get("hook_name", cfg_json.get("hook_name", cfg_json.get("hook_point", "unknown")))),
             context_size=int(meta.get("context_size", cfg_json.get("context_size")) or 64),
             dataset_path=str(meta.get("dataset_path", cfg_json.get("dataset_path", ""))),
         )
@@ -124,6 +133,7 @@ def load_sae(folder: Path, expected_d_in: int | None = None, device: str = "cpu"
             raise UserError(
                 f"{folder / WEIGHTS_FILE}: {name} has shape {tuple(weights[name].shape)}, cfg.json implies {shape}"
             )
+    weights = _fold_input_options(weights, cfg_json)
     sae = SparseAutoencoder(cfg)
     with torch.no_grad():
         for name in expected:
@@ -133,3 +143,18 @@ def load_sae(folder: Path, expected_d_in: int | None = None, device: str = "cpu"
         elif cfg.architecture == "jumprelu":
             raise UserError(f"{folder / WEIGHTS_FILE}: a jumprelu SAE needs a 'threshold' tensor")
     return sae.to(device).eval()
+
+
+def _fold_input_options(weights: dict[str, torch.Tensor], cfg_json: dict) -> dict[str, torch.Tensor]:
+    """Rewrite SAELens's optional encoder variants into our one formula, with the same features.
+
+    apply_b_dec_to_input false:   x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc)
+    rescale_acts_by_decoder_norm: pre·‖W_dec‖ in, f/‖W_dec‖ out = W_enc, b_enc scaled by the norms, W_dec divided
+    """
+    w = {name: t.float() for name, t in weights.items()}
+    if cfg_json.get("apply_b_dec_to_input") is False:
+        w["b_enc"] = w["b_enc"] + w["b_dec"] @ w["W_enc"]
+    if cfg_json.get("rescale_acts_by_decoder_norm"):
+        norms = w["W_dec"].norm(dim=1)
+        w["W_enc"], w["b_enc"], w["W_dec"] = w["W_enc"] * norms, w["b_enc"] * norms, w["W_dec"] / norms[:, None]
+    return w
