@@ -68,7 +68,9 @@ class WindowSlots:
             old_idx, new_idx = old_pick[..., None].expand(-1, -1, ctx), new_pick[..., None].expand(-1, -1, ctx)
             return torch.where(from_old[..., None], old.gather(1, old_idx), new.gather(1, new_idx).to(old.dtype))
 
-        merged = (best, choose(old_ids, sub(window_id)), choose(old_toks, sub(tokens)), choose(old_acts, sub(acts)))
+        # fewer than K real candidates: topk also returns -inf ones, whose windows must stay empty slots
+        ids = choose(old_ids, sub(window_id)).masked_fill(best == -torch.inf, -1)
+        merged = (best, ids, choose(old_toks, sub(tokens)), choose(old_acts, sub(acts)))
         if changed is None:
             self.key, self.window_id, self.tokens, self.acts = merged
             return
