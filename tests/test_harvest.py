@@ -1,0 +1,296 @@
+"""Harvest against brute force: the dense activations of ~10k tokens are small enough to hold in the
+test, so every statistic and every kept window is checked against them. Also: the explain/score
+split, the example samplings, merging two shards, and a state whose size does not grow."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+
+import pytest
+import torch
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.corpus import open_corpus, select_split
+from sae.harvest import HarvestConfig, KindHarvester, example_slice, harvest, unit_records, window_in_score_split
+from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
+from sae.streaming import token_batches
+from sae.subject.models import BUILTIN_HOOK, SubjectModel
+
+N_TOKENS = 64 * 160
+CFG = HarvestConfig(
+    n_tokens=N_TOKENS, batch_size=32, n_top=5, n_top_score=4, reservoir=6, n_quantiles=3, per_quantile_explain=1,
+    per_quantile_score=1, n_random=4, n_silent=3, example_length=None, seed=0,
+)
+
+
+@dataclass
+class Dense:
+    """Brute force: every window's tokens and activations, batch by batch as the harvest sees them."""
+
+    tokens: torch.Tensor  # [W, ctx]
+    acts: dict[str, torch.Tensor]  # kind -> [W, ctx, U], separators zeroed
+    batches: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]  # (window ids, tokens, acts)
+
+    @property
+    def window_ids(self) -> torch.Tensor:
+        return torch.arange(self.tokens.shape[0])
+
+    @property
+    def is_score(self) -> torch.Tensor:
+        return window_in_score_split(self.window_ids, CFG.score_fraction, CFG.seed)
+
+
+def tiny_sae() -> SparseAutoencoder:
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=512, d_sae=64, k=4))
+    with torch.no_grad():  # a spread of densities: some features rare, some common
+        sae.b_enc.copy_(torch.linspace(-0.3, 0.1, 64))
+    return sae.eval()
+
+
+@pytest.fixture(scope="module")
+def sae() -> SparseAutoencoder:
+    return tiny_sae()
+
+
+@pytest.fixture(scope="module")
+def harvested(subject: SubjectModel, sae: SparseAutoencoder) -> dict[str, KindHarvester]:
+    return harvest(subject, BUILTIN_HOOK, sae, CFG)
+
+
+@pytest.fixture(scope="module")
+@torch.no_grad()
+def dense(subject: SubjectModel, sae: SparseAutoencoder) -> Dense:
+    docs = select_split(open_corpus(CFG.corpus), CFG.corpus_split)
+    batches = []
+    for first, tokens in token_batches(subject, docs, batch_size=CFG.batch_size, max_tokens=N_TOKENS):
+        text = (tokens != subject.tokenizer.bos_id)[..., None]
+        neurons = subject.activations(tokens, BUILTIN_HOOK) * text
+        feats = sae.encode(neurons.reshape(-1, 512)).reshape(*tokens.shape, -1) * text
+        ids = torch.arange(first, first + tokens.shape[0])
+        batches.append((ids, tokens, {"neuron": neurons, "feature": feats}))
+    tokens = torch.cat([b[1] for b in batches])
+    acts = {kind: torch.cat([b[2][kind] for b in batches]) for kind in ("neuron", "feature")}
+    return Dense(tokens, acts, batches)
+
+
+KINDS = ["neuron", "feature"]
+
+
+# --- statistics and kept windows against brute force ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stats_match_brute_force(harvested, dense: Dense, kind: str) -> None:
+    stats = harvested[kind].state.stats
+    acts = dense.acts[kind].reshape(-1, dense.acts[kind].shape[-1])  # [tokens, U]
+    assert int(stats.tokens_seen) == acts.shape[0] == N_TOKENS
+    assert torch.equal(stats.active, (acts > 0).sum(0))
+    assert torch.equal(stats.max, acts.amax(0))
+    torch.testing.assert_close(stats.total, acts.double().sum(0), rtol=1e-9, atol=1e-6)
+    tok, unit = (acts > 0).nonzero(as_tuple=True)
+    bins = (torch.bucketize(acts[tok, unit].log10(), HIST_EDGES_LOG10) - 1).clamp(0, len(HIST_EDGES_LOG10) - 2)
+    expected_hist = torch.zeros_like(stats.hist)
+    expected_hist.index_put_((unit, bins), torch.ones_like(bins), accumulate=True)
+    assert torch.equal(stats.hist, expected_hist)
+    density = (acts > 0).float().mean(0)
+    assert ((density > 0) & (density < 1)).any(), "the test needs units that fire on some tokens only"
+
+
+def _expected_top(window_max: torch.Tensor, in_split: torch.Tensor, n: int) -> tuple[list[float], set[int]]:
+    """(the n largest window maxima among firing windows of the split, the ids sure to be among them)."""
+    candidates = torch.where(in_split & (window_max > 0), window_max, -torch.inf)
+    values, ids = candidates.sort(descending=True, stable=True)
+    values, ids = values[:n], ids[:n]
+    kept = values > -torch.inf
+    values, ids = values[kept], ids[kept]
+    # windows tied with the last kept one may be swapped for each other: only the rest are certain
+    sure = {int(i) for v, i in zip(values, ids) if len(values) < n or v > values[-1]}
+    return values.tolist(), sure
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_top_windows_match_brute_force(harvested, dense: Dense, kind: str) -> None:
+    h = harvested[kind]
+    window_max = dense.acts[kind].amax(dim=1)  # [W, U]
+    checked = 0
+    for split, in_split, n in (("explain", ~dense.is_score, CFG.n_top), ("score", dense.is_score, CFG.n_top_score)):
+        top: WindowSlots = getattr(h.state, split).top
+        for unit in range(window_max.shape[1]):
+            values, sure = _expected_top(window_max[:, unit], in_split, n)
+            kept = top.window_id[unit] >= 0
+            got = top.key[unit][kept].sort(descending=True).values.tolist()
+            assert got == values, (split, unit)
+            ids = top.window_id[unit][kept]
+            assert sure <= set(ids.tolist())
+            # each kept window carries its own tokens and activations
+            assert torch.equal(top.tokens[unit][kept].long(), dense.tokens[ids])
+            assert torch.equal(top.acts[unit][kept], dense.acts[kind][ids, :, unit])
+            checked += len(ids)
+    assert checked > 0
+
+
+def test_records_have_exact_windows_in_disjoint_splits(harvested, dense: Dense, subject: SubjectModel, sae) -> None:
+    strings = subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size))
+    records = list(unit_records("feature", harvested["feature"], subject, BUILTIN_HOOK, sae))
+    records += list(unit_records("neuron", harvested["neuron"], subject, BUILTIN_HOOK, units=[0, 5, 17, 300]))
+    samplings = set()
+    for rec in records:
+        acts = dense.acts[rec.kind][..., rec.index]  # [W, ctx]
+        explain = {e.window_id for e in rec.examples_for("explain")}
+        score = {e.window_id for e in rec.examples_for("score")}
+        assert not explain & score
+        for ex in rec.examples:
+            samplings.add(ex.sampling)
+            assert bool(dense.is_score[ex.window_id]) == (ex.split == "score")
+            assert ex.start == 0 and ex.tokens == [strings[t] for t in dense.tokens[ex.window_id].tolist()]
+            assert ex.activations == pytest.approx(acts[ex.window_id].tolist(), abs=1e-4)
+            if ex.sampling in ("top", "quantile"):
+                assert ex.max_activation > 0, "top and quantile examples come from firing windows"
+        for split in ("explain", "score"):
+            tops = [e.max_activation for e in rec.examples_for(split, "top")]
+            assert tops == sorted(tops, reverse=True)
+        assert rec.stats.active_count == int((acts > 0).sum())
+    assert samplings == {"top", "quantile", "random", "silent"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_low_windows_are_silent_when_the_unit_is_silent_enough(harvested, dense: Dense, kind: str) -> None:
+    h = harvested[kind]
+    window_max = dense.acts[kind].amax(dim=1)
+    checked_silent = checked_least = 0
+    for split, in_split in (("explain", ~dense.is_score), ("score", dense.is_score)):
+        low: WindowSlots = getattr(h.state, split).low
+        for unit in range(window_max.shape[1]):
+            maxima = window_max[in_split, unit]
+            ids = low.window_id[unit][low.window_id[unit] >= 0]
+            assert len(ids) == min(CFG.n_silent, len(maxima))
+            kept_max = window_max[ids, unit]
+            if (maxima <= 0).sum() >= CFG.n_silent:
+                assert (kept_max <= 0).all(), (split, unit)
+                checked_silent += 1
+            else:  # every silent window, then the least active ones
+                expected = maxima.clamp_min(0).sort().values[: CFG.n_silent]
+                assert torch.equal(kept_max.clamp_min(0).sort().values, expected), (split, unit)
+                checked_least += 1
+            assert all(bool(in_split[i]) for i in ids)
+    assert checked_silent > 0 and (kind == "feature" or checked_least > 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_quantile_reservoir_holds_firing_windows_of_its_split(harvested, dense: Dense, kind: str) -> None:
+    h = harvested[kind]
+    window_max = dense.acts[kind].amax(dim=1)
+    for split, in_split in (("explain", ~dense.is_score), ("score", dense.is_score)):
+        reservoir: WindowSlots = getattr(h.state, split).reservoir
+        for unit in range(window_max.shape[1]):
+            ids = reservoir.window_id[unit][reservoir.window_id[unit] >= 0]
+            firing = int(((window_max[:, unit] > 0) & in_split).sum())
+            assert len(ids) == min(CFG.reservoir, firing)
+            assert len(set(ids.tolist())) == len(ids)
+            assert (window_max[ids, unit] > 0).all() and in_split[ids].all()
+
+
+def test_random_windows_are_the_same_for_every_unit(harvested, dense: Dense) -> None:
+    for kind in KINDS:
+        for split, in_split in (("explain", ~dense.is_score), ("score", dense.is_score)):
+            ids = harvested[kind].random[split].window_id.sort(dim=1).values
+            assert (ids == ids[0]).all() and (ids[0] >= 0).all()
+            assert in_split[ids[0]].all() and len(set(ids[0].tolist())) == CFG.n_random
+
+
+def test_examples_are_cut_around_the_peak(harvested, subject: SubjectModel, sae) -> None:
+    short = copy.copy(harvested["feature"])
+    short.cfg = CFG.model_copy(update={"example_length": 16})
+    rec = next(r for r in unit_records("feature", short, subject, BUILTIN_HOOK, sae) if r.examples_for("explain", "top"))
+    full = next(unit_records("feature", harvested["feature"], subject, BUILTIN_HOOK, sae, units=[rec.index]))
+    whole = {e.window_id: e for e in full.examples}
+    for ex in rec.examples:
+        assert len(ex.tokens) == len(ex.activations) == 16
+        window = whole[ex.window_id]
+        assert ex.tokens == window.tokens[ex.start : ex.start + 16]
+        if ex.sampling in ("top", "quantile"):
+            assert ex.max_activation == window.max_activation, "the peak is inside the kept part"
+        else:
+            assert ex.start == 64 - 16
+    acts = torch.tensor([0.0] * 10 + [5.0] + [0.0] * 53)
+    part = example_slice(acts, "top", 16)
+    assert part.stop - part.start == 16 and part.start <= 10 < part.stop
+    assert example_slice(acts, "random", None) == slice(0, 64)
+
+
+# --- merging shards, and a state of fixed size ------------------------------------------------------
+
+
+def _run(batches, kind: str, units: int, generator: torch.Generator) -> KindHarvester:
+    h = KindHarvester(units, CFG, 64, torch.device("cpu"))
+    for ids, tokens, acts in batches:
+        h.update(acts[kind], tokens, ids, window_in_score_split(ids, CFG.score_fraction, CFG.seed), generator)
+    return h
+
+
+def _state_tensors(h: KindHarvester) -> dict[str, torch.Tensor]:
+    out = {f"stats.{f.name}": getattr(h.state.stats, f.name) for f in fields(h.state.stats)}
+    for split in ("explain", "score"):
+        for slot_field in fields(getattr(h.state, split)):
+            slots = getattr(getattr(h.state, split), slot_field.name)
+            for f in fields(slots):
+                out[f"{split}.{slot_field.name}.{f.name}"] = getattr(slots, f.name)
+        for f in fields(h.random[split]):
+            out[f"random.{split}.{f.name}"] = getattr(h.random[split], f.name)
+    return out
+
+
+def _same_slots(a: WindowSlots, b: WindowSlots, dense_acts: torch.Tensor) -> None:
+    """The same kept keys and windows per unit (in any slot order). Windows tied at the last kept
+    key may differ between the two; they must still carry their own activations."""
+    key_a, key_b = a.key.sort(dim=1, descending=True).values, b.key.sort(dim=1, descending=True).values
+    assert torch.equal(key_a, key_b)
+    boundary = key_a[:, -1:]
+    sure_a = torch.where(a.key > boundary, a.window_id, -2).sort(dim=1).values
+    sure_b = torch.where(b.key > boundary, b.window_id, -2).sort(dim=1).values
+    assert torch.equal(sure_a, sure_b)
+    per_unit = dense_acts.permute(2, 0, 1)  # [U, W, ctx]
+    for slots in (a, b):
+        valid = slots.window_id >= 0
+        assert torch.equal(valid, slots.key > -torch.inf)
+        units = torch.arange(len(valid))[:, None].expand_as(valid)
+        assert torch.equal(slots.acts[valid], per_unit[units[valid], slots.window_id[valid]])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_merging_two_halves_equals_one_pass(dense: Dense, kind: str) -> None:
+    units = dense.acts[kind].shape[-1]
+    half = len(dense.batches) // 2
+    one_pass = _run(dense.batches, kind, units, torch.Generator().manual_seed(7))
+    # the two shards draw the same random priorities as the single pass did (one generator, same order)
+    shared = torch.Generator().manual_seed(7)
+    first = _run(dense.batches[:half], kind, units, shared)
+    second = _run(dense.batches[half:], kind, units, shared)
+    first.state.merge(second.state)
+    for split in ("explain", "score"):
+        first.random[split].merge_slots(second.random[split])
+    stats, expected = first.state.stats, one_pass.state.stats
+    for name in ("tokens_seen", "active", "max", "hist"):
+        assert torch.equal(getattr(stats, name), getattr(expected, name)), name
+    torch.testing.assert_close(stats.total, expected.total, rtol=1e-12, atol=1e-9)
+    for split in ("explain", "score"):
+        for slot_field in fields(getattr(one_pass.state, split)):
+            _same_slots(getattr(getattr(first.state, split), slot_field.name),
+                        getattr(getattr(one_pass.state, split), slot_field.name), dense.acts[kind])
+        _same_slots(first.random[split], one_pass.random[split], dense.acts[kind])
+
+
+def test_state_size_does_not_grow_with_tokens(dense: Dense) -> None:
+    generator = torch.Generator().manual_seed(0)
+    h = _run(dense.batches[:1], "neuron", 512, generator)
+    after_first = {name: (t.shape, t.dtype) for name, t in _state_tensors(h).items()}
+    assert int(h.state.stats.tokens_seen) == 32 * 64
+    for ids, tokens, acts in dense.batches[1:]:
+        h.update(acts["neuron"], tokens, ids, window_in_score_split(ids, CFG.score_fraction, CFG.seed), generator)
+    assert int(h.state.stats.tokens_seen) == N_TOKENS
+    assert {name: (t.shape, t.dtype) for name, t in _state_tensors(h).items()} == after_first
+    state_bytes = sum(t.numel() * t.element_size() for t in _state_tensors(h).values())
+    fresh = KindHarvester(512, CFG, 64, torch.device("cpu"))
+    assert state_bytes == sum(t.numel() * t.element_size() for t in _state_tensors(fresh).values())
