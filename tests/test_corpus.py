@@ -187,3 +187,13 @@ def test_window_errors_and_batching(tokenizer: BPETokenizer) -> None:
     assert [b.shape[0] for b in batches[:-1]] == [7] * (len(batches) - 1)
     assert 1 <= batches[-1].shape[0] <= 7
     np.testing.assert_array_equal(np.concatenate(batches), np.stack(windows))
+
+
+def test_hf_corpus_without_datasets_says_what_to_install() -> None:
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="pip install datasets"):
+            open_corpus("hf:wikitext")
+    else:
+        pytest.skip("`datasets` is installed; loading a hub dataset needs the network")

@@ -14,6 +14,7 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.harvest import HarvestConfig, KindHarvester, example_slice, harvest, unit_records, window_in_score_split
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
+from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
 
@@ -294,3 +295,17 @@ def test_state_size_does_not_grow_with_tokens(dense: Dense) -> None:
     state_bytes = sum(t.numel() * t.element_size() for t in _state_tensors(h).values())
     fresh = KindHarvester(512, CFG, 64, torch.device("cpu"))
     assert state_bytes == sum(t.numel() * t.element_size() for t in _state_tensors(fresh).values())
+
+
+@torch.no_grad()
+def test_logit_effects_of_the_builtin_model(harvested, subject: SubjectModel) -> None:
+    """A neuron's direct effect: its fc_out column, scaled by ln_f's gain, through the unembedding."""
+    model = subject.model
+    effects = logit_effects(subject, BUILTIN_HOOK, torch.eye(512)[[3, 40]])
+    expected = (model.blocks[0].mlp.fc_out.weight[:, [3, 40]].t() * model.ln_f.weight) @ model.unembed.weight.t()
+    torch.testing.assert_close(effects, expected)
+    rec = next(unit_records("neuron", harvested["neuron"], subject, BUILTIN_HOOK, units=[40]))
+    strings = subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size))
+    top = expected[1].topk(CFG.n_logit_tokens).indices.tolist()
+    assert [t.token for t in rec.promoted_tokens] == [strings[i] for i in top]
+    assert rec.promoted_tokens[0].weight >= rec.promoted_tokens[-1].weight > rec.suppressed_tokens[0].weight
