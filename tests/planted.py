@@ -97,14 +97,17 @@ def planted_harvest(
         for _ in range(random_windows):
             tokens = _window(unit, rng, window, plant=0, natural_rate=0.03)
             add(tokens, unit.activations(tokens, rng), split, "random")
-        # Silent: random windows where the unit never fires.
-        made = 0
-        while made < silent:
+        # Silent: random windows where the unit never fires; for a noisy (dense) unit that always
+        # fires a little, the least active of a batch of random windows, as the real harvest does.
+        drawn = []
+        for _ in range(silent * 20):
             tokens = _window(unit, rng, window, plant=0, natural_rate=0.03)
-            acts = unit.activations(tokens, rng)
-            if max(acts) == 0:
-                add(tokens, acts, split, "silent")
-                made += 1
+            drawn.append((tokens, unit.activations(tokens, rng)))
+            if sum(1 for _, acts in drawn if max(acts) == 0) >= silent:
+                break
+        drawn.sort(key=lambda d: max(d[1]))
+        for tokens, acts in drawn[:silent]:
+            add(tokens, acts, split, "silent")
     return UnitHarvest(kind=unit.kind, index=unit.index, stats=_stats(examples), examples=examples)
 
 

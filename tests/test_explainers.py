@@ -77,6 +77,15 @@ def test_offline_explainer_is_deterministic_and_hashes_its_settings() -> None:
     assert asyncio.run(OfflineExplainer().explain(harvest)) == first
 
 
+def test_dense_unit_names_only_tokens_that_stand_out() -> None:
+    # Fires faintly almost everywhere: frequent filler tokens carry much of the activation mass but
+    # are merely average, so only the real triggers may be named.
+    unit = PlantedUnit(index=9, triggers={" river": 5.0, " stone": 2.0}, noise_rate=0.9)
+    text = OfflineExplainer().explain_now(planted_harvest(unit)).text
+    assert {item.token for item in parse_explanation(text)} == {" river", " stone"}, text
+    assert text.endswith("(exact tokens)")
+
+
 def test_dead_unit_gets_a_text_that_predicts_nothing() -> None:
     harvest = planted_harvest(PlantedUnit(index=4, triggers={" red": 2.0}))
     for example in harvest.examples:

@@ -18,7 +18,7 @@ from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimul
 from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
 from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
 from tests.fake_llm_server import FakeLLMServer, Fault
-from tests.planted import SimulatingResponder, planted_harvest, planted_units
+from tests.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 WRONG_TEXT = 'fires on " stone" and " garden"'
@@ -70,6 +70,14 @@ def test_predictions_follow_matching_rules() -> None:
     assert excluded[4] == 0 and excluded[2] == 10
 
 
+def test_exact_mark_turns_off_forgiving_matches() -> None:
+    tokens = [" God", "God", " god"]
+    assert predict_activations(parse_explanation('fires on "God"'), tokens) == pytest.approx([10, 10, 8])
+    exact = parse_explanation('fires on "God" and " god" (exact tokens)')
+    assert all(item.exact for item in exact)
+    assert predict_activations(exact, tokens) == [0, 10, 10]
+
+
 # ---- metrics -----------------------------------------------------------------------------------
 
 
@@ -119,6 +127,15 @@ def test_simulation_of_a_unit_that_never_fires_is_a_failed_score() -> None:
         example.activations = [0.0] * len(example.tokens)
     score = asyncio.run(score_simulation(harvest, right, OfflineSimulator()))
     assert score.failed and score.value is None and "constant" in score.error
+
+
+def test_dense_unit_still_has_detection_negatives() -> None:
+    # Every window fires a little; the harvest's least active windows are the contrast.
+    harvest = planted_harvest(PlantedUnit(index=9, triggers={" river": 5.0}, noise_rate=0.9))
+    right = OfflineExplainer().explain_now(harvest)
+    score = asyncio.run(SCORERS["detection"](harvest, right, OfflineSimulator()))
+    assert not score.failed and score.value > 0.9
+    assert {d.sampling for d in score.details if d.actual == 0.0} >= {"silent"}
 
 
 def _client(server: FakeLLMServer, api: str):

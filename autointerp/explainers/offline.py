@@ -10,8 +10,10 @@ reliably where present (precision); the pseudo-count k keeps rare tokens from wi
 hit. Random and silent examples count too, so a token that is everywhere but rarely fires loses.
 
 The explanation quotes the chosen tokens in JSON double quotes and groups them by strength, e.g.
-`fires most strongly on " God" (after " of"); weakly on " Lord" and any token after " the"`, which
-`autointerp.simulators.patterns` parses back exactly. Deterministic; no network.
+`fires most strongly on " God" (after " of"); weakly on " Lord" and any token after " the" (exact
+tokens)`, which `autointerp.simulators.patterns` parses back exactly. Strengths are the patterns'
+mean activation above the unit's average, so for dense units (neurons that fire a little
+everywhere) only tokens that stand out are named. Deterministic; no network.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from autointerp.records import Explanation, UnitHarvest
 from autointerp.settings_hash import settings_hash
-from autointerp.simulators.patterns import quote
+from autointerp.simulators.patterns import mark_exact, quote
 
 EXPLAINER_NAME = "offline-ngram"
 DEAD_UNIT_TEXT = "never fires in the explain examples"
@@ -42,9 +44,9 @@ _START = "\x00<window start>"  # the "previous token" of a window's first positi
 class OfflineExplainerConfig(BaseModel):
     """Knobs of the pattern search; all of them go into the settings hash."""
 
-    max_patterns: int = Field(8, ge=1)  # longest list an explanation quotes
+    max_patterns: int = Field(12, ge=1)  # longest list an explanation quotes
     min_support: int = Field(2, ge=1)  # firing occurrences a pattern needs (relaxed to 1 if none has)
-    min_gain_fraction: float = Field(0.01, ge=0)  # stop when a pattern explains less of the sum of squares
+    min_gain_fraction: float = Field(0.005, ge=0)  # stop when a pattern explains less of the sum of squares
     pseudo_count: float = Field(1.0, ge=0)  # shrinks each pattern's mean toward 0
     min_relative_strength: float = Field(0.1, ge=0, le=1)  # drop patterns weaker than this x the strongest
     use_context: bool = True  # consider preceding-token patterns
@@ -116,7 +118,8 @@ def find_patterns(harvest: UnitHarvest, config: OfflineExplainerConfig) -> list[
 
 
 def describe_patterns(patterns: list[TokenPattern]) -> str:
-    """Readable text that the offline simulator parses back into the same patterns and tiers."""
+    """Readable text that the offline simulator parses back into the same patterns and tiers (the
+    closing "(exact tokens)" tells it the quotes are exact token strings)."""
     if not patterns:
         return NO_PATTERN_TEXT
     strongest = patterns[0].strength
@@ -125,9 +128,9 @@ def describe_patterns(patterns: list[TokenPattern]) -> str:
         words = next(words for floor, words in _TIERS if pattern.strength >= floor * strongest)
         tiers.setdefault(words, []).append(pattern.describe())
     if len(tiers) == 1:
-        return "fires on " + _join(next(iter(tiers.values())))
+        return mark_exact("fires on " + _join(next(iter(tiers.values()))))
     clauses = [f"{words} on {_join(items)}" for words, items in tiers.items()]
-    return "fires " + "; ".join(clauses)
+    return mark_exact("fires " + "; ".join(clauses))
 
 
 def _join(items: list[str]) -> str:
@@ -177,6 +180,10 @@ class _Positions:
         prev_id, token_id = divmod(int(self.pairs[ident]), len(self.tokens))
         return TokenPattern(token=str(self.tokens[token_id]), prev=str(self.prevs[prev_id]), strength=strength)
 
+    def excess(self) -> np.ndarray:
+        """Activation minus the unit's mean activation over the explain split."""
+        return self.acts - float(self.acts.mean())
+
     def ids(self, family: str) -> np.ndarray:
         return {"token": self.token_ids, "prev": self.prev_ids, "pair": self.pair_ids}[family]
 
@@ -203,8 +210,11 @@ def _greedy_search(
         f: (np.bincount(positions.ids(f), weights=firing) >= min_support) & ~positions.blocked(f)
         for f in families
     }
-    residual = positions.acts.copy()
-    total = float(np.sum(positions.acts**2))
+    # Centred: the simulator's "0" for unmentioned tokens stands for the unit's typical activation,
+    # so patterns must explain deviations from the mean. (For sparse units the mean is ~0 anyway;
+    # for dense ones this stops frequent tokens that are merely average from winning on mass.)
+    residual = positions.excess()
+    total = float(np.sum(residual**2))
     chosen: list[tuple[str, int]] = []
     while len(chosen) < config.max_patterns:
         best: tuple[float, str, int] | None = None
@@ -227,26 +237,24 @@ def _greedy_search(
 def _fit_strengths(
     positions: _Positions, chosen: list[tuple[str, int]], pseudo_count: float
 ) -> list[TokenPattern]:
-    """Each pattern's strength as the simulator will use it: the (shrunk) mean activation over the
-    positions where it is the most specific, then strongest, matching pattern."""
+    """Each pattern's strength as the simulator will use it: the (shrunk) mean excess over
+    the unit's average, over the positions where it is the most specific, then strongest, match."""
     if not chosen:
         return []
+    excess = positions.excess()
     masks = np.stack([positions.ids(family) == ident for family, ident in chosen])
     specificity = np.array([positions.pattern(f, i).specificity for f, i in chosen], dtype=np.float64)
-    strengths = np.array(
-        [positions.acts[m].sum() / (m.sum() + pseudo_count) for m in masks], dtype=np.float64
-    )
+
+    def mean_excess(where: np.ndarray) -> float:
+        return float(excess[where].sum() / (where.sum() + pseudo_count))
+
+    strengths = np.array([mean_excess(m) for m in masks], dtype=np.float64)
     for _ in range(3):  # winners depend on strengths and strengths on winners; settles fast
-        above_any_strength = float(strengths.max()) + 1.0
+        above_any_strength = float(np.abs(strengths).max()) + 1.0
         rank = np.where(masks, specificity[:, None] * above_any_strength + strengths[:, None], -np.inf)
         winner = np.argmax(rank, axis=0)
         covered = masks.any(axis=0)
-        strengths = np.array(
-            [
-                positions.acts[covered & (winner == k)].sum() / ((covered & (winner == k)).sum() + pseudo_count)
-                for k in range(len(chosen))
-            ]
-        )
+        strengths = np.array([mean_excess(covered & (winner == k)) for k in range(len(chosen))])
     return [
         positions.pattern(family, ident, float(s))
         for (family, ident), s in zip(chosen, strengths)

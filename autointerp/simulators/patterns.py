@@ -6,10 +6,12 @@ after \"the\""). It accepts the offline explainer's own wording exactly and LLM 
 double quotes, curly quotes, backticks and single quotes all count as quotes, and when a text quotes
 nothing its content words are used as tokens instead.
 
-Matching rules, chosen so the offline explainer's exact quotes stay precise while LLM quotes such as
-"God" still find the token " God": a quote that starts with whitespace must equal the tokens exactly;
-one that does not is compared with the tokens' text after leading whitespace, and also
-case-insensitively at a slightly lower strength. A match must start and end on token boundaries.
+Matching rules, chosen so precise quotes stay precise while LLM quotes such as "God" still find the
+token " God": a quote that starts with whitespace must equal the tokens exactly; one that does not is
+compared with the tokens' text after leading whitespace, and also case-insensitively at a slightly
+lower strength. A match must start and end on token boundaries. A text ending in "(exact tokens)",
+as the offline explainer's do, declares every quote one exact token string: then only identical
+tokens match (forgiving matches cost its explanations about 0.03 correlation on real units).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _QUOTE = re.compile(
     r"|`(?P<tick>[^`\n]+)`"
     r"|(?<!\w)'(?P<single>[^'\n]+?)'(?!\w)"
 )
+EXACT_MARK = "(exact tokens)"
 _CLAUSE_END = re.compile(r"[;.\n]")
 # Text between two quotes that makes the second the preceding-token context of the first.
 _BIND_CONTEXT = re.compile(
@@ -77,11 +80,19 @@ class PatternItem:
 
     `token` is a quoted token or phrase (None: any token); `prev` a quoted token or phrase that must
     come right before it (None: any context). `strength` is 0-10; 0 means the text excludes it.
+    `exact`: the quotes are exact token strings (the text says "(exact tokens)"), so no loose matching.
     """
 
     token: str | None
     prev: str | None
     strength: float
+    exact: bool = False
+
+
+def mark_exact(text: str) -> str:
+    """Declare that every quote in `text` is an exact token string (what the offline explainer
+    writes), so the simulator skips the whitespace- and case-forgiving matches meant for prose."""
+    return f"{text} {EXACT_MARK}"
 
 
 def quote(token: str) -> str:
@@ -92,6 +103,7 @@ def quote(token: str) -> str:
 @lru_cache(maxsize=4096)
 def parse_explanation(text: str) -> tuple[PatternItem, ...]:
     """Every pattern item an explanation names, in order of appearance."""
+    exact = text.rstrip().endswith(EXACT_MARK)
     pieces = _split_quotes(text)
     if not any(is_quote for is_quote, _ in pieces):
         return _content_word_items(text)
@@ -122,11 +134,11 @@ def parse_explanation(text: str) -> tuple[PatternItem, ...]:
             continue
         if pending_bind and items:
             last = items.pop()
-            items.append(PatternItem(token=last.token, prev=piece, strength=last.strength))
+            items.append(PatternItem(token=last.token, prev=piece, strength=last.strength, exact=exact))
         elif pending_next_token:
-            items.append(PatternItem(token=None, prev=piece, strength=strength))
+            items.append(PatternItem(token=None, prev=piece, strength=strength, exact=exact))
         else:
-            items.append(PatternItem(token=piece, prev=None, strength=strength))
+            items.append(PatternItem(token=piece, prev=None, strength=strength, exact=exact))
         pending_bind = pending_next_token = False
         previous_quote_in_clause = True
     return tuple(items)
@@ -153,15 +165,15 @@ def _item_hits(item: PatternItem, spans: _SpanFinder, n: int) -> list[tuple[int,
     hits: list[tuple[int, float, int]] = []
     if item.token is None:
         if item.prev is not None:
-            for _, end, quality in spans.find(item.prev):
+            for _, end, quality in spans.find(item.prev, item.exact):
                 if end + 1 < n:
                     hits.append((end + 1, item.strength * quality, 1))
         return hits
     prev_ends = None
     if item.prev is not None:
-        prev_ends = {end for _, end, _ in spans.find(item.prev)}
+        prev_ends = {end for _, end, _ in spans.find(item.prev, item.exact)}
     specificity = 2 if item.prev is not None else 1
-    for start, end, quality in spans.find(item.token):
+    for start, end, quality in spans.find(item.token, item.exact):
         if prev_ends is not None and start - 1 not in prev_ends:
             continue
         hits.append((end, item.strength * quality, specificity))
@@ -176,16 +188,17 @@ class _SpanFinder:
     def __init__(self, tokens: list[str]):
         self.tokens = tokens
         self.stripped = [t.lstrip() for t in tokens]
-        self._cache: dict[str, list[tuple[int, int, float]]] = {}
+        self._cache: dict[tuple[str, bool], list[tuple[int, int, float]]] = {}
 
-    def find(self, quoted: str) -> list[tuple[int, int, float]]:
+    def find(self, quoted: str, exact: bool) -> list[tuple[int, int, float]]:
         """(first token, last token, quality) of every match."""
-        if quoted not in self._cache:
-            self._cache[quoted] = self._find(quoted)
-        return self._cache[quoted]
+        key = (quoted, exact)
+        if key not in self._cache:
+            self._cache[key] = self._find(quoted, exact)
+        return self._cache[key]
 
-    def _find(self, quoted: str) -> list[tuple[int, int, float]]:
-        if not quoted.strip():  # whitespace such as "\n": only an identical token
+    def _find(self, quoted: str, exact: bool) -> list[tuple[int, int, float]]:
+        if exact or not quoted.strip():  # exact tokens, or whitespace such as "\n": identical tokens
             return [(i, i, 1.0) for i, t in enumerate(self.tokens) if t == quoted]
         exact_spacing = quoted[0].isspace()
         target = quoted if exact_spacing else quoted.strip()

@@ -1,0 +1,170 @@
+"""Benchmark: how close the explain + score stages come to the ideal throughput, and what they cost.
+
+Against the fake LLM server with a fixed reply latency L and client concurrency C, no pipeline can
+beat C / L requests per second; this measures requests per second and units (explained and scored
+by all three scorers) per second, and prints the ratio to that ideal. It also reports tokens per unit
+for the explainer and each scorer (the fake server counts whitespace-separated words; the "~tok"
+column estimates real tokens as prompt characters / 4) and the offline explainer's units per minute.
+The server runs in its own process, so its work does not share the measured process's GIL.
+
+    PYTHONPATH=. python evals/bench_labeling.py --units 24 --latency 0.05 --concurrency 4 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections import defaultdict
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+from autointerp.explainers import LLMExplainer, OfflineExplainer
+from autointerp.labeling import explain_units, score_units
+from autointerp.llm import ChatMessage, ChatRequest, make_llm_client
+from autointerp.store import open_store
+from autointerp.simulators import LLMSimulator
+from tests.fake_llm_server import FakeLLMServer
+from tests.planted import SimulatingResponder, planted_harvest, planted_units
+
+SOURCE = "planted/bench"
+SCORERS = ["simulation", "detection", "fuzzing"]
+
+
+def _serve(latency: float, port_pipe: Connection, stop: Event) -> None:
+    """Child process: the fake server, out of the measured process's GIL."""
+    with FakeLLMServer(SimulatingResponder(), latency_s=latency) as server:
+        server._httpd.socket.listen(256)  # socketserver's default backlog of 5 refuses bursts of connects
+        port_pipe.send(server.openai_base_url)
+        stop.wait()
+
+
+def _request_kind(request: dict) -> str:
+    system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
+    if "Explanation: <your explanation>" in system:
+        return "explain"
+    if "random tokens" in system:
+        return "fuzzing"
+    if "anywhere" in system:
+        return "detection"
+    return "simulation"
+
+
+def run_llm(units: int, latency: float, concurrency: int) -> dict:
+    harvests = [planted_harvest(u) for u in planted_units(units)]
+    receive, send = multiprocessing.Pipe(duplex=False)
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(latency, send, stop), daemon=True)
+    server.start()
+    base_url = receive.recv()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            store = open_store(Path(folder) / "bench.db")
+            store.put_source(SOURCE, {"bench": True})
+            store.put_units(SOURCE, harvests)
+            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, store=store, concurrency=concurrency, timeout=30)
+            explainer, simulator = LLMExplainer(client), LLMSimulator(client)
+            round_trip = asyncio.run(_round_trip(client))
+            calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+            started, cpu_started = time.perf_counter(), time.process_time()
+            explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
+            scored = asyncio.run(
+                score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
+                            simulator=simulator, concurrency=concurrency, progress=False)
+            )  # fmt: skip
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
+            for e in store.explanations(SOURCE):
+                tokens["explain"][0] += e.prompt_tokens
+                tokens["explain"][1] += e.completion_tokens
+            for sc in store.scores(SOURCE):
+                tokens[sc.scorer][0] += sc.prompt_tokens
+                tokens[sc.scorer][1] += sc.completion_tokens
+            for (request_json,) in store.db.execute("SELECT request FROM llm_cache"):
+                request = json.loads(request_json)
+                if request["messages"][0]["role"] != "system":
+                    continue  # a calibration request
+                tokens[_request_kind(request)][2] += sum(len(m["content"]) for m in request["messages"])
+            calls = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0] - calibration
+            retried = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'").fetchone()[0]
+            store.close()
+    finally:
+        stop.set()
+        server.join(timeout=10)
+    return {
+        "requests": calls,
+        "errors": retried,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "round_trip_s": round_trip,
+        "failed": explained.failed + scored.failed,
+        "tokens": {k: [v / units for v in values] for k, values in tokens.items()},
+    }
+
+
+async def _round_trip(client, samples: int = 10) -> float:
+    """Seconds one request takes end to end, alone: latency L plus transport overhead. No client can
+    exceed C / round_trip requests per second, so the ratio to that isolates the pipeline's own cost."""
+    await client.complete(ChatRequest(messages=[ChatMessage(role="user", content="warm-up")]))
+    started = time.perf_counter()
+    for i in range(samples):
+        await client.complete(ChatRequest(messages=[ChatMessage(role="user", content=f"calibration {i}")]))
+    return (time.perf_counter() - started) / samples
+
+
+def run_offline(units: int, window: int) -> float:
+    """Offline explainer throughput in units per minute (one process, no store)."""
+    harvests = [planted_harvest(u, window=window) for u in planted_units(units, seed=1)]
+    explainer = OfflineExplainer()
+    started = time.perf_counter()
+    for harvest in harvests:
+        explainer.explain_now(harvest)
+    return units / (time.perf_counter() - started) * 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--units", type=int, default=24)
+    parser.add_argument("--latency", type=float, default=0.05, help="fake server reply latency, seconds")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--offline-units", type=int, default=300)
+    args = parser.parse_args()
+    os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
+
+    print(f"LLM path, fake server, L = {args.latency * 1000:.0f} ms, {args.units} units, scorers {', '.join(SCORERS)}")
+    print(
+        f"{'C':>3} {'requests':>8} {'req/unit':>8} {'wall s':>6} {'req/s':>6} {'C/L':>6} {'ratio':>5} "
+        f"{'RTT ms':>6} {'C/RTT':>6} {'ratio':>5} {'units/s':>7} {'CPU ms/req':>10}"
+    )
+    results = []
+    for concurrency in args.concurrency:
+        r = run_llm(args.units, args.latency, concurrency)
+        results.append(r)
+        rate = r["requests"] / r["wall_s"]
+        ideal = concurrency / args.latency
+        ideal_measured = concurrency / r["round_trip_s"]
+        print(
+            f"{concurrency:>3} {r['requests']:>8} {r['requests'] / args.units:>8.1f} {r['wall_s']:>6.2f} {rate:>6.1f} "
+            f"{ideal:>6.1f} {rate / ideal:>5.2f} {r['round_trip_s'] * 1000:>6.1f} {ideal_measured:>6.1f} "
+            f"{rate / ideal_measured:>5.2f} {args.units / r['wall_s']:>7.2f} {r['cpu_s'] / r['requests'] * 1000:>10.1f}"
+            + (f"  ({r['failed']} failed, {r['errors']} call errors)" if r["failed"] or r["errors"] else "")
+        )
+    print("\nTokens per unit (fake-server word counts; ~tok = prompt chars / 4)")
+    print(f"{'stage':>11} {'prompt':>8} {'completion':>11} {'~tok prompt':>12}")
+    for stage in ["explain", *SCORERS]:
+        prompt, completion, chars = results[-1]["tokens"].get(stage, [0, 0, 0])
+        print(f"{stage:>11} {prompt:>8.0f} {completion:>11.0f} {chars / 4:>12.0f}")
+
+    for window in (24, 64):
+        per_minute = run_offline(args.offline_units, window)
+        print(f"\noffline explainer, {window}-token windows: {per_minute:,.0f} units/minute (1 core)", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()
