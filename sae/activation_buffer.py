@@ -35,18 +35,19 @@ class ShufflingBuffer:
             self.windows_consumed = item.first_window + item.tokens.shape[0]
             if store is None:
                 store = torch.empty(self.capacity, acts.shape[1], dtype=acts.dtype, device=acts.device)
-            take = min(len(acts), self.capacity - filled)
-            store[filled : filled + take] = acts[:take]
-            filled += take
-            if filled < self.capacity:
-                continue
-            order = torch.randperm(self.capacity, generator=self.generator).to(store.device)
-            store = store[order]
-            half = self.capacity // 2
-            for start in range(0, half - self.batch_size + 1, self.batch_size):
-                yield store[start : start + self.batch_size]
-            store[:half] = store[half:].clone()
-            filled = half
-            rest = acts[take:]  # what did not fit before the shuffle
-            store[filled : filled + len(rest)] = rest
-            filled += len(rest)
+            while len(acts):  # one block may fill the buffer more than once
+                take = min(len(acts), self.capacity - filled)
+                store[filled : filled + take] = acts[:take]
+                filled += take
+                acts = acts[take:]
+                if filled < self.capacity:
+                    break
+                order = torch.randperm(self.capacity, generator=self.generator).to(store.device)
+                store = store[order]
+                half = self.capacity // 2
+                for start in range(0, half - self.batch_size + 1, self.batch_size):
+                    yield store[start : start + self.batch_size]
+                # a new tensor for the kept half, so batches already handed out are never overwritten
+                kept = torch.empty_like(store)
+                kept[: self.capacity - half] = store[half:]
+                store, filled = kept, self.capacity - half
