@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from sae.activation_buffer import ShufflingBuffer
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.errors import UserError
 from sae.metrics import evaluate_sae
 from sae.saelens_format import WEIGHTS_FILE, load_sae
-from sae.streaming import token_batches
+from sae.streaming import ActivationBatch, token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
 from sae.training import CHECKPOINT, SAETrainConfig, train_sae
 
@@ -116,7 +117,9 @@ def test_checkpoint_from_other_settings_is_refused(subject: SubjectModel, traine
 
 @pytest.mark.parametrize("architecture", ["relu_l1", "batchtopk"])
 def test_other_architectures_train_and_load(subject: SubjectModel, architecture: str, tmp_path: Path) -> None:
-    cfg = small_config(4, architecture=architecture, resample_steps=[2], dead_after_tokens=100, l1_coefficient=1.0)
+    cfg = small_config(
+        4, architecture=architecture, resample_steps=[2], dead_after_tokens=100, l1_coefficient=1.0, buffer_tokens=256
+    )
     summary = train_sae(subject, BUILTIN_HOOK, cfg, tmp_path)
     sae = load_sae(tmp_path, 512)
     assert summary["steps"] == 4
@@ -128,6 +131,37 @@ def test_other_architectures_train_and_load(subject: SubjectModel, architecture:
     assert np.isfinite(summary["final_fvu"]) and summary["final_l0"] > 0
     x = torch.randn(8, 512)
     assert sae(x).shape == x.shape
+
+
+# --- the shuffling buffer --------------------------------------------------------------------------------
+
+
+def labelled_stream(n_windows: int, ctx: int, bos_every: int) -> tuple[list[ActivationBatch], set[int]]:
+    """Blocks whose activation rows carry their own row number, with a BOS token every `bos_every` rows."""
+    items, text_rows = [], set()
+    for w in range(n_windows):
+        rows = torch.arange(w * ctx, (w + 1) * ctx)
+        tokens = torch.where(rows % bos_every == 0, 0, 7)[None]
+        items.append(ActivationBatch(w, tokens, rows.float()[None, :, None].expand(1, ctx, 3).clone()))
+        text_rows |= {int(r) for r in rows if r % bos_every}
+    return items, text_rows
+
+
+@pytest.mark.parametrize("capacity", [8, 9, 16])
+def test_buffer_hands_out_each_text_row_once_even_from_blocks_larger_than_itself(capacity: int) -> None:
+    items, text_rows = labelled_stream(n_windows=6, ctx=11, bos_every=5)
+    buffer = ShufflingBuffer(capacity, batch_size=2, seed=0)
+    batches = list(buffer.batches(iter(items), bos_id=0))  # kept all at once: none may be overwritten
+    rows = torch.cat(batches)
+    assert all(b.shape == (2, 3) for b in batches)
+    assert (rows == rows[:, :1]).all(), "rows stay whole"
+    handed = rows[:, 0].long().tolist()
+    assert len(handed) == len(set(handed)) and set(handed) <= text_rows
+    half = capacity // 2
+    refills = 1 + (len(text_rows) - capacity) // half  # each refill after the first takes `half` new rows
+    assert len(handed) == refills * (half // 2 * 2)
+    assert buffer.windows_consumed == 6
+    assert handed != sorted(handed), "shuffled"
 
 
 # --- metrics -----------------------------------------------------------------------------------------
