@@ -183,7 +183,11 @@ async def score_units(
             store.put_score(source, score)
             report.count(score)
 
-        await asyncio.gather(*(run(name) for name in names))
+        # Let every scorer of the unit finish (and save) before an error of one of them stops the stage.
+        outcomes = await asyncio.gather(*(run(name) for name in names), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
 
     await _run_workers(todo, score_one, concurrency, progress, f"score ({simulator.name})")
     return report
