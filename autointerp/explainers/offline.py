@@ -58,7 +58,7 @@ class TokenPattern:
 
     token: str | None
     prev: str | None
-    strength: float  # mean activation where this pattern is the one that applies
+    strength: float  # mean activation above the unit's average where this pattern is the one that applies
 
     @property
     def specificity(self) -> int:
@@ -82,7 +82,7 @@ class OfflineExplainer:
     def __init__(self, config: OfflineExplainerConfig | None = None):
         self.config = config or OfflineExplainerConfig()
         self.settings_hash = settings_hash(
-            {"explainer": self.name, "version": 1, "params": self.config.model_dump()}
+            {"explainer": self.name, "version": 2, "params": self.config.model_dump()}
         )
 
     async def explain(self, harvest: UnitHarvest) -> Explanation:
