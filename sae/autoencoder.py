@@ -18,6 +18,7 @@ decoding costs batch * L0 * d_in instead of batch * d_sae * d_in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,10 +75,10 @@ class _SelectedPreactivations(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, b_dec, rows, cols):  # noqa: ANN001 (autograd signature)
-        x_c = x - b_dec
-        ctx.save_for_backward(x_c, W_enc, rows, cols)
-        return torch.addmm(b_enc, x_c, W_enc)[rows, cols]
+    def forward(ctx, x, W_enc, b_enc, b_dec, rows, cols, pre):  # noqa: ANN001 (autograd signature)
+        # `pre` is (x - b_dec) @ W_enc + b_enc, already computed (without grad) to choose rows/cols
+        ctx.save_for_backward(x - b_dec, W_enc, rows, cols)
+        return pre[rows, cols]
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001
@@ -86,10 +87,10 @@ class _SelectedPreactivations(torch.autograd.Function):
         g_t = torch.sparse_coo_tensor(
             torch.stack([cols, rows]), grad, (d_sae, x_c.shape[0]), check_invariants=False
         )
-        grad_W = torch.sparse.mm(g_t, x_c).t()  # [d_in, d_sae]
+        grad_W = torch.sparse.mm(g_t, x_c).t().contiguous()  # [d_in, d_sae]
         grad_b_enc = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
         grad_b_dec = -(W_enc @ grad_b_enc)
-        return None, grad_W, grad_b_enc, grad_b_dec, None, None
+        return None, grad_W, grad_b_enc, grad_b_dec, None, None, None
 
 
 class SparseAutoencoder(nn.Module):
@@ -169,25 +170,25 @@ class SparseAutoencoder(nn.Module):
     # --- training-time encoding with gradients --------------------------------------------------------
 
     def encode_for_training(
-        self, x: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[SparseCode, SparseCode | None, torch.Tensor]:
-        """(code, extra code, dense pre-activations without grad) with gradients on the codes' values.
+        self, x: torch.Tensor, extra: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> tuple[SparseCode, SparseCode | None]:
+        """(code, extra code) with gradients on the codes' values, from one dense product.
 
-        `extra` adds a second selection (e.g. AuxK's dead-latent top-k) that shares the one dense
-        product: a function of the detached pre-activations returning (rows, cols).
+        `extra` adds a second selection that shares that product (e.g. AuxK's top-k among dead
+        latents): a function of the detached pre-activations [batch, d_sae] returning (rows, cols).
         """
         with torch.no_grad():
             pre = self.preactivations(x)
             rows, cols = self.select(pre, training=True)
-        n_main = rows.numel()
-        if extra is not None:
-            rows = torch.cat([rows, extra[0]])
-            cols = torch.cat([cols, extra[1]])
-        vals = _SelectedPreactivations.apply(x, self.W_enc, self.b_enc, self.b_dec, rows, cols)
+            n_main = rows.numel()
+            if extra is not None:
+                extra_rows, extra_cols = extra(pre)
+                rows, cols = torch.cat([rows, extra_rows]), torch.cat([cols, extra_cols])
+        vals = _SelectedPreactivations.apply(x, self.W_enc, self.b_enc, self.b_dec, rows, cols, pre)
         b, d = x.shape[0], self.cfg.d_sae
         main = SparseCode(rows[:n_main], cols[:n_main], vals[:n_main], b, d)
         aux = SparseCode(rows[n_main:], cols[n_main:], vals[n_main:], b, d) if extra is not None else None
-        return main, aux, pre
+        return main, aux
 
     # --- decoder geometry -------------------------------------------------------------------------
 

@@ -86,20 +86,15 @@ def topk_loss(
     sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig
 ) -> tuple[torch.Tensor, SparseCode]:
     n_dead = int(dead.sum())
-    aux_pick = None
-    if n_dead > 0:
 
-        def aux_pick(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            k_aux = min(cfg.aux_k, n_dead)
-            vals, cols = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=1, sorted=False)
-            rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
-            keep = vals.reshape(-1) > 0
-            return rows[keep], cols.reshape(-1)[keep]
+    def dead_topk(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k_aux = min(cfg.aux_k, n_dead)
+        vals, cols = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=1, sorted=False)
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
+        keep = vals.reshape(-1) > 0
+        return rows[keep], cols.reshape(-1)[keep]
 
-    with torch.no_grad():
-        pre = sae.preactivations(x)
-        extra = aux_pick(pre) if aux_pick is not None else None
-    code, aux_code, _ = sae.encode_for_training(x, extra)
+    code, aux_code = sae.encode_for_training(x, dead_topk if n_dead > 0 else None)
     recon = sae.decode_sparse(code)
     variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
     loss = (recon - x).pow(2).sum(dim=1).mean() / variance
