@@ -204,7 +204,8 @@ def test_random_windows_are_the_same_for_every_unit(harvested, dense: Dense) -> 
 def test_examples_are_cut_around_the_peak(harvested, subject: SubjectModel, sae) -> None:
     short = copy.copy(harvested["feature"])
     short.cfg = CFG.model_copy(update={"example_length": 16})
-    rec = next(r for r in unit_records("feature", short, subject, BUILTIN_HOOK, sae) if r.examples_for("explain", "top"))
+    records = unit_records("feature", short, subject, BUILTIN_HOOK, sae)
+    rec = next(r for r in records if r.examples_for("explain", "top"))
     full = next(unit_records("feature", harvested["feature"], subject, BUILTIN_HOOK, sae, units=[rec.index]))
     whole = {e.window_id: e for e in full.examples}
     for ex in rec.examples:

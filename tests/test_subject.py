@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sae.corpus import Document, open_corpus, select_split
 from sae.errors import UserError
