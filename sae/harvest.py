@@ -68,23 +68,25 @@ class KindHarvester:
         """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
         n_windows, ctx, units = acts.shape
         self.state.stats.update(acts.reshape(-1, units))
-        per_unit = acts.permute(2, 0, 1)  # [U, W, ctx]
-        window_max = per_unit.amax(dim=2)  # [U, W]
+        window_max = acts.amax(dim=1).t()  # [U, W]
         fires = window_max > 0
         ids = window_ids[None, :].expand(units, -1)
-        toks = tokens[None].expand(units, -1, -1)
+
+        def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return tokens[window], acts[window, :, unit]
+
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
         for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
             slots = getattr(self.state, split_name)
             ok = in_split[None, :]
-            slots.top.merge(torch.where(ok & fires, window_max, neg_inf), ids, toks, per_unit)
-            slots.reservoir.merge(torch.where(ok & fires, unit_priority, neg_inf), ids, toks, per_unit)
+            slots.top.merge(torch.where(ok & fires, window_max, neg_inf), ids, fetch)
+            slots.reservoir.merge(torch.where(ok & fires, unit_priority, neg_inf), ids, fetch)
             # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
             quiet = torch.where(fires, -window_max, -unit_priority)
-            slots.low.merge(torch.where(ok, quiet, neg_inf), ids, toks, per_unit)
-            self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, toks, per_unit)
+            slots.low.merge(torch.where(ok, quiet, neg_inf), ids, fetch)
+            self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, fetch)
 
 
 def harvest(

@@ -14,6 +14,7 @@ the number of tokens seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -21,12 +22,16 @@ import torch
 HIST_EDGES_LOG10 = torch.linspace(-4, 3, 71)  # 0.1 decade bins from 1e-4 to 1e3
 
 
+# fetch(units [n], candidates [n]) -> (tokens [n, ctx], acts [n, ctx]) of the chosen candidates
+Fetch = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class WindowSlots:
-    """K kept windows per unit, chosen by `key` (largest first)."""
+    """K kept windows per unit, those with the largest `key` (slots are in no particular order)."""
 
     key: torch.Tensor  # [U, K] float; -inf marks an empty slot
-    window_id: torch.Tensor  # [U, K] int64
+    window_id: torch.Tensor  # [U, K] int64; -1 in empty slots
     tokens: torch.Tensor  # [U, K, ctx] int32
     acts: torch.Tensor  # [U, K, ctx] float32
 
@@ -39,47 +44,41 @@ class WindowSlots:
             acts=torch.zeros(units, k, ctx, device=device),
         )
 
-    def merge(self, key: torch.Tensor, window_id: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor) -> None:
+    def merge(self, key: torch.Tensor, window_id: torch.Tensor, fetch: Fetch) -> None:
         """Keep the K largest keys among the current slots and W candidates per unit.
 
-        key [U, W] (-inf: not a candidate), window_id [U, W], tokens [U, W, ctx], acts [U, W, ctx];
-        candidates shared by all units can be passed as expanded views.
+        key [U, W] (-inf: not a candidate), window_id [U, W]. Only winning candidates are fetched
+        and written, each into a slot its unit evicts, so the cost follows the number of changes,
+        not the size of the state.
         """
         k = self.key.shape[1]
         if k == 0:
             return
-        # Only units with a candidate better than their current worst slot change; after the first
-        # batches that is a small minority, so the rest of the state is never copied.
         changed = (key > self.key.min(dim=1, keepdim=True).values).any(dim=1).nonzero().squeeze(1)
         if len(changed) == 0:
             return
-        if len(changed) == self.key.shape[0]:
-            changed = None  # every unit: skip the gathers
-        sub = (lambda t: t) if changed is None else (lambda t: t.index_select(0, changed))
-        old_key, old_ids, old_toks, old_acts = sub(self.key), sub(self.window_id), sub(self.tokens), sub(self.acts)
-        best, pick = torch.cat([old_key, sub(key)], dim=1).topk(k, dim=1)  # [u, K] into old ++ new
-        from_old = pick < k
-        old_pick, new_pick = pick.clamp(max=k - 1), (pick - k).clamp(min=0)
-        ctx = self.tokens.shape[2]
-
-        def choose(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            if old.dim() == 2:
-                return torch.where(from_old, old.gather(1, old_pick), new.gather(1, new_pick))
-            old_idx, new_idx = old_pick[..., None].expand(-1, -1, ctx), new_pick[..., None].expand(-1, -1, ctx)
-            return torch.where(from_old[..., None], old.gather(1, old_idx), new.gather(1, new_idx).to(old.dtype))
-
-        # fewer than K real candidates: topk also returns -inf ones, whose windows must stay empty slots
-        ids = choose(old_ids, sub(window_id)).masked_fill(best == -torch.inf, -1)
-        merged = (best, ids, choose(old_toks, sub(tokens)), choose(old_acts, sub(acts)))
-        if changed is None:
-            self.key, self.window_id, self.tokens, self.acts = merged
-            return
-        for target, value in zip((self.key, self.window_id, self.tokens, self.acts), merged):
-            target.index_copy_(0, changed, value)
+        cand_key = key[changed]
+        _, pick = torch.cat([self.key[changed], cand_key], dim=1).topk(k, dim=1)  # [c, K] into old ++ new
+        is_old = pick < k
+        kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
+        kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
+        # Per unit, evicted slots and winning candidates are equally many; nonzero() lists both in
+        # row-major order, so the i-th winner goes into the i-th evicted slot.
+        evicted_rows, evicted_slots = (kept == 0).nonzero(as_tuple=True)
+        new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
+        cand = pick[new_rows, new_pos] - k
+        units = changed[new_rows]
+        new_key = cand_key[new_rows, cand]
+        self.key[units, evicted_slots] = new_key
+        # a -inf candidate can win only an empty slot, which stays empty
+        self.window_id[units, evicted_slots] = window_id[units, cand].masked_fill(new_key == -torch.inf, -1)
+        tokens, acts = fetch(units, cand)
+        self.tokens[units, evicted_slots] = tokens.to(self.tokens.dtype)
+        self.acts[units, evicted_slots] = acts.to(self.acts.dtype)
 
     def merge_slots(self, other: "WindowSlots") -> None:
         """Fold another shard's slots in (for sharded harvests)."""
-        self.merge(other.key, other.window_id, other.tokens, other.acts)
+        self.merge(other.key, other.window_id, lambda u, c: (other.tokens[u, c], other.acts[u, c]))
 
 
 @dataclass
@@ -104,7 +103,7 @@ class UnitStatsState:
         """flat: [tokens, U] activations of the harvested (non-separator) positions."""
         self.tokens_seen += flat.shape[0]
         self.active += (flat > 0).sum(0)
-        self.total += flat.sum(0, dtype=torch.float64)
+        self.total += flat.sum(0).double()  # float32 within a batch, float64 across batches
         self.max = torch.maximum(self.max, flat.max(0).values)
         tok, unit = (flat > 0).nonzero(as_tuple=True)
         edges = HIST_EDGES_LOG10.to(flat.device)

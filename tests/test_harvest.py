@@ -89,7 +89,8 @@ def test_stats_match_brute_force(harvested, dense: Dense, kind: str) -> None:
     assert int(stats.tokens_seen) == acts.shape[0] == N_TOKENS
     assert torch.equal(stats.active, (acts > 0).sum(0))
     assert torch.equal(stats.max, acts.amax(0))
-    torch.testing.assert_close(stats.total, acts.double().sum(0), rtol=1e-9, atol=1e-6)
+    # each batch is summed in float32, batches are added in float64
+    torch.testing.assert_close(stats.total, acts.double().sum(0), rtol=1e-5, atol=1e-4)
     tok, unit = (acts > 0).nonzero(as_tuple=True)
     bins = (torch.bucketize(acts[tok, unit].log10(), HIST_EDGES_LOG10) - 1).clamp(0, len(HIST_EDGES_LOG10) - 2)
     expected_hist = torch.zeros_like(stats.hist)
