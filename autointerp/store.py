@@ -31,7 +31,7 @@ from autointerp.records import (
     UnitStats,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: example tokens moved to the windows table
 
 
 class StoreError(UserError):
@@ -44,6 +44,11 @@ def _now() -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dumps_activations(values: list[float]) -> str:
+    """Activations as compact JSON: exact zeros (most of a sparse feature's) written as `0`."""
+    return _dumps([0 if v == 0 else v for v in values])
 
 
 # Column definitions, created up front so an empty store already has its schema (Datasette, queries).
@@ -81,11 +86,15 @@ _TABLES: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
             "position": int,  # order within the unit's example list, kept on round trip
             "quantile": int,
             "max_activation": float,
-            "tokens": str,
+            "start": int,  # the example's tokens are windows.tokens[start : start + len(activations)]
             "activations": str,
         },
         ("source", "kind", "index", "split", "sampling", "window_id"),
     ),
+    # Token text is stored once per window, not once per example: every unit's examples come from
+    # the same few thousand windows, so this is most of the file otherwise. Positions no example
+    # has covered are null.
+    "windows": ({"source": str, "window_id": int, "tokens": str}, ("source", "window_id")),
     # explanations and scores: one column per record field, derived below (_record_columns), so a
     # field added to the record is stored without touching this module.
     "explanations": ({}, ("source", "kind", "index", "settings_hash")),
@@ -231,6 +240,11 @@ class CatalogStore:
         found = self._meta_get("schema_version")
         if found is None:
             self._meta_put("schema_version", str(SCHEMA_VERSION))
+        elif int(found) < 2:
+            raise StoreError(
+                f"{self.path} was written by an older autointerp (schema {found}) whose examples this "
+                "one cannot read; harvest into a new catalog"
+            )
         elif int(found) > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer autointerp (schema {found}, this one reads "
@@ -305,6 +319,7 @@ class CatalogStore:
         """
         unit_rows: list[tuple] = []
         example_rows: list[tuple] = []
+        window_tokens: dict[int, dict[int, str]] = {}
         for h in harvests:
             unit_rows.append(
                 (
@@ -322,6 +337,9 @@ class CatalogStore:
                 )
             )
             for position, e in enumerate(h.examples):
+                known = window_tokens.setdefault(e.window_id, {})
+                for offset, token in enumerate(e.tokens):
+                    known[e.start + offset] = token
                 example_rows.append(
                     (
                         source,
@@ -333,8 +351,8 @@ class CatalogStore:
                         position,
                         e.quantile,
                         max(e.activations) if e.activations else 0.0,
-                        _dumps(e.tokens),
-                        _dumps(e.activations),
+                        e.start,
+                        _dumps_activations(e.activations),
                     )
                 )
         conn = self.db.conn
@@ -345,7 +363,23 @@ class CatalogStore:
             )
             conn.executemany(_insert_sql("units", _UNIT_COLUMNS), unit_rows)
             conn.executemany(_insert_sql("examples", _EXAMPLE_COLUMNS), example_rows)
+            conn.executemany(
+                _insert_sql("windows", ["source", "window_id", "tokens"]),
+                [(source, wid, _dumps(self._overlay_window(source, wid, known))) for wid, known in window_tokens.items()],
+            )
         return len(unit_rows)
+
+    def _overlay_window(self, source: str, window_id: int, known: dict[int, str]) -> list[str | None]:
+        """The stored window's tokens with these positions written over them (never fewer known)."""
+        row = self.db.execute(
+            "SELECT tokens FROM windows WHERE source = ? AND window_id = ?", [source, window_id]
+        ).fetchone()
+        tokens: list[str | None] = json.loads(row[0]) if row else []
+        length = max(len(tokens), max(known) + 1 if known else 0)
+        tokens.extend([None] * (length - len(tokens)))
+        for position, token in known.items():
+            tokens[position] = token
+        return tokens
 
     def unit_keys(self, source: str, kind: UnitKind | None = None) -> list[tuple[UnitKind, int]]:
         """(kind, index) of every stored unit of a source, sorted."""
@@ -376,23 +410,30 @@ class CatalogStore:
         if row is None:
             return None
         stats, promoted, suppressed, neurons = row
-        # model_construct: these rows were validated on the way in; re-validating 80 examples per
-        # unit would cost more than reading them.
-        examples = [
-            ActivationExample.model_construct(
-                window_id=window_id,
-                tokens=json.loads(tokens),
-                activations=json.loads(activations),
-                split=split,
-                sampling=sampling,
-                quantile=quantile,
+        rows = self.db.execute(
+            "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
+            "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
+            'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
+            [source, kind, index],
+        ).fetchall()
+        windows: dict[int, list[str]] = {}
+        examples = []
+        for window_id, start, tokens, activations, split, sampling, quantile in rows:
+            window = windows.get(window_id) or windows.setdefault(window_id, json.loads(tokens))
+            acts = json.loads(activations)
+            # model_construct: these rows were validated on the way in; re-validating ~100 examples
+            # per unit would cost more than reading them.
+            examples.append(
+                ActivationExample.model_construct(
+                    window_id=window_id,
+                    start=start,
+                    tokens=window[start : start + len(acts)],
+                    activations=acts,
+                    split=split,
+                    sampling=sampling,
+                    quantile=quantile,
+                )
             )
-            for window_id, tokens, activations, split, sampling, quantile in self.db.execute(
-                "SELECT window_id, tokens, activations, split, sampling, quantile FROM examples "
-                'WHERE source = ? AND kind = ? AND "index" = ? ORDER BY position',
-                [source, kind, index],
-            )
-        ]
         return UnitHarvest(
             kind=kind,
             index=index,

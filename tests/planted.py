@@ -68,7 +68,9 @@ def planted_harvest(
 ) -> UnitHarvest:
     """A harvest of `unit`; each count is per split (explain and score get the same numbers)."""
     rng = random.Random(f"{seed}:{unit.index}")
-    window_ids = iter(range(10**6))
+    # window ids name the same tokens across the units of a source (as a real harvest's do), so
+    # each planted unit gets its own range
+    window_ids = iter(range(unit.index * 10**6, (unit.index + 1) * 10**6))
     examples: list[ActivationExample] = []
 
     def add(tokens: list[str], acts: list[float], split: ExampleSplit, sampling: Sampling, band: int | None = None):
