@@ -129,10 +129,13 @@ def example_html(example: ActivationExample, unit_max: float) -> str:
             classes.append(f"h{level}")
         if made_visible:
             classes.append("ws")
+        class_attr = f' class="{" ".join(classes)}"' if classes else ""
+        if activation == 0 and not made_visible:  # most tokens of a sparse unit: keep pages small
+            parts.append(f"<span{class_attr}>{shown}</span>")
+            continue
         title = f"{activation:.6g}"
         if made_visible:
             title += f" \u00b7 {token!r}"
-        class_attr = f' class="{" ".join(classes)}"' if classes else ""
         parts.append(f'<span{class_attr} title="{_e(title)}">{shown}</span>')
     return (
         f'<div class="example" data-window="{example.window_id}">'
@@ -456,7 +459,7 @@ def write_html_catalog(
     comparison_note: str | None = None,
     scorer: str | None = None,
     explainer: str | None = None,
-    examples_per_group: int = 12,
+    examples_per_group: int = 8,
 ) -> Path:
     """Write out_dir/html/ (index.html, one page per unit, CSS/JS, plots); return index.html's path.
 
