@@ -8,13 +8,13 @@ API keys never reach this file: nothing here takes one.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, get_args
 
+import orjson
 import sqlite_utils
 from pydantic import BaseModel
 
@@ -43,7 +43,11 @@ def _now() -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text (orjson: the store writes and reads millions of small arrays)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_loads = orjson.loads
 
 
 def _dumps_activations(values: list[float]) -> str:
@@ -185,7 +189,7 @@ def _row_record(model: type[BaseModel], row: dict[str, Any], json_fields: set[st
         if value is None and type(None) not in get_args(fields[name].annotation):
             continue  # NULL in a column added after this row was written: use the field's default
         if value is not None and name in json_fields:
-            value = json.loads(value)
+            value = _loads(value)
         elif fields[name].annotation is bool:
             value = bool(value)
         data[name] = value
@@ -211,6 +215,8 @@ class CatalogStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # parsed window tokens, shared by the many units whose examples come from the same windows
+        self._windows: dict[tuple[str, int], list[str | None]] = {}
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"cannot create store {self.path}: folder {self.path.parent} does not exist")
         try:
@@ -290,7 +296,7 @@ class CatalogStore:
     def runs(self) -> list[dict[str, Any]]:
         """Every run recorded here, oldest first, with its config parsed."""
         rows = self.db.query("SELECT * FROM runs ORDER BY started_at")
-        return [{**row, "config": json.loads(row["config"])} for row in rows]
+        return [{**row, "config": _loads(row["config"])} for row in rows]
 
     def put_source(self, name: str, config: dict[str, Any]) -> None:
         """Record what a source is (model, hook, SAE, harvest settings)."""
@@ -308,7 +314,7 @@ class CatalogStore:
         if row is None:
             known = ", ".join(self.sources()) or "none"
             raise StoreError(f"no source named {name!r} in {self.path} (known: {known})")
-        return json.loads(row[0])
+        return _loads(row[0])
 
     # ---- units and examples ------------------------------------------------------------------
 
@@ -356,6 +362,7 @@ class CatalogStore:
                     )
                 )
         conn = self.db.conn
+        self._windows.clear()
         with self.db.atomic():
             conn.executemany(
                 'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?',
@@ -374,7 +381,7 @@ class CatalogStore:
         row = self.db.execute(
             "SELECT tokens FROM windows WHERE source = ? AND window_id = ?", [source, window_id]
         ).fetchone()
-        tokens: list[str | None] = json.loads(row[0]) if row else []
+        tokens: list[str | None] = _loads(row[0]) if row else []
         length = max(len(tokens), max(known) + 1 if known else 0)
         tokens.extend([None] * (length - len(tokens)))
         for position, token in known.items():
@@ -416,11 +423,12 @@ class CatalogStore:
             'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
             [source, kind, index],
         ).fetchall()
-        windows: dict[int, list[str]] = {}
         examples = []
         for window_id, start, tokens, activations, split, sampling, quantile in rows:
-            window = windows.get(window_id) or windows.setdefault(window_id, json.loads(tokens))
-            acts = json.loads(activations)
+            window = self._windows.get((source, window_id))
+            if window is None:
+                window = self._windows[(source, window_id)] = _loads(tokens)
+            acts = _loads(activations)
             # model_construct: these rows were validated on the way in; re-validating ~100 examples
             # per unit would cost more than reading them.
             examples.append(
@@ -439,9 +447,9 @@ class CatalogStore:
             index=index,
             stats=UnitStats.model_validate_json(stats),
             examples=examples,
-            promoted_tokens=[TokenWeight(**t) for t in json.loads(promoted)],
-            suppressed_tokens=[TokenWeight(**t) for t in json.loads(suppressed)],
-            top_neurons=[NeuronWeight(**n) for n in json.loads(neurons)],
+            promoted_tokens=[TokenWeight(**t) for t in _loads(promoted)],
+            suppressed_tokens=[TokenWeight(**t) for t in _loads(suppressed)],
+            top_neurons=[NeuronWeight(**n) for n in _loads(neurons)],
         )
 
     # ---- explanations ------------------------------------------------------------------------
@@ -554,7 +562,7 @@ class CatalogStore:
     def cache_get(self, key: str) -> dict[str, Any] | None:
         """The stored response for a request hash, or None."""
         row = self.db.execute("SELECT response FROM llm_cache WHERE key = ?", [key]).fetchone()
-        return json.loads(row[0]) if row else None
+        return _loads(row[0]) if row else None
 
     def cache_put(
         self,

@@ -43,7 +43,6 @@ SCORERS = ["simulation", "detection", "fuzzing"]
 def _serve(latency: float, port_pipe: Connection, stop: Event) -> None:
     """Child process: the fake server, out of the measured process's GIL."""
     with FakeLLMServer(SimulatingResponder(), latency_s=latency) as server:
-        server._httpd.socket.listen(256)  # socketserver's default backlog of 5 refuses bursts of connects
         port_pipe.send(server.openai_base_url)
         stop.wait()
     port_pipe.send(time.process_time())  # the server's CPU seconds, for the report

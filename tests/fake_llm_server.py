@@ -107,6 +107,10 @@ _ERROR_TYPES = {
 }
 
 
+class _BurstyHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's default backlog of 5 refuses bursts of connections
+
+
 class FakeLLMServer:
     """Start with `with FakeLLMServer() as server:`; point SDKs at `openai_base_url` /
     `anthropic_base_url`."""
@@ -123,7 +127,7 @@ class FakeLLMServer:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _BurstyHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread: threading.Thread | None = None

@@ -14,6 +14,8 @@ textContent. One page per unit keeps thousands of units fast to write and to bro
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import re
@@ -97,6 +99,7 @@ def _slug(text: str) -> str:
 # --- tokens -------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a vocabulary's worth: pages repeat the same tokens millions of times
 def display_token(token: str) -> tuple[str, bool]:
     """The token as shown (escaped HTML) and whether it had invisible characters made visible.
 
@@ -130,8 +133,8 @@ def example_html(example: ActivationExample, unit_max: float) -> str:
         if made_visible:
             classes.append("ws")
         class_attr = f' class="{" ".join(classes)}"' if classes else ""
-        if activation == 0 and not made_visible:  # most tokens of a sparse unit: keep pages small
-            parts.append(f"<span{class_attr}>{shown}</span>")
+        if activation == 0 and not made_visible:  # most tokens of a sparse unit: plain text keeps pages small
+            parts.append(shown)
             continue
         title = f"{activation:.6g}"
         if made_visible:
@@ -459,7 +462,7 @@ def write_html_catalog(
     comparison_note: str | None = None,
     scorer: str | None = None,
     explainer: str | None = None,
-    examples_per_group: int = 8,
+    examples_per_group: int = 6,
 ) -> Path:
     """Write out_dir/html/ (index.html, one page per unit, CSS/JS, plots); return index.html's path.
 
