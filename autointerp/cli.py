@@ -11,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from autointerp.errors import UserError
+from pydantic import ValidationError
+
+from autointerp.errors import UserError, describe_validation_error
 
 
 def _print_json(obj) -> None:
@@ -124,7 +126,7 @@ def _add_sae_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="topk", choices=["topk", "batchtopk", "relu_l1"])
     p.add_argument("--d-sae", type=int, default=4096, help="number of features")
     p.add_argument("--k", type=int, default=32, help="active features per token (topk, batchtopk)")
-    p.add_argument("--l1", type=float, default=5.0, help="L1 coefficient (relu_l1)")
+    p.add_argument("--l1", type=float, default=0.1, help="L1 coefficient (relu_l1), on inputs scaled to unit mean squared norm")
     p.add_argument("--resample-steps", default="", help="relu_l1: comma-separated steps to resample dead features")
     p.add_argument("--tokens", type=int, default=2_000_000, help="training tokens")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -265,39 +267,26 @@ def _selection(args: argparse.Namespace):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    import asyncio
-
-    from autointerp.labeling import explain_units
-    from autointerp.llm.budget import Budget
-    from autointerp.pipeline import make_explainer, select_units
+    from autointerp.pipeline import explain_stage, make_budget, make_explainer, select_units
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
-    explainer = make_explainer(spec, store, Budget(spec.max_cost) if spec.max_cost else None, "explain")
-    units = select_units(store, source, _selection(args))
-    report = asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    explainer = make_explainer(spec, store, make_budget(spec, store), "explain")
+    report = explain_stage(store, source, select_units(store, source, _selection(args)), explainer, spec)
     _print_json(report.model_dump())
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    import asyncio
-
-    from autointerp.labeling import score_units
-    from autointerp.llm.budget import Budget
-    from autointerp.pipeline import make_explainer, make_simulator, select_units
+    from autointerp.pipeline import make_budget, make_explainer, make_simulator, score_stage, select_units
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
-    budget = Budget(spec.max_cost) if spec.max_cost else None
+    budget = make_budget(spec, store)
     explainer = make_explainer(spec, store, budget, "score")  # names which explanations to score
     simulator = make_simulator(spec, store, budget, "score")
-    units = select_units(store, source, _selection(args))
-    report = asyncio.run(score_units(
-        store, source, units, explanation_settings_hash=explainer.settings_hash, scorers=spec.scorers,
-        simulator=simulator, concurrency=spec.concurrency,
-    ))
+    report = score_stage(store, source, select_units(store, source, _selection(args)), explainer, simulator, spec)
     _print_json(report.model_dump())
 
 
@@ -409,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:  # an option value that the settings models refuse
+        print(f"error: {describe_validation_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autointerp.compare import compare
-from autointerp.errors import UserError
+from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
 from autointerp.explainers.llm import LLMExplainer
 from autointerp.explainers.offline import OfflineExplainer
@@ -29,6 +29,8 @@ from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.factory import make_llm_client
 from autointerp.records import UnitKind
+from autointerp.scoring import SCORERS
+from autointerp.llm.redact import safe_url
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
@@ -45,6 +47,8 @@ SAE_DIR = "sae"
 
 
 class SubjectSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     model: str = "builtin"  # "builtin", a built-in-layout folder, or an HF model name/path
     hook: str = BUILTIN_HOOK
     device: str = "cpu"
@@ -52,12 +56,16 @@ class SubjectSpec(BaseModel):
 
 
 class SAESpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     path: str | None = None  # a SAELens-layout folder to load; None trains one into OUT/sae
     train: SAETrainConfig = SAETrainConfig()
     eval_tokens: int = 100_000
 
 
 class UnitSelection(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     kinds: list[UnitKind] = ["neuron", "feature"]
     mode: Literal["all", "first", "random", "list"] = "all"
     n: int | None = None  # for first / random: per kind
@@ -66,17 +74,30 @@ class UnitSelection(BaseModel):
 
 
 class LabelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     explainer: str = "offline"  # offline, openai:MODEL, anthropic:MODEL, openai-compatible:MODEL
     simulator: str = "offline"
     base_url: str | None = None  # for openai-compatible servers (vLLM, llama.cpp, Ollama)
-    scorers: list[str] = ["simulation", "detection", "fuzzing"]
-    max_cost: float | None = None  # USD for the whole run; stops cleanly when reached
+    scorers: list[str] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
+    max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
     concurrency: int = 8
     timeout: float = 60.0
     prices: str | None = None  # a .json/.toml price table overriding the built-in one
 
 
+    @field_validator("scorers")
+    @classmethod
+    def _known_scorers(cls, scorers: list[str]) -> list[str]:
+        unknown = [name for name in scorers if name not in SCORERS]
+        if unknown:
+            raise ValueError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
+        return scorers
+
+
 class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     out: str = "autointerp_run"
     corpus: str = "stdlib"
     subject: SubjectSpec = SubjectSpec()
@@ -121,8 +142,7 @@ def load_run_config(path: Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        raise UserError(f"{path}: {problems}") from None
+        raise UserError(f"{path}: {describe_validation_error(err)}") from None
 
 
 # --- stage 1: the SAE -------------------------------------------------------------------------------
@@ -130,21 +150,30 @@ def load_run_config(path: Path) -> RunConfig:
 
 def prepare_sae(subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, out: Path) -> tuple[SparseAutoencoder, Path, dict]:
     """Load the configured SAE, or train one into OUT/sae (resuming a killed training); evaluate it
-    once (OUT/sae/metrics.json and density.png) unless that was done already."""
+    once (metrics.json and density.png beside it) unless that was done already. A finished SAE
+    trained with other settings is an error, never silently reused."""
     width = subject.hook_width(hook)
     if spec.path:
         folder = Path(spec.path)
+        metrics_file = out / "sae_metrics.json"
+        made_with = {"sae_path": str(folder.resolve()), "eval_tokens": spec.eval_tokens}
     else:
         folder = out / SAE_DIR
+        train_cfg = spec.train.model_copy(update={"corpus": corpus})
+        done = folder / "training.json"
         if not (folder / CFG_FILE).exists():
-            train_sae(subject, hook, spec.train.model_copy(update={"corpus": corpus}), folder)
+            train_sae(subject, hook, train_cfg, folder)
+        elif done.exists() and json.loads(done.read_text()).get("train_config") != train_cfg.model_dump():
+            raise UserError(f"{folder} holds an SAE trained with other settings; use a new --out or delete it")
+        metrics_file = folder / "metrics.json"
+        made_with = {"eval_tokens": spec.eval_tokens}
     sae = load_sae(folder, width, device=str(subject.device))
-    metrics_file = out / "sae_metrics.json" if spec.path else folder / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-    else:
+    if sae.cfg.hook_name != hook:
+        print(f"note: the SAE in {folder} was made for hook {sae.cfg.hook_name!r}; using it at {hook!r}")
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if metrics.get("made_with") != made_with:
         result, density = evaluate_sae(subject, sae, hook, corpus=corpus, max_tokens=spec.eval_tokens)
-        metrics = result.model_dump()
+        metrics = {**result.model_dump(), "made_with": made_with}
         metrics_file.write_text(json.dumps(metrics, indent=2))
         plot_density_histogram(density, metrics_file.parent / "density.png", title=f"SAE {sae.cfg.d_sae} features")
     return sae, folder, metrics
@@ -164,12 +193,19 @@ def harvest_into_store(
     cfg: HarvestConfig, described: dict,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
-    settings; returns whether it ran. Units are written in one transaction at the end."""
+    settings; returns whether it ran. A source harvested with other settings is an error: its
+    explanations and scores describe those examples, and mixing them would mislabel units."""
     wanted = {**described, "harvest": cfg.model_dump()}
     if source in store.sources():
         done = store.source_config(source)
-        if done.get("harvest_complete") and done.get("harvest") == wanted["harvest"]:
-            return False
+        if done.get("harvest_complete"):
+            if {k: done.get(k) for k in wanted} == wanted:
+                return False
+            changed = sorted(k for k in wanted if done.get(k) != wanted[k])
+            raise UserError(
+                f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
+                "use a new output folder / database"
+            )
     kinds = harvest(subject, hook, sae, cfg)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae))
@@ -221,24 +257,41 @@ def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, 
     return LLMSimulator(_llm_client(spec.simulator, spec, store, budget, run_id))
 
 
+def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
+    """`max_cost` covers the whole catalog: what earlier runs spent on it counts."""
+    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.total_cost())
+
+
+def explain_stage(
+    store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
+) -> StageReport:
+    return asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+
+
+def score_stage(
+    store: CatalogStore, source: str, units: list[UnitKey], explanations_by: Explainer, simulator: Simulator,
+    spec: LabelSpec,
+) -> StageReport:
+    """Score the explanations `explanations_by` wrote, with every scorer of `spec`."""
+    return asyncio.run(
+        score_units(
+            store, source, units, explanation_settings_hash=explanations_by.settings_hash,
+            scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+        )
+    )
+
+
 def label_units(
-    store: CatalogStore, source: str, units: list[UnitKey], spec: LabelSpec, run_id: str
+    store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, simulator: Simulator,
+    spec: LabelSpec,
 ) -> tuple[StageReport, StageReport | None, str | None]:
     """Explain, then score, the chosen units; a spent budget ends labelling with work kept."""
-    budget = Budget(spec.max_cost) if spec.max_cost is not None else None
-    explainer = make_explainer(spec, store, budget, run_id)
-    simulator = make_simulator(spec, store, budget, run_id)
     try:
-        explained = asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+        explained = explain_stage(store, source, units, explainer, spec)
     except BudgetExceeded as err:
         return StageReport(stage="explain", units=len(units)), None, str(err)
     try:
-        scored = asyncio.run(
-            score_units(
-                store, source, units, explanation_settings_hash=explainer.settings_hash,
-                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
-            )
-        )
+        scored = score_stage(store, source, units, explainer, simulator, spec)
     except BudgetExceeded as err:
         return explained, None, str(err)
     return explained, scored, None
@@ -260,7 +313,13 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
 
     store = open_store(out / CATALOG_DB)
     run_id = "run"
-    store.put_run(run_id, cfg.model_dump(mode="json"))
+    recorded = cfg.model_dump(mode="json")
+    recorded["label"]["base_url"] = safe_url(cfg.label.base_url)  # a URL may carry a credential
+    store.put_run(run_id, recorded)
+    # Clients first: a missing key or bad backend fails now, not after SAE training and harvest.
+    budget = make_budget(cfg.label, store)
+    explainer = make_explainer(cfg.label, store, budget, run_id)
+    simulator = make_simulator(cfg.label, store, budget, run_id)
     subject = load_subject(cfg.subject.model, device=cfg.subject.device, dtype=cfg.subject.dtype)
     hook = cfg.subject.hook
     sae, sae_folder, metrics = prepare_sae(subject, hook, cfg.sae, cfg.corpus, out)
@@ -271,7 +330,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
     lap("harvest")
     units = select_units(store, source, cfg.units)
-    explained, scored, stopped = label_units(store, source, units, cfg.label, run_id)
+    explained, scored, stopped = label_units(store, source, units, explainer, simulator, cfg.label)
     lap("explain+score")
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
@@ -279,12 +338,15 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     # The catalog shows the labelled units (all of them when nothing is labelled yet).
     entries = list(store.catalog_entries(source))
     entries = [e for e in entries if e.explanations] or entries
+    this_run = " / ".join(x for x in (explainer.name, explainer.model, explainer.prompt_version) if x)
     try:
-        report = compare(entries, scorer=cfg.label.scorers[0])
+        report = compare(entries, scorer=cfg.label.scorers[0], explainer=this_run)
     except UserError as err:
         report = None
         print(f"no comparison yet: {err}")
-    paths = export_catalog(entries, out, report=report, scorer=cfg.label.scorers[0])
+    paths = export_catalog(
+        entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
+    )
     lap("compare+export")
     summary.stage_seconds = timings
     summary.report_path = str(paths.get("report")) if paths.get("report") else None

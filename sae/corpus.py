@@ -110,6 +110,8 @@ def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train")
     except Exception as err:  # the hub raises many types; all mean "cannot load it here"
         raise UserError(f"cannot load dataset {name!r}: {err}") from None
     for i, row in enumerate(ds):
+        if text_field not in row:
+            raise UserError(f"dataset {name!r} has no field {text_field!r}; its fields are {sorted(row)}")
         yield Document(id=f"hf:{name}:{i}", text=str(row[text_field]))
 
 

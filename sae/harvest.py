@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
@@ -24,6 +24,8 @@ from sae.subject.models import SubjectModel
 
 
 class HarvestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     corpus: str = "stdlib"
     corpus_split: Split = "heldout"  # the SAE trains on "train"; harvesting on unseen text is cleaner
     n_tokens: int = 500_000

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from sae.activation_buffer import ShufflingBuffer
@@ -36,10 +36,12 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class SAETrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     architecture: Architecture = "topk"
     d_sae: int = 4096
     k: int = 32
-    l1_coefficient: float = 5.0  # relu_l1 only, on unit-scaled inputs
+    l1_coefficient: float = 0.1  # relu_l1 only, on inputs scaled to E‖x‖² = 1
     total_tokens: int = 2_000_000
     batch_size: int = 4096
     lr: float = 2e-3

@@ -99,3 +99,22 @@ def test_subject_eval_json_beats_the_bigram():
     numbers = json.loads(result.stdout)
     assert numbers["heldout_loss"] <= 0.8 * numbers["bigram_loss"]
     assert numbers["bigram_loss"] < numbers["unigram_loss"]
+
+
+def test_misspelt_setting_in_a_run_config_is_an_error(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text("[label]\nmax_costs = 3.0\n")
+    assert_clean_error(cli("run", str(config)), "label.max_costs")
+
+
+def test_unknown_scorer_fails_before_any_work(tmp_path):
+    config = tmp_path / "scorer.toml"
+    config.write_text(f'out = "{tmp_path / "out"}"\n[label]\nscorers = ["simulaton"]\n')
+    assert_clean_error(cli("run", str(config)), "simulaton")
+    assert not (tmp_path / "out" / "sae").exists()
+
+
+def test_bad_unit_kind(tmp_path):
+    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
+    assert harvest.returncode == 0, harvest.stderr
+    assert_clean_error(cli("explain", "--db", str(tmp_path / "c.db"), "--kinds", "neurons"), "kinds")

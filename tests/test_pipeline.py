@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autointerp.errors import UserError
 from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
 from sae.harvest import HarvestConfig
 from sae.training import SAETrainConfig
@@ -68,3 +69,32 @@ def test_second_run_redoes_nothing(first_run):
     assert db.execute("SELECT created_at FROM sources").fetchone() == harvested_at
     assert again.explain.written == 0 and again.explain.skipped == 24
     assert again.score.written == 0 and again.score.skipped == 24
+
+
+def test_changed_harvest_settings_are_refused_not_mixed(first_run):
+    out, _ = first_run
+    changed = tiny_config(out)
+    changed.harvest.n_tokens = 9_000
+    with pytest.raises(UserError, match="harvest"):
+        run_pipeline(changed)
+
+
+def test_changed_sae_settings_are_refused_not_reused(first_run):
+    out, _ = first_run
+    changed = tiny_config(out)
+    changed.sae.train.k = 8
+    with pytest.raises(UserError, match="other settings"):
+        run_pipeline(changed)
+
+
+def test_budget_counts_what_earlier_runs_spent(tmp_path):
+    from autointerp.llm.budget import BudgetExceeded
+    from autointerp.pipeline import make_budget
+    from autointerp.store import open_store
+
+    store = open_store(tmp_path / "c.db")
+    store.log_llm_call(run_id="earlier", backend="openai", model="m", status="ok", cost_usd=2.5)
+    assert make_budget(LabelSpec(max_cost=10.0), store).remaining_usd == pytest.approx(7.5)
+    with pytest.raises(BudgetExceeded):
+        make_budget(LabelSpec(max_cost=2.0), store).check()
+    assert make_budget(LabelSpec(), store) is None

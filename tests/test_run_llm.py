@@ -68,6 +68,7 @@ def test_run_labels_through_the_wire_and_resumes_for_free(tmp_path, keys, backen
     responder = SimulatingResponder()
     with FakeLLMServer(responder) as server:
         base = server.openai_base_url if backend.startswith("openai") else server.anthropic_base_url
+        base = base.replace("http://", "http://probe:URLSECRET@")  # credentials in a URL stay out too
         out = run_config(tmp_path, server, backend, backend, base)
         first = server.request_count
         assert responder.asked["explain"] == 6  # 3 neurons + 3 features
@@ -78,4 +79,4 @@ def test_run_labels_through_the_wire_and_resumes_for_free(tmp_path, keys, backen
     report = (out / "report.json").read_text()
     assert '"explainer"' in report
     everything = written_bytes(out)
-    assert b"RUNSECRET" not in everything
+    assert b"RUNSECRET" not in everything and b"URLSECRET" not in everything

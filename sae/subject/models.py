@@ -73,7 +73,7 @@ class SubjectModel:
         captured: list[torch.Tensor] = []
 
         def grab(_module, _inputs, output):
-            captured.append(output)
+            captured.append(_tensor_output(hook, output))
             raise _StopForward
 
         handle = self.module_at(hook).register_forward_hook(grab)
@@ -99,7 +99,7 @@ class SubjectModel:
         captured: list[torch.Tensor] = []
 
         def swap(_module, _inputs, output):
-            captured.append(output)
+            captured.append(_tensor_output(hook, output))
             if replace is None:
                 return None
             new = replace(output) if callable(replace) else replace
@@ -113,6 +113,15 @@ class SubjectModel:
         finally:
             handle.remove()
         return logits, captured[0]
+
+
+def _tensor_output(hook: str, output: object) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor):
+        raise UserError(
+            f"module {hook!r} outputs a {type(output).__name__}, not one activation tensor; hook an "
+            "activation module instead (e.g. `...mlp.act`)"
+        )
+    return output
 
 
 def builtin_model_dir() -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save_file
 from tqdm import tqdm
 
@@ -25,6 +25,8 @@ from sae.windows import tokenize_all
 
 
 class SubjectTrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
+
     corpus: str = "stdlib"
     vocab_size: int = 4096
     steps: int = 3500
