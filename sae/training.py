@@ -14,7 +14,6 @@ steps and a rerun with the same output folder resumes from the last one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time

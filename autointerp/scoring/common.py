@@ -23,6 +23,52 @@ def balanced_accuracy(predicted: list[bool], actual: list[bool]) -> float | None
     return 0.5 * (sum(positives) / len(positives) + sum(not p for p in negatives) / len(negatives))
 
 
+def finished_score(
+    harvest: UnitHarvest,
+    explanation: Explanation,
+    scorer: str,
+    simulator: Simulator,
+    settings: str,
+    value: float | None,
+    parts: dict[str, float | None],
+    details: list[ExampleScore],
+    usage: Usage,
+) -> Score:
+    """A score that was computed: its value, sub-scores, per-example details and what it cost."""
+    return Score(
+        unit_kind=harvest.kind,
+        unit_index=harvest.index,
+        explanation_settings_hash=explanation.settings_hash,
+        scorer=scorer,
+        simulator=simulator.name,
+        value=value,
+        parts=parts,
+        details=details,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost_usd=usage.cost_usd,
+        settings_hash=settings,
+    )
+
+
+def judged_score(
+    harvest: UnitHarvest,
+    explanation: Explanation,
+    scorer: str,
+    simulator: Simulator,
+    settings: str,
+    answers: list[bool],
+    actual: list[bool],
+    details: list[ExampleScore],
+    usage: Usage,
+) -> Score:
+    """Detection and fuzzing: balanced accuracy of yes/no answers, with each class's hit rate."""
+    return finished_score(
+        harvest, explanation, scorer, simulator, settings,
+        balanced_accuracy(answers, actual), class_hit_rates(answers, actual), details, usage,
+    )  # fmt: skip
+
+
 def failed_score(
     harvest: UnitHarvest,
     explanation: Explanation,
@@ -49,3 +95,13 @@ def failed_score(
         cost_usd=usage.cost_usd,
         settings_hash=settings,
     )
+
+
+def class_hit_rates(predicted: list[bool], actual: list[bool]) -> dict[str, float | None]:
+    """Share answered right among the positive examples and among the negative ones."""
+    pos = [p for p, a in zip(predicted, actual) if a]
+    neg = [not p for p, a in zip(predicted, actual) if not a]
+    return {
+        "positive": sum(pos) / len(pos) if pos else None,
+        "negative": sum(neg) / len(neg) if neg else None,
+    }

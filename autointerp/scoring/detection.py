@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
-from autointerp.scoring.common import balanced_accuracy, failed_score, score_settings_hash
+from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
 from autointerp.scoring.examples import activating_examples, non_activating_examples
 from autointerp.simulators.base import Simulator, SimulatorError
 
@@ -55,28 +55,4 @@ async def score_detection(
         )
         for (e, label), answer in zip(labelled, answers)
     ]  # fmt: skip
-    usage = judgement.usage
-    return Score(
-        unit_kind=harvest.kind,
-        unit_index=harvest.index,
-        explanation_settings_hash=explanation.settings_hash,
-        scorer=SCORER_NAME,
-        simulator=simulator.name,
-        value=balanced_accuracy(answers, actual),
-        parts=class_hit_rates(answers, actual),
-        details=details,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost_usd=usage.cost_usd,
-        settings_hash=settings,
-    )
-
-
-def class_hit_rates(predicted: list[bool], actual: list[bool]) -> dict[str, float | None]:
-    """Share answered right among the positive examples and among the negative ones."""
-    pos = [p for p, a in zip(predicted, actual) if a]
-    neg = [not p for p, a in zip(predicted, actual) if not a]
-    return {
-        "positive": sum(pos) / len(pos) if pos else None,
-        "negative": sum(neg) / len(neg) if neg else None,
-    }
+    return judged_score(harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage)

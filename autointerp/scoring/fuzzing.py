@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
-from autointerp.scoring.common import balanced_accuracy, failed_score, score_settings_hash
-from autointerp.scoring.detection import class_hit_rates
+from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
 from autointerp.scoring.examples import activating_examples, score_split_max
 from autointerp.simulators.base import HighlightedExample, Simulator, SimulatorError
 
@@ -62,18 +61,4 @@ async def score_fuzzing(
         )
         for (window_id, sampling, _, right), answer in zip(items, answers)
     ]  # fmt: skip
-    usage = judgement.usage
-    return Score(
-        unit_kind=harvest.kind,
-        unit_index=harvest.index,
-        explanation_settings_hash=explanation.settings_hash,
-        scorer=SCORER_NAME,
-        simulator=simulator.name,
-        value=balanced_accuracy(answers, actual),
-        parts=class_hit_rates(answers, actual),
-        details=details,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost_usd=usage.cost_usd,
-        settings_hash=settings,
-    )
+    return judged_score(harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
-from autointerp.scoring.common import failed_score, score_settings_hash
+from autointerp.scoring.common import failed_score, finished_score, score_settings_hash
 from autointerp.simulators.base import Simulator, SimulatorError
 
 SCORER_NAME = "simulation"
@@ -77,17 +77,4 @@ async def score_simulation(
             harvest, explanation, SCORER_NAME, simulator, settings,
             "real activations are constant on the score split: correlation undefined", usage, details,
         )  # fmt: skip
-    return Score(
-        unit_kind=harvest.kind,
-        unit_index=harvest.index,
-        explanation_settings_hash=explanation.settings_hash,
-        scorer=SCORER_NAME,
-        simulator=simulator.name,
-        value=parts["all"],
-        parts=parts,
-        details=details,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost_usd=usage.cost_usd,
-        settings_hash=settings,
-    )
+    return finished_score(harvest, explanation, SCORER_NAME, simulator, settings, parts["all"], parts, details, usage)
