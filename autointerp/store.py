@@ -564,6 +564,11 @@ class CatalogStore:
         row = self.db.execute("SELECT response FROM llm_cache WHERE key = ?", [key]).fetchone()
         return _loads(row[0]) if row else None
 
+    def cache_delete(self, key: str) -> None:
+        """Forget a cached response (one that proved unusable, so a later run asks again)."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM llm_cache WHERE key = ?", [key])
+
     def cache_put(
         self,
         key: str,

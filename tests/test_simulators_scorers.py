@@ -223,3 +223,21 @@ def test_simulator_settings_separate_models_and_prompts(fake_llm_server: FakeLLM
     assert "simulate_v1" in openai_sim.settings["prompts"] and "simulate_json_v1" in anthropic_sim.settings["prompts"]
     harvest, right, _ = explanations_for(0)
     assert isinstance(right, Explanation)
+
+
+def test_unusable_answers_are_not_replayed_from_the_cache(fake_llm_server: FakeLLMServer, tmp_path) -> None:
+    """A malformed answer is dropped from the response cache when the simulator gives up, so the
+    next run pays for a fresh answer instead of replaying the same failure for free."""
+    from autointerp.store import open_store
+
+    store = open_store(tmp_path / "cache.db")
+    fake_llm_server.responder = lambda body, wire: "I cannot do that."
+    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, store=store)
+    simulator = LLMSimulator(client, LLMSimulatorConfig(max_retries=1))
+    harvest, right, _ = explanations_for(0)
+    one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1]})
+    assert asyncio.run(score_simulation(one_example, right, simulator)).failed
+    assert fake_llm_server.request_count == 2
+    assert store.db.execute("SELECT COUNT(*) FROM llm_cache").fetchone()[0] == 0
+    assert asyncio.run(score_simulation(one_example, right, simulator)).failed
+    assert fake_llm_server.request_count == 4  # asked again, not answered from the cache

@@ -15,7 +15,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from autointerp.llm.base import ChatMessage, ChatRequest, LLMClient
+from autointerp.llm.base import ChatMessage, ChatRequest, LLMClient, forget_unusable
 from autointerp.prompts import load_prompt, render_excerpt
 from autointerp.records import ActivationExample, Explanation, UnitHarvest
 from autointerp.settings_hash import settings_hash
@@ -92,10 +92,10 @@ class LLMExplainer:
         messages = self.build_messages(harvest)
         usage = Usage()
         raw: str | None = None
+        sent: list[ChatRequest] = []
         for _ in range(1 + self.config.max_retries):
-            response = await self.client.complete(
-                ChatRequest(model="", messages=messages, max_tokens=self.config.max_completion_tokens)
-            )
+            sent.append(ChatRequest(model="", messages=messages, max_tokens=self.config.max_completion_tokens))
+            response = await self.client.complete(sent[-1])
             usage.add(response)
             raw = response.text
             text = parse_explanation_reply(raw)
@@ -118,6 +118,7 @@ class LLMExplainer:
                 ChatMessage(role="assistant", content=raw or "(empty)"),
                 ChatMessage(role="user", content="No explanation found in that reply. Reply with one line: Explanation: <your explanation>"),
             ]
+        forget_unusable(self.client, sent)
         raise ExplainerError(f"{self.model}: no explanation in the reply after {1 + self.config.max_retries} attempts", usage, raw)
 
 

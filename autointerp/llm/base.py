@@ -57,3 +57,11 @@ class LLMClient(Protocol):
     supports_logprobs: bool
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+def forget_unusable(client: LLMClient, requests: list[ChatRequest]) -> None:
+    """Tell a caching client that these requests' answers were unusable (if it caches at all)."""
+    forget = getattr(client, "forget", None)
+    if forget is not None:
+        for request in requests:
+            forget(request)

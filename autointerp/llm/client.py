@@ -131,6 +131,12 @@ class BaseLLMClient:
         self.remember(request, key, response)
         return response
 
+    def forget(self, request: ChatRequest) -> None:
+        """Drop this request's cached answer: the caller found it unusable, and a later run should
+        pay for a fresh one rather than replay the same failure for free."""
+        if self.store is not None:
+            self.store.cache_delete(self.cache_key(request))
+
     def remember(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
         """Count a paid response against the budget and cache it (live calls and batch results)."""
         if self.budget is not None:

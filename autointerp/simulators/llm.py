@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob, forget_unusable
 from autointerp.llm.errors import LLMCallError
 from autointerp.prompts import PromptTemplate, load_prompt, render_excerpt, token_lines
 from autointerp.simulators.base import HighlightedExample, Judgement, Simulation, SimulatorError, Usage
@@ -132,7 +132,9 @@ class LLMSimulator:
     ) -> tuple[T, Usage]:
         usage = Usage()
         problem = ""
+        sent: list[ChatRequest] = []
         for _ in range(1 + self.config.max_retries):
+            sent.append(request)
             response = await self.client.complete(request)
             usage.add(response)
             try:
@@ -151,6 +153,7 @@ class LLMSimulator:
                         ]
                     }
                 )
+        forget_unusable(self.client, sent)
         attempts = 1 + self.config.max_retries
         raise SimulatorError(f"{self.name}: malformed {what} answer after {attempts} attempts: {problem}", usage)
 
