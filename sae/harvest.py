@@ -63,6 +63,12 @@ class KindHarvester:
             "score": WindowSlots.empty(units, cfg.n_random, ctx, device),
         }
 
+    def merge(self, other: "KindHarvester") -> None:
+        """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
+        self.state.merge(other.state)
+        for split in ("explain", "score"):
+            self.random[split].merge_slots(other.random[split])
+
     def update(
         self, acts: torch.Tensor, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
         generator: torch.Generator,
@@ -240,12 +246,15 @@ def unit_records(
         directions = sae.W_dec.detach()
     else:
         directions = torch.eye(n_units, device=subject.device)
-    for unit in units:
-        effects = logit_effects(subject, hook, directions[unit : unit + 1])
+    effects: torch.Tensor | None = None
+    for position, unit in enumerate(units):
+        if position % 256 == 0:  # logit effects of the next 256 units in one product
+            effects = logit_effects(subject, hook, directions[units[position : position + 256]])
         promoted = suppressed = []
         if effects is not None:
-            top = effects[0].topk(cfg.n_logit_tokens)
-            bottom = (-effects[0]).topk(cfg.n_logit_tokens)
+            effect = effects[position % 256]
+            top = effect.topk(cfg.n_logit_tokens)
+            bottom = (-effect).topk(cfg.n_logit_tokens)
             promoted = [TokenWeight(token=strings[i], weight=round(float(v), 4)) for v, i in zip(*top)]
             suppressed = [TokenWeight(token=strings[i], weight=round(-float(v), 4)) for v, i in zip(*bottom)]
         neurons = []

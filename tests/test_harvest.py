@@ -274,13 +274,11 @@ def test_merging_two_halves_equals_one_pass(dense: Dense, kind: str) -> None:
     shared = torch.Generator().manual_seed(7)
     first = _run(dense.batches[:half], kind, shared)
     second = _run(dense.batches[half:], kind, shared)
-    first.state.merge(second.state)
-    for split in ("explain", "score"):
-        first.random[split].merge_slots(second.random[split])
+    first.merge(second)
     stats, expected = first.state.stats, one_pass.state.stats
     for name in ("tokens_seen", "active", "max", "hist"):
         assert torch.equal(getattr(stats, name), getattr(expected, name)), name
-    torch.testing.assert_close(stats.total, expected.total, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(stats.total, expected.total, rtol=1e-6, atol=1e-6)
     acts = dense.acts[kind][..., :MERGE_UNITS]
     for split in ("explain", "score"):
         for slot_field in fields(getattr(one_pass.state, split)):
