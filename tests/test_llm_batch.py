@@ -19,7 +19,7 @@ FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter
 @pytest.fixture(autouse=True)
 def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch-key-000000")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-batch-key-000000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-batch-key")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tests.fake_llm_server import FakeLLMServer
 from tests.planted import SimulatingResponder
 
 OPENAI_KEY = "sk-test-RUNSECRET-0123456789abcdef"
-ANTHROPIC_KEY = "sk-ant-test-RUNSECRET-0123456789abcdef"
+ANTHROPIC_KEY = "fake-anthropic-key-RUNSECRET"
 
 TINY = """
 out = "{out}"

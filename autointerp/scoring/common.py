@@ -79,22 +79,10 @@ def failed_score(
     usage: Usage | None = None,
     details: list[ExampleScore] | None = None,
 ) -> Score:
-    usage = usage or Usage()
-    return Score(
-        unit_kind=harvest.kind,
-        unit_index=harvest.index,
-        explanation_settings_hash=explanation.settings_hash,
-        scorer=scorer,
-        simulator=simulator.name,
-        value=None,
-        failed=True,
-        error=error,
-        details=details or [],
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost_usd=usage.cost_usd,
-        settings_hash=settings,
+    score = finished_score(
+        harvest, explanation, scorer, simulator, settings, None, {}, details or [], usage or Usage()
     )
+    return score.model_copy(update={"failed": True, "error": error})
 
 
 def class_hit_rates(predicted: list[bool], actual: list[bool]) -> dict[str, float | None]:
