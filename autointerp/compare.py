@@ -85,10 +85,14 @@ class ComparisonReport(ScorerComparison):
 # --- which explanation and score count for a unit -------------------------------------------------
 
 
-def explanation_label(explanation: Explanation) -> str:
+def explainer_label(explainer: str, model: str | None, prompt_version: str | None) -> str:
     """What tells explanation sources apart: explainer, model and prompt version, e.g.
     'llm / openai:gpt-4o-mini / explain-v2' or 'offline-ngram'."""
-    return " / ".join(x for x in (explanation.explainer, explanation.model, explanation.prompt_version) if x)
+    return " / ".join(x for x in (explainer, model, prompt_version) if x)
+
+
+def explanation_label(explanation: Explanation) -> str:
+    return explainer_label(explanation.explainer, explanation.model, explanation.prompt_version)
 
 
 def explainers_in(entries: Sequence[CatalogEntry]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autointerp.compare import compare
+from autointerp.compare import compare, explainer_label
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
 from autointerp.explainers.llm import LLMExplainer
@@ -338,7 +338,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     # The catalog shows the labelled units (all of them when nothing is labelled yet).
     entries = list(store.catalog_entries(source))
     entries = [e for e in entries if e.explanations] or entries
-    this_run = " / ".join(x for x in (explainer.name, explainer.model, explainer.prompt_version) if x)
+    this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:
         report = compare(entries, scorer=cfg.label.scorers[0], explainer=this_run)
     except UserError as err:
