@@ -278,15 +278,15 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import make_budget, make_explainer, make_simulator, score_stage, select_units
+    from autointerp.pipeline import explanation_settings_hash, make_budget, make_simulator, score_stage, select_units
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
-    budget = make_budget(spec, store)
-    explainer = make_explainer(spec, store, budget, "score")  # names which explanations to score
-    simulator = make_simulator(spec, store, budget, "score")
-    report = score_stage(store, source, select_units(store, source, _selection(args)), explainer, simulator, spec)
+    simulator = make_simulator(spec, store, make_budget(spec, store), "score")
+    units = select_units(store, source, _selection(args))
+    # --explainer names whose explanations to score; no key for it is needed
+    report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
     _print_json(report.model_dump())
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autointerp.compare import compare, explainer_label
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
-from autointerp.explainers.llm import LLMExplainer
+from autointerp.explainers.llm import LLMExplainer, LLMExplainerConfig, llm_explainer_settings_hash
 from autointerp.explainers.offline import OfflineExplainer
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
@@ -268,14 +268,21 @@ def explain_stage(
     return asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
 
 
+def explanation_settings_hash(spec: LabelSpec) -> str:
+    """Which explanations `spec.explainer` writes, known without building a client (or a key)."""
+    if spec.explainer == "offline":
+        return OfflineExplainer().settings_hash
+    return llm_explainer_settings_hash(spec.explainer, LLMExplainerConfig())
+
+
 def score_stage(
-    store: CatalogStore, source: str, units: list[UnitKey], explanations_by: Explainer, simulator: Simulator,
+    store: CatalogStore, source: str, units: list[UnitKey], explanations_hash: str, simulator: Simulator,
     spec: LabelSpec,
 ) -> StageReport:
-    """Score the explanations `explanations_by` wrote, with every scorer of `spec`."""
+    """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
         score_units(
-            store, source, units, explanation_settings_hash=explanations_by.settings_hash,
+            store, source, units, explanation_settings_hash=explanations_hash,
             scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
         )
     )
@@ -291,7 +298,7 @@ def label_units(
     except BudgetExceeded as err:
         return StageReport(stage="explain", units=len(units)), None, str(err)
     try:
-        scored = score_stage(store, source, units, explainer, simulator, spec)
+        scored = score_stage(store, source, units, explainer.settings_hash, simulator, spec)
     except BudgetExceeded as err:
         return explained, None, str(err)
     return explained, scored, None

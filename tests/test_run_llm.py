@@ -4,6 +4,7 @@ server, takes. The key must appear nowhere in what the run writes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,20 @@ def test_run_labels_through_the_wire_and_resumes_for_free(tmp_path, keys, backen
     assert '"explainer"' in report
     everything = written_bytes(out)
     assert b"RUNSECRET" not in everything and b"URLSECRET" not in everything
+
+
+def test_llm_explanations_are_scored_offline_without_the_key(tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "c.db")
+    assert main(["harvest", "--db", db, "--tokens", "3000", "--top", "6"]) == 0
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    with FakeLLMServer(SimulatingResponder()) as server:
+        explain = ["explain", "--db", db, "--kinds", "neuron", "--units", "first:3",
+                   "--explainer", "anthropic:claude-test", "--base-url", server.anthropic_base_url]
+        assert main(explain) == 0
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    capsys.readouterr()
+    score = ["score", "--db", db, "--kinds", "neuron", "--units", "first:3", "--scorers", "simulation",
+             "--explainer", "anthropic:claude-test", "--simulator", "offline"]
+    assert main(score) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["written"] == 3 and report["not_explained"] == 0

@@ -45,6 +45,21 @@ class LLMExplainerConfig(BaseModel):
     max_retries: int = Field(1, ge=0)  # extra attempts after an empty or unreadable reply
 
 
+def llm_explainer_settings_hash(model: str, config: LLMExplainerConfig) -> str:
+    """The settings hash of an LLMExplainer for `model` ("openai:gpt-4o-mini"), without a client:
+    so scoring existing explanations needs no key for the model that wrote them."""
+    prompt = load_prompt("explain")
+    return settings_hash(
+        {
+            "explainer": EXPLAINER_NAME,
+            "model": model,
+            "prompt": prompt.version,
+            "prompt_digest": prompt.digest,
+            "params": config.model_dump(),
+        }
+    )
+
+
 class LLMExplainer:
     name = EXPLAINER_NAME
 
@@ -54,15 +69,7 @@ class LLMExplainer:
         self.model: str | None = client.name
         self.prompt = load_prompt("explain")
         self.prompt_version: str | None = self.prompt.version
-        self.settings_hash = settings_hash(
-            {
-                "explainer": self.name,
-                "model": client.name,
-                "prompt": self.prompt.version,
-                "prompt_digest": self.prompt.digest,
-                "params": self.config.model_dump(),
-            }
-        )
+        self.settings_hash = llm_explainer_settings_hash(client.name, self.config)
 
     def build_messages(self, harvest: UnitHarvest) -> list[ChatMessage]:
         """The whole conversation sent for one unit: instructions, one worked example, the unit."""
