@@ -14,6 +14,7 @@ from sae.corpus import Document, open_corpus, select_split
 from sae.errors import UserError
 from sae.logit_effects import logit_effects
 from sae.streaming import stream_activations, token_batches
+from tests.conftest import hf_texts
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_builtin, load_subject
 
 GPT2_HOOK = "transformer.h.0.mlp.act"
@@ -129,39 +130,6 @@ def test_missing_builtin_model_folder_is_a_user_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random GPT-2 and a 400-token byte-level BPE, saved as `save_pretrained` folders."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_gpt2")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_hf_texts(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-    tokenizer.save_pretrained(folder)
-    eot = bpe.token_to_id("<|endoftext|>")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=64, bos_token_id=eot, eos_token_id=eot
-    )
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
-
-
-def _hf_texts() -> list[str]:
-    return [f"def handler_{i}(request):\n    return request.value * {i} + offset\n" for i in range(200)] + [
-        "The quick brown fox jumps over the lazy dog. " * 3,
-        "Return the number of items in the container, or raise an error.",
-    ]
-
-
-@pytest.fixture(scope="module")
 def gpt2(gpt2_dir: Path) -> SubjectModel:
     return load_subject(str(gpt2_dir))
 
@@ -170,7 +138,7 @@ def gpt2(gpt2_dir: Path) -> SubjectModel:
 def test_hf_model_streams_the_hooked_module_output(gpt2: SubjectModel) -> None:
     assert gpt2.hook_width(GPT2_HOOK) == 4 * 32
     assert gpt2.tokenizer.bos_id == gpt2.tokenizer.encode_batch(["<|endoftext|>"])[0][0]
-    docs = [Document(id=str(i), text=t) for i, t in enumerate(_hf_texts())]
+    docs = [Document(id=str(i), text=t) for i, t in enumerate(hf_texts())]
     batches = list(stream_activations(gpt2, docs, GPT2_HOOK, batch_size=8, ctx=32, max_tokens=32 * 20))
     assert sum(b.tokens.shape[0] for b in batches) == 20
     module = gpt2.model.transformer.h[0].mlp.act
