@@ -57,6 +57,9 @@ def save_sae(sae: SparseAutoencoder, folder: Path, input_scale: float = 1.0, tra
         "dataset_path": cfg.dataset_path,
         "prepend_bos": True,
         "sae_lens_training_version": None,
+        # The cfg.json layout this file follows (SAELens reads files without it as pre-6.0 flat
+        # configs and drops the metadata); "trained_by" says who actually wrote it.
+        "sae_lens_version": "6.0.0",
         "trained_by": "autointerp",
     }
     cfg_json = {
