@@ -14,6 +14,7 @@ steps and a rerun with the same output folder resumes from the last one.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -197,6 +198,9 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
         opt.load_state_dict(ckpt["optimizer"])
         step, scale, start_window = ckpt["step"], ckpt["scale"], ckpt["windows_consumed"]
         tokens_since_fired = ckpt["tokens_since_fired"].to(device)
+        finished = out_dir / "training.json"
+        if step >= cfg.steps and finished.exists():  # trained and saved already: nothing to do
+            return json.loads(finished.read_text())
 
     buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed + step)
     batches = _training_batches(subject, hook, cfg, buffer, start_window)

@@ -4,6 +4,7 @@ and `evaluate_sae` against brute-force numbers on the same held-out windows."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,12 @@ def test_metrics_match_brute_force_over_the_same_windows(subject: SubjectModel) 
     assert metrics.ce_zero_ablation == pytest.approx(ce_zero, rel=1e-5)
     assert metrics.loss_recovered == pytest.approx((ce_zero - ce_sae) / (ce_zero - metrics.ce_clean), rel=1e-3)
     assert metrics.loss_recovered < 0.999
+
+
+def test_rerunning_a_finished_training_returns_its_summary_without_work(subject: SubjectModel, trained) -> None:
+    out, summary, _ = trained
+    model, calls = counting_subject(subject)
+    again = train_sae(model, BUILTIN_HOOK, small_config(16), out)
+    assert again == json.loads((out / "training.json").read_text())
+    assert again["final_l0"] == summary["final_l0"] and again["final_l0"] is not None
+    assert calls == [1]  # only the one-row probe of the hook width: no activations streamed
