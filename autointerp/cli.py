@@ -87,7 +87,7 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
-    from sae.metrics import evaluate_sae, plot_density_histogram
+    from sae.metrics import evaluate_sae, plot_sae_density
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
@@ -98,7 +98,7 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
     sae = load_sae(folder, subject.hook_width(hook), device=args.device)
     metrics, density = evaluate_sae(subject, sae, hook, corpus=args.corpus, max_tokens=args.tokens)
     plot = Path(args.plot) if args.plot else folder / "density.png"
-    plot_density_histogram(density, plot, title=f"{sae.cfg.architecture} {sae.cfg.d_sae}")
+    plot_sae_density(density, plot, title=f"{sae.cfg.architecture} {sae.cfg.d_sae}")
     if args.json:
         _print_json(metrics.model_dump())
     else:

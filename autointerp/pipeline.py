@@ -37,7 +37,7 @@ from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
 from sae.autoencoder import SparseAutoencoder
 from sae.harvest import HarvestConfig, harvest, unit_records
-from sae.metrics import evaluate_sae, plot_density_histogram
+from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
 from sae.training import SAETrainConfig, train_sae
@@ -175,7 +175,7 @@ def prepare_sae(subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, ou
         result, density = evaluate_sae(subject, sae, hook, corpus=corpus, max_tokens=spec.eval_tokens)
         metrics = {**result.model_dump(), "made_with": made_with}
         metrics_file.write_text(json.dumps(metrics, indent=2))
-        plot_density_histogram(density, metrics_file.parent / "density.png", title=f"SAE {sae.cfg.d_sae} features")
+        plot_sae_density(density, metrics_file.parent / "density.png", title=f"SAE {sae.cfg.d_sae} features")
     return sae, folder, metrics
 
 

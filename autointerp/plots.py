@@ -44,10 +44,7 @@ def plot_score_distributions(
             ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(scorer)
             continue
-        low, high = min(every), max(every)
-        if math.isclose(low, high):
-            low, high = low - 0.5, high + 0.5
-        bins = np.linspace(low, high, 21)
+        bins = _bins(min(every), max(every), 20)
         for kind in ("neuron", "feature"):
             values = np.asarray(by_kind.get(kind, []), float)
             if len(values) == 0:
@@ -66,6 +63,13 @@ def plot_score_distributions(
     return _save(fig, path)
 
 
+def _bins(low: float, high: float, count: int) -> np.ndarray:
+    """`count` equal bins over [low, high], widened by 0.5 each way when the range is a point."""
+    if math.isclose(low, high):
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, count + 1)
+
+
 def plot_density_histogram(densities: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Histogram of log10 activation density per kind; units that never fired are counted apart.
 
@@ -78,10 +82,7 @@ def plot_density_histogram(densities: Mapping[str, Sequence[float]], path: str |
         ax.text(0.5, 0.5, "no unit ever fired", ha="center", va="center", transform=ax.transAxes)
         return _save(fig, path)
     logs = np.log10(positive)
-    low, high = float(logs.min()), float(logs.max())
-    if math.isclose(low, high):
-        low, high = low - 0.5, high + 0.5
-    bins = np.linspace(low, high, 31)
+    bins = _bins(float(logs.min()), float(logs.max()), 30)
     for kind in ("neuron", "feature"):
         values = np.asarray(densities.get(kind, []), float)
         if len(values) == 0:

@@ -102,7 +102,7 @@ def evaluate_sae(
     return metrics, density
 
 
-def plot_density_histogram(density: np.ndarray, path: Path, title: str = "Feature density") -> None:
+def plot_sae_density(density: np.ndarray, path: Path, title: str = "Feature density") -> None:
     """log10 firing-density histogram (the paper's view of dead, rare and dense features)."""
     import matplotlib
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sae.metrics import evaluate_sae, plot_density_histogram
+from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import load_sae
 from sae.subject.models import SubjectModel
 from sae.training import SAETrainConfig, train_sae
@@ -22,7 +22,7 @@ def sweep_sizes(
         summary = train_sae(subject, hook, cfg, folder)
         sae = load_sae(folder, subject.hook_width(hook), device=str(subject.device))
         metrics, density = evaluate_sae(subject, sae, hook, corpus=cfg.corpus, max_tokens=eval_tokens)
-        plot_density_histogram(density, folder / "density.png", title=f"{cfg.architecture} {size}")
+        plot_sae_density(density, folder / "density.png", title=f"{cfg.architecture} {size}")
         (folder / "metrics.json").write_text(metrics.model_dump_json(indent=2))
         rows.append({"d_sae": size, "train_seconds": summary["seconds_this_run"], **metrics.model_dump()})
         (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
