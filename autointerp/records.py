@@ -41,6 +41,9 @@ class Explanation(BaseModel):
     # text is then "" and error says why. Failed explanations are retried by the next run, never scored.
     failed: bool = False
     error: str | None = None
+    # What the explainer reports about its own work, e.g. the offline explainer's
+    # {"budget_words": 40, "binding": true, "candidates": 17, "named": 9} or a control's {"from_unit": 12}.
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExampleScore(BaseModel):

@@ -15,9 +15,10 @@ UnitKind = Literal["neuron", "feature"]
 # simulators and scorers only ever see "score". A window belongs to exactly one split.
 ExampleSplit = Literal["explain", "score"]
 # How the example was chosen: the top-k by max activation, a stratified sample per activation
-# quantile, a uniformly random window, or a window where the unit is silent ("silent": random among
-# the windows where it never fires; for units that fire nearly everywhere, the least active windows).
-Sampling = Literal["top", "quantile", "random", "silent"]
+# quantile, a uniformly random window, a window where the unit is silent ("silent": random among
+# the windows where it never fires; for units that fire nearly everywhere, the least active windows),
+# or a hard negative: a window holding one of the unit's strongest trigger tokens where it stays quiet.
+Sampling = Literal["top", "quantile", "random", "silent", "hard_negative"]
 
 
 def unit_key(kind: UnitKind, index: int) -> str:
