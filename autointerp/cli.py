@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from autointerp.errors import UserError, describe_validation_error
+from autointerp.controls import CONTROL_NAMES
 
 
 def _print_json(obj) -> None:
@@ -189,7 +190,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from autointerp.demo import demo_config
     from autointerp.pipeline import run_pipeline
 
-    _print_summary(run_pipeline(demo_config(args.out)))
+    _print_summary(run_pipeline(demo_config(args.out, controls=_controls(args.controls))))
+
+
+def _controls(text: str) -> list:
+    """'all', 'none' or a comma list of control names, checked."""
+    if text == "all":
+        return list(CONTROL_NAMES)
+    if text == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTROL_NAMES]
+    if unknown:
+        raise UserError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROL_NAMES)}, or all / none")
+    return names
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -333,6 +347,10 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="the whole job offline on the built-in model (resumable)")
     demo.add_argument("--out", default="demo_out", help="run folder (catalog.db, sae/, html/, report.*)")
+    demo.add_argument(
+        "--controls", default="all",
+        help="controls to add to the report: 'all', 'none', or a comma list of " + ", ".join(CONTROL_NAMES),
+    )  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="the whole job from a TOML/YAML run config (resumable)")

@@ -20,6 +20,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autointerp.compare import compare, explainer_label
+from autointerp.plots import plot_score_vs_density
+from autointerp.validity import chosen_scores, density_points
+from autointerp.validity_report import add_validity
+from autointerp.controls import (
+    CONTROLS_DB,
+    ControlSpec,
+    density_matched_k,
+    random_direction_sae,
+    random_init_subject,
+    shuffled_explanations,
+    shuffled_hash,
+    top_k_per_token,
+)
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
 from autointerp.explainers.llm import LLMExplainer, LLMExplainerConfig, llm_explainer_settings_hash
@@ -36,7 +49,7 @@ from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
 from sae.autoencoder import SparseAutoencoder
-from sae.harvest import HarvestConfig, harvest, unit_records
+from sae.harvest import HarvestConfig, UnitFunction, harvest, harvest_units, sae_features, unit_records
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
@@ -44,6 +57,7 @@ from sae.training import SAETrainConfig, train_sae
 
 CATALOG_DB = "catalog.db"
 SAE_DIR = "sae"
+DENSITY_PLOT = "score_vs_density.png"
 
 
 class SubjectSpec(BaseModel):
@@ -105,6 +119,7 @@ class RunConfig(BaseModel):
     harvest: HarvestConfig = HarvestConfig()
     units: UnitSelection = UnitSelection()
     label: LabelSpec = LabelSpec()
+    controls: ControlSpec = ControlSpec(run=[])  # the demo turns them all on
 
 
 class RunSummary(BaseModel):
@@ -190,11 +205,12 @@ def source_name(subject: SubjectSpec, sae: SparseAutoencoder | None) -> str:
 
 def harvest_into_store(
     store: CatalogStore, source: str, subject: SubjectModel, hook: str, sae: SparseAutoencoder | None,
-    cfg: HarvestConfig, described: dict,
+    cfg: HarvestConfig, described: dict, units: dict[UnitKind, UnitFunction] | None = None,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
     settings; returns whether it ran. A source harvested with other settings is an error: its
-    explanations and scores describe those examples, and mixing them would mislabel units."""
+    explanations and scores describe those examples, and mixing them would mislabel units.
+    `units` replaces the default unit kinds (neurons, and the SAE's features) for controls."""
     wanted = {**described, "harvest": cfg.model_dump()}
     if source in store.sources():
         done = store.source_config(source)
@@ -206,7 +222,7 @@ def harvest_into_store(
                 f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
                 "use a new output folder / database"
             )
-    kinds = harvest(subject, hook, sae, cfg)
+    kinds = harvest(subject, hook, sae, cfg) if units is None else harvest_units(subject, hook, cfg, units)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae))
     store.put_source(source, {**wanted, "harvest_complete": True})
@@ -304,6 +320,89 @@ def label_units(
     return explained, scored, None
 
 
+# --- controls ---------------------------------------------------------------------------------------
+
+
+def run_controls(
+    cfg: RunConfig, out: Path, main_store: CatalogStore, source: str, subject: SubjectModel,
+    sae: SparseAutoencoder | None, sae_metrics: dict, explainer: Explainer, simulator: Simulator,
+) -> Path | None:
+    """Harvest, explain and score each control of `cfg.controls` into OUT/controls.db, with the
+    run's own explainer, simulator and scorers; returns the file (None when no control runs).
+    Like every stage it skips what is already done, so a re-run costs nothing."""
+    spec = cfg.controls
+    if not spec.run:
+        return None
+    hook = cfg.subject.hook
+    store = open_store(out / CONTROLS_DB)
+    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens})
+    for name in spec.run:
+        control = f"control:{name}"
+        print(f"control {name}")
+        if name == "shuffled":
+            _shuffled_control(store, control, main_store, source, explainer, simulator, cfg)
+            continue
+        if sae is None and name != "random_model":
+            print(f"  skipped: {name} needs an SAE")
+            continue
+        described = {"control": name, "subject": cfg.subject.model_dump(), "seed": spec.seed}
+        if name == "density_matched_neurons":
+            assert sae is not None
+            k = density_matched_k(subject.hook_width(hook), sae.cfg.d_sae, float(sae_metrics.get("l0") or sae.cfg.k))
+            harvest_into_store(store, control, subject, hook, None, harvest_cfg, {**described, "k": k}, {"neuron": top_k_per_token(k)})
+            kinds: list[UnitKind] = ["neuron"]
+        elif name == "random_directions":
+            assert sae is not None
+            directions = random_direction_sae(sae, spec.seed)
+            harvest_into_store(store, control, subject, hook, directions, harvest_cfg, described, {"feature": sae_features(directions)})
+            kinds = ["feature"]
+        else:  # random_model
+            random_subject = random_init_subject(subject, spec.seed)
+            tokens = spec.random_model_sae_tokens or cfg.sae.train.total_tokens
+            sae_spec = cfg.sae.model_copy(update={"path": None, "train": cfg.sae.train.model_copy(update={"total_tokens": tokens})})
+            random_sae, folder, _ = prepare_sae(random_subject, hook, sae_spec, cfg.corpus, out / "controls" / name)
+            harvest_into_store(store, control, random_subject, hook, random_sae, harvest_cfg, {**described, "sae": str(folder)})
+            kinds = ["neuron", "feature"]
+        chosen = select_units(store, control, UnitSelection(kinds=kinds, mode="random", n=spec.n_units, seed=spec.seed))
+        label_units(store, control, chosen, explainer, simulator, cfg.label)
+    store.close()
+    return out / CONTROLS_DB
+
+
+def control_entries(controls_db: Path | None) -> dict[str, list]:
+    """{control name: its catalog entries} from a controls.db (empty without one)."""
+    if controls_db is None or not controls_db.exists():
+        return {}
+    store = open_store(controls_db)
+    try:
+        return {name.removeprefix("control:"): list(store.catalog_entries(name)) for name in store.sources()}
+    finally:
+        store.close()
+
+
+def _shuffled_control(
+    store: CatalogStore, control: str, main_store: CatalogStore, source: str, explainer: Explainer,
+    simulator: Simulator, cfg: RunConfig,
+) -> None:
+    """A sample of the run's units, each scored with another same-kind unit's explanation."""
+    spec = cfg.controls
+    usable = {
+        (e.unit_kind, e.unit_index): e
+        for e in main_store.explanations(source)
+        if e.settings_hash == explainer.settings_hash and not e.failed and e.text.strip()
+    }
+    chosen: list[UnitKey] = []
+    for kind in ("neuron", "feature"):
+        keys = sorted(key for key in usable if key[0] == kind)
+        chosen += sorted(random.Random(f"{spec.seed}:{kind}").sample(keys, min(spec.n_units, len(keys))))
+    if control not in store.sources():
+        harvests = (main_store.get_unit(source, kind, index) for kind, index in chosen)
+        store.put_units(control, (h for h in harvests if h is not None))
+        store.put_source(control, {"control": "shuffled", "from": source, "harvest_complete": True})
+    store.put_explanations(control, shuffled_explanations([usable[key] for key in chosen], spec.seed))
+    score_stage(store, control, chosen, shuffled_hash(explainer.settings_hash, spec.seed), simulator, cfg.label)
+
+
 # --- the whole run ------------------------------------------------------------------------------
 
 
@@ -337,8 +436,15 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
     lap("harvest")
     units = select_units(store, source, cfg.units)
+    if cfg.label.explainer != "offline" and cfg.label.simulator == "offline":
+        print(
+            "warning: the offline simulator reads the offline explanation language; an LLM's free prose "
+            "is scored by how much of it that language parses (see parse_coverage in the report)"
+        )
     explained, scored, stopped = label_units(store, source, units, explainer, simulator, cfg.label)
     lap("explain+score")
+    controls_db = None if stopped else run_controls(cfg, out, store, source, subject, sae, metrics, explainer, simulator)
+    lap("controls")
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
@@ -351,6 +457,10 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     except UserError as err:
         report = None
         print(f"no comparison yet: {err}")
+    if report is not None:
+        report = add_validity(report, entries, control_entries(controls_db))
+        chosen = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
+        plot_score_vs_density(density_points(chosen), out / DENSITY_PLOT, report.scorer)
     paths = export_catalog(
         entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autointerp.controls import CONTROL_NAMES, ControlSpec
 from autointerp.errors import UserError
 from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
 from sae.harvest import HarvestConfig
@@ -25,6 +26,7 @@ def tiny_config(out: Path) -> RunConfig:
         harvest=HarvestConfig(n_tokens=12_000, n_top=12, n_top_score=8, reservoir=10, n_random=6, n_silent=4),
         units=UnitSelection(mode="first", n=12),
         label=LabelSpec(scorers=["simulation", "detection"]),
+        controls=ControlSpec(n_units=8, harvest_tokens=8_000, random_model_sae_tokens=4096 * 4),
     )
 
 
@@ -46,6 +48,25 @@ def test_run_writes_every_artefact(first_run):
     assert summary.explain.written == 24 and summary.explain.failed == 0
     lines = (out / "catalog.jsonl").read_text().splitlines()
     assert len(lines) == 24  # the labelled units
+    assert (out / "controls.db").exists() and (out / "score_vs_density.png").exists()
+
+
+def test_report_has_protocol_strata_controls_and_ceiling(first_run):
+    out, _ = first_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol_version"] == 2
+    for kind in ("neuron", "feature"):
+        assert set(report["strata"][kind]["simulation"]) >= {"top", "quantile", "random"}
+        assert report["ceiling"][kind]["ceiling"]["n"] > 0
+    assert set(report["controls"]) == set(CONTROL_NAMES)
+    shuffled = report["controls"]["shuffled"]["feature"]["simulation"]
+    assert set(shuffled) == {"n", "mean", "mean_ci95", "median", "median_ci95"} and shuffled["n"] == 8
+    assert set(report["controls"]["density_matched_neurons"]) == {"neuron"}
+    assert set(report["controls"]["random_directions"]) == {"feature"}
+    assert set(report["controls"]["random_model"]) == {"neuron", "feature"}
+    assert any(line.startswith("control shuffled") for line in report["conclusions"])
+    markdown = (out / "report.md").read_text()
+    assert "## Controls" in markdown and "## Per stratum" in markdown
 
 
 def test_store_holds_all_harvested_units_and_the_run_config(first_run):
