@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from autointerp.errors import UserError
 from autointerp.records import Explanation
 from autointerp.settings_hash import settings_hash
-from autointerp.errors import UserError
 from sae.autoencoder import SparseAutoencoder
 from sae.harvest import UnitFunction
 from sae.subject.models import BUILTIN_NAME, SubjectModel

@@ -20,9 +20,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autointerp.compare import compare, explainer_label
-from autointerp.plots import plot_score_vs_density
-from autointerp.validity import chosen_scores, density_points
-from autointerp.validity_report import add_validity
 from autointerp.controls import (
     CONTROLS_DB,
     ControlSpec,
@@ -35,21 +32,35 @@ from autointerp.controls import (
 )
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
-from autointerp.explainers.llm import LLMExplainer, LLMExplainerConfig, llm_explainer_settings_hash
+from autointerp.explainers.llm import (
+    LLMExplainer,
+    LLMExplainerConfig,
+    llm_explainer_settings_hash,
+)
 from autointerp.explainers.offline import OfflineExplainer
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.factory import make_llm_client
+from autointerp.llm.redact import safe_url
+from autointerp.plots import plot_score_vs_density
 from autointerp.records import UnitKind
 from autointerp.scoring import SCORERS
-from autointerp.llm.redact import safe_url
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
+from autointerp.validity import chosen_scores, density_points
+from autointerp.validity_report import add_validity
 from sae.autoencoder import SparseAutoencoder
-from sae.harvest import HarvestConfig, UnitFunction, harvest, harvest_units, sae_features, unit_records
+from sae.harvest import (
+    HarvestConfig,
+    UnitFunction,
+    harvest,
+    harvest_units,
+    sae_features,
+    unit_records,
+)
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject

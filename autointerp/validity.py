@@ -60,7 +60,7 @@ def summarize(values: Sequence[float], key: str, draws: np.ndarray | None = None
         units = rng.integers(0, len(v), len(v))
         sample = v[units] if draws is None else draws[units, r % draws.shape[1]]
         means[r], medians[r] = sample.mean(), np.median(sample)
-    ci = lambda d: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5)))  # noqa: E731
+    ci = lambda d: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5)))
     return StatSummary(n=len(v), mean=float(v.mean()), mean_ci95=ci(means), median=float(np.median(v)), median_ci95=ci(medians))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -133,7 +134,7 @@ def test_lookup_ceiling_separates_a_lexical_unit_from_noise() -> None:
 
 def test_fuzzing_marks_one_token_per_window_for_dense_and_sparse_units() -> None:
     class Recording(OfflineSimulator):
-        seen: list = []
+        seen: ClassVar[list] = []
 
         async def fuzz(self, explanation, examples):
             Recording.seen.extend(examples)
