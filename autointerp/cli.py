@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from autointerp.errors import UserError, describe_validation_error
 from autointerp.controls import CONTROL_NAMES
+from autointerp.errors import UserError, describe_validation_error
 
 
 def _print_json(obj) -> None:
@@ -281,7 +281,12 @@ def _selection(args: argparse.Namespace):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explain_stage, make_budget, make_explainer, select_units
+    from autointerp.pipeline import (
+        explain_stage,
+        make_budget,
+        make_explainer,
+        select_units,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -292,7 +297,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explanation_settings_hash, make_budget, make_simulator, score_stage, select_units
+    from autointerp.pipeline import (
+        explanation_settings_hash,
+        make_budget,
+        make_simulator,
+        score_stage,
+        select_units,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -305,12 +316,15 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from autointerp.compare import compare, report_markdown, write_report
+    from autointerp.compare import report_markdown, write_report
+    from autointerp.controls import CONTROLS_DB
+    from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    report = compare(list(store.catalog_entries(source)), scorer=args.scorer, explainer=args.explainer)
     out = Path(args.out) if args.out else Path(args.db).parent
+    entries = list(store.catalog_entries(source))
+    report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     path = write_report(report, out)
     print(report_markdown(report))
     print(f"written: {path}")

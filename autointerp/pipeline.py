@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autointerp.compare import compare, explainer_label
+from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
     CONTROLS_DB,
     ControlSpec,
@@ -43,15 +43,13 @@ from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
-from autointerp.plots import plot_score_vs_density
 from autointerp.records import UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
-from autointerp.validity import chosen_scores, density_points
-from autointerp.validity_report import add_validity
+from autointerp.validity_report import build_report
 from sae.autoencoder import SparseAutoencoder
 from sae.harvest import (
     HarvestConfig,
@@ -68,7 +66,6 @@ from sae.training import SAETrainConfig, train_sae
 
 CATALOG_DB = "catalog.db"
 SAE_DIR = "sae"
-DENSITY_PLOT = "score_vs_density.png"
 
 
 class SubjectSpec(BaseModel):
@@ -131,6 +128,7 @@ class RunConfig(BaseModel):
     units: UnitSelection = UnitSelection()
     label: LabelSpec = LabelSpec()
     controls: ControlSpec = ControlSpec(run=[])  # the demo turns them all on
+    export: bool = True  # False: report.json/md only (no JSONL, Neuronpedia or HTML catalog)
 
 
 class RunSummary(BaseModel):
@@ -380,17 +378,6 @@ def run_controls(
     return out / CONTROLS_DB
 
 
-def control_entries(controls_db: Path | None) -> dict[str, list]:
-    """{control name: its catalog entries} from a controls.db (empty without one)."""
-    if controls_db is None or not controls_db.exists():
-        return {}
-    store = open_store(controls_db)
-    try:
-        return {name.removeprefix("control:"): list(store.catalog_entries(name)) for name in store.sources()}
-    finally:
-        store.close()
-
-
 def _shuffled_control(
     store: CatalogStore, control: str, main_store: CatalogStore, source: str, explainer: Explainer,
     simulator: Simulator, cfg: RunConfig,
@@ -464,21 +451,20 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     entries = [e for e in entries if e.explanations] or entries
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:
-        report = compare(entries, scorer=cfg.label.scorers[0], explainer=this_run)
+        report = build_report(entries, cfg.label.scorers[0], this_run, controls_db, out)
     except UserError as err:
         report = None
         print(f"no comparison yet: {err}")
-    if report is not None:
-        report = add_validity(report, entries, control_entries(controls_db))
-        chosen = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
-        plot_score_vs_density(density_points(chosen), out / DENSITY_PLOT, report.scorer)
-    paths = export_catalog(
-        entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
-    )
+    if cfg.export:
+        paths = export_catalog(
+            entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
+        )
+    else:
+        paths = {"report": write_report(report, out)} if report else {}
     lap("compare+export")
     summary.stage_seconds = timings
     summary.report_path = str(paths.get("report")) if paths.get("report") else None
-    summary.html_path = str(paths["html"])
+    summary.html_path = str(paths["html"]) if "html" in paths else None
     store.set_run_status(run_id, "stopped: budget" if stopped else "done")
     (out / "run_summary.json").write_text(summary.model_dump_json(indent=2))
     store.close()

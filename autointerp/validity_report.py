@@ -8,22 +8,28 @@ report.md (and the HTML front page). Conclusions are computed from the numbers, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from autointerp.compare import ComparisonReport, resolve_explainer
+from autointerp.compare import ComparisonReport, compare, resolve_explainer
 from autointerp.controls import SHUFFLED_EXPLAINER
 from autointerp.errors import UserError
+from autointerp.plots import plot_score_vs_density
 from autointerp.records import CatalogEntry
+from autointerp.store import open_store
 from autointerp.validity import (
     StatSummary,
     ceiling_section,
     chosen_scores,
     coverage_section,
+    density_points,
     density_section,
     protocol_of,
     strata_section,
     summarize,
     uncertainty_section,
 )
+
+DENSITY_PLOT = "score_vs_density.png"
 
 KIND_NAMES = {"neuron": "neurons", "feature": "features"}
 # What each number measures, for readers of report.md and the HTML front page.
@@ -40,6 +46,29 @@ MEASURES = {
     "ceiling": "A lookup table of (previous token, token) mean activations fitted on the explain split, scored like "
     "the simulation scorer: how lexical the unit is. `explanation_fraction` is the explanation's score over it.",
 }
+
+
+def build_report(
+    entries: Sequence[CatalogEntry], scorer: str, explainer: str | None, controls_db: Path | None, out: Path
+) -> ComparisonReport:
+    """The comparison with every validity section, the controls read from `controls_db` when it
+    exists, and the score-vs-density plot written into `out`. Raises UserError when either kind
+    has no valid score."""
+    report = add_validity(compare(entries, scorer=scorer, explainer=explainer), entries, control_entries(controls_db))
+    chosen = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
+    plot_score_vs_density(density_points(chosen), Path(out) / DENSITY_PLOT, report.scorer)
+    return report
+
+
+def control_entries(controls_db: Path | None) -> dict[str, list[CatalogEntry]]:
+    """{control name: its catalog entries} from a controls.db (empty without one)."""
+    if controls_db is None or not controls_db.exists():
+        return {}
+    store = open_store(controls_db)
+    try:
+        return {name.removeprefix("control:"): list(store.catalog_entries(name)) for name in store.sources()}
+    finally:
+        store.close()
 
 
 def add_validity(
@@ -160,21 +189,16 @@ def _control_note(name: str, report: ComparisonReport, control: StatSummary) -> 
     return f"; {'above' if control.median > real else 'below'} the trained SAE's features ({real:.3f})."
 
 
-def validity_markdown(report: ComparisonReport) -> str:
-    """Report.md's sections after the headline table."""
-    if report.protocol_version is None:
-        return ""
-    lines = [f"## What the numbers mean (scoring protocol v{report.protocol_version})", ""]
-    lines += [f"- **{name}**: {text}" for name, text in report.measures.items()]
-    lines += ["", "## Conclusions", ""] + [f"- {line}" for line in report.conclusions]
-    lines += ["", "## Means and medians with 95% CIs over units and examples", "",
-              "| scorer | kind | n | mean [95% CI] | median [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+def validity_tables(report: ComparisonReport) -> list[tuple[str, list[list[str]]]]:
+    """(title, rows with the header first) of each validity table, for report.md and the HTML page."""
+    tables = []
+    rows = [["scorer", "kind", "n", "mean [95% CI]", "median [95% CI]"]]
     for scorer, kinds in report.uncertainty.items():
         for kind, s in kinds.items():
             if s is not None:
-                lines.append(f"| {scorer} | {kind} | {s.n} | {s.mean:.3f} [{s.mean_ci95[0]:.3f}, {s.mean_ci95[1]:.3f}] | {_median(s)} |")
-    lines += ["", "## Per stratum (median [95% CI], n units where defined)", "",
-              "| scorer | stratum | neurons | features |", "|---|---|---|---|"]  # fmt: skip
+                rows.append([scorer, kind, str(s.n), f"{s.mean:.3f} [{s.mean_ci95[0]:.3f}, {s.mean_ci95[1]:.3f}]", _median(s)])
+    tables.append(("Means and medians with 95% CIs over units and examples", rows))
+    rows = [["scorer", "stratum", "neurons (n units)", "features (n units)"]]
     for scorer in report.by_scorer:
         strata = sorted({st for kind in KIND_NAMES for st in report.strata.get(kind, {}).get(scorer, {})})
         for stratum in strata:
@@ -182,21 +206,34 @@ def validity_markdown(report: ComparisonReport) -> str:
             for kind in KIND_NAMES:
                 s = report.strata.get(kind, {}).get(scorer, {}).get(stratum)
                 cells.append("n/a" if s is None else f"{_median(s)} (n {s.n})")
-            lines.append(f"| {scorer} | {stratum} | {cells[0]} | {cells[1]} |")
+            rows.append([scorer, stratum, *cells])
+    tables.append(("Per stratum of examples (median [95% CI])", rows))
     if report.controls:
-        lines += ["", "## Controls (median [95% CI], n units)", "", "| control | kind | " + " | ".join(report.by_scorer) + " |",
-                  "|---|---|" + "---|" * len(report.by_scorer)]  # fmt: skip
-        for name, rows in report.controls.items():
-            for kind, scorers in rows.items():
-                cells = [f"{_median(scorers.get(sc))} (n {scorers[sc].n})" if sc in scorers else "n/a" for sc in report.by_scorer]
-                lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
+        rows = [["control", "kind", *report.by_scorer]]
+        for name, by_kind in report.controls.items():
+            for kind, scorers in by_kind.items():
+                rows.append([name, kind, *(f"{_median(scorers[sc])} (n {scorers[sc].n})" if sc in scorers else "n/a" for sc in report.by_scorer)])
+        tables.append(("Controls (median [95% CI])", rows))
     if report.ceiling:
-        lines += ["", "## Token-lookup ceiling (simulation)", "", "| kind | ceiling median | explanation / ceiling median |", "|---|---|---|"]
-        for kind, section in report.ceiling.items():
-            lines.append(f"| {kind} | {_median(section.get('ceiling'))} | {_median(section.get('explanation_fraction'))} |")
+        rows = [["kind", "lookup ceiling", "explanation / ceiling"]]
+        rows += [[kind, _median(sec.get("ceiling")), _median(sec.get("explanation_fraction"))] for kind, sec in report.ceiling.items()]
+        tables.append(("Token-lookup ceiling (simulation, median [95% CI])", rows))
+    return tables
+
+
+def validity_markdown(report: ComparisonReport) -> str:
+    """Report.md's sections after the headline table."""
+    if report.protocol_version is None:
+        return ""
+    lines = [f"## What the numbers mean (scoring protocol v{report.protocol_version})", ""]
+    lines += [f"- **{name}**: {text}" for name, text in report.measures.items()]
+    lines += ["", "## Conclusions", ""] + [f"- {line}" for line in report.conclusions]
+    for title, rows in validity_tables(report):
+        lines += ["", f"## {title}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
     coverage = {sc: v for sc, v in report.parse_coverage.items() if any(x is not None for x in v.values())}
     if coverage:
         lines += ["", "Mean parse coverage of the explanations by the simulator's language: " + "; ".join(
             f"{sc}: " + ", ".join(f"{k} {v:.2f}" for k, v in kinds.items() if v is not None) for sc, kinds in coverage.items()) + "."]  # fmt: skip
-    lines += ["", "![Scores against activation density](score_vs_density.png)"]
+    lines += ["", f"![Scores against activation density]({DENSITY_PLOT})"]
     return "\n".join(lines) + "\n"
