@@ -88,6 +88,7 @@ class ComparisonReport(ScorerComparison):
     density: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     parse_coverage: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # scorer -> kind
     controls: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # control -> kind -> scorer
+    explanation_budget: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # kind -> binding
     measures: dict[str, str] = Field(default_factory=dict)
     conclusions: list[str] = Field(default_factory=list)
 

@@ -183,3 +183,22 @@ def coverage_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dic
 def density_points(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict[str, tuple[list[float], list[float]]]:
     """Per kind: (densities, scores), the input of the score-vs-density plot."""
     return {kind: ([e.harvest.stats.density for e, _ in pairs], [float(s.value) for _, s in pairs]) for kind, pairs in chosen.items()}  # type: ignore[arg-type]
+
+
+def budget_section(entries: Sequence[CatalogEntry], explainer: str) -> dict[str, dict[str, float | None]]:
+    """Per kind: how often the explainer's length budget cut an explanation short (from the
+    explainer's own `meta`: "binding", "named", "candidates"), so a cap that binds for one kind
+    only shows up. Empty values when the explainer does not report it."""
+    out = {}
+    for kind in KINDS:
+        metas = [e.meta for e in (latest_explanation(x, explainer) for x in entries if x.harvest.kind == kind) if e and e.meta]
+        binding = [bool(m["binding"]) for m in metas if "binding" in m]
+        named = [float(m["named"]) for m in metas if "named" in m]
+        candidates = [float(m["candidates"]) for m in metas if "candidates" in m]
+        out[kind] = {
+            "explanations": float(len(metas)),
+            "binding_fraction": float(np.mean(binding)) if binding else None,
+            "median_named": float(np.median(named)) if named else None,
+            "median_candidates": float(np.median(candidates)) if candidates else None,
+        }
+    return out

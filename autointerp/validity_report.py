@@ -18,6 +18,7 @@ from autointerp.records import CatalogEntry
 from autointerp.store import open_store
 from autointerp.validity import (
     StatSummary,
+    budget_section,
     ceiling_section,
     chosen_scores,
     coverage_section,
@@ -97,6 +98,7 @@ def add_validity(
             "density": density_section(primary),
             "parse_coverage": coverage,
             "controls": control_summaries(report, controls or {}),
+            "explanation_budget": budget_section(entries, report.explainer),
             "measures": MEASURES,
         }
     )
@@ -164,6 +166,12 @@ def conclusions(report: ComparisonReport) -> list[str]:
             lines.append(
                 f"token-lookup ceiling, {KIND_NAMES[kind]}: median {ceiling.median:.3f}; explanations reach a "
                 f"median {fraction.median:.2f} of it (units with ceiling >= 0.1, n {fraction.n})."
+            )
+    for kind, b in report.explanation_budget.items():
+        if None not in (b.get("binding_fraction"), b.get("median_named"), b.get("median_candidates")):
+            lines.append(
+                f"explanation budget, {KIND_NAMES[kind]}: cuts {b['binding_fraction']:.0%} of explanations short "
+                f"(median {b['median_named']:.0f} patterns named of {b['median_candidates']:.0f} found)."
             )
     for kind, d in report.density.items():
         if d.get("spearman_score_vs_density") is not None:
