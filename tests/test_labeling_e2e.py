@@ -15,8 +15,8 @@ from autointerp.labeling import explain_units, score_units
 from autointerp.llm import Budget, BudgetExceeded, RetryPolicy, make_llm_client
 from autointerp.simulators import LLMSimulator, OfflineSimulator
 from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, Fault
-from tests.planted import SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
+from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
 SOURCE = "planted/test"
 SCORERS = ["simulation", "detection", "fuzzing"]

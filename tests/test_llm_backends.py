@@ -25,7 +25,7 @@ from autointerp.llm import (
     make_llm_client,
 )
 from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 
 FAST = RetryPolicy(max_attempts=3, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 SECRET = "sk-test-SECRET-0123456789abcdef"

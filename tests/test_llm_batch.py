@@ -11,7 +11,7 @@ import pytest
 from autointerp.llm import ChatMessage, ChatRequest, RetryPolicy, make_llm_client
 from autointerp.llm.batch import BatchError, collect_batch, submit_batch, wait_for_batch
 from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, FakeReply
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 

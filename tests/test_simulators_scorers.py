@@ -17,8 +17,8 @@ from autointerp.scoring import SCORERS, balanced_accuracy, correlation, score_si
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
 from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
 from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
-from tests.fake_llm_server import FakeLLMServer, Fault
-from tests.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
+from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 WRONG_TEXT = 'fires on " stone" and " garden"'
