@@ -240,7 +240,7 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
 
 def _llm_client(model_spec: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
     return make_llm_client(
-        model_spec, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        model_spec, ledger=store.ledger, base_url=spec.base_url, concurrency=spec.concurrency,
         timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
     )
 
@@ -259,7 +259,7 @@ def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, 
 
 def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
     """`max_cost` covers the whole catalog: what earlier runs spent on it counts."""
-    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.total_cost())
+    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.ledger.total_cost())
 
 
 def explain_stage(

@@ -3,6 +3,7 @@ autointerp namespace), so a new package folder must be added there by hand: this
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from pathlib import Path
 
@@ -29,3 +30,16 @@ def test_every_package_folder_is_listed_for_the_wheel() -> None:
 def test_no_generic_top_level_import_names() -> None:
     tops = {name.split(".")[0] for name in _setuptools()["packages"]}
     assert tops == {"autointerp", "sae"}
+
+
+def test_the_llm_layer_imports_no_catalog_module() -> None:
+    """LLM clients reach storage only through autointerp.llm.ledger.LLMLedger."""
+    imported = set()
+    for path in (ROOT / "autointerp" / "llm").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert "autointerp.llm.ledger" in imported
+    assert not {m for m in imported if m.startswith(("autointerp.store", "autointerp.labeling", "autointerp.pipeline"))}

@@ -232,7 +232,7 @@ def test_unusable_answers_are_not_replayed_from_the_cache(fake_llm_server: FakeL
 
     store = open_store(tmp_path / "cache.db")
     fake_llm_server.responder = lambda body, wire: "I cannot do that."
-    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, store=store)
+    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, ledger=store.ledger)
     simulator = LLMSimulator(client, LLMSimulatorConfig(max_retries=1))
     harvest, right, _ = explanations_for(0)
     one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1]})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autointerp.errors import UserError
+from autointerp.llm.ledger import LLMCall
 from autointerp.records import (
     ActivationExample,
     ExampleScore,
@@ -199,19 +200,29 @@ def test_catalog_entries_join_everything(store: CatalogStore) -> None:
     assert entries[1].scores == [make_score(1)]
 
 
-def test_cache_and_call_log(store: CatalogStore) -> None:
-    assert store.cache_get("k1") is None
-    store.cache_put("k1", {"text": "hi", "prompt_tokens": 3}, backend="openai", model="m", request={"x": 1})
-    store.cache_put("k1", {"text": "hi again"})
-    assert store.cache_get("k1") == {"text": "hi again"}
+def test_cache_call_log_and_batches(store: CatalogStore) -> None:
+    ledger = store.ledger
+    assert ledger.cache_get("k1") is None
+    ledger.cache_put("k1", {"text": "hi", "prompt_tokens": 3}, backend="openai", model="m", request={"x": 1})
+    ledger.cache_put("k1", {"text": "hi again"}, backend="openai", model="m", request={"x": 1})
+    assert ledger.cache_get("k1") == {"text": "hi again"}
+    ledger.cache_delete("k1")
+    assert ledger.cache_get("k1") is None
 
-    store.log_llm_call(backend="openai", model="m", status="ok", run_id="r1", cost_usd=0.25)
-    store.log_llm_call(backend="openai", model="m", status="ok", run_id="r2", cost_usd=0.5)
-    store.log_llm_call(backend="openai", model="m", status="error", run_id="r2", error="HTTP 500")
-    assert store.total_cost() == pytest.approx(0.75)
-    assert store.total_cost("r2") == pytest.approx(0.5)
-    assert store.total_cost("never") == 0.0
-    assert [c["status"] for c in store.llm_calls("r2")] == ["ok", "error"]
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="ok", run_id="r1", cost_usd=0.25))
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="ok", run_id="r2", cost_usd=0.5))
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="error", run_id="r2", error="HTTP 500"))
+    assert ledger.total_cost() == pytest.approx(0.75)
+    assert ledger.total_cost("r2") == pytest.approx(0.5)
+    assert ledger.total_cost("never") == 0.0
+    assert [(c["status"], c["error"]) for c in ledger.llm_calls("r2")] == [("ok", None), ("error", "HTTP 500")]
+
+    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="submitted")
+    [submitted] = ledger.batches("submitted")
+    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="collected")
+    [collected] = ledger.batches()
+    assert collected["status"] == "collected" and collected["submitted_at"] == submitted["submitted_at"]
+    assert ledger.batches("submitted") == []
 
 
 def test_reopened_store_resumes_where_it_stopped(tmp_path: Path) -> None:

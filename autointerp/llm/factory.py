@@ -14,10 +14,10 @@ from autointerp.llm.anthropic_backend import AnthropicClient
 from autointerp.llm.budget import Budget
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MissingAPIKeyError
+from autointerp.llm.ledger import LLMLedger
 from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.llm.pricing import ModelPrice, load_prices
 from autointerp.llm.retry import RetryPolicy
-from autointerp.store import CatalogStore
 
 BACKENDS = ("openai", "anthropic", "openai-compatible")
 # Sent to self-hosted servers that ignore auth; the SDK insists on some key.
@@ -51,7 +51,7 @@ def _key_from_env(variable: str) -> str:
 def make_llm_client(
     spec: str,
     *,
-    store: CatalogStore | None = None,
+    ledger: LLMLedger | None = None,
     base_url: str | None = None,
     concurrency: int = 8,
     timeout: float = 60.0,
@@ -63,7 +63,7 @@ def make_llm_client(
 ) -> BaseLLMClient:
     """A client for `spec` ("openai:MODEL", "anthropic:MODEL", "openai-compatible:MODEL").
 
-    `store` enables the response cache and the call log; `budget` is shared by all clients of a run;
+    `ledger` enables the response cache and the call log; `budget` is shared by all clients of a run;
     `retry` overrides `max_attempts` and the waits; `prices` updates the built-in price table (a dict
     or a .json/.toml file). Raises MissingAPIKeyError naming the variable when a key is needed.
     """
@@ -74,7 +74,7 @@ def make_llm_client(
         raise LLMSpecError(f"timeout must be > 0 seconds, got {timeout}")
     common = dict(
         base_url=base_url,
-        store=store,
+        ledger=ledger,
         budget=budget,
         concurrency=concurrency,
         timeout_s=timeout,
