@@ -27,6 +27,7 @@ from autointerp.explainers.offline import OfflineExplainer
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
+from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.records import UnitKind
 from autointerp.scoring import SCORERS
@@ -265,7 +266,7 @@ def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
 def explain_stage(
     store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
 ) -> StageReport:
-    return asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    return asyncio.run(closing(explain_units(store, source, units, explainer, concurrency=spec.concurrency), explainer))
 
 
 def explanation_settings_hash(spec: LabelSpec) -> str:
@@ -281,9 +282,12 @@ def score_stage(
 ) -> StageReport:
     """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
-        score_units(
-            store, source, units, explanation_settings_hash=explanations_hash,
-            scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+        closing(
+            score_units(
+                store, source, units, explanation_settings_hash=explanations_hash,
+                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+            ),
+            simulator,
         )
     )
 

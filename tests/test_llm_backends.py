@@ -25,6 +25,9 @@ from autointerp.llm import (
     RetryPolicy,
     make_llm_client,
 )
+from autointerp.explainers.llm import LLMExplainer
+from autointerp.llm.client import closing
+from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import SQLiteLedger, open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 
@@ -328,3 +331,16 @@ def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplo
     assert "SECRET" not in caplog.text
     for file in tmp_path.iterdir():  # run.db, and -wal / -shm if still present
         assert b"SECRET" not in file.read_bytes(), file.name
+
+
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_client) -> None:
+    client = make_client(fake_llm_server)
+    opened = []
+
+    async def stage() -> None:
+        await client.complete(user("hi"))
+        opened.append(client._for_loop()[0])
+
+    run(closing(stage(), LLMExplainer(client), OfflineSimulator()))
+    assert opened[0].is_closed()

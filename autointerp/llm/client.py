@@ -13,7 +13,8 @@ import json
 import logging
 import time
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.budget import Budget
@@ -24,6 +25,7 @@ from autointerp.llm.redact import redact, safe_url
 from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, status_code_of
 
 log = logging.getLogger("autointerp.llm")
+T = TypeVar("T")
 
 
 def request_cache_key(backend: str, base_url: str | None, request: ChatRequest) -> str:
@@ -228,3 +230,16 @@ class BaseLLMClient:
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found[0].close()
+
+
+async def closing(work: Awaitable[T], *users: object) -> T:
+    """Await `work`, then close the connections of the LLM clients that `users` (explainers,
+    simulators) hold, in this event loop: an SDK client belongs to the loop that made it, so a stage
+    run by asyncio.run must close it before that loop ends."""
+    try:
+        return await work
+    finally:
+        for user in users:
+            client = getattr(user, "client", None)
+            if isinstance(client, BaseLLMClient):
+                await client.aclose()

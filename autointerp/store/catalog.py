@@ -130,17 +130,6 @@ class CatalogStore:
 
     # ---- explanations and scores -------------------------------------------------------------
 
-    def has_explanation(
-        self, source: str, kind: UnitKind, index: int, settings_hash: str, *, include_failed: bool = False
-    ) -> bool:
-        """Whether this unit is explained with these settings. Failed explanations count as not done
-        unless asked, so a re-run retries them."""
-        row = self.db.execute(
-            'SELECT failed FROM explanations WHERE source = ? AND kind = ? AND "index" = ? AND settings_hash = ?',
-            [source, kind, index, settings_hash],
-        ).fetchone()
-        return row is not None and (include_failed or not row[0])
-
     def put_explanation(self, source: str, explanation: Explanation) -> None:
         self.put_explanations(source, [explanation])
 
