@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +54,26 @@ class FirstReplyUnreadable:
         return self.inner({**body, "messages": body["messages"][:-2]}, api)
 
 
-def _explain(client: Any) -> Awaitable[object]:
+def _explain(client: Any) -> Coroutine[Any, Any, object]:
     return LLMExplainer(client).explain(HARVEST)
 
 
-def _simulate(client: Any) -> Awaitable[object]:
+def _simulate(client: Any) -> Coroutine[Any, Any, object]:
     return LLMSimulator(client).simulate(EXPLANATION, [SCORE_TOP.tokens])
 
 
-def _detect(client: Any) -> Awaitable[object]:
+def _detect(client: Any) -> Coroutine[Any, Any, object]:
     return LLMSimulator(client).detect(EXPLANATION, [e.tokens for e in (SCORE_TOP, SCORE_RANDOM, SCORE_SILENT)])
 
 
-def _fuzz(client: Any) -> Awaitable[object]:
+def _fuzz(client: Any) -> Coroutine[Any, Any, object]:
     top = SCORE_TOP.tokens
     marked = [i for i, a in enumerate(SCORE_TOP.activations) if a > 0]
     examples = [HighlightedExample(tokens=top, highlighted=marked), HighlightedExample(tokens=top, highlighted=[0, 5])]
     return LLMSimulator(client).fuzz(EXPLANATION, examples)
 
 
-Case = tuple[str, Callable[[Any], Awaitable[object]], bool]  # backend, call, first reply unreadable
+Case = tuple[str, Callable[[Any], Coroutine[Any, Any, object]], bool]  # backend, call, first reply unreadable
 CASES: dict[str, Case] = {
     "explain": ("openai", _explain, False),
     "explain_retry": ("openai", _explain, True),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from autointerp.records import (
     Score,
     TokenWeight,
     UnitHarvest,
+    UnitKind,
     UnitStats,
 )
 from autointerp.store import SCHEMA_VERSION, CatalogStore, StoreError, open_store
@@ -99,7 +101,7 @@ def make_score(index: int, *, failed: bool = False, value: float | None = 0.7) -
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CatalogStore:
+def store(tmp_path: Path) -> Iterator[CatalogStore]:
     with open_store(tmp_path / "run.db") as s:
         yield s
 
@@ -171,7 +173,7 @@ def test_explanations_round_trip_and_skip_by_settings_hash(store: CatalogStore) 
 
 
 def test_scores_round_trip_and_failed_ones_are_redone(store: CatalogStore) -> None:
-    key = ("src", "feature", 4, "simulation", "h1", "s1")
+    key: tuple[str, UnitKind, int, str, str, str] = ("src", "feature", 4, "simulation", "h1", "s1")
     assert not store.has_score(*key)
     store.put_score("src", make_score(4, failed=True))
     assert not store.has_score(*key)  # a re-run retries failures

@@ -59,7 +59,9 @@ def described(path: Path) -> tuple[dict[str, set[str]], dict[str, str]]:
         for table in tables
     }
     indexes = {}
-    for name, table in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"):
+    for name, table in conn.execute(
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ):
         cols = [r[2] for r in conn.execute(f'PRAGMA index_info("{name}")')]
         indexes[name] = f"{table}({', '.join(cols)})"
     conn.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from autointerp.errors import UserError
 from autointerp.llm.anthropic_backend import AnthropicClient
@@ -72,23 +73,21 @@ def make_llm_client(
         raise LLMSpecError(f"concurrency must be >= 1, got {concurrency}")
     if timeout <= 0:
         raise LLMSpecError(f"timeout must be > 0 seconds, got {timeout}")
-    common = dict(
-        base_url=base_url,
-        ledger=ledger,
-        budget=budget,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        retry=retry or RetryPolicy(max_attempts=max_attempts),
-        prices=load_prices(prices),
-        run_id=run_id,
-    )
+    common: dict[str, Any] = {
+        "base_url": base_url,
+        "ledger": ledger,
+        "budget": budget,
+        "concurrency": concurrency,
+        "timeout_s": timeout,
+        "retry": retry or RetryPolicy(max_attempts=max_attempts),
+        "prices": load_prices(prices),
+        "run_id": run_id,
+    }
     if backend == "openai":
         return OpenAIClient(model, api_key=_key_from_env("OPENAI_API_KEY"), **common)
     if backend == "anthropic":
         return AnthropicClient(model, api_key=_key_from_env("ANTHROPIC_API_KEY"), **common)
     if not base_url:
-        raise LLMSpecError(
-            f"{spec}: an openai-compatible server needs a base URL (e.g. http://localhost:8000/v1)"
-        )
+        raise LLMSpecError(f"{spec}: an openai-compatible server needs a base URL (e.g. http://localhost:8000/v1)")
     api_key = os.environ.get("OPENAI_API_KEY", "").strip() or NO_KEY_PLACEHOLDER
     return OpenAIClient(model, compatible=True, api_key=api_key, **common)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlite_utils
 
@@ -52,7 +52,7 @@ class CatalogStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> CatalogStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -63,7 +63,7 @@ class CatalogStore:
     def new_run(self, command: str, config: dict[str, Any]) -> str:
         """Record the start of a run of `command` ("run", "explain", ...) with its full configuration
         (never a key); returns its new id, e.g. "20261130T011419Z-run-3f9a2c". Earlier runs stay."""
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         run_id = f"{started:%Y%m%dT%H%M%SZ}-{command}-{secrets.token_hex(3)}"
         stamp = started.isoformat(timespec="milliseconds")
         with self.db.atomic():
@@ -193,9 +193,7 @@ class CatalogStore:
                 scores=self.scores(source, kind=harvest.kind, index=harvest.index),
             )
 
-    def _unit_filter(
-        self, table: str, source: str, kind: UnitKind | None, index: int | None
-    ) -> tuple[str, list[Any]]:
+    def _unit_filter(self, table: str, source: str, kind: UnitKind | None, index: int | None) -> tuple[str, list[Any]]:
         sql = f"SELECT * FROM {table} WHERE source = ?"
         params: list[Any] = [source]
         if kind is not None:

@@ -44,7 +44,6 @@ class Table:
             for cols in self.indexes
         ]
 
-
     def insert_sql(self, omit: tuple[str, ...] = ()) -> str:
         """INSERT OR REPLACE of every column but `omit`, in `columns` order, with ? placeholders."""
         names = tuple(c for c in self.columns if c not in omit)
@@ -101,7 +100,9 @@ EXAMPLES = Table(
 )
 # Token text is stored once per window, not once per example: every unit's examples come from the same
 # few thousand windows, so this is most of the file otherwise. Positions no example has covered are null.
-WINDOWS = Table("windows", {"source": T, "window_id": I, "tokens": T}, ("source", "window_id"), json=frozenset({"tokens"}))
+WINDOWS = Table(
+    "windows", {"source": T, "window_id": I, "tokens": T}, ("source", "window_id"), json=frozenset({"tokens"})
+)
 # explanations and scores: the unit key, one column per field of the record (autointerp.records), and
 # created_at. A field added to the record needs its column here (a test checks they agree).
 EXPLANATIONS = Table(
@@ -231,6 +232,4 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
                 db.execute(sql)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
-        db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-        )
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

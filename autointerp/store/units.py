@@ -5,7 +5,7 @@ example sits in its window) and windows (token text once per window, shared by e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 
@@ -126,12 +126,12 @@ def read_unit(
             window = cache[(source, window_id)] = loads(tokens)
         acts = loads(activations)
         # model_construct: these rows were validated on the way in; re-validating ~100 examples per
-        # unit would cost more than reading them.
+        # unit would cost more than reading them. An example's own span of its window is never null.
         examples.append(
             ActivationExample.model_construct(
                 window_id=window_id,
                 start=start,
-                tokens=window[start : start + len(acts)],
+                tokens=cast("list[str]", window[start : start + len(acts)]),
                 activations=acts,
                 split=split,
                 sampling=sampling,

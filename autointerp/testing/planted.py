@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from autointerp.simulators.patterns import parse_explanation, predict_activations
-from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
 from autointerp.testing.fake_llm_server import FakeReply, FakeToken
+from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
 
 FILLER = [
     " the", " a", " of", " and", " to", " in", " is", " was", " it", " that", " on", " for",
@@ -191,7 +191,8 @@ def _conversation(body: dict[str, Any]) -> tuple[str, str]:
 
 def _excerpt_tokens(text: str) -> tuple[list[str], list[int]]:
     """Tokens of a rendered excerpt (filler-style text) and the positions marked <<like this>>."""
-    tokens, marked = [], []
+    tokens: list[str] = []
+    marked: list[int] = []
     for piece in _PIECE.findall(text):
         if "<<" in piece:
             marked.append(len(tokens))
