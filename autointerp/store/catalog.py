@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import sqlite_utils
+from pydantic import BaseModel
 
 from autointerp.records import CatalogEntry, Explanation, Score, UnitHarvest, UnitKind
 from autointerp.store import units
 from autointerp.store.ledger import SQLiteLedger
 from autointerp.store.rows import dumps, loads, now, record_row, row_record
-from autointerp.store.schema import EXPLANATIONS, RUNS, SCORES, SOURCES, StoreError, prepare
+from autointerp.store.schema import EXPLANATIONS, RUNS, SCORES, SOURCES, StoreError, Table, prepare
 
 
 class CatalogStore:
@@ -134,9 +135,7 @@ class CatalogStore:
         self.put_explanations(source, [explanation])
 
     def put_explanations(self, source: str, explanations: Iterable[Explanation]) -> None:
-        rows = [record_row(EXPLANATIONS, source, e) for e in explanations]
-        with self.db.atomic():
-            self.db.conn.executemany(EXPLANATIONS.insert_sql(), rows)
+        self._put_records(EXPLANATIONS, source, explanations)
 
     def explanations(self, source: str, kind: UnitKind | None = None, index: int | None = None) -> list[Explanation]:
         """Stored explanations (failed ones included), sorted by unit then settings hash."""
@@ -168,9 +167,7 @@ class CatalogStore:
         self.put_scores(source, [score])
 
     def put_scores(self, source: str, scores: Iterable[Score]) -> None:
-        rows = [record_row(SCORES, source, sc) for sc in scores]
-        with self.db.atomic():
-            self.db.conn.executemany(SCORES.insert_sql(), rows)
+        self._put_records(SCORES, source, scores)
 
     def scores(
         self, source: str, scorer: str | None = None, kind: UnitKind | None = None, index: int | None = None
@@ -192,6 +189,12 @@ class CatalogStore:
                 explanations=self.explanations(source, harvest.kind, harvest.index),
                 scores=self.scores(source, kind=harvest.kind, index=harvest.index),
             )
+
+    def _put_records(self, table: Table, source: str, records: Iterable[BaseModel]) -> None:
+        """Write (or replace) unit-level records in one transaction."""
+        rows = [record_row(table, source, r) for r in records]
+        with self.db.atomic():
+            self.db.conn.executemany(table.insert_sql(), rows)
 
     def _unit_filter(self, table: str, source: str, kind: UnitKind | None, index: int | None) -> tuple[str, list[Any]]:
         sql = f"SELECT * FROM {table} WHERE source = ?"
