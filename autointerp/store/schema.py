@@ -9,7 +9,7 @@ additive bumps SCHEMA_VERSION and adds a step to _MIGRATIONS.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlite_utils
 
@@ -27,11 +27,13 @@ class StoreError(UserError):
 
 @dataclass(frozen=True)
 class Table:
+    """One table: the single definition its DDL, its upgrade and its row code are read from."""
+
     name: str
     columns: dict[str, str]  # column -> SQL type, in creation order
     pk: tuple[str, ...]
     json: frozenset[str] = frozenset()  # columns holding JSON text
-    indexes: tuple[tuple[str, ...], ...] = field(default=())
+    indexes: tuple[tuple[str, ...], ...] = ()
 
     def create_sql(self) -> str:
         lines = [f'"{name}" {sql_type}' for name, sql_type in self.columns.items()]
@@ -54,29 +56,29 @@ def _quoted(columns: tuple[str, ...]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-T, I, R = "TEXT", "INTEGER", "REAL"
-UNIT_KEY = {"source": T, "kind": T, "index": I}
+TEXT, INTEGER, REAL = "TEXT", "INTEGER", "REAL"
+UNIT_KEY = {"source": TEXT, "kind": TEXT, "index": INTEGER}
 
-META = Table("meta", {"key": T, "value": T}, ("key",))
+META = Table("meta", {"key": TEXT, "value": TEXT}, ("key",))
 RUNS = Table(
     "runs",
-    {"run_id": T, "started_at": T, "updated_at": T, "status": T, "config": T, "command": T},
+    {"run_id": TEXT, "started_at": TEXT, "updated_at": TEXT, "status": TEXT, "config": TEXT, "command": TEXT},
     ("run_id",),
     json=frozenset({"config"}),
 )
-SOURCES = Table("sources", {"name": T, "config": T, "created_at": T}, ("name",), json=frozenset({"config"}))
+SOURCES = Table("sources", {"name": TEXT, "config": TEXT, "created_at": TEXT}, ("name",), json=frozenset({"config"}))
 UNITS = Table(
     "units",
     {
         **UNIT_KEY,
-        "tokens_seen": I,
-        "active_count": I,
-        "density": R,
-        "max_activation": R,
-        "stats": T,  # UnitStats as JSON
-        "promoted_tokens": T,
-        "suppressed_tokens": T,
-        "top_neurons": T,
+        "tokens_seen": INTEGER,
+        "active_count": INTEGER,
+        "density": REAL,
+        "max_activation": REAL,
+        "stats": TEXT,  # UnitStats as JSON
+        "promoted_tokens": TEXT,
+        "suppressed_tokens": TEXT,
+        "top_neurons": TEXT,
     },
     ("source", "kind", "index"),
     json=frozenset({"stats", "promoted_tokens", "suppressed_tokens", "top_neurons"}),
@@ -85,14 +87,14 @@ EXAMPLES = Table(
     "examples",
     {
         **UNIT_KEY,
-        "split": T,  # "explain" or "score"
-        "sampling": T,  # "top", "quantile", "random", "silent", "hard_negative"
-        "window_id": I,
-        "position": I,  # order within the unit's example list, kept on round trip
-        "quantile": I,
-        "max_activation": R,
-        "start": I,  # the example's tokens are windows.tokens[start : start + len(activations)]
-        "activations": T,
+        "split": TEXT,  # "explain" or "score"
+        "sampling": TEXT,  # "top", "quantile", "random", "silent", "hard_negative"
+        "window_id": INTEGER,
+        "position": INTEGER,  # order within the unit's example list, kept on round trip
+        "quantile": INTEGER,
+        "max_activation": REAL,
+        "start": INTEGER,  # the example's tokens are windows.tokens[start : start + len(activations)]
+        "activations": TEXT,
     },
     ("source", "kind", "index", "split", "sampling", "window_id"),
     json=frozenset({"activations"}),
@@ -101,7 +103,10 @@ EXAMPLES = Table(
 # Token text is stored once per window, not once per example: every unit's examples come from the same
 # few thousand windows, so this is most of the file otherwise. Positions no example has covered are null.
 WINDOWS = Table(
-    "windows", {"source": T, "window_id": I, "tokens": T}, ("source", "window_id"), json=frozenset({"tokens"})
+    "windows",
+    {"source": TEXT, "window_id": INTEGER, "tokens": TEXT},
+    ("source", "window_id"),
+    json=frozenset({"tokens"}),
 )
 # explanations and scores: the unit key, one column per field of the record (autointerp.records), and
 # created_at. A field added to the record needs its column here (a test checks they agree).
@@ -109,19 +114,19 @@ EXPLANATIONS = Table(
     "explanations",
     {
         **UNIT_KEY,
-        "text": T,
-        "explainer": T,
-        "model": T,
-        "prompt_version": T,
-        "prompt_tokens": I,
-        "completion_tokens": I,
-        "cost_usd": R,
-        "raw_response": T,
-        "settings_hash": T,
-        "failed": I,
-        "error": T,
-        "meta": T,
-        "created_at": T,
+        "text": TEXT,
+        "explainer": TEXT,
+        "model": TEXT,
+        "prompt_version": TEXT,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "raw_response": TEXT,
+        "settings_hash": TEXT,
+        "failed": INTEGER,
+        "error": TEXT,
+        "meta": TEXT,
+        "created_at": TEXT,
     },
     ("source", "kind", "index", "settings_hash"),
     json=frozenset({"meta"}),
@@ -130,19 +135,19 @@ SCORES = Table(
     "scores",
     {
         **UNIT_KEY,
-        "explanation_settings_hash": T,
-        "scorer": T,
-        "simulator": T,
-        "value": R,
-        "failed": I,
-        "error": T,
-        "parts": T,
-        "details": T,
-        "prompt_tokens": I,
-        "completion_tokens": I,
-        "cost_usd": R,
-        "settings_hash": T,
-        "created_at": T,
+        "explanation_settings_hash": TEXT,
+        "scorer": TEXT,
+        "simulator": TEXT,
+        "value": REAL,
+        "failed": INTEGER,
+        "error": TEXT,
+        "parts": TEXT,
+        "details": TEXT,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "settings_hash": TEXT,
+        "created_at": TEXT,
     },
     ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash"),
     json=frozenset({"parts", "details"}),
@@ -150,21 +155,21 @@ SCORES = Table(
 LLM_CALLS = Table(
     "llm_calls",
     {
-        "id": I,
-        "time": T,
-        "run_id": T,
-        "backend": T,
-        "model": T,
-        "base_url": T,
-        "request_hash": T,
-        "attempt": I,
-        "status": T,  # "ok", "error" or "cached"
-        "http_status": I,
-        "prompt_tokens": I,
-        "completion_tokens": I,
-        "cost_usd": R,
-        "latency_s": R,
-        "error": T,
+        "id": INTEGER,
+        "time": TEXT,
+        "run_id": TEXT,
+        "backend": TEXT,
+        "model": TEXT,
+        "base_url": TEXT,
+        "request_hash": TEXT,
+        "attempt": INTEGER,
+        "status": TEXT,  # "ok", "error" or "cached"
+        "http_status": INTEGER,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "latency_s": REAL,
+        "error": TEXT,
     },
     ("id",),
     indexes=(("run_id",),),
@@ -172,19 +177,19 @@ LLM_CALLS = Table(
 LLM_BATCHES = Table(
     "llm_batches",
     {
-        "batch_id": T,
-        "backend": T,
-        "model": T,
-        "n_requests": I,
-        "status": T,  # "submitted" until collected, then "collected"
-        "submitted_at": T,
-        "updated_at": T,
+        "batch_id": TEXT,
+        "backend": TEXT,
+        "model": TEXT,
+        "n_requests": INTEGER,
+        "status": TEXT,  # "submitted" until collected, then "collected"
+        "submitted_at": TEXT,
+        "updated_at": TEXT,
     },
     ("batch_id",),
 )
 LLM_CACHE = Table(
     "llm_cache",
-    {"key": T, "backend": T, "model": T, "request": T, "response": T, "created_at": T},
+    {"key": TEXT, "backend": TEXT, "model": TEXT, "request": TEXT, "response": TEXT, "created_at": TEXT},
     ("key",),
     json=frozenset({"request", "response"}),
 )
