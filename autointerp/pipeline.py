@@ -41,6 +41,7 @@ from autointerp.explainers.offline import OfflineExplainer
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
+from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
 from autointerp.records import UnitKind
@@ -265,7 +266,7 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
 
 def _llm_client(model_spec: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
     return make_llm_client(
-        model_spec, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        model_spec, ledger=store.ledger, base_url=spec.base_url, concurrency=spec.concurrency,
         timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
     )
 
@@ -284,13 +285,13 @@ def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, 
 
 def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
     """`max_cost` covers the whole catalog: what earlier runs spent on it counts."""
-    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.total_cost())
+    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.ledger.total_cost())
 
 
 def explain_stage(
     store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
 ) -> StageReport:
-    return asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    return asyncio.run(closing(explain_units(store, source, units, explainer, concurrency=spec.concurrency), explainer))
 
 
 def explanation_settings_hash(spec: LabelSpec) -> str:
@@ -306,9 +307,12 @@ def score_stage(
 ) -> StageReport:
     """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
-        score_units(
-            store, source, units, explanation_settings_hash=explanations_hash,
-            scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+        closing(
+            score_units(
+                store, source, units, explanation_settings_hash=explanations_hash,
+                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+            ),
+            simulator,
         )
     )
 

@@ -19,8 +19,8 @@ from autointerp.explainers.offline import DEAD_UNIT_TEXT, find_patterns
 from autointerp.llm import RetryPolicy, make_llm_client
 from autointerp.records import ActivationExample, UnitHarvest
 from autointerp.simulators.patterns import parse_explanation, quote
-from tests.fake_llm_server import FakeLLMServer
-from tests.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer
+from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 

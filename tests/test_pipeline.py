@@ -111,11 +111,13 @@ def test_changed_sae_settings_are_refused_not_reused(first_run):
 def test_budget_counts_what_earlier_runs_spent(tmp_path):
     from autointerp.llm.budget import BudgetExceeded
     from autointerp.pipeline import make_budget
+    from autointerp.llm.ledger import LLMCall
     from autointerp.store import open_store
 
     store = open_store(tmp_path / "c.db")
-    store.log_llm_call(run_id="earlier", backend="openai", model="m", status="ok", cost_usd=2.5)
-    assert make_budget(LabelSpec(max_cost=10.0), store).remaining_usd == pytest.approx(7.5)
+    store.ledger.log_llm_call(LLMCall(run_id="earlier", backend="openai", model="m", status="ok", cost_usd=2.5))
+    budget = make_budget(LabelSpec(max_cost=10.0), store)
+    assert budget.max_cost_usd == 10.0 and budget.spent_usd == pytest.approx(2.5)
     with pytest.raises(BudgetExceeded):
         make_budget(LabelSpec(max_cost=2.0), store).check()
     assert make_budget(LabelSpec(), store) is None

@@ -17,8 +17,8 @@ from autointerp.scoring import SCORERS, SimulationScorerConfig, balanced_accurac
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
 from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
 from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
-from tests.fake_llm_server import FakeLLMServer, Fault
-from tests.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
+from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 WRONG_TEXT = 'fires on " stone" and " garden"'
@@ -233,7 +233,7 @@ def test_unusable_answers_are_not_replayed_from_the_cache(fake_llm_server: FakeL
 
     store = open_store(tmp_path / "cache.db")
     fake_llm_server.responder = lambda body, wire: "I cannot do that."
-    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, store=store)
+    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, ledger=store.ledger)
     simulator = LLMSimulator(client, LLMSimulatorConfig(max_retries=1))
     harvest, right, _ = explanations_for(0)
     one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1]})
