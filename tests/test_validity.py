@@ -32,7 +32,7 @@ from autointerp.simulators import OfflineSimulator
 from autointerp.validity import example_draws, summarize
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.subject.models import SubjectModel
-from tests.planted import FILLER, PlantedUnit, planted_harvest, planted_units
+from autointerp.testing.planted import FILLER, PlantedUnit, planted_harvest, planted_units
 
 GATED = PlantedUnit(index=7, triggers={" river": 5.0}, context={" river": " the"})
 
