@@ -420,10 +420,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         clock = time.time()
 
     store = open_store(out / CATALOG_DB)
-    run_id = "run"
     recorded = cfg.model_dump(mode="json")
     recorded["label"]["base_url"] = safe_url(cfg.label.base_url)  # a URL may carry a credential
-    store.put_run(run_id, recorded)
+    run_id = store.new_run("run", recorded)  # each run keeps its own record; earlier ones stay
     # Clients first: a missing key or bad backend fails now, not after SAE training and harvest.
     budget = make_budget(cfg.label, store)
     explainer = make_explainer(cfg.label, store, budget, run_id)

@@ -152,10 +152,13 @@ def test_sources_and_runs(store: CatalogStore) -> None:
     with pytest.raises(StoreError, match="known: a/neurons, b/sae"):
         store.source_config("missing")
 
-    store.put_run("run-1", {"explainer": "offline", "seed": 0})
-    store.set_run_status("run-1", "done")
-    [run] = store.runs()
-    assert run["run_id"] == "run-1" and run["status"] == "done" and run["config"]["seed"] == 0
+    first = store.new_run("run", {"explainer": "offline", "seed": 0})
+    store.set_run_status(first, "done")
+    second = store.new_run("explain", {"explainer": "offline", "seed": 1})
+    assert first != second
+    runs = store.runs()
+    assert [r["run_id"] for r in runs] == [first, second]  # history kept, oldest first
+    assert runs[0]["status"] == "done" and runs[0]["config"]["seed"] == 0 and runs[1]["status"] == "running"
 
 
 def test_explanations_round_trip_and_skip_by_settings_hash(store: CatalogStore) -> None:

@@ -71,15 +71,6 @@ class CatalogStore:
             self.db.execute(RUNS.insert_sql(), [run_id, stamp, stamp, "running", dumps(config), command])
         return run_id
 
-    def put_run(self, run_id: str, config: dict[str, Any], status: str = "running") -> None:
-        """Record a run under a caller-chosen id, replacing its earlier record (prefer `new_run`)."""
-        existing = self.db.execute("SELECT started_at FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        with self.db.atomic():
-            self.db.execute(
-                RUNS.insert_sql(),
-                [run_id, existing[0] if existing else now(), now(), status, dumps(config), run_id],
-            )
-
     def set_run_status(self, run_id: str, status: str) -> None:
         """Mark how a run ended ("done", "stopped: budget", "failed: ...")."""
         with self.db.atomic():
