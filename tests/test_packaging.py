@@ -4,6 +4,8 @@ autointerp namespace), so a new package folder must be added there by hand: this
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -43,3 +45,10 @@ def test_the_llm_layer_imports_no_catalog_module() -> None:
                 imported.update(alias.name for alias in node.names)
     assert "autointerp.llm.ledger" in imported
     assert not {m for m in imported if m.startswith(("autointerp.store", "autointerp.labeling", "autointerp.pipeline"))}
+
+
+def test_the_store_loads_without_the_provider_sdks() -> None:
+    """Reading a catalog (export, compare) should not pay the seconds the openai/anthropic imports take."""
+    code = "import sys, autointerp.store; print(sorted({'openai', 'anthropic'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,13 +6,15 @@ run spent). API keys never reach this file: nothing here takes one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from autointerp.llm.ledger import LLMCall
 from autointerp.store.rows import dumps, loads, now
 from autointerp.store.schema import LLM_BATCHES, LLM_CACHE, LLM_CALLS
+
+if TYPE_CHECKING:  # importing autointerp.llm loads both provider SDKs (~6 s); the store needs neither
+    from autointerp.llm.ledger import LLMCall
 
 
 class SQLiteLedger:
