@@ -121,3 +121,11 @@ def test_budget_counts_what_earlier_runs_spent(tmp_path):
     with pytest.raises(BudgetExceeded):
         make_budget(LabelSpec(max_cost=2.0), store).check()
     assert make_budget(LabelSpec(), store) is None
+
+
+def test_the_shipped_builtin_config_is_the_demo() -> None:
+    from autointerp.demo import demo_config
+    from autointerp.pipeline import load_run_config
+
+    shipped = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "builtin-offline.toml")
+    assert shipped.model_dump(exclude={"out"}) == demo_config("x").model_dump(exclude={"out"})
