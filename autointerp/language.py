@@ -575,9 +575,9 @@ class _ClauseParser:
         k = j + 1
         while k < len(self.lex) and self.lex[k].glued and self.lex[k].kind in ("word", "sym"):
             k += 1
-        return k >= len(self.lex) or self.lex[k].kind in ("sep", "close", "end") or self._is_or(k)
+        return k >= len(self.lex) or self.lex[k].kind in ("sep", "close", "end") or self._is_conjunction(k)
 
-    def _is_or(self, k: int) -> bool:
+    def _is_conjunction(self, k: int) -> bool:
         return k < len(self.lex) and self.lex[k].kind == "word" and self.lex[k].text.lower() in ("or", "and")
 
     def _bare_item(self) -> str | None:
@@ -595,44 +595,37 @@ class _ClauseParser:
             self._take()
         return text
 
-    def _read_list(self, first_free: bool) -> list[str]:
-        """Bare items separated by commas, "or", "and", "/". The first is always an item when
-        `first_free`; later ones only when they read as items (not the start of a known phrase)."""
+    def _read_list(self) -> list[str]:
+        """Bare items separated by commas, "or", "and", "/": the first always, later ones while
+        they read as items (a quote, or a word followed by another separator or the end)."""
         items: list[str] = []
-        while True:
-            lexeme = self._peek()
-            if lexeme is None or lexeme.kind not in ("quote", "word", "sym"):
-                break
-            free = first_free and not items
-            if not free and lexeme.kind != "quote" and not self._is_list_item(self.i):
-                break
-            item = self._bare_item()
-            if item is None:
-                break
+        item = self._bare_item()
+        while item is not None:
             items.append(item)
-            # a separator continues the list
-            separator = self._peek()
-            if separator is not None and (separator.kind == "sep" or self._is_or(self.i)):
-                nxt = self._peek(1)
-                if nxt is not None and nxt.kind == "word" and nxt.text.lower() in ("or", "and"):
-                    self._take()  # ", or"
-                if nxt is None or self._peek(1) is None:
-                    break
-                after = self._peek(1)
-                if after is not None and after.kind in ("quote", "word", "sym") and (
-                    after.kind == "quote" or self._is_list_item(self.i + 1)
-                ):
-                    self._take()
-                    continue
-            break
+            item = self._bare_item() if self._list_continues() else None
         return items
 
+    def _list_continues(self) -> bool:
+        """Whether a separator and another item follow; if so, step over the separator."""
+        j = self.i
+        if j < len(self.lex) and self.lex[j].kind == "sep":
+            j += 1
+        if self._is_conjunction(j):
+            j += 1
+        if j == self.i or j >= len(self.lex):
+            return False
+        following = self.lex[j]
+        if following.kind == "quote" or following.kind in ("word", "sym") and self._is_list_item(j):
+            self._take(j - self.i)
+            return True
+        return False
+
     def _literal_list(self) -> None:
-        for text in self._read_list(first_free=True):
+        for text in self._read_list():
             self._add(self._literal(text))
 
     def _examples(self) -> None:
-        items = self._read_list(first_free=True)
+        items = self._read_list()
         if not items:
             return
         head = self.drafts[-1] if self.drafts else None
@@ -669,7 +662,7 @@ class _ClauseParser:
                 options.append(self._literal(text))
             else:
                 break
-            if self._is_or(self.i) and self.lex[self.i].text.lower() == "or":
+            if self._peek() is not None and self.lex[self.i].text.lower() == "or":
                 self.i += 1
                 continue
             break

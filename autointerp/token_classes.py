@@ -152,8 +152,12 @@ class TokenView:
         """Which tokens are in the named class (see `CLASSES`), computed once per excerpt."""
         key = ("class", name)
         if key not in self.memo:
-            test = CLASSES[name].test
-            self.memo[key] = np.fromiter((test(self, i) for i in range(len(self.tokens))), bool, len(self.tokens))
+            token_class, n = CLASSES[name], len(self.tokens)
+            if token_class.token_test is not None:
+                flags = (token_class.token_test(t) for t in self.tokens)
+            else:
+                flags = (token_class.test(self, i) for i in range(n))
+            self.memo[key] = np.fromiter(flags, bool, n)
         return self.memo[key]
 
     @cached_property
@@ -327,20 +331,26 @@ def _glued(before: str, token: str) -> bool:
 
 @dataclass(frozen=True)
 class TokenClass:
-    """A class of token positions: what the explainer calls it, and the test."""
+    """A class of token positions: what the explainer calls it, and the test. Classes of tokens
+    (not of places) also test a token's text alone, so a caller can test each distinct token once."""
 
     name: str  # the English the offline explainer writes, e.g. "closing parentheses"
     test: Callable[[TokenView, int], bool]
-    positional: bool = False  # depends on where the token sits, not only on its text
+    token_test: Callable[[str], bool] | None = None
+
+    @property
+    def positional(self) -> bool:
+        """Depends on where the token sits, not only on its text."""
+        return self.token_test is None
 
 
 def _token_class(name: str, test: Callable[[str], bool]) -> TokenClass:
     cached = lru_cache(maxsize=65536)(test)
-    return TokenClass(name, lambda view, i: cached(view.tokens[i]))
+    return TokenClass(name, lambda view, i: cached(view.tokens[i]), cached)
 
 
 def _position_class(name: str, flags: Callable[[TokenView], list[bool]]) -> TokenClass:
-    return TokenClass(name, lambda view, i: flags(view)[i], positional=True)
+    return TokenClass(name, lambda view, i: flags(view)[i])
 
 
 def _line_kind(*first_words: str) -> Callable[[TokenView, int], bool]:
@@ -409,16 +419,16 @@ CLASSES: dict[str, TokenClass] = {
         _position_class("bracketed tokens", lambda v: [d > 0 for d in v.bracket_depth]),
         _position_class("word pieces", lambda v: v.word_piece),
         _position_class("word continuations", lambda v: v.word_continuation),
-        TokenClass("def lines", _line_kind("def", "async"), positional=True),
-        TokenClass("class lines", _line_kind("class"), positional=True),
-        TokenClass("import lines", _line_kind("import", "from"), positional=True),
-        TokenClass("return lines", _line_kind("return"), positional=True),
-        TokenClass("if lines", _line_kind("if", "elif"), positional=True),
-        TokenClass("for lines", _line_kind("for"), positional=True),
-        TokenClass("while lines", _line_kind("while"), positional=True),
-        TokenClass("with lines", _line_kind("with"), positional=True),
-        TokenClass("assert lines", _line_kind("assert"), positional=True),
-        TokenClass("raise lines", _line_kind("raise"), positional=True),
+        TokenClass("def lines", _line_kind("def", "async")),
+        TokenClass("class lines", _line_kind("class")),
+        TokenClass("import lines", _line_kind("import", "from")),
+        TokenClass("return lines", _line_kind("return")),
+        TokenClass("if lines", _line_kind("if", "elif")),
+        TokenClass("for lines", _line_kind("for")),
+        TokenClass("while lines", _line_kind("while")),
+        TokenClass("with lines", _line_kind("with")),
+        TokenClass("assert lines", _line_kind("assert")),
+        TokenClass("raise lines", _line_kind("raise")),
     ]
 }
 

@@ -37,9 +37,9 @@ from autointerp.language import (
     join_words,
     mark_exact,
 )
-from autointerp.records import Explanation, UnitHarvest
+from autointerp.records import ActivationExample, Explanation, UnitHarvest
 from autointerp.settings_hash import settings_hash
-from autointerp.token_classes import CLASSES, view_of
+from autointerp.token_classes import CLASSES, TokenClass, view_of
 
 EXPLAINER_NAME = "offline-ngram"
 DEAD_UNIT_TEXT = NEVER_FIRES
@@ -259,7 +259,7 @@ class _Positions:
             blocked["pair"] = np.isin(pairs // len(vocab), start)
         if config.use_classes and examples:
             names = list(CLASSES)
-            masks = np.stack([np.concatenate([view_of(tuple(e.tokens)).mask(n) for e in examples]) for n in names])
+            masks = np.stack([_class_mask(CLASSES[n], examples, vocab, token_ids) for n in names])
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
             if config.use_context:
@@ -298,6 +298,13 @@ class _Positions:
     def excess(self) -> np.ndarray:
         """Activation minus the unit's mean activation over the explain split."""
         return self.acts - float(self.acts.mean())
+
+
+def _class_mask(token_class: TokenClass, examples: list[ActivationExample], vocab: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
+    """Which explain positions are in the class: a class of tokens tests each distinct token once."""
+    if token_class.token_test is not None:
+        return np.array([token_class.token_test(str(t)) for t in vocab], dtype=bool)[token_ids]
+    return np.concatenate([view_of(tuple(e.tokens)).mask(token_class.name) for e in examples])
 
 
 def _class_item(name: str, strength: float) -> Item:
