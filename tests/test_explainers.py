@@ -15,12 +15,21 @@ from autointerp.explainers import (
     parse_explanation_reply,
 )
 from autointerp.explainers.llm import discretise
-from autointerp.explainers.offline import DEAD_UNIT_TEXT, describe_patterns, find_patterns
+from autointerp.explainers.offline import (
+    DEAD_UNIT_TEXT,
+    describe_patterns,
+    find_patterns,
+)
+from autointerp.language import Literal, parse, quote
 from autointerp.llm import RetryPolicy, make_llm_client
 from autointerp.records import ActivationExample, UnitHarvest
-from autointerp.language import Literal, parse, quote
 from tests.fake_llm_server import FakeLLMServer
-from tests.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
+from tests.planted import (
+    PlantedUnit,
+    SimulatingResponder,
+    planted_harvest,
+    planted_units,
+)
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from autointerp.language import AnyToken, ClassOf, Condition, Item, Literal, describe_item, parse, predict
+from autointerp.language import (
+    AnyToken,
+    ClassOf,
+    Condition,
+    Item,
+    Literal,
+    describe_item,
+    parse,
+    predict,
+)
 from autointerp.token_classes import CLASSES, view_of
 
 
