@@ -47,8 +47,9 @@ Meaning:
 
 Coverage: `parse` reports the share of the explanation's content words the grammar understood, and
 the phrases it did not. Filler words (fires, on, the, this feature, ...) count for neither side.
-A word not understood is read as itself, a loose quote (so "references to rivers" still predicts
-" rivers" and "fires on God and Lord" " God" and " Lord"), but it counts as not understood.
+A word not understood that stands alone as a list item is read as itself, a loose quote (so
+"references to rivers" still predicts " rivers", and "fires on God and Lord" " God" and " Lord"),
+but it counts as not understood; longer unknown phrases ("in method definitions") are only reported.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ CLASS_NAMES: dict[str, str] = {
     "URLs and file paths": "URL, URLs and file paths, web address, link, file path, path, file name, filename, "
     "module path",
     "prose": "prose, English prose, natural language, English text, documentation, documentation text, "
-    "English, plain text, sentence",
+    "English, plain text",
     "code": "code, source code, Python code, program code, code line",
     "the start of a line": "start of a line, start of the line, beginning of a line, beginning of the line, "
     "line start, start of line, first token of a line, first token on a line, first word of a line",
@@ -518,7 +519,7 @@ class _ClauseParser:
         if phrase is None:
             if lexeme.text.lower() == "but":  # "not X but Y": the negation is over
                 self.negated = False
-            elif lexeme.content:  # not understood: read as the word itself ("fires on God and Lord")
+            elif lexeme.content and self._stands_alone():  # "fires on God and Lord": the words themselves
                 self._add(Literal(lexeme.text, case=self.case))
                 if lexeme.kind == "word" and len(lexeme.text) > 3 and re.search(r"[^su]s$", lexeme.text):
                     self._add(Literal(lexeme.text[:-1], case=self.case))  # "rivers": " river" too
@@ -528,6 +529,13 @@ class _ClauseParser:
         start = self.i
         self._take(count)
         self._apply(meaning, value, start)
+
+    def _stands_alone(self) -> bool:
+        """An unknown word that is a list item of its own (not part of a longer unknown phrase such
+        as "in method definitions") is taken to name itself."""
+        previous = self.lex[self.i - 1] if self.i else None
+        after_unknown = previous is not None and previous.content and not previous.understood
+        return not after_unknown and self._is_list_item(self.i)
 
     def _phrase_at_cursor(self) -> tuple[str, object, int] | None:
         return _phrase_at(self.lex, self.i)

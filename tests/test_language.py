@@ -115,6 +115,10 @@ def test_unknown_words_are_read_as_themselves_and_reported() -> None:
     parsed = parse("references to rivers")
     assert parsed.coverage == 0.0 and parsed.unknown == ("rivers",)
     assert fires("references to rivers", [" river", " rivers", " lake"]) == [" river", " rivers"]
+    # a longer unknown phrase is reported, not guessed at
+    parsed = parse("the token 'self' in method definitions")
+    assert parsed.unknown == ("method", "definitions") and parsed.coverage == 0.5
+    assert fires("the token 'self' in method definitions", [" self", " method", " definitions"]) == [" self"]
 
 
 def test_silence_and_empty_text() -> None:
