@@ -162,3 +162,9 @@ def test_written_items_read_back() -> None:
     with_examples = describe_item(Item(ClassOf(("numbers",)), 10.0), [" 1", " 2"])
     assert with_examples == 'numbers (such as " 1" and " 2")'
     assert parse(with_examples).items[0] == Item(ClassOf(("numbers",)), 10.0)
+
+
+def test_llm_quotes_of_every_kind() -> None:
+    text = "the word \u201cbank\u201d, especially `Bank`, but not 'banking'"
+    assert predict(text, [" bank", " Bank", " banking", " banks"]) == [10.0, 10.0, 0.0, 0.0]
+    assert parse(text).coverage == 1.0

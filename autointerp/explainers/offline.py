@@ -60,7 +60,7 @@ _CLASS_FAMILIES = frozenset({"class", "prevclass"})
 class OfflineExplainerConfig(BaseModel):
     """Knobs of the search; all of them go into the settings hash."""
 
-    budget_words: int = Field(60, ge=5)  # longest explanation, in words, for every unit kind
+    budget_words: int = Field(90, ge=5)  # longest explanation, in words, for every unit kind (binds rarely)
     max_candidates: int = Field(40, ge=1)  # the search stops after this many patterns
     min_support: int = Field(2, ge=1)  # firing occurrences a pattern needs (relaxed to 1 if none has)
     min_gain_fraction: float = Field(0.005, ge=0)  # stop when a pattern explains less of the sum of squares
@@ -262,7 +262,7 @@ class _Positions:
             masks = np.stack([_class_mask(CLASSES[n], examples, vocab, token_ids) for n in names])
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
-            if config.use_context:
+            if config.use_context:  # any token after a class of tokens (not of places)
                 firsts = np.cumsum([0] + [len(e.tokens) for e in examples[:-1]])
                 shifted = np.zeros_like(masks)
                 shifted[:, 1:] = masks[:, :-1]
@@ -270,7 +270,7 @@ class _Positions:
                 families["prevclass"] = _Family(
                     None, shifted, len(names), lambda i, s: Item(AnyToken(), s, (Condition("after", ClassOf((names[i],))),))
                 )
-                blocked["prevclass"] = np.zeros(len(names), dtype=bool)
+                blocked["prevclass"] = np.array([n in _PLACES for n in names])
         return cls(
             acts=np.maximum(np.array(act_list, dtype=np.float64), 0.0),
             tokens=token_list,
