@@ -209,8 +209,8 @@ class _Family:
         return self.ids == ident if self.ids is not None else self.masks[ident]  # type: ignore[index]
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
-        if self.ids is not None:
-            return np.bincount(self.ids, weights=weights, minlength=self.size)
+        if self.ids is not None:  # an id of `size` marks a position outside the family
+            return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
         return self.masks @ weights  # type: ignore[operator]
 
 
@@ -271,6 +271,15 @@ class _Positions:
                     None, shifted, len(names), lambda i, s: Item(AnyToken(), s, (Condition("after", ClassOf((names[i],))),))
                 )
                 blocked["prevclass"] = np.array([n in _PLACES for n in names])
+                # a token after a class of tokens ('" self" (after indentation)') or in a place
+                # ('" self" (at the start of a line)'): one family per class, positions outside it unused
+                for k, name in enumerate(names):
+                    where, condition = (masks[k], "at") if name in _PLACES else (shifted[k], "after")
+                    families[f"token {condition} {name}"] = _Family(
+                        np.where(where, token_ids, len(vocab)), None, len(vocab),
+                        lambda i, s, c=Condition(condition, ClassOf((name,))): Item(exact(i), s, (c,)),
+                    )  # fmt: skip
+                    blocked[f"token {condition} {name}"] = np.zeros(len(vocab), dtype=bool)
         return cls(
             acts=np.maximum(np.array(act_list, dtype=np.float64), 0.0),
             tokens=token_list,
