@@ -35,15 +35,17 @@ Meaning:
   or in any case (fully). With "(exact tokens)" at the end, as the offline explainer writes, quotes are
   exact token strings. Bare words after "the word" or in example lists match like quotes.
 - Examples are instances: "colour words like red, blue" fires on the colour class and on "red" and "blue".
-  After a generic class ("words", "names", "terms") the examples replace the class.
+  After a generic class ("words such as ...", "names like ...") the examples replace the class.
 - Modifiers in parentheses apply to the target just before them; outside parentheses, to every target
   of their group (the targets since the last strength word, negation or modifier), except that a
   modifier right after "any token" binds to it alone.
 - Negation is scoped: it covers the targets that follow it up to the next ":", ";", strength word,
   "but", or the closing parenthesis of its group. A negated target forces 0 where it matches at
   least as precisely as what fires there (so "'the' but not 'The'" keeps " the" and drops " The").
-- At each token the most specific item wins (a quote with a modifier over a quote over a class with
-  a modifier over a class over "any token" with a modifier), then the strongest.
+- A strength word followed by a modifier ('"bank", especially after "river"') repeats the targets
+  before it with that modifier at that strength.
+- At each token the most specific item wins, then the strongest: a quote counts 2, a class 1, any
+  token 0, plus 1 for a modifier (so '" self" (after whitespace)' beats '" self"' beats "words").
 
 Coverage: `parse` reports the share of the explanation's content words the grammar understood, and
 the phrases it did not. Filler words (fires, on, the, this feature, ...) count for neither side.
@@ -563,7 +565,11 @@ class _ClauseParser:
         elif meaning == "any":
             self._add(AnyToken())
         elif meaning == "literal":
-            self._literal_list()
+            following = self._phrase_at_cursor()
+            if following is not None and following[0] in ("after", "before"):  # "the token after X"
+                self._add(AnyToken())
+            else:
+                self._literal_list()
         elif meaning == "examples":
             self._examples()
         elif meaning in ("after", "before", "place"):

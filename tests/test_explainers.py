@@ -121,7 +121,7 @@ def test_word_budget_is_the_same_for_every_kind_and_recorded() -> None:
     for kind in ("neuron", "feature"):
         harvest = planted_harvest(PlantedUnit(index=9, triggers=triggers, kind=kind))
         roomy = OfflineExplainer().explain_now(harvest)
-        assert roomy.meta["budget_words"] == 90 and roomy.meta["binding"] is False
+        assert roomy.meta["budget_words"] == 100 and roomy.meta["binding"] is False
         assert roomy.meta["named"] == roomy.meta["candidates"] == 7 and roomy.meta["words"] == len(roomy.text.split())
         tight = OfflineExplainer(OfflineExplainerConfig(budget_words=12)).explain_now(harvest)
         assert tight.meta["binding"] is True and tight.meta["candidates"] == 7

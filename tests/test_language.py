@@ -149,6 +149,9 @@ def test_every_class_has_a_name_the_parser_reads_back() -> None:
     for name, token_class in CLASSES.items():
         item = Item(AnyToken(), 10.0, (Condition("at", ClassOf((name,))),)) if token_class.positional else Item(ClassOf((name,)), 10.0)
         assert parse(describe_item(item)).items == (item,), name
+        where = "at" if token_class.positional else "after"
+        narrowed = Item(Literal(" x", exact=True), 10.0, (Condition(where, ClassOf((name,))),))
+        assert parse(describe_item(narrowed) + " (exact tokens)").items == (narrowed,), name
 
 
 def test_written_items_read_back() -> None:
@@ -168,3 +171,8 @@ def test_llm_quotes_of_every_kind() -> None:
     text = "the word \u201cbank\u201d, especially `Bank`, but not 'banking'"
     assert predict(text, [" bank", " Bank", " banking", " banks"]) == [10.0, 10.0, 0.0, 0.0]
     assert parse(text).coverage == 1.0
+
+
+def test_the_token_after_names_a_position_not_a_word() -> None:
+    assert fires('the token after "("', ["f", "(", "x", ")"]) == ["x"]
+    assert fires("the token 'self'", [" self", " x"]) == [" self"]

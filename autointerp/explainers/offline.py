@@ -60,7 +60,7 @@ _CLASS_FAMILIES = frozenset({"class", "prevclass"})
 class OfflineExplainerConfig(BaseModel):
     """Knobs of the search; all of them go into the settings hash."""
 
-    budget_words: int = Field(90, ge=5)  # longest explanation, in words, for every unit kind (binds rarely)
+    budget_words: int = Field(100, ge=5)  # longest explanation, in words, for every unit kind (binds rarely)
     max_candidates: int = Field(40, ge=1)  # the search stops after this many patterns
     min_support: int = Field(2, ge=1)  # firing occurrences a pattern needs (relaxed to 1 if none has)
     min_gain_fraction: float = Field(0.005, ge=0)  # stop when a pattern explains less of the sum of squares
