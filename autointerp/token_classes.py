@@ -3,8 +3,8 @@
 A class is a named test on one token position of an excerpt. Most look at the token alone
 ("closing parentheses", "Python keywords"); the rest look at where it sits ("comments", "at the start
 of a line", "in a def line"), so every excerpt is read once into a `TokenView` that knows each
-token's line, string, comment and bracket context. Tokens are byte-level BPE strings with their
-leading spaces ("\u0120"-free: " Green", "\n    "), so tests strip whitespace before looking at words.
+token's line, string, comment and bracket context. Tokens are the decoded strings of a byte-level
+BPE, leading spaces kept (" Green", "\n    "), so tests strip whitespace before looking at words.
 
 `CLASSES` maps each class key to its description and test; `autointerp.language` maps the English
 phrases readers use ("colour words", "HTML tags", "digits") onto these keys.
@@ -138,7 +138,9 @@ def _is_whitespace(token: str) -> bool:
 
 
 def _is_indentation(token: str) -> bool:
-    return _is_whitespace(token) and (token.startswith("\n") and len(token) > 1 or "\n" not in token and len(token) >= 2)
+    """Spaces or tabs that indent a line: "    ", or a newline followed by them ("\n    ")."""
+    body = token.lstrip("\n")
+    return len(body) >= 2 and body.strip(" \t") == ""
 
 
 @dataclass

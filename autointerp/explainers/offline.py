@@ -277,7 +277,7 @@ class _Positions:
                     where, condition = (masks[k], "at") if name in _PLACES else (shifted[k], "after")
                     families[f"token {condition} {name}"] = _Family(
                         np.where(where, token_ids, len(vocab)), None, len(vocab),
-                        lambda i, s, c=Condition(condition, ClassOf((name,))): Item(exact(i), s, (c,)),
+                        _token_where(vocab, Condition(condition, ClassOf((name,)))),
                     )  # fmt: skip
                     blocked[f"token {condition} {name}"] = np.zeros(len(vocab), dtype=bool)
         return cls(
@@ -314,6 +314,11 @@ def _class_mask(token_class: TokenClass, examples: list[ActivationExample], voca
     if token_class.token_test is not None:
         return np.array([token_class.token_test(str(t)) for t in vocab], dtype=bool)[token_ids]
     return np.concatenate([view_of(tuple(e.tokens)).mask(token_class.name) for e in examples])
+
+
+def _token_where(vocab: np.ndarray, condition: Condition) -> Callable[[int, float], Item]:
+    """Makes the item "this exact token, under this condition" for a token id."""
+    return lambda i, s: Item(Literal(str(vocab[i]), exact=True), s, (condition,))
 
 
 def _class_item(name: str, strength: float) -> Item:
