@@ -305,11 +305,13 @@ def cmd_score(args: argparse.Namespace) -> None:
         make_simulator,
         score_stage,
         select_units,
+        warn_language_mismatch,
     )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    warn_language_mismatch(spec)
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
     units = select_units(store, source, _selection(args))
