@@ -129,3 +129,14 @@ def test_the_shipped_builtin_config_is_the_demo() -> None:
 
     shipped = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "builtin-offline.toml")
     assert shipped.model_dump(exclude={"out"}) == demo_config("x").model_dump(exclude={"out"})
+
+
+def test_llm_explanations_scored_offline_are_flagged(capsys) -> None:
+    from autointerp.pipeline import warn_language_mismatch
+
+    warn_language_mismatch(LabelSpec())
+    assert capsys.readouterr().out == ""
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="offline"))
+    assert "parse_coverage" in capsys.readouterr().out
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="openai:gpt-4o-mini"))
+    assert capsys.readouterr().out == ""
