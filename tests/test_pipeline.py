@@ -67,6 +67,8 @@ def test_report_has_protocol_strata_controls_and_ceiling(first_run):
     assert any(line.startswith("control shuffled") for line in report["conclusions"])
     markdown = (out / "report.md").read_text()
     assert "## Controls" in markdown and "## Per stratum" in markdown
+    page = (out / "html" / "index.html").read_text()
+    assert "Conclusions" in page and "Controls (median" in page and "score_vs_density.png" in page
 
 
 def test_store_holds_all_harvested_units_and_the_run_config(first_run):
