@@ -113,7 +113,9 @@ def saelens_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str)
         from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     except ImportError:
         return "sae-lens is not installed (pip install -e .[bench])"
-    cfg = TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, dtype="float32", device=device)
+    cfg = TopKTrainingSAEConfig(
+        d_in=d_in, d_sae=d_sae, k=k, aux_loss_coefficient=AUX_COEFFICIENT, dtype="float32", device=device
+    )
     model = TopKTrainingSAE(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     counter = iter(range(10**9))

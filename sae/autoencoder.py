@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 Architecture = Literal["relu_l1", "topk", "batchtopk", "jumprelu"]
-RESCORE_MARGIN = 8  # bf16 encoder: candidates beyond the k-th rescored in fp32 when the order is in doubt
-BF16_CLOSE = 2.0**-6  # relative gap under which bf16 rounding (≤ 2⁻⁸ of each value, twice) may swap two values
+RESCORE_MARGIN = 16  # bf16 encoder: candidates kept beyond the k-th, in case fp32 orders them otherwise
+BF16_CLOSE = 2.0**-6  # relative distance from the k-th value within which bf16 rounding may misorder
 
 
 class SAEConfig(BaseModel):
@@ -229,25 +229,28 @@ class SparseAutoencoder(nn.Module):
     def _topk_bf16(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """TopK selection from a bfloat16 encoder product: (pre in bf16, rows, cols, values).
 
-        bf16 keeps 8 significant bits, so two pre-activations closer than about 2⁻⁷ of their size
-        may swap places. Rows whose k-th and (k+1)-th values are that close get their top
-        k + RESCORE_MARGIN candidates rescored from an fp32 product of those rows alone, so the
-        chosen set is the fp32 one; elsewhere the values are the bf16 ones.
+        bf16 keeps 8 significant bits, so values near a row's k-th may be tied or misordered.
+        Among the row's k + RESCORE_MARGIN largest, those within BF16_CLOSE of the k-th are
+        recomputed in fp32 (a few dot products per row) and the top k taken again, so the set is
+        fp32's; a row whose close values run past its candidates is redone whole in fp32.
+        Values away from the k-th keep their bf16 value.
         """
         k = self.cfg.k
         x_c = x - self.b_dec
         pre = torch.addmm(self.b_enc.bfloat16(), x_c.bfloat16(), self.W_enc.bfloat16())
         top, cand = pre.topk(k + RESCORE_MARGIN, dim=1)
         top = top.to(x.dtype)
-        vals, cols = top[:, :k].clone(), cand[:, :k].clone()
-        close = (top[:, k - 1] - top[:, k]) <= BF16_CLOSE * top[:, k - 1].abs()
-        redo = close.nonzero().squeeze(1)
-        if redo.numel():
-            exact = torch.addmm(self.b_enc, x_c[redo], self.W_enc).gather(1, cand[redo])
-            vals[redo], pick = exact.topk(k, dim=1)
-            cols[redo] = cand[redo].gather(1, pick)
+        kth = top[:, k - 1 : k]
+        close = (top - kth).abs() <= BF16_CLOSE * kth.abs()
+        r, j = close.nonzero(as_tuple=True)
+        c = cand[r, j]
+        top[r, j] = torch.linalg.vecdot(x_c[r], self.W_enc.t()[c]) + self.b_enc[c]
+        short = close[:, -1].nonzero().squeeze(1)
+        if short.numel():
+            top[short], cand[short] = torch.addmm(self.b_enc, x_c[short], self.W_enc).topk(k + RESCORE_MARGIN, dim=1)
+        vals, pick = top.topk(k, dim=1, sorted=False)
         rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
-        vals, cols = vals.reshape(-1), cols.reshape(-1)
+        vals, cols = vals.reshape(-1), cand.gather(1, pick).reshape(-1)
         keep = vals > 0
         return pre, rows[keep], cols[keep], vals[keep]
 

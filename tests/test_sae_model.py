@@ -236,7 +236,7 @@ def test_auxk_is_gao_et_al_with_no_decoder_bias_in_its_reconstruction() -> None:
 
 
 def test_bf16_encoder_product_keeps_the_fp32_topk_set() -> None:
-    """Rows that bf16 cannot order at the k-th place are rescored in fp32: the chosen sets then
+    """Values near each row's k-th are rescored in fp32: the chosen sets then
     match fp32's on nearly every row, where bf16's own top-k misses on many."""
     torch.manual_seed(5)
     d_in, d_sae, k, batch = 128, 1024, 16, 512
