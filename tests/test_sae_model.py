@@ -228,8 +228,8 @@ def test_auxk_is_gao_et_al_with_no_decoder_bias_in_its_reconstruction() -> None:
     ref = ref + alpha * (e_hat - error).pow(2).sum(1).mean() / error.pow(2).sum(1).mean()
     ref.backward()
     torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
-    for name in params:
-        torch.testing.assert_close(with_aux[name], params[name].grad, rtol=1e-10, atol=1e-12, msg=name)
+    for name, param in params.items():
+        torch.testing.assert_close(with_aux[name], param.grad, rtol=1e-10, atol=1e-12, msg=name)
     aux_only = {n: with_aux[n] - without_aux[n] for n in with_aux}
     assert aux_only["W_dec"].abs().max() > 1e-6, "AuxK did act"
     torch.testing.assert_close(aux_only["b_dec"], -(sae.W_enc.detach() @ aux_only["b_enc"]), rtol=1e-9, atol=1e-12)
