@@ -51,8 +51,9 @@ class SAETrainConfig(BaseModel):
     grad_clip: float = 1.0
     aux_k: int = 256
     # The encoder's dense product in bfloat16 (topk only; fp32 weights, Adam and the chosen set):
-    # "auto" uses it where the hardware multiplies bf16 natively (a GPU, or a CPU with AMX/AVX512-BF16)
-    encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # "auto" uses it where the hardware multiplies bf16 natively (a GPU, or a CPU with AMX/AVX512-BF16).
+    # Off by default: on the 2 shared AMX cores it measured no faster end to end (see the README).
+    encoder_precision: Literal["auto", "float32", "bfloat16"] = "float32"
     aux_coefficient: float = 1 / 32
     dead_after_tokens: int = 250_000
     resample_steps: list[int] = []  # relu_l1: steps at which dead features are resampled
