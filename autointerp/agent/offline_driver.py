@@ -18,16 +18,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import torch
 from pydantic import BaseModel, Field
 
-from autointerp.agent.counterfactuals import AGENT_SNIPPETS, Probe, SnippetTokens, insert
+from autointerp.agent.counterfactuals import (
+    AGENT_SNIPPETS,
+    Probe,
+    SnippetTokens,
+    insert,
+)
 from autointerp.agent.probes import CorpusWindows, Prober
 from autointerp.agent.render import render
-from autointerp.agent.rules import CONTEXTS, Clause, Contexts, Hypothesis, Vocab, execute
+from autointerp.agent.rules import (
+    CONTEXTS,
+    Clause,
+    Contexts,
+    Hypothesis,
+    Vocab,
+    execute,
+)
 from autointerp.agent.trace import AgentTrace, Revision
 from autointerp.records import UnitHarvest
 from autointerp.simulators.patterns import parse_explanation
-import torch
 
 DRIVER_NAME = "offline"
 BASE_LENGTH = 40  # tokens of neutral text around an inserted token

@@ -25,7 +25,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from autointerp.agent.rules import Clause, Condition, Contexts, Hypothesis, Vocab, execute
+from autointerp.agent.rules import (
+    Clause,
+    Condition,
+    Contexts,
+    Hypothesis,
+    Vocab,
+    execute,
+)
 from sae.corpus import open_corpus, select_split
 from sae.harvest import HarvestConfig, UnitFunction, harvest_units, unit_records
 from sae.records import UnitHarvest
@@ -86,9 +93,9 @@ class TokenStats:
         out = []
         for i, s in enumerate(self.vocab.strings):
             n = int(self.count[i])
-            if n >= low and (high is None or n <= high) and s.strip().isidentifier() and len(s.strip()) >= 2:
-                if len(self.vocab.ids[s]) == 1:
-                    out.append(i)
+            word = s.strip().isidentifier() and len(s.strip()) >= 2 and len(self.vocab.ids[s]) == 1
+            if word and n >= low and (high is None or n <= high):
+                out.append(i)
         return sorted(out, key=lambda i: (-int(self.count[i]), i))
 
     def preceders(self, token: int, within: int) -> Counter[int]:
