@@ -60,13 +60,10 @@ def run(units: int, seed: int, budget: int, harvest_tokens: int, n_probes: int) 
     for unit, harvest in zip(planted, harvests):
         probes = planted_probe_set(unit, eval_corpus, heldout, vocab, n_probes, seed)
         initial = OfflineExplainer().explain_now(harvest).text
-
-        def prober() -> Prober:
-            return Prober(subject, BUILTIN_HOOK, planted_unit(unit, vocab), vocab, budget)
-
-        extra = extra_windows(initial, agent_corpus, prober())
+        unit_fn = planted_unit(unit, vocab)
+        extra = extra_windows(initial, agent_corpus, Prober(subject, BUILTIN_HOOK, unit_fn, vocab, budget))
         texts = {name: method(harvest, extra) for name, method in BASELINES.items()}
-        trace = driver.run(harvest, initial, prober())
+        trace = driver.run(harvest, initial, Prober(subject, BUILTIN_HOOK, unit_fn, vocab, budget))
         texts["agent"] = trace.final
         texts["truth"] = render(unit.rule)
         scores = {name: score_text(text, probes, vocab) for name, text in texts.items()}
