@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from autointerp.agent.cli import add_agent_commands
 from autointerp.errors import UserError, describe_validation_error
 
 
@@ -267,7 +268,12 @@ def _selection(args: argparse.Namespace):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explain_stage, make_budget, make_explainer, select_units
+    from autointerp.pipeline import (
+        explain_stage,
+        make_budget,
+        make_explainer,
+        select_units,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -278,7 +284,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explanation_settings_hash, make_budget, make_simulator, score_stage, select_units
+    from autointerp.pipeline import (
+        explanation_settings_hash,
+        make_budget,
+        make_simulator,
+        score_stage,
+        select_units,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -388,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_subject_commands(sub)
     add_sae_commands(sub)
     add_pipeline_commands(sub)
+    add_agent_commands(sub)
     return parser
 
 

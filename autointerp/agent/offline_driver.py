@@ -83,8 +83,10 @@ class _Session:
         self.d, self.cfg, self.vocab = driver, driver.config, driver.vocab
         self.harvest, self.initial, self.prober = harvest, explanation, prober
         examples = harvest.examples_for("explain")
-        self.top = max((a for e in examples for a in e.activations), default=0.0)
-        self.theta = self.cfg.fire_fraction * self.top
+        top = max((a for e in examples for a in e.activations), default=0.0)
+        # a unit silent in every explain example may still fire on the corpus: explore anyway
+        self.theta = self.cfg.fire_fraction * top if top > 0 else 1e-6
+        self.top = top if top > 0 else 1.0
         self.rows = [[self._id(t) for t in e.tokens] for e in examples]
         self.acts = [e.activations for e in examples]
         self.clauses = {c.token: c for c in _initial_clauses(explanation, self.vocab)}
@@ -99,15 +101,14 @@ class _Session:
         return Hypothesis(clauses=list(self.clauses.values()))
 
     def run(self) -> AgentTrace:
-        if self.top > 0:
-            triggers = self._triggers()
-            known = [self.vocab.id_of(t) for t in triggers] + [self._id(t) for t in self.clauses]
-            self.bases = [row[:BASE_LENGTH] for row in self.d.corpus.search(r"\w", self.cfg.n_bases, without=known)]
-            for i, token in enumerate(triggers):
-                left = len(triggers) - i
-                reserve = self.cfg.explore_windows + 2 * self.cfg.explore_windows // 3
-                self._test(token, max(2, (self.prober.remaining - reserve) // left))
-            self._explore()
+        triggers = self._triggers()
+        known = [self.vocab.id_of(t) for t in triggers] + [self._id(t) for t in self.clauses]
+        self.bases = [row[:BASE_LENGTH] for row in self.d.corpus.search(r"\w", self.cfg.n_bases, without=known)]
+        for i, token in enumerate(triggers):
+            left = len(triggers) - i
+            reserve = self.cfg.explore_windows + 2 * self.cfg.explore_windows // 3
+            self._test(token, max(2, (self.prober.remaining - reserve) // left))
+        self._explore()
         final = render(self.hypothesis()) if self.clauses else self.initial
         return AgentTrace(
             unit_kind=self.harvest.kind, unit_index=self.harvest.index, driver=DRIVER_NAME,
@@ -274,7 +275,6 @@ class _Session:
             token = self.vocab.strings[t]
             if self.prober.remaining <= 0 or token in self.tested or len(self.vocab.ids[token]) != 1:
                 continue
-            self.bases = self.bases or [w[:BASE_LENGTH] for w in windows]
             self._test(token, max(2, self.prober.remaining // 2))
 
 

@@ -12,7 +12,8 @@ alone, restarting at the first token (a window or a probe text is all the model 
   quotes end at the line's end) and a token is inside it when the string is open just before it;
 - a comment opens at "#" outside strings and runs to the end of the line;
 - a def line is what follows a "def" token up to the end of that line;
-- a token starts a line when only whitespace lies between it and the previous newline (or the start).
+- a token starts a line when only whitespace lies between it and the previous newline (or the start);
+- a token that begins with a newline is in no comment, def line or single-line string.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def _row_contexts(strings: list[str]) -> list[tuple[bool, bool, bool, bool]]:
     in_def = False
     line_start = True
     for s in strings:
-        out.append((state not in ("code", "comment"), state == "comment", in_def, line_start and bool(s.strip())))
+        if s.startswith("\n"):  # a newline token ends the line: it is in no comment, def line or short string
+            out.append((state in ("'''", '"""'), False, False, False))
+        else:
+            out.append((state not in ("code", "comment"), state == "comment", in_def, line_start and bool(s.strip())))
         if s.strip() in ("def", "async def") and state == "code":
             in_def = True
         i = 0
