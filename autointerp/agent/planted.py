@@ -83,10 +83,15 @@ class TokenStats:
         in_window = torch.zeros(windows.shape[0], n_vocab, dtype=torch.long)
         in_window.scatter_add_(1, windows, torch.ones_like(windows))
         self.repeat_windows = (in_window >= 2).sum(0)
-        self.pairs: dict[int, Counter[tuple[int, int]]] = {}  # distance -> Counter[(before, token)]
+        # distance -> token -> how often each token stands that far before it
+        self.before: dict[int, dict[int, Counter[int]]] = {}
         rows = windows.tolist()
         for d in range(1, 4):
-            self.pairs[d] = Counter((row[i - d], row[i]) for row in rows for i in range(d, len(row)))
+            table: dict[int, Counter[int]] = {}
+            for row in rows:
+                for i in range(d, len(row)):
+                    table.setdefault(row[i], Counter())[row[i - d]] += 1
+            self.before[d] = table
 
     def words(self, low: int, high: int | None = None) -> list[int]:
         """Ids of word-like tokens (identifier characters, 2+ long) seen between low and high times."""
@@ -99,12 +104,11 @@ class TokenStats:
         return sorted(out, key=lambda i: (-int(self.count[i]), i))
 
     def preceders(self, token: int, within: int) -> Counter[int]:
-        """How often each token occurs among the `within` tokens before `token`."""
+        """How often each other token occurs among the `within` tokens before `token`."""
         found: Counter[int] = Counter()
         for d in range(1, within + 1):
-            for (before, after), n in self.pairs[d].items():
-                if after == token and before != token:
-                    found[before] += n
+            found.update(self.before[d].get(token, Counter()))
+        found.pop(token, None)
         return found
 
 

@@ -88,6 +88,12 @@ def run_agent(store: CatalogStore, source: str, units: list[UnitKey], spec: Agen
     """Run the driver on each unit (skipping units already traced with the same driver and budget)."""
     if spec.driver != DRIVER_NAME:
         raise UserError(f"driver {spec.driver!r} is not available; use --driver offline")
+    traces = TraceStore(store.path)
+    report = AgentReport(source=source)
+    todo = [(k, i) for k, i in units if not traces.has(source, k, i, spec.driver, spec.budget)]
+    report.skipped = len(units) - len(todo)
+    if not todo:
+        return report
     config = store.source_config(source)
     subject_spec = config.get("subject", {})
     subject = load_subject(subject_spec.get("model", "builtin"), device=spec.device)
@@ -98,13 +104,8 @@ def run_agent(store: CatalogStore, source: str, units: list[UnitKey], spec: Agen
     explainer = OfflineExplainer()
     label = f"agent-{spec.driver}"
     hashed = settings_hash({"explainer": label, "params": agent_config.model_dump()})
-    traces = TraceStore(store.path)
-    report = AgentReport(source=source)
     sae_cache: dict = {}
-    for kind, index in tqdm(units, desc="agent", unit="unit"):
-        if traces.has(source, kind, index, spec.driver, spec.budget):
-            report.skipped += 1
-            continue
+    for kind, index in tqdm(todo, desc="agent", unit="unit"):
         harvest = store.get_unit(source, kind, index)
         if harvest is None:
             raise UserError(f"{kind} {index} is not in source {source!r}")
