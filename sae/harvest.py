@@ -1,17 +1,25 @@
-"""Harvest: one streaming pass that gathers, for every neuron and SAE feature, what the explain
+"""Harvest: a streaming pass that gathers, for every neuron and SAE feature, what the explain
 and score stages need (statistics and example windows), at memory fixed by the settings alone.
 
-Windows are assigned to the explain or the score split by a hash of their stream index, so no
-window serves both. Document-separator (BOS) positions count as activation 0: they are not text.
+Windows are assigned to the explain or the score split by their content: the smallest hash of their
+`shingle`-token runs (a one-permutation MinHash). Windows that share most of their runs (the
+standard library's near-identical codec tables, licence headers) therefore land on the same side,
+so the score split does not re-test what the explainer saw. No window serves both splits.
+
+A second, shorter pass collects hard negatives: windows that hold one of the unit's trigger tokens
+(the tokens at the peaks of its explain-split top windows) while the unit stays below a tenth of its
+maximum there. They test whether an explanation knows when its trigger does *not* fire the unit.
+Document-separator (BOS) positions count as activation 0: they are not text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
@@ -39,6 +47,12 @@ class HarvestConfig(BaseModel):
     per_quantile_score: int = 1
     n_random: int = 20  # uniformly random windows per split (shared by all units)
     n_silent: int = 10  # windows where the unit is silent (or least active), per split
+    n_hard_negative: int = Field(10, ge=0)  # trigger present, unit quiet; per split (0: no second pass)
+    hard_negative_tokens: int | None = 200_000  # tokens the hard-negative pass reads (None: n_tokens)
+    n_triggers: int = Field(3, ge=1)  # distinct peak tokens per unit that define its hard negatives
+    quiet_fraction: float = Field(0.1, gt=0, le=1)  # "quiet": window max below this x the unit's max
+    split_by: Literal["content", "index"] = "content"  # near-duplicates together, or v1's index hash
+    shingle: int = Field(16, ge=1)  # run length of the content hash
     example_length: int | None = 32  # tokens kept per example (None: the whole window)
     score_fraction: float = 0.5
     n_logit_tokens: int = 10
@@ -46,10 +60,38 @@ class HarvestConfig(BaseModel):
     seed: int = 0
 
 
+# (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
+UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_MASK32 = 2**32 - 1
+
+
 def window_in_score_split(window_ids: torch.Tensor, score_fraction: float, seed: int) -> torch.Tensor:
     """A fixed pseudo-random assignment of windows to splits (a multiplicative hash of the index)."""
     h = (window_ids * 2654435761 + seed * 97531) % (2**32)
     return h.double() / 2**32 < score_fraction
+
+
+def content_in_score_split(tokens: torch.Tensor, score_fraction: float, seed: int, shingle: int) -> torch.Tensor:
+    """tokens [W, ctx] -> [W] bool. The split follows the minimum hash over each window's runs of
+    `shingle` tokens, so two windows sharing a fraction J of their runs agree with probability >= J
+    (and identical windows always agree)."""
+    n = min(shingle, tokens.shape[1])
+    runs = tokens.long().unfold(1, n, 1)  # [W, R, n]
+    h = torch.full(runs.shape[:2], seed * 97531 + 17, dtype=torch.long, device=tokens.device)
+    for i in range(n):  # a polynomial hash kept in 32 bits, so products never overflow int64
+        h = ((h * 1000003) ^ runs[..., i]) & _MASK32
+    smallest = ((h * 2654435761) & _MASK32).amin(dim=1)  # small by construction: mix before comparing
+    for _ in range(2):
+        smallest = (((smallest >> 16) ^ smallest) * 0x45D9F3B) & _MASK32
+    smallest = (smallest >> 16) ^ smallest
+    return smallest.double() / 2**32 < score_fraction
+
+
+def in_score_split(tokens: torch.Tensor, window_ids: torch.Tensor, cfg: HarvestConfig) -> torch.Tensor:
+    if cfg.split_by == "index":
+        return window_in_score_split(window_ids, cfg.score_fraction, cfg.seed)
+    return content_in_score_split(tokens, cfg.score_fraction, cfg.seed, cfg.shingle)
 
 
 class KindHarvester:
@@ -62,12 +104,18 @@ class KindHarvester:
             "explain": WindowSlots.empty(units, cfg.n_random, ctx, device),
             "score": WindowSlots.empty(units, cfg.n_random, ctx, device),
         }
+        self.hard = {
+            "explain": WindowSlots.empty(units, cfg.n_hard_negative, ctx, device),
+            "score": WindowSlots.empty(units, cfg.n_hard_negative, ctx, device),
+        }
+        self.triggers = torch.full((units, cfg.n_triggers), -1, dtype=torch.long, device=device)
 
     def merge(self, other: "KindHarvester") -> None:
         """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
         self.state.merge(other.state)
         for split in ("explain", "score"):
             self.random[split].merge_slots(other.random[split])
+            self.hard[split].merge_slots(other.hard[split])
 
     def update(
         self, acts: torch.Tensor, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
@@ -79,10 +127,7 @@ class KindHarvester:
         window_max = acts.amax(dim=1).t()  # [U, W]
         fires = window_max > 0
         ids = window_ids[None, :].expand(units, -1)
-
-        def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return tokens[window], acts[window, :, unit]
-
+        fetch = _fetcher(tokens, acts)
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
@@ -96,34 +141,111 @@ class KindHarvester:
             slots.low.merge(torch.where(ok, quiet, neg_inf), ids, fetch)
             self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, fetch)
 
+    def choose_triggers(self) -> None:
+        """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows."""
+        top = self.state.explain.top
+        peaks = top.tokens.gather(2, top.acts.argmax(dim=2, keepdim=True)).squeeze(2).long()  # [U, K]
+        peaks = torch.where(top.window_id >= 0, peaks, -1).cpu().numpy()
+        chosen = np.full(self.triggers.shape, -1, dtype=np.int64)
+        for unit, row in enumerate(peaks):
+            values, counts = np.unique(row[row >= 0], return_counts=True)
+            order = np.lexsort((values, -counts))[: chosen.shape[1]]  # most frequent, then lowest id
+            chosen[unit, : len(order)] = values[order]
+        self.triggers = torch.from_numpy(chosen).to(self.triggers.device)
+
+    def update_hard(
+        self, acts: torch.Tensor, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
+        generator: torch.Generator, vocab_size: int,
+    ) -> None:
+        """Second pass: keep a uniform sample of windows holding a trigger where the unit stays quiet."""
+        n_windows, ctx, units = acts.shape
+        if self.cfg.n_hard_negative == 0:
+            return
+        is_trigger = torch.zeros(units, vocab_size + 1, dtype=torch.bool, device=acts.device)
+        is_trigger.scatter_(1, torch.where(self.triggers >= 0, self.triggers, vocab_size), True)
+        is_trigger[:, vocab_size] = False
+        holds = is_trigger[:, tokens.long()].any(dim=2)  # [U, W]
+        unit_max = self.state.stats.max.clamp(min=0)[:, None]
+        quiet = acts.amax(dim=1).t() < self.cfg.quiet_fraction * unit_max
+        candidate = holds & quiet & (unit_max > 0)
+        priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
+        ids = window_ids[None, :].expand(units, -1)
+        neg_inf = torch.tensor(-torch.inf, device=acts.device)
+        fetch = _fetcher(tokens, acts)
+        for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
+            self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
+
+
+def _fetcher(tokens: torch.Tensor, acts: torch.Tensor):
+    def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tokens[window], acts[window, :, unit]
+
+    return fetch
+
 
 def harvest(
     subject: SubjectModel, hook: str, sae: SparseAutoencoder | None, cfg: HarvestConfig
 ) -> dict[UnitKind, KindHarvester]:
-    """One pass over `cfg.n_tokens` tokens; neurons always, features when an SAE is given."""
+    """Neurons always, features when an SAE is given (see `harvest_units`)."""
+    units: dict[UnitKind, UnitFunction] = {"neuron": lambda tokens, acts: acts}
+    if sae is not None:
+        units["feature"] = sae_features(sae)
+    return harvest_units(subject, hook, cfg, units)
+
+
+def sae_features(sae: SparseAutoencoder) -> UnitFunction:
+    def encode(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return sae.encode(acts.reshape(-1, acts.shape[-1])).reshape(*acts.shape[:2], -1)
+
+    return encode
+
+
+def harvest_units(
+    subject: SubjectModel, hook: str, cfg: HarvestConfig, units: dict[UnitKind, UnitFunction]
+) -> dict[UnitKind, KindHarvester]:
+    """One pass over `cfg.n_tokens` tokens for statistics and examples, then (when
+    `cfg.n_hard_negative` > 0) a pass over `cfg.hard_negative_tokens` for hard negatives. Each unit
+    function maps the hook's activations (and the tokens) to that kind's unit activations."""
+    ctx = context_length(subject, cfg.context)
+    kinds = {kind: None for kind in units}  # type: dict[UnitKind, KindHarvester | None]
+    generator = torch.Generator(device=subject.device).manual_seed(cfg.seed)
+    for batch, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, cfg.n_tokens, "harvest"):
+        for kind, unit_acts in acts.items():
+            if kinds[kind] is None:
+                kinds[kind] = KindHarvester(unit_acts.shape[-1], cfg, ctx, subject.device)
+            kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)  # type: ignore[union-attr]
+    done: dict[UnitKind, KindHarvester] = {k: h for k, h in kinds.items() if h is not None}
+    if cfg.n_hard_negative == 0:
+        return done
+    for harvester in done.values():
+        harvester.choose_triggers()
+    vocab = subject.tokenizer.vocab_size
+    n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
+    for batch, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, n_hard, "hard negatives"):
+        for kind, unit_acts in acts.items():
+            done[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
+    return done
+
+
+def _unit_batches(
+    subject: SubjectModel, hook: str, cfg: HarvestConfig, units: dict[UnitKind, UnitFunction], n_tokens: int, label: str
+):
+    """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]})."""
     device = subject.device
     ctx = context_length(subject, cfg.context)
-    width = subject.hook_width(hook)
-    kinds: dict[UnitKind, KindHarvester] = {"neuron": KindHarvester(width, cfg, ctx, device)}
-    if sae is not None:
-        kinds["feature"] = KindHarvester(sae.cfg.d_sae, cfg, ctx, device)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     docs = select_split(open_corpus(cfg.corpus), cfg.corpus_split)
-    stream = stream_activations(subject, docs, hook, batch_size=cfg.batch_size, ctx=ctx, max_tokens=cfg.n_tokens)
-    with tqdm(total=cfg.n_tokens // ctx * ctx, desc="harvest", unit="tok", unit_scale=True) as bar:
+    stream = stream_activations(subject, docs, hook, batch_size=cfg.batch_size, ctx=ctx, max_tokens=n_tokens)
+    with tqdm(total=n_tokens // ctx * ctx, desc=label, unit="tok", unit_scale=True) as bar:
         for item in stream:
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)
-            is_score = window_in_score_split(window_ids, cfg.score_fraction, cfg.seed)
+            is_score = in_score_split(item.tokens, window_ids, cfg)
             text = (item.tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
-            neurons = item.activations * text
-            kinds["neuron"].update(neurons, item.tokens, window_ids, is_score, generator)
-            if sae is not None:
-                with torch.no_grad():
-                    feats = sae.encode(neurons.reshape(-1, width)).reshape(n_windows, ctx, -1) * text
-                kinds["feature"].update(feats, item.tokens, window_ids, is_score, generator)
+            hook_acts = item.activations * text
+            acts = {kind: fn(item.tokens, hook_acts) * text for kind, fn in units.items()}
+            yield item, item.tokens, window_ids, is_score, acts
             bar.update(item.tokens.numel())
-    return kinds
 
 
 # --- turning the state into records ---------------------------------------------------------------
@@ -147,16 +269,21 @@ def _stats(h: KindHarvester, unit: int) -> UnitStats:
     )
 
 
-def example_slice(acts: torch.Tensor, sampling: str, length: int | None) -> slice:
+def example_slice(acts: torch.Tensor, sampling: str, length: int | None, focus: int | None = None) -> slice:
     """Which part of a window an example keeps: around the peak (most of the room before it, as
-    the model reads left to right) for top and quantile examples; the end of the window, where
-    each token has the most context, for random and silent ones."""
+    the model reads left to right) for top and quantile examples, around `focus` (the trigger token)
+    for hard negatives; the end of the window, where each token has the most context, for random and
+    silent ones."""
     n = acts.shape[0]
     if length is None or length >= n:
         return slice(0, n)
     if sampling in ("top", "quantile"):
+        focus = int(acts.argmax())
+    elif sampling != "hard_negative":
+        focus = None
+    if focus is not None:
         after = max(1, length // 4)
-        start = min(max(0, int(acts.argmax()) + after + 1 - length), n - length)
+        start = min(max(0, focus + after + 1 - length), n - length)
     else:
         start = n - length
     return slice(start, start + length)
@@ -165,6 +292,7 @@ def example_slice(acts: torch.Tensor, sampling: str, length: int | None) -> slic
 def _examples(
     slots: WindowSlots, unit: int, order: list[int], split: ExampleSplit, sampling: str,
     strings: list[str], length: int | None, quantiles: list[int | None] | None = None,
+    triggers: set[int] | None = None,
 ) -> list[ActivationExample]:
     out = []
     ids = slots.window_id[unit]
@@ -172,12 +300,14 @@ def _examples(
         if int(ids[slot]) < 0:
             continue
         acts = slots.acts[unit, slot]
-        part = example_slice(acts, sampling, length)
+        token_ids = slots.tokens[unit, slot].tolist()
+        focus = next((i for i, t in enumerate(token_ids) if t in triggers), None) if triggers else None
+        part = example_slice(acts, sampling, length, focus)
         out.append(
             ActivationExample(
                 window_id=int(ids[slot]),
                 start=part.start,
-                tokens=[strings[t] for t in slots.tokens[unit, slot, part].tolist()],
+                tokens=[strings[t] for t in token_ids[part]],
                 activations=[round(a, 4) for a in acts[part].tolist()],
                 split=split,
                 sampling=sampling,  # type: ignore[arg-type]
@@ -213,12 +343,15 @@ def _split_examples(
     q_order, q_labels = _quantile_order(slots.reservoir, unit, h.cfg.n_quantiles, per_quantile)
     every = list(range(h.random[split].key.shape[1]))
     low_order = slots.low.key[unit].argsort(descending=True).tolist()
+    hard_order = h.hard[split].key[unit].argsort(descending=True).tolist()
+    triggers = {t for t in h.triggers[unit].tolist() if t >= 0}
     length = h.cfg.example_length
     examples = (
         _examples(slots.top, unit, top_order, split, "top", strings, length)
         + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, length, q_labels)
         + _examples(h.random[split], unit, every, split, "random", strings, length)
         + _examples(slots.low, unit, low_order, split, "silent", strings, length)
+        + _examples(h.hard[split], unit, hard_order, split, "hard_negative", strings, length, triggers=triggers)
     )
     seen: set[int] = set()
     unique = []
@@ -236,19 +369,22 @@ def unit_records(
     hook: str,
     sae: SparseAutoencoder | None = None,
     units: list[int] | None = None,
+    directions: torch.Tensor | None = None,
 ) -> Iterator[UnitHarvest]:
-    """UnitHarvest records for the chosen units (all by default), in index order."""
+    """UnitHarvest records for the chosen units (all by default), in index order. Logit effects
+    come from each unit's direction at the hook: the SAE's decoder rows for features, the basis
+    vectors for neurons, or `directions` [U, d] when given; units with none get no logit effects."""
     cfg = h.cfg
     strings = subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size))
     n_units = h.state.stats.active.shape[0]
     units = list(range(n_units)) if units is None else units
-    if kind == "feature" and sae is not None:
+    if directions is None and kind == "feature" and sae is not None:
         directions = sae.W_dec.detach()
-    else:
+    elif directions is None and kind == "neuron":
         directions = torch.eye(n_units, device=subject.device)
     effects: torch.Tensor | None = None
     for position, unit in enumerate(units):
-        if position % 256 == 0:  # logit effects of the next 256 units in one product
+        if position % 256 == 0 and directions is not None:  # logit effects of the next 256 units in one product
             effects = logit_effects(subject, hook, directions[units[position : position + 256]])
         promoted = suppressed = []
         if effects is not None:

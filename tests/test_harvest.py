@@ -12,7 +12,10 @@ import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
-from sae.harvest import HarvestConfig, KindHarvester, example_slice, harvest, unit_records, window_in_score_split
+from sae.harvest import (
+    HarvestConfig, KindHarvester, content_in_score_split, example_slice, harvest, harvest_units, in_score_split,
+    unit_records, window_in_score_split,
+)
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
@@ -39,7 +42,7 @@ class Dense:
 
     @property
     def is_score(self) -> torch.Tensor:
-        return window_in_score_split(self.window_ids, CFG.score_fraction, CFG.seed)
+        return in_score_split(self.tokens, self.window_ids, CFG)
 
 
 def tiny_sae() -> SparseAutoencoder:
@@ -154,7 +157,7 @@ def test_records_have_exact_windows_in_disjoint_splits(harvested, dense: Dense, 
             tops = [e.max_activation for e in rec.examples_for(split, "top")]
             assert tops == sorted(tops, reverse=True)
         assert rec.stats.active_count == int((acts > 0).sum())
-    assert samplings == {"top", "quantile", "random", "silent"}
+    assert samplings == {"top", "quantile", "random", "silent", "hard_negative"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -232,7 +235,7 @@ MERGE_UNITS = 128  # the first 128 neurons (and all 64 features) keep the shard 
 def _run(batches, kind: str, generator: torch.Generator) -> KindHarvester:
     h = KindHarvester(min(MERGE_UNITS, batches[0][2][kind].shape[-1]), CFG, 64, torch.device("cpu"))
     for ids, tokens, acts in batches:
-        split = window_in_score_split(ids, CFG.score_fraction, CFG.seed)
+        split = in_score_split(tokens, ids, CFG)
         h.update(acts[kind][..., :MERGE_UNITS], tokens, ids, split, generator)
     return h
 
@@ -293,7 +296,7 @@ def test_state_size_does_not_grow_with_tokens(dense: Dense) -> None:
     after_first = {name: (t.shape, t.dtype) for name, t in _state_tensors(h).items()}
     assert int(h.state.stats.tokens_seen) == 32 * 64
     for ids, tokens, acts in dense.batches[1:]:
-        split = window_in_score_split(ids, CFG.score_fraction, CFG.seed)
+        split = in_score_split(tokens, ids, CFG)
         h.update(acts["neuron"][..., :MERGE_UNITS], tokens, ids, split, generator)
     assert int(h.state.stats.tokens_seen) == N_TOKENS
     assert {name: (t.shape, t.dtype) for name, t in _state_tensors(h).items()} == after_first
@@ -314,3 +317,61 @@ def test_logit_effects_of_the_builtin_model(harvested, subject: SubjectModel) ->
     top = expected[1].topk(CFG.n_logit_tokens).indices.tolist()
     assert [t.token for t in rec.promoted_tokens] == [strings[i] for i in top]
     assert rec.promoted_tokens[0].weight >= rec.promoted_tokens[-1].weight > rec.suppressed_tokens[0].weight
+
+
+# --- the content split and hard negatives -----------------------------------------------------------
+
+
+def test_identical_windows_share_a_split_and_near_duplicates_mostly_do() -> None:
+    torch.manual_seed(0)
+    base = torch.randint(0, 4000, (400, 64))
+    same = content_in_score_split(torch.cat([base, base]), 0.5, 0, 16)
+    assert torch.equal(same[:400], same[400:])
+    assert 0.4 < same[:400].float().mean() < 0.6  # still about half the windows score
+    edited = base.clone()
+    edited[:, 60:] = torch.randint(0, 4000, (400, 4))  # the last 4 tokens differ: 45 of 49 runs shared
+    agree = (content_in_score_split(base, 0.5, 0, 16) == content_in_score_split(edited, 0.5, 0, 16)).float().mean()
+    assert agree > 0.85
+    by_index = window_in_score_split(torch.arange(800), 0.5, 0)
+    assert (by_index[:400] == by_index[400:]).float().mean() < 0.7  # v1's index hash ignores content
+
+
+def test_hard_negatives_hold_a_trigger_where_the_unit_is_quiet(harvested, dense: Dense, subject: SubjectModel) -> None:
+    h = harvested["feature"]
+    unit_max = dense.acts["feature"].amax(dim=(0, 1))
+    checked = 0
+    for split in ("explain", "score"):
+        slots = h.hard[split]
+        for unit in range(slots.key.shape[0]):
+            triggers = set(h.triggers[unit].tolist()) - {-1}
+            for slot in (slots.window_id[unit] >= 0).nonzero().squeeze(1).tolist():
+                window = int(slots.window_id[unit, slot])
+                assert bool(dense.is_score[window]) == (split == "score")
+                assert triggers & set(dense.tokens[window].tolist())
+                assert dense.acts["feature"][window, :, unit].max() < CFG.quiet_fraction * unit_max[unit]
+                checked += 1
+    assert checked > 20
+    # triggers are the peak tokens of each unit's explain-split top windows
+    top = h.state.explain.top
+    for unit in range(8):
+        kept = (top.window_id[unit] >= 0).nonzero().squeeze(1)
+        peaks = {int(top.tokens[unit, s, top.acts[unit, s].argmax()]) for s in kept.tolist()}
+        assert set(h.triggers[unit].tolist()) - {-1} <= peaks
+    records = {r.index: r for r in unit_records("feature", h, subject, BUILTIN_HOOK)}
+    hard = [e for r in records.values() for e in r.examples if e.sampling == "hard_negative"]
+    assert hard and all(max(e.activations) < CFG.quiet_fraction * float(unit_max.max()) + 1e-6 for e in hard)
+
+
+def test_harvest_units_takes_any_unit_function(subject: SubjectModel) -> None:
+    """A unit computed from the tokens alone (fires 2.0 on the token "(") is harvested like any other."""
+    (the,) = subject.tokenizer.encode_batch(["("])[0]
+    cfg = CFG.model_copy(update={"n_tokens": 64 * 32, "n_hard_negative": 0})
+
+    def planted(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        return (tokens == the).float()[..., None] * 2.0
+
+    h = harvest_units(subject, BUILTIN_HOOK, cfg, {"feature": planted})["feature"]
+    (record,) = unit_records("feature", h, subject, BUILTIN_HOOK)
+    assert record.promoted_tokens == []  # no direction at the hook: no logit effects
+    top = record.examples_for("explain", "top")
+    assert top and all(e.tokens[e.activations.index(max(e.activations))] == "(" for e in top)

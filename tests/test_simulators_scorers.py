@@ -13,7 +13,7 @@ import pytest
 from autointerp.explainers import OfflineExplainer
 from autointerp.llm import ChatResponse, RetryPolicy, TokenLogprob, TopLogprob, make_llm_client
 from autointerp.records import Explanation
-from autointerp.scoring import SCORERS, balanced_accuracy, correlation, score_simulation
+from autointerp.scoring import SCORERS, SimulationScorerConfig, balanced_accuracy, correlation, score_simulation
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
 from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
 from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
@@ -112,13 +112,14 @@ def test_offline_correct_explanation_beats_wrong(scorer: str, unit_index: int) -
     assert good.settings_hash == bad.settings_hash and good.simulator == "offline"
 
 
-def test_simulation_score_has_top_and_random_parts_and_details() -> None:
+def test_simulation_score_has_stratum_parts_and_details() -> None:
     harvest, right, _ = explanations_for(1)
     score = asyncio.run(score_simulation(harvest, right, OfflineSimulator()))
-    assert set(score.parts) == {"all", "top", "random"}
-    samplings = {d.sampling for d in score.details}
-    assert samplings == {"top", "random"}
+    assert set(score.parts) >= {"all", "top", "quantile", "random", "hard_negative", "bills"}
+    assert {d.sampling for d in score.details} == {"top", "quantile", "random"}  # this harvest has no hard negatives
     assert all(len(d.predicted) == len(d.actual) for d in score.details)
+    v1 = asyncio.run(score_simulation(harvest, right, OfflineSimulator(), SimulationScorerConfig(protocol=1)))
+    assert {d.sampling for d in v1.details} == {"top", "random"} and v1.settings_hash != score.settings_hash
 
 
 def test_simulation_of_a_unit_that_never_fires_is_a_failed_score() -> None:

@@ -34,7 +34,11 @@ def finished_score(
     details: list[ExampleScore],
     usage: Usage,
 ) -> Score:
-    """A score that was computed: its value, sub-scores, per-example details and what it cost."""
+    """A score that was computed: its value, sub-scores, per-example details and what it cost.
+    A simulator that reads a formal language also says how much of the explanation it understood."""
+    coverage = getattr(simulator, "parse_coverage", None)
+    if coverage is not None and explanation.text:
+        parts = {**parts, "parse_coverage": coverage(explanation.text)}
     return Score(
         unit_kind=harvest.kind,
         unit_index=harvest.index,
@@ -62,10 +66,11 @@ def judged_score(
     details: list[ExampleScore],
     usage: Usage,
 ) -> Score:
-    """Detection and fuzzing: balanced accuracy of yes/no answers, with each class's hit rate."""
+    """Detection and fuzzing: balanced accuracy of yes/no answers, with each class's hit rate and
+    the share answered right within each stratum of examples."""
+    parts = {**class_hit_rates(answers, actual), **stratum_accuracy(details)}
     return finished_score(
-        harvest, explanation, scorer, simulator, settings,
-        balanced_accuracy(answers, actual), class_hit_rates(answers, actual), details, usage,
+        harvest, explanation, scorer, simulator, settings, balanced_accuracy(answers, actual), parts, details, usage,
     )  # fmt: skip
 
 
@@ -93,3 +98,12 @@ def class_hit_rates(predicted: list[bool], actual: list[bool]) -> dict[str, floa
         "positive": sum(pos) / len(pos) if pos else None,
         "negative": sum(neg) / len(neg) if neg else None,
     }
+
+
+def stratum_accuracy(details: list[ExampleScore]) -> dict[str, float | None]:
+    """Share of examples answered right, per sampling stratum present."""
+    out: dict[str, float | None] = {}
+    for stratum in dict.fromkeys(d.sampling for d in details):
+        right = [bool(d.correct) for d in details if d.sampling == stratum]
+        out[stratum] = sum(right) / len(right)
+    return out

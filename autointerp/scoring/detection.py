@@ -1,9 +1,10 @@
 """Detection scoring: can a reader of the explanation tell activating excerpts from others?
 
-Activating excerpts (score-split top and quantile windows) and non-activating ones (silent and
-quiet random windows) are shuffled together; the simulator says for each whether the unit fires
-anywhere in it. The value is the balanced accuracy, so a simulator answering "yes" to everything
-scores 0.5, like one guessing.
+Activating excerpts and non-activating ones (chosen by the protocol, see `examples`) are shuffled
+together; the simulator says for each whether the unit fires anywhere in it. The value is the
+balanced accuracy, so a simulator answering "yes" to everything scores 0.5, like one guessing. The
+parts hold each class's hit rate and the share answered right within each stratum (top, quantile,
+random, hard_negative, silent), so a reader sees whether the trigger's quiet contexts fool it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pydantic import BaseModel, Field
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
 from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
-from autointerp.scoring.examples import activating_examples, non_activating_examples
+from autointerp.scoring.examples import PROTOCOL_VERSION, ProtocolVersion, detection_examples
 from autointerp.simulators.base import Simulator, SimulatorError
 
 SCORER_NAME = "detection"
 
 
 class DetectionScorerConfig(BaseModel):
+    protocol: ProtocolVersion = PROTOCOL_VERSION
     activating_fraction: float = Field(0.1, ge=0, le=1)  # of the unit's max: the activating threshold
     max_per_class: int = Field(10, ge=1)
     seed: int = 0
@@ -35,8 +37,9 @@ async def score_detection(
 ) -> Score:
     config = config or DetectionScorerConfig()
     settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
-    positives = activating_examples(harvest, config.activating_fraction)[: config.max_per_class]
-    negatives = non_activating_examples(harvest, config.activating_fraction)[: config.max_per_class]
+    positives, negatives = detection_examples(
+        harvest, config.activating_fraction, config.max_per_class, config.protocol
+    )
     if not positives or not negatives:
         missing = "activating" if not positives else "non-activating"
         return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, f"no {missing} examples in the score split")

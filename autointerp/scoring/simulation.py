@@ -1,9 +1,11 @@
 """Simulation scoring: Pearson correlation between simulated and real activations.
 
-Pooled over every token of the score split's top and random examples ("all", the headline value,
-as in Bills et al. 2023), and separately over the top and the random ones. Constant vectors get an
+The value ("all") pools every token of the protocol's score-split windows (see `examples`); the
+parts hold the correlation within each stratum (top, quantile, random, hard_negative) and over the
+literature's 5 top + 5 random windows ("bills", Bills et al. 2023). Constant vectors get an
 explicit rule instead of a NaN: when the real activations do not vary there is nothing to predict
-and the correlation is None; when only the prediction is constant it predicts nothing and scores 0.
+and the correlation is None (a stratum of silent windows has none); when only the prediction is
+constant it predicts nothing and scores 0.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from pydantic import BaseModel
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
 from autointerp.scoring.common import failed_score, finished_score, score_settings_hash
+from autointerp.scoring.examples import PROTOCOL_VERSION, STRATA, ProtocolVersion, simulation_examples
 from autointerp.simulators.base import Simulator, SimulatorError
 
 SCORER_NAME = "simulation"
 
 
 class SimulationScorerConfig(BaseModel):
-    # Stand in with silent windows when a harvest has no random ones in the score split.
-    silent_when_no_random: bool = True
+    protocol: ProtocolVersion = PROTOCOL_VERSION
+    bills_per_sampling: int = 5  # top and random windows in the "bills" part
 
 
 def correlation(predicted: Sequence[float], actual: Sequence[float]) -> float | None:
@@ -47,13 +50,9 @@ async def score_simulation(
 ) -> Score:
     config = config or SimulationScorerConfig()
     settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
-    top = harvest.examples_for("score", "top")
-    random_part = harvest.examples_for("score", "random")
-    if not random_part and config.silent_when_no_random:
-        random_part = harvest.examples_for("score", "silent")
-    examples = top + random_part
+    examples = simulation_examples(harvest, config.protocol)
     if not examples:
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, "no top or random examples in the score split")
+        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, "no examples in the score split")
     try:
         simulation = await simulator.simulate(explanation.text, [e.tokens for e in examples])
     except (SimulatorError, LLMCallError) as exc:
@@ -62,15 +61,7 @@ async def score_simulation(
         ExampleScore(window_id=e.window_id, sampling=e.sampling, predicted=p, actual=e.activations)
         for e, p in zip(examples, simulation.predictions)
     ]
-
-    def pooled(part: list[ExampleScore]) -> float | None:
-        if not part:
-            return None
-        predicted = [v for d in part for v in d.predicted]  # type: ignore[union-attr]
-        actual = [v for d in part for v in d.actual]  # type: ignore[union-attr]
-        return correlation(predicted, actual)
-
-    parts = {"all": pooled(details), "top": pooled(details[: len(top)]), "random": pooled(details[len(top) :])}
+    parts = simulation_parts(details, config.bills_per_sampling)
     usage = simulation.usage
     if parts["all"] is None:
         return failed_score(
@@ -78,3 +69,23 @@ async def score_simulation(
             "real activations are constant on the score split: correlation undefined", usage, details,
         )  # fmt: skip
     return finished_score(harvest, explanation, SCORER_NAME, simulator, settings, parts["all"], parts, details, usage)
+
+
+def pooled_correlation(details: Sequence[ExampleScore]) -> float | None:
+    """One correlation over every token of the given examples; None without examples."""
+    if not details:
+        return None
+    predicted = [v for d in details for v in d.predicted]  # type: ignore[union-attr]
+    actual = [v for d in details for v in d.actual]  # type: ignore[union-attr]
+    return correlation(predicted, actual)
+
+
+def simulation_parts(details: Sequence[ExampleScore], bills_per_sampling: int = 5) -> dict[str, float | None]:
+    """Pooled ("all"), per stratum, and the Bills et al. 5 top + 5 random variant."""
+    parts: dict[str, float | None] = {"all": pooled_correlation(details)}
+    for stratum in STRATA:
+        parts[stratum] = pooled_correlation([d for d in details if d.sampling == stratum])
+    bills = [d for d in details if d.sampling == "top"][:bills_per_sampling]
+    bills += [d for d in details if d.sampling == "random"][:bills_per_sampling]
+    parts["bills"] = pooled_correlation(bills)
+    return parts
