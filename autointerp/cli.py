@@ -268,12 +268,7 @@ def _selection(args: argparse.Namespace):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import (
-        explain_stage,
-        make_budget,
-        make_explainer,
-        select_units,
-    )
+    from autointerp.pipeline import explain_stage, make_budget, make_explainer, select_units
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -284,13 +279,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import (
-        explanation_settings_hash,
-        make_budget,
-        make_simulator,
-        score_stage,
-        select_units,
-    )
+    from autointerp.pipeline import explanation_settings_hash, make_budget, make_simulator, score_stage, select_units
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
@@ -315,12 +304,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from autointerp.agent.trace_store import attach_traces
     from autointerp.export import export_catalog
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = Path(args.out) if args.out else Path(args.db).parent
-    paths = export_catalog(list(store.catalog_entries(source)), out, scorer=args.scorer, explainer=args.explainer)
+    entries = attach_traces(list(store.catalog_entries(source)), args.db)
+    paths = export_catalog(entries, out, scorer=args.scorer, explainer=args.explainer)
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
 

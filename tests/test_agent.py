@@ -155,3 +155,7 @@ def test_cli_plants_runs_the_agent_stores_traces_and_resumes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["skipped"] == 3
     assert main(["agent", "--db", db, "--units", "all", "--kinds", "feature", "--driver", "nope"]) == 2
     assert "driver 'nope'" in capsys.readouterr().err
+    assert main(["export", db, "--out", str(tmp_path / "out")]) == 0
+    pages = [p.read_text() for p in (tmp_path / "out").rglob("*.html") if 'id="agent"' in p.read_text()]
+    assert len(pages) == 3 and all("Agent trace" in p and "subject-model calls" in p for p in pages)
+    assert any("<mark>" in p for p in pages)  # the probed token is marked

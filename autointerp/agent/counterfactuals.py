@@ -60,3 +60,20 @@ def insert(base: Sequence[int], at: int, tokens: Sequence[int], purpose: str, li
     """`tokens` inserted into `base` at `at`; the probe asks about the last inserted token."""
     out = list(base[:at]) + list(tokens) + list(base[at:])
     return Probe(tokens=out[:limit], target=at + len(tokens) - 1, purpose=purpose)
+
+
+def near_misses(token: str, ids: dict[str, list[int]], limit: int = 2) -> list[str]:
+    """Tokens of the same class as `token` that a reader might lump with it: the other spacing,
+    the other case, the plural or singular; each one that is a token of the vocabulary."""
+    core = token.strip()
+    space = token[: len(token) - len(token.lstrip())]
+    forms = [
+        core if space else " " + core,
+        space + core.lower(), space + core.capitalize(), space + core.upper(),
+        space + (core[:-1] if core.endswith("s") else core + "s"),
+    ]  # fmt: skip
+    out = []
+    for form in forms:
+        if form != token and form in ids and form not in out and form.strip():
+            out.append(form)
+    return out[:limit]

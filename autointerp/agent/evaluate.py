@@ -1,5 +1,9 @@
 """Judging an explanation on inputs nobody explained from: held-out probe sets.
 
+For a real unit the probes come from the explanation being judged (`explanation_probes`): its
+tokens where it says the unit fires, and near-misses where it says the unit does not; the unit's
+own activation at each probe's target token is the truth.
+
 For a planted unit the probes come from its true rule: neutral corpus windows (none of the rule's
 tokens in them) with the rule's tokens inserted at random places, in random contexts (held-out
 snippets the agent never used), after each other at random distances, repeated, or left out. The
@@ -17,10 +21,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from autointerp.agent.counterfactuals import SnippetTokens, insert
+from autointerp.agent.counterfactuals import Probe, SnippetTokens, insert, near_misses
 from autointerp.agent.planted import PlantedUnit
 from autointerp.agent.probes import CorpusWindows
-from autointerp.agent.rules import Hypothesis, Vocab, execute
+from autointerp.agent.rules import CONTEXTS, Clause, Hypothesis, Vocab, execute
 from autointerp.scoring.common import balanced_accuracy
 from autointerp.simulators.offline import OfflineSimulator
 
@@ -116,3 +120,67 @@ def _score(predicted: list[list[float]], actual: list[list[float]], threshold: f
         corr = float(np.corrcoef(flat_p, flat_a)[0, 1])
     ba = balanced_accuracy(fires, truth)
     return ProbeScore(balanced_accuracy=0.5 if ba is None else ba, correlation=corr)
+
+
+# --- real units: probes generated from the explanation being judged ---------------------------------
+
+
+def explanation_probes(
+    rule: Hypothesis, corpus: CorpusWindows, snippets: SnippetTokens, vocab: Vocab, key: str,
+    per_clause: int = 3, max_clauses: int = 4,
+) -> list[Probe]:
+    """For each of the rule's strongest clauses: texts where it says the unit fires (its token where
+    its condition holds) and near-misses where it says the unit stays silent (the condition broken,
+    or a near-miss token of the same class in its place)."""
+    rng = random.Random(key)
+    clauses = sorted(rule.clauses, key=lambda c: -c.strength)[:max_clauses]
+    words = [c.token for c in clauses] + [c.other for c in clauses if c.other]
+    bases = [row[:BASE_LENGTH] for row in corpus.search(r"\w", 30, without=[vocab.id_of(w) for w in words])]
+    probes: list[Probe] = []
+    for clause in clauses:
+        token = vocab.id_of(clause.token)
+        misses = [vocab.id_of(t) for t in near_misses(clause.token, vocab.ids)]
+        for _ in range(per_clause):
+            base, at = rng.choice(bases), rng.randrange(5, BASE_LENGTH - 5)
+            probes.append(_fitting(clause, token, base, at, snippets, vocab))
+            probes.append(_breaking(clause, token, misses, base, at, snippets, vocab, rng))
+    return probes
+
+
+def _fitting(clause: Clause, token: int, base: list[int], at: int, snippets: SnippetTokens, vocab: Vocab) -> Probe:
+    cond = clause.condition
+    if cond in CONTEXTS:
+        return snippets.place(token, cond, base, at)
+    if cond == "after":
+        gap = list(base[at : at + clause.within - 1])
+        return insert(base, at, [vocab.id_of(clause.other or "")] + gap + [token], "fits")
+    if cond == "early":
+        return insert(base, min(at, clause.within - 1), [token], "fits")
+    if cond == "repeated":
+        return insert(insert(base, at // 2, [token], "").tokens, at + 1, [token], "fits")
+    return insert(base, at, [token], "fits")
+
+
+def _breaking(
+    clause: Clause, token: int, misses: list[int], base: list[int], at: int, snippets: SnippetTokens, vocab: Vocab,
+    rng: random.Random,
+) -> Probe:
+    cond = clause.condition
+    if cond == "always" or (cond == "not_after" and misses and rng.random() < 0.5):
+        if not misses:
+            return insert(base, at, [token], "fits")  # nothing near to miss with: one more positive check
+        return insert(base, at, [rng.choice(misses)], "near-miss token")
+    if cond in CONTEXTS:
+        return snippets.place(token, "prose" if cond != "in_string" else "code", base, at)
+    if cond == "not_after":
+        return insert(base, at, [vocab.id_of(clause.other or ""), token], "breaks it")
+    if cond == "early":
+        return insert(base, max(at, clause.within + 4), [token], "breaks it")
+    return insert(base, at, [token], "breaks it")  # after / repeated: the token alone
+
+
+def score_at_targets(text: str, probes: list[Probe], actual: list[float], threshold: float, vocab: Vocab) -> ProbeScore:
+    """The simulator's prediction at each probe's target position against the unit's activation there."""
+    simulator = OfflineSimulator()
+    predicted = [simulator.predict(text, [vocab.strings[t] for t in p.tokens])[p.target] for p in probes]
+    return _score([[v] for v in predicted], [[a] for a in actual], threshold)

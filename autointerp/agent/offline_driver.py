@@ -26,9 +26,10 @@ from autointerp.agent.counterfactuals import (
     Probe,
     SnippetTokens,
     insert,
+    near_misses,
 )
 from autointerp.agent.probes import CorpusWindows, Prober
-from autointerp.agent.render import render
+from autointerp.agent.render import read_clauses, render
 from autointerp.agent.rules import (
     CONTEXTS,
     Clause,
@@ -39,7 +40,6 @@ from autointerp.agent.rules import (
 )
 from autointerp.agent.trace import AgentTrace, Revision
 from autointerp.records import UnitHarvest
-from autointerp.simulators.patterns import parse_explanation
 
 DRIVER_NAME = "offline"
 BASE_LENGTH = 40  # tokens of neutral text around an inserted token
@@ -89,7 +89,7 @@ class _Session:
         self.top = top if top > 0 else 1.0
         self.rows = [[self._id(t) for t in e.tokens] for e in examples]
         self.acts = [e.activations for e in examples]
-        self.clauses = {c.token: c for c in _initial_clauses(explanation, self.vocab)}
+        self.clauses = {c.token: c for c in read_clauses(explanation, self.vocab)}
         self.revisions: list[Revision] = []
         self.tested: set[str] = set()
 
@@ -224,6 +224,7 @@ class _Session:
         fired_values: list[float] = []
         asked: set[int] = set()
         spent = 0
+        fired_at: Probe | None = None
         while spent < budget and self.prober.remaining > 0:
             best = min(errors)
             alive = [i for i, e in enumerate(errors) if e == best]
@@ -241,6 +242,25 @@ class _Session:
                 errors[i] += predicted[i][choice] != fired
             verdict = "fired" if fired else "stayed silent"
             self._adopt(token, candidates[errors.index(min(errors))], fired_values, f"{token!r} {verdict} ({value:.2f}) when {probe.purpose}")
+            if fired:
+                fired_at = probe
+        if token in self.clauses and fired_at is not None:
+            self._generalise(token, fired_at)
+
+    def _generalise(self, token: str, fired: Probe) -> None:
+        """Put near-miss tokens of the same class where `token` fired; those that fire too join
+        the hypothesis under the same condition."""
+        for other in near_misses(token, self.vocab.ids):
+            if self.prober.remaining <= 0 or other in self.clauses or len(self.vocab.ids[other]) != 1:
+                continue
+            seq = list(fired.tokens)
+            seq[fired.target] = self.vocab.id_of(other)
+            purpose = f"{other!r} in place of {token!r} where it fired ({fired.purpose})"
+            value = self.prober.run([seq], purpose, [fired.target])[0][fired.target]
+            self.tested.add(other)
+            if value > self.theta:
+                clause = self.clauses[token].model_copy(update={"token": other})
+                self._adopt(other, clause, [value], f"{other!r} fired too ({value:.2f}) where {token!r} did")
 
     def _adopt(self, token: str, clause: Clause | None, fired_values: list[float], reason: str) -> None:
         before = render(self.hypothesis()) if self.clauses else self.initial
@@ -276,23 +296,6 @@ class _Session:
             if self.prober.remaining <= 0 or token in self.tested or len(self.vocab.ids[token]) != 1:
                 continue
             self._test(token, max(2, self.prober.remaining // 2))
-
-
-def _initial_clauses(explanation: str, vocab: Vocab) -> list[Clause]:
-    """The explanation's quoted tokens as clauses (token after token when it names one)."""
-    items = [i for i in parse_explanation(explanation) if i.token is not None and i.strength > 0]
-    top = max((i.strength for i in items), default=1.0)
-    out: dict[str, Clause] = {}
-    for item in items:
-        token = item.token or ""
-        if token not in vocab.ids or token in out:
-            continue
-        known_prev = item.prev is not None and item.prev in vocab.ids
-        out[token] = Clause(
-            token=token, condition="after" if known_prev else "always", other=item.prev if known_prev else None,
-            strength=round(item.strength / top, 3),
-        )
-    return list(out.values())
 
 
 def _predictions(candidates: Sequence[Clause | None], pool: list[Probe], vocab: Vocab) -> list[list[bool]]:

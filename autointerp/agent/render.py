@@ -1,4 +1,5 @@
-"""A rule written as English for the simulator to read: the only place a hypothesis becomes text.
+"""A rule written as English for the simulator to read: the only place a hypothesis becomes text
+(and `read_clauses`, the only place a text's quoted tokens become clauses).
 
 Every clause is one "; "-separated part, so a strength word never leaks into the next part. The
 phrases follow the offline simulator's explanation language ("right after", "but not on ... right
@@ -9,8 +10,8 @@ repeats") the phrase is still plain English, so a reader or an LLM simulator can
 
 from __future__ import annotations
 
-from autointerp.agent.rules import Clause, Hypothesis
-from autointerp.simulators.patterns import mark_exact, quote
+from autointerp.agent.rules import Clause, Hypothesis, Vocab
+from autointerp.simulators.patterns import mark_exact, parse_explanation, quote
 
 NOTHING = "fires on nothing in particular"
 _TIERS: list[tuple[float, str]] = [(0.85, ""), (0.55, "strongly "), (0.3, "moderately "), (0.0, "weakly ")]
@@ -45,3 +46,21 @@ def _clause(c: Clause) -> str:
         "repeated": f"{token} when it repeats, more strongly each time",
     }
     return phrases[c.condition]
+
+
+def read_clauses(explanation: str, vocab: Vocab) -> list[Clause]:
+    """The tokens an explanation quotes, read back as clauses (a token right after a token when it
+    names one): where the agent starts from, and what held-out probes for a text are built from."""
+    items = [i for i in parse_explanation(explanation) if i.token is not None and i.strength > 0]
+    top = max((i.strength for i in items), default=1.0)
+    out: dict[str, Clause] = {}
+    for item in items:
+        token = item.token or ""
+        if token not in vocab.ids or token in out:
+            continue
+        known_prev = item.prev is not None and item.prev in vocab.ids
+        out[token] = Clause(
+            token=token, condition="after" if known_prev else "always", other=item.prev if known_prev else None,
+            strength=round(item.strength / top, 3),
+        )
+    return list(out.values())

@@ -13,7 +13,7 @@ import sqlite_utils
 from autointerp.agent.probes import ProbeRecord
 from autointerp.agent.rules import Hypothesis
 from autointerp.agent.trace import AgentTrace, Revision
-from autointerp.records import UnitKind
+from autointerp.records import CatalogEntry, UnitKind
 
 _KEY = "source TEXT NOT NULL, kind TEXT NOT NULL, unit INTEGER NOT NULL, driver TEXT NOT NULL, budget INTEGER NOT NULL"
 _KEY_COLUMNS = "source, kind, unit, driver, budget"
@@ -101,3 +101,14 @@ class TraceStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def attach_traces(entries: list[CatalogEntry], path: str | Path) -> list[CatalogEntry]:
+    """The entries with their units' agent traces in `extra["agent_traces"]` (for the exporters)."""
+    store = TraceStore(path)
+    for entry in entries:
+        found = store.traces(entry.source, entry.harvest.kind, entry.harvest.index)
+        if found:
+            entry.extra["agent_traces"] = [t.model_dump(mode="json", exclude={"hypothesis"}) for t in found]
+    store.close()
+    return entries
