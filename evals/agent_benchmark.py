@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from autointerp.agent.baselines import BASELINES, extra_windows
 from autointerp.agent.counterfactuals import HELDOUT_SNIPPETS, SnippetTokens
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", default=None, metavar="DB", help="also real units of this catalog (read only)")
     parser.add_argument("--real-units", type=int, default=200, help="neurons and features each, for --real")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # probes are single short sequences: more threads cost more than they give
     try:
         result = run(args.units, args.seed, args.budget, args.harvest_tokens, args.probes)
         if args.real:
