@@ -16,17 +16,17 @@ import re
 from collections.abc import Callable
 
 from autointerp.agent.probes import CorpusWindows, Prober
+from autointerp.agent.render import read_clauses
 from autointerp.explainers.offline import OfflineExplainer, OfflineExplainerConfig
 from autointerp.records import ActivationExample, Sampling, UnitHarvest
 from autointerp.simulators.offline import OfflineSimulator
-from autointerp.simulators.patterns import parse_explanation
 
 EVERY: tuple[Sampling, ...] = ("top", "quantile", "random", "silent", "hard_negative")
 BEST_OF_K_CONFIGS = [
     OfflineExplainerConfig(),
-    OfflineExplainerConfig(max_patterns=3),
-    OfflineExplainerConfig(max_patterns=6, use_context=False),
+    OfflineExplainerConfig(use_context=False),
     OfflineExplainerConfig(min_relative_strength=0.3),
+    OfflineExplainerConfig(min_support=3),
 ]
 
 
@@ -35,7 +35,7 @@ def extra_windows(
 ) -> list[ActivationExample]:
     """The budget spent on corpus windows, as explain-split examples: "quantile" where the unit
     fires (above `threshold`), "random" where it does not."""
-    quoted = [i.token for i in parse_explanation(explanation) if i.token]
+    quoted = [c.token for c in read_clauses(explanation, corpus.vocab)]
     pattern = "|".join(re.escape(t) for t in quoted[:4]) or r"\w"
     half = prober.remaining // 2
     rows = corpus.search(pattern, half)

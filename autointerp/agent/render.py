@@ -10,10 +10,13 @@ repeats") the phrase is still plain English, so a reader or an LLM simulator can
 
 from __future__ import annotations
 
+import json
+import re
+
 from autointerp.agent.rules import Clause, Hypothesis, Vocab
-from autointerp.simulators.patterns import mark_exact, parse_explanation, quote
 
 NOTHING = "fires on nothing in particular"
+EXACT_MARK = "(exact tokens)"  # the quotes are exact token strings
 _TIERS: list[tuple[float, str]] = [(0.85, ""), (0.55, "strongly "), (0.3, "moderately "), (0.0, "weakly ")]
 
 
@@ -27,12 +30,12 @@ def render(rule: Hypothesis) -> str:
     for clause in ordered:
         tier = next(words for floor, words in _TIERS if clause.strength >= floor * top)
         parts.append(f"{tier}on {_clause(clause)}")
-    return mark_exact("fires " + "; ".join(parts))
+    return f"fires {'; '.join(parts)} {EXACT_MARK}"
 
 
 def _clause(c: Clause) -> str:
-    token = quote(c.token)
-    other = quote(c.other or "")
+    token = json.dumps(c.token, ensure_ascii=False)
+    other = json.dumps(c.other or "", ensure_ascii=False)
     phrases = {
         "always": token,
         "after": f"{token} right after {other}" if c.within == 1
@@ -49,18 +52,34 @@ def _clause(c: Clause) -> str:
 
 
 def read_clauses(explanation: str, vocab: Vocab) -> list[Clause]:
-    """The tokens an explanation quotes, read back as clauses (a token right after a token when it
-    names one): where the agent starts from, and what held-out probes for a text are built from."""
-    items = [i for i in parse_explanation(explanation) if i.token is not None and i.strength > 0]
-    top = max((i.strength for i in items), default=1.0)
+    """The tokens an explanation quotes (in JSON double quotes, as the offline explainers write
+    them), read back as clauses: a token right after another when it says `(after "X")` or `right
+    after "X"`, at the strength of the tier word of its part; quotes in a negated part are skipped.
+    Where the agent starts from, and what held-out probes for a text are built from."""
     out: dict[str, Clause] = {}
-    for item in items:
-        token = item.token or ""
-        if token not in vocab.ids or token in out:
-            continue
-        known_prev = item.prev is not None and item.prev in vocab.ids
-        out[token] = Clause(
-            token=token, condition="after" if known_prev else "always", other=item.prev if known_prev else None,
-            strength=round(item.strength / top, 3),
-        )
+    for part in re.split(r"[;\n]", explanation):
+        lowered = part.lower()
+        tier = next((level for word, level in _READ_TIERS if word in lowered), 1.0)
+        negated_from = min((m.start() for m in _NEGATION.finditer(part)), default=len(part))
+        for m in _QUOTED.finditer(part):
+            token = json.loads(m.group(0))
+            after = _AFTER.match(part, m.end())
+            if m.start() >= negated_from or token not in vocab.ids or token in out or _is_context(part, m.start()):
+                continue
+            other = json.loads(after.group(1)) if after else None
+            known = other is not None and other in vocab.ids
+            out[token] = Clause(
+                token=token, condition="after" if known else "always", other=other if known else None, strength=tier
+            )
     return list(out.values())
+
+
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_AFTER = re.compile(r'\s*\(?(?:right )?after ("(?:[^"\\\n]|\\.)*")\)?')
+_NEGATION = re.compile(r"\b(?:not|except|never)\b")
+_READ_TIERS = [("most strongly", 1.0), ("strongly", 0.7), ("moderately", 0.4), ("weakly", 0.2)]
+
+
+def _is_context(part: str, start: int) -> bool:
+    """Whether the quote at `start` is the "X" of an "after X" (a context, not a trigger)."""
+    return re.search(r"after\s*$", part[:start]) is not None
