@@ -10,7 +10,7 @@ from autointerp.agent.rules import Clause, Contexts, Hypothesis, Vocab, execute
 from autointerp.simulators.offline import OfflineSimulator
 
 CODE = ["def", " f", "(", "x", "):", "\n   ", " y", " =", ' "', "a", " b", '"', "  #", " note", " x", "\n", "x", " x"]
-VOCAB = Vocab(sorted(set(CODE) | {" A", " B", " C", " z"}))
+VOCAB = Vocab(sorted(set(CODE) | {" A", " B", " C", " z", "don", "'", "t"}))
 
 
 def ids(strings: list[str]) -> torch.Tensor:
@@ -25,7 +25,8 @@ def test_contexts_follow_strings_comments_def_lines_and_line_starts():
     assert [s for s, f in zip(CODE, flags("in_def", CODE)) if f] == [" f", "(", "x", "):"]
     assert [s for s, f in zip(CODE, flags("in_string", CODE)) if f] == ["a", " b", '"']
     assert [s for s, f in zip(CODE, flags("in_comment", CODE)) if f] == [" note", " x"]
-    assert [s for s, f in zip(CODE, flags("line_start", CODE)) if f] == ["def", " y", "x"]
+    assert [s for s, f in zip(CODE, flags("line_start", CODE)) if f] == [" y", "x"]  # the first: unknown
+    assert flags("in_string", ["don", "'", "t", " A"]) == [False] * 4  # an apostrophe
 
 
 def fires(clause: Clause, strings: list[str]) -> list[float]:

@@ -9,10 +9,12 @@ a line, among the first k tokens, and on a repeat of the token. Contexts are rea
 alone, restarting at the first token (a window or a probe text is all the model sees):
 
 - a string opens at a quote character outside strings and comments (triple quotes span lines, single
-  quotes end at the line's end) and a token is inside it when the string is open just before it;
+  quotes end at the line's end; an apostrophe between letters opens none) and a token is inside it
+  when the string is open just before it;
 - a comment opens at "#" outside strings and runs to the end of the line;
 - a def line is what follows a "def" token up to the end of that line;
-- a token starts a line when only whitespace lies between it and the previous newline (or the start);
+- a token starts a line when only whitespace lies between it and the previous newline (the first
+  token does not: what came before it is unknown);
 - a token that begins with a newline is in no comment, def line or single-line string.
 """
 
@@ -95,10 +97,12 @@ class Contexts:
 
 def _row_contexts(strings: list[str]) -> list[tuple[bool, bool, bool, bool]]:
     """(in_string, in_comment, in_def, line_start) for each token of one sequence."""
+    text = "".join(strings)
     out = []
     state = "code"  # code, comment, or the open quote: ', ", ''' or \"\"\"
     in_def = False
-    line_start = True
+    line_start = False  # what precedes the first token is unknown
+    at = 0  # offset of the current token in `text`
     for s in strings:
         if s.startswith("\n"):  # a newline token ends the line: it is in no comment, def line or short string
             out.append((state in ("'''", '"""'), False, False, False))
@@ -106,18 +110,18 @@ def _row_contexts(strings: list[str]) -> list[tuple[bool, bool, bool, bool]]:
             out.append((state not in ("code", "comment"), state == "comment", in_def, line_start and bool(s.strip())))
         if s.strip() in ("def", "async def") and state == "code":
             in_def = True
-        i = 0
-        while i < len(s):
-            c = s[i]
+        i = at
+        while i < at + len(s):
+            c = text[i]
             if c == "\n":
                 in_def = False
                 if state in ("comment", "'", '"'):
                     state = "code"
             elif state == "code":
-                if s.startswith(c * 3, i) and c in "'\"":
+                if text.startswith(c * 3, i) and c in "'\"":
                     state = c * 3
                     i += 2
-                elif c in "'\"":
+                elif c == '"' or (c == "'" and not _apostrophe(text, i)):
                     state = c
                 elif c == "#":
                     state = "comment"
@@ -126,15 +130,21 @@ def _row_contexts(strings: list[str]) -> list[tuple[bool, bool, bool, bool]]:
                     i += 1
                 elif c == state:
                     state = "code"
-            elif state in ("'''", '"""') and s.startswith(state, i):
+            elif state in ("'''", '"""') and text.startswith(state, i):
                 state = "code"
                 i += 2
             i += 1
+        at += len(s)
         if "\n" in s:
             line_start = not s[s.rindex("\n") + 1 :].strip()
         elif s.strip():
             line_start = False
     return out
+
+
+def _apostrophe(text: str, i: int) -> bool:
+    """A single quote between two letters ("don't") opens no string."""
+    return 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
 
 
 def execute(rule: Hypothesis, tokens: torch.Tensor, vocab: Vocab, contexts: Contexts | None = None) -> torch.Tensor:
