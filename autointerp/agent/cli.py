@@ -16,7 +16,8 @@ def cmd_agent(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    spec = AgentSpec(driver=args.driver, budget=args.budget, device=args.device)
+    spec = AgentSpec(driver=args.driver, budget=args.budget, device=args.device, base_url=args.base_url,
+                     max_rounds=args.rounds, max_cost=args.max_cost)  # fmt: skip
     report = run_agent(store, source, select_units(store, source, _selection(args)), spec)
     print(json.dumps(report.model_dump(), indent=2))
 
@@ -42,7 +43,10 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--units", default="first:10", help="all, first:N, random:N or list:I,J,...")
     agent.add_argument("--seed", type=int, default=0, help="for --units random:N")
     agent.add_argument("--budget", type=int, default=40, help="subject-model calls per unit")
-    agent.add_argument("--driver", default="offline", help="offline")
+    agent.add_argument("--driver", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+    agent.add_argument("--base-url", default=None, help="LLM drivers: base URL of the server")
+    agent.add_argument("--rounds", type=int, default=12, help="LLM drivers: model turns per unit")
+    agent.add_argument("--max-cost", type=float, default=None, help="LLM drivers: stop a unit once this many USD are spent")
     agent.add_argument("--device", default="cpu")
     agent.set_defaults(func=cmd_agent)
 

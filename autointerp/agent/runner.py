@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from tqdm import tqdm
 
+from autointerp.agent.llm_driver import LLM_PROVIDERS, LLMAgentConfig, LLMDriver
 from autointerp.agent.offline_driver import (
     DRIVER_NAME,
     OfflineAgentConfig,
@@ -43,9 +44,20 @@ from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
 
 
 class AgentSpec(BaseModel):
-    driver: str = DRIVER_NAME  # offline (an LLM driver is not built yet)
+    driver: str = DRIVER_NAME  # offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL
     budget: int = Field(40, ge=1)  # subject-model calls per unit
     device: str = "cpu"
+    base_url: str | None = None  # LLM drivers: an OpenAI-compatible server, or a local test server
+    max_rounds: int = Field(12, ge=1)  # LLM drivers: model turns per unit
+    max_cost: float | None = None  # LLM drivers: USD per unit
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, driver: str) -> str:
+        provider, _, model = driver.partition(":")
+        if driver != DRIVER_NAME and (provider not in LLM_PROVIDERS or not model):
+            raise ValueError(f"driver {driver!r}: use offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+        return driver
 
 
 class AgentReport(BaseModel):
@@ -84,10 +96,19 @@ def _unit_activations(config: dict, kind: UnitKind, index: int, subject: Subject
     return feature_unit(sae_cache["sae"], index)
 
 
+def _driver(
+    spec: AgentSpec, subject: SubjectModel, corpus: CorpusWindows, db_path: str
+) -> tuple[OfflineDriver | LLMDriver, dict]:
+    """The driver `spec` names, and its settings (they enter the explanation's settings hash)."""
+    if spec.driver == DRIVER_NAME:
+        offline = OfflineAgentConfig(budget=spec.budget)
+        return OfflineDriver.for_subject(subject, corpus, offline), offline.model_dump()
+    llm = LLMAgentConfig(model=spec.driver, base_url=spec.base_url, max_rounds=spec.max_rounds, max_cost=spec.max_cost)
+    return LLMDriver(llm, corpus, db_path), {**llm.model_dump(exclude={"base_url"}), "budget": spec.budget}
+
+
 def run_agent(store: CatalogStore, source: str, units: list[UnitKey], spec: AgentSpec) -> AgentReport:
     """Run the driver on each unit (skipping units already traced with the same driver and budget)."""
-    if spec.driver != DRIVER_NAME:
-        raise UserError(f"driver {spec.driver!r} is not available; use --driver offline")
     traces = TraceStore(store.path)
     report = AgentReport(source=source)
     todo = [(k, i) for k, i in units if not traces.has(source, k, i, spec.driver, spec.budget)]
@@ -99,11 +120,10 @@ def run_agent(store: CatalogStore, source: str, units: list[UnitKey], spec: Agen
     subject = load_subject(subject_spec.get("model", "builtin"), device=spec.device)
     hook = subject_spec.get("hook", BUILTIN_HOOK)
     corpus = CorpusWindows(subject, corpus=config.get("corpus", "stdlib"))
-    agent_config = OfflineAgentConfig(budget=spec.budget)
-    driver = OfflineDriver.for_subject(subject, corpus, agent_config)
+    driver, settings = _driver(spec, subject, corpus, str(store.path))
     explainer = OfflineExplainer()
     label = f"agent-{spec.driver}"
-    hashed = settings_hash({"explainer": label, "params": agent_config.model_dump()})
+    hashed = settings_hash({"explainer": label, "params": settings})
     sae_cache: dict = {}
     for kind, index in tqdm(todo, desc="agent", unit="unit"):
         harvest = store.get_unit(source, kind, index)
