@@ -54,7 +54,9 @@ def planted_probe_set(
     bases = [row[:BASE_LENGTH] for row in corpus.search(r"\w", 60, without=ids)]
     candidates = [_random_probe(unit.rule, ids, rng.choice(bases), snippets, rng) for _ in range(8 * n)]
     acts = execute(unit.rule, _padded(candidates), vocab)
-    firing, near, other = [], [], []
+    firing: list[int] = []
+    near: list[int] = []
+    other: list[int] = []
     for i, seq in enumerate(candidates):
         if float(acts[i, : len(seq)].max()) > 0:
             firing.append(i)

@@ -234,8 +234,8 @@ class _Session:
             new = self.prober.subject.tokenizer.encode_batch([str(args.get("text", ""))])[0]
             seq = edit(self.windows[int(args["window"])], args["op"], int(args["position"]), new, int(args.get("count", 1)))
             seq = seq[: self.prober.subject.n_ctx]
-            acts = self.prober.run([seq], "edited corpus window")[0]
-            return _pairs([vocab.strings[t] for t in seq], acts)
+            values = self.prober.run([seq], "edited corpus window")[0]
+            return _pairs([vocab.strings[t] for t in seq], values)
         if name in ("revise", "finish"):
             return "recorded"
         raise ValueError(f"unknown tool {name!r}")

@@ -15,7 +15,7 @@ tokens the unit fires on there that the hypothesis misses (a rare branch of an O
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import torch
@@ -40,6 +40,7 @@ from autointerp.agent.rules import (
 )
 from autointerp.agent.trace import AgentTrace, Revision
 from autointerp.records import UnitHarvest
+from sae.subject.models import SubjectModel
 
 DRIVER_NAME = "offline"
 BASE_LENGTH = 40  # tokens of neutral text around an inserted token
@@ -71,7 +72,9 @@ class OfflineDriver:
         self.vocab, self.corpus, self.snippets, self.config = vocab, corpus, snippets, config
 
     @classmethod
-    def for_subject(cls, subject, corpus: CorpusWindows, config: OfflineAgentConfig | None = None) -> OfflineDriver:
+    def for_subject(
+        cls, subject: SubjectModel, corpus: CorpusWindows, config: OfflineAgentConfig | None = None
+    ) -> OfflineDriver:
         return cls(corpus.vocab, corpus, SnippetTokens(subject.tokenizer, AGENT_SNIPPETS), config or OfflineAgentConfig())
 
     def run(self, harvest: UnitHarvest, explanation: str, prober: Prober) -> AgentTrace:
@@ -120,7 +123,8 @@ class _Session:
 
     def _occurrences(self, token: int) -> tuple[list[_Occurrence], list[_Occurrence]]:
         """(firing, silent) occurrences of `token` in the explain examples."""
-        firing, silent = [], []
+        firing: list[_Occurrence] = []
+        silent: list[_Occurrence] = []
         for row, acts in zip(self.rows, self.acts):
             for pos, t in enumerate(row):
                 if t == token:
@@ -132,13 +136,13 @@ class _Session:
         """Tokens to test: those the explanation quotes, then others carrying firing mass."""
         quoted = sorted(self.clauses.values(), key=lambda c: -c.strength)
         order = [c.token for c in quoted]
-        mass: Counter[int] = Counter()
+        mass: dict[int, float] = defaultdict(float)
         for row, acts in zip(self.rows, self.acts):
             for t, a in zip(row, acts):
                 if a > self.theta:
                     mass[t] += a
         total = sum(mass.values()) or 1.0
-        for t, m in mass.most_common():
+        for t, m in _ranked(mass):
             s = self.vocab.strings[t]
             if s not in order and m >= self.cfg.min_mass * total and len(self.vocab.ids[s]) == 1:
                 order.append(s)
@@ -286,16 +290,21 @@ class _Session:
             return
         acts = self.prober.run(windows, "corpus window free of the known tokens")
         predicted = execute(self.hypothesis(), torch.tensor(windows), self.vocab)
-        missed: Counter[int] = Counter()
+        missed: dict[int, float] = defaultdict(float)
         for row, values, pred in zip(windows, acts, predicted.tolist()):
             for t, a, p in zip(row, values, pred):
                 if a > self.theta and p == 0:
                     missed[t] += a
-        for t, _ in missed.most_common(2):
+        for t, _ in _ranked(missed)[:2]:
             token = self.vocab.strings[t]
             if self.prober.remaining <= 0 or token in self.tested or len(self.vocab.ids[token]) != 1:
                 continue
             self._test(token, max(2, self.prober.remaining // 2))
+
+
+def _ranked(mass: dict[int, float]) -> list[tuple[int, float]]:
+    """Tokens by summed activation, largest first (ties by id, for determinism)."""
+    return sorted(mass.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _predictions(candidates: Sequence[Clause | None], pool: list[Probe], vocab: Vocab) -> list[list[bool]]:

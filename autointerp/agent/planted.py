@@ -161,9 +161,10 @@ def _draw(stats: TokenStats, variant: str, rng: random.Random, used: set[int]) -
                 if s[b].strip() and "\n" not in s[b] and n >= 5 and _share(n, total, 0.1, 0.6):
                     options.append((a, b))
                     break
-        a, b = options[rng.randrange(min(len(options), 120))]
-        while a in used:
-            a, b = rng.choice(options)
+        fresh = [(a, b) for a, b in options if a not in used][:120]
+        if not fresh:
+            raise ValueError("the corpus sample has too few suitable tokens for this many planted units")
+        a, b = rng.choice(fresh)
         used.add(a)
         return [Clause(token=s[a], condition=variant, other=s[b], within=within)]  # type: ignore[arg-type]
     if variant == "or":

@@ -85,7 +85,7 @@ class Contexts:
     def __init__(self, tokens: torch.Tensor, vocab: Vocab) -> None:
         rows = tokens.tolist()
         flags = [_row_contexts([vocab.strings[t] for t in row]) for row in rows]
-        self.flags = {
+        self.flags: dict[str, torch.Tensor] = {
             name: torch.tensor([[f[k] for f in row] for row in flags], dtype=torch.bool, device=tokens.device)
             .reshape(tokens.shape)
             for k, name in enumerate(CONTEXTS)
