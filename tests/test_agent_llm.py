@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,23 @@ def test_the_agent_prompt_is_pinned():
     # the whole system text, pinned: edit prompts/agent_v1.txt only as a new version
     assert hashlib.sha256(system.encode()).hexdigest()[:16] == "18ab9fdfac394e28"
     assert prompt.digest == "e9ff28bd8c47"
+
+
+def test_kill_9_mid_run_then_resume_pays_only_for_the_rest(db, tmp_path):
+    """A real SIGKILL while the third reply is on its way; the rerun resends only what was not paid."""
+    with FakeLLMServer(responder=scripted) as server:
+        server.add_faults(Fault(), Fault(), Fault(delay_s=60))  # the third request hangs until the kill
+        args = ["agent", "--db", db, "--kinds", "feature", "--units", "all", "--budget", "5",
+                "--driver", "openai:gpt-4o-mini", "--base-url", server.openai_base_url]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen([sys.executable, "-m", "autointerp.cli", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while server.request_count < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert server.request_count == 3
+        proc.kill()
+        proc.wait()
+        server.reset()
+        assert main(args) == 0
+        assert server.request_count == 2 * len(SCRIPT) - 2
