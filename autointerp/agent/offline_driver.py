@@ -55,6 +55,7 @@ class OfflineAgentConfig(BaseModel):
     n_bases: int = Field(4, ge=1)  # neutral windows to insert into
     n_preceders: int = Field(3, ge=1)  # candidate tokens for "after" and for "not after"
     min_mass: float = Field(0.05, ge=0)  # unquoted tokens need this share of the firing mass to be tested
+    tolerance: int = Field(1, ge=0)  # probes keep splitting rules this many errors behind the best
 
 
 class _Occurrence(BaseModel):
@@ -231,7 +232,8 @@ class _Session:
         fired_at: Probe | None = None
         while spent < budget and self.prober.remaining > 0:
             best = min(errors)
-            alive = [i for i, e in enumerate(errors) if e == best]
+            # rules one error behind stay in play: one noisy probe must not settle a real unit
+            alive = [i for i, e in enumerate(errors) if e <= best + self.cfg.tolerance]
             choice = _most_divisive(predicted, alive, asked)
             if choice is None:
                 break
