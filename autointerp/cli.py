@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from autointerp.agent.cli import add_agent_commands
+from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
 
 
@@ -190,7 +191,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from autointerp.demo import demo_config
     from autointerp.pipeline import run_pipeline
 
-    _print_summary(run_pipeline(demo_config(args.out)))
+    _print_summary(run_pipeline(demo_config(args.out, controls=_controls(args.controls))))
+
+
+def _controls(text: str) -> list:
+    """'all', 'none' or a comma list of control names, checked."""
+    if text == "all":
+        return list(CONTROL_NAMES)
+    if text == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTROL_NAMES]
+    if unknown:
+        raise UserError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROL_NAMES)}, or all / none")
+    return names
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -268,36 +282,56 @@ def _selection(args: argparse.Namespace):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explain_stage, make_budget, make_explainer, select_units
+    from autointerp.pipeline import (
+        explain_stage,
+        make_budget,
+        make_explainer,
+        select_units,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
-    explainer = make_explainer(spec, store, make_budget(spec, store), "explain")
+    run_id = store.new_run("explain", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
+    explainer = make_explainer(spec, store, make_budget(spec, store), run_id)
     report = explain_stage(store, source, select_units(store, source, _selection(args)), explainer, spec)
+    store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import explanation_settings_hash, make_budget, make_simulator, score_stage, select_units
+    from autointerp.pipeline import (
+        explanation_settings_hash,
+        make_budget,
+        make_simulator,
+        score_stage,
+        select_units,
+        warn_language_mismatch,
+    )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
-    simulator = make_simulator(spec, store, make_budget(spec, store), "score")
+    warn_language_mismatch(spec)
+    run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
+    simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
     units = select_units(store, source, _selection(args))
     # --explainer names whose explanations to score; no key for it is needed
     report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
+    store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from autointerp.compare import compare, report_markdown, write_report
+    from autointerp.compare import report_markdown, write_report
+    from autointerp.controls import CONTROLS_DB
+    from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    report = compare(list(store.catalog_entries(source)), scorer=args.scorer, explainer=args.explainer)
     out = Path(args.out) if args.out else Path(args.db).parent
+    entries = list(store.catalog_entries(source))
+    report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     path = write_report(report, out)
     print(report_markdown(report))
     print(f"written: {path}")
@@ -336,6 +370,10 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="the whole job offline on the built-in model (resumable)")
     demo.add_argument("--out", default="demo_out", help="run folder (catalog.db, sae/, html/, report.*)")
+    demo.add_argument(
+        "--controls", default="all",
+        help="controls to add to the report: 'all', 'none', or a comma list of " + ", ".join(CONTROL_NAMES),
+    )  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="the whole job from a TOML/YAML run config (resumable)")

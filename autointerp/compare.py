@@ -17,7 +17,7 @@ import json
 import math
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -74,12 +74,23 @@ class ScorerComparison(BaseModel):
 
 
 class ComparisonReport(ScorerComparison):
-    """The primary scorer's comparison at top level, every scorer's under `by_scorer`."""
+    """The primary scorer's comparison at top level, every scorer's under `by_scorer`; the validity
+    sections (see `autointerp.validity_report.add_validity`) when they were computed."""
 
     by_scorer: dict[str, ScorerComparison]
     skipped_scorers: dict[str, str] = Field(default_factory=dict)  # scorer -> why it is not compared
     n_resamples: int
     seed: int
+    protocol_version: int | None = None
+    uncertainty: dict[str, dict[str, Any]] = Field(default_factory=dict)  # scorer -> kind -> StatSummary
+    strata: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # kind -> scorer -> stratum
+    ceiling: dict[str, dict[str, Any]] = Field(default_factory=dict)  # kind -> ceiling / fraction
+    density: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    parse_coverage: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # scorer -> kind
+    controls: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # control -> kind -> scorer
+    explanation_budget: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # kind -> binding
+    measures: dict[str, str] = Field(default_factory=dict)
+    conclusions: list[str] = Field(default_factory=list)
 
 
 # --- which explanation and score count for a unit -------------------------------------------------
@@ -349,7 +360,12 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+P_FLOOR = 1e-10  # smaller p-values are printed as a bound: the test's assumptions are not that exact
+
+
 def _fmt_p(p: float) -> str:
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
@@ -424,7 +440,9 @@ def report_markdown(report: ComparisonReport, plot_name: str | None = SCORE_PLOT
         lines += [f"- `{_md_cell(name)}`: {_md_cell(why)}" for name, why in report.skipped_scorers.items()]
     if plot_name:
         lines += ["", f"![Score distributions, neurons vs features]({plot_name})"]
-    return "\n".join(lines) + "\n"
+    from autointerp.validity_report import validity_markdown  # it builds on this module
+
+    return "\n".join(lines) + "\n\n" + validity_markdown(report)
 
 
 def score_samples(report: ComparisonReport) -> dict[str, dict[str, list[float]]]:

@@ -19,24 +19,47 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autointerp.compare import compare, explainer_label
+from autointerp.compare import explainer_label, write_report
+from autointerp.controls import (
+    CONTROLS_DB,
+    ControlSpec,
+    density_matched_k,
+    random_direction_sae,
+    random_init_subject,
+    shuffled_explanations,
+    shuffled_hash,
+    top_k_per_token,
+)
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.explainers import Explainer
-from autointerp.explainers.llm import LLMExplainer, LLMExplainerConfig, llm_explainer_settings_hash
+from autointerp.explainers.llm import (
+    LLMExplainer,
+    LLMExplainerConfig,
+    llm_explainer_settings_hash,
+)
 from autointerp.explainers.offline import OfflineExplainer
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
+from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
+from autointerp.llm.redact import safe_url
 from autointerp.records import UnitKind
 from autointerp.scoring import SCORERS
-from autointerp.llm.redact import safe_url
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
+from autointerp.validity_report import build_report
 from sae.autoencoder import SparseAutoencoder
-from sae.harvest import HarvestConfig, harvest, unit_records
+from sae.harvest import (
+    HarvestConfig,
+    UnitFunction,
+    harvest,
+    harvest_units,
+    sae_features,
+    unit_records,
+)
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
@@ -105,6 +128,8 @@ class RunConfig(BaseModel):
     harvest: HarvestConfig = HarvestConfig()
     units: UnitSelection = UnitSelection()
     label: LabelSpec = LabelSpec()
+    controls: ControlSpec = ControlSpec(run=[])  # the demo turns them all on
+    export: bool = True  # False: report.json/md only (no JSONL, Neuronpedia or HTML catalog)
 
 
 class RunSummary(BaseModel):
@@ -190,11 +215,12 @@ def source_name(subject: SubjectSpec, sae: SparseAutoencoder | None) -> str:
 
 def harvest_into_store(
     store: CatalogStore, source: str, subject: SubjectModel, hook: str, sae: SparseAutoencoder | None,
-    cfg: HarvestConfig, described: dict,
+    cfg: HarvestConfig, described: dict, units: dict[UnitKind, UnitFunction] | None = None,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
     settings; returns whether it ran. A source harvested with other settings is an error: its
-    explanations and scores describe those examples, and mixing them would mislabel units."""
+    explanations and scores describe those examples, and mixing them would mislabel units.
+    `units` replaces the default unit kinds (neurons, and the SAE's features) for controls."""
     wanted = {**described, "harvest": cfg.model_dump()}
     if source in store.sources():
         done = store.source_config(source)
@@ -206,7 +232,7 @@ def harvest_into_store(
                 f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
                 "use a new output folder / database"
             )
-    kinds = harvest(subject, hook, sae, cfg)
+    kinds = harvest(subject, hook, sae, cfg) if units is None else harvest_units(subject, hook, cfg, units)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae))
     store.put_source(source, {**wanted, "harvest_complete": True})
@@ -240,7 +266,7 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
 
 def _llm_client(model_spec: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
     return make_llm_client(
-        model_spec, store=store, base_url=spec.base_url, concurrency=spec.concurrency,
+        model_spec, ledger=store.ledger, base_url=spec.base_url, concurrency=spec.concurrency,
         timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
     )
 
@@ -259,13 +285,23 @@ def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, 
 
 def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
     """`max_cost` covers the whole catalog: what earlier runs spent on it counts."""
-    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.total_cost())
+    return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.ledger.total_cost())
 
 
 def explain_stage(
     store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
 ) -> StageReport:
-    return asyncio.run(explain_units(store, source, units, explainer, concurrency=spec.concurrency))
+    return asyncio.run(closing(explain_units(store, source, units, explainer, concurrency=spec.concurrency), explainer))
+
+
+def warn_language_mismatch(spec: LabelSpec) -> None:
+    """LLM prose scored by the offline simulator is only as good as its language's parse of it."""
+    if spec.explainer != "offline" and spec.simulator == "offline":
+        print(
+            "warning: the offline simulator reads its own explanation language (autointerp/language.py); "
+            f"{spec.explainer}'s prose is scored only as far as that language parses it "
+            "(parse_coverage in each score and in the report)"
+        )
 
 
 def explanation_settings_hash(spec: LabelSpec) -> str:
@@ -281,9 +317,12 @@ def score_stage(
 ) -> StageReport:
     """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
-        score_units(
-            store, source, units, explanation_settings_hash=explanations_hash,
-            scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+        closing(
+            score_units(
+                store, source, units, explanation_settings_hash=explanations_hash,
+                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+            ),
+            simulator,
         )
     )
 
@@ -304,6 +343,78 @@ def label_units(
     return explained, scored, None
 
 
+# --- controls ---------------------------------------------------------------------------------------
+
+
+def run_controls(
+    cfg: RunConfig, out: Path, main_store: CatalogStore, source: str, subject: SubjectModel,
+    sae: SparseAutoencoder | None, sae_metrics: dict, explainer: Explainer, simulator: Simulator,
+) -> Path | None:
+    """Harvest, explain and score each control of `cfg.controls` into OUT/controls.db, with the
+    run's own explainer, simulator and scorers; returns the file (None when no control runs).
+    Like every stage it skips what is already done, so a re-run costs nothing."""
+    spec = cfg.controls
+    if not spec.run:
+        return None
+    hook = cfg.subject.hook
+    store = open_store(out / CONTROLS_DB)
+    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens})
+    for name in spec.run:
+        control = f"control:{name}"
+        print(f"control {name}")
+        if name == "shuffled":
+            _shuffled_control(store, control, main_store, source, explainer, simulator, cfg)
+            continue
+        if sae is None and name != "random_model":
+            print(f"  skipped: {name} needs an SAE")
+            continue
+        described = {"control": name, "subject": cfg.subject.model_dump(), "seed": spec.seed}
+        if name == "density_matched_neurons":
+            assert sae is not None
+            k = density_matched_k(subject.hook_width(hook), sae.cfg.d_sae, float(sae_metrics.get("l0") or sae.cfg.k))
+            harvest_into_store(store, control, subject, hook, None, harvest_cfg, {**described, "k": k}, {"neuron": top_k_per_token(k)})
+            kinds: list[UnitKind] = ["neuron"]
+        elif name == "random_directions":
+            assert sae is not None
+            directions = random_direction_sae(sae, spec.seed)
+            harvest_into_store(store, control, subject, hook, directions, harvest_cfg, described, {"feature": sae_features(directions)})
+            kinds = ["feature"]
+        else:  # random_model
+            random_subject = random_init_subject(subject, spec.seed)
+            tokens = spec.random_model_sae_tokens or cfg.sae.train.total_tokens
+            sae_spec = cfg.sae.model_copy(update={"path": None, "train": cfg.sae.train.model_copy(update={"total_tokens": tokens})})
+            random_sae, folder, _ = prepare_sae(random_subject, hook, sae_spec, cfg.corpus, out / "controls" / name)
+            harvest_into_store(store, control, random_subject, hook, random_sae, harvest_cfg, {**described, "sae": str(folder)})
+            kinds = ["neuron", "feature"]
+        chosen = select_units(store, control, UnitSelection(kinds=kinds, mode="random", n=spec.n_units, seed=spec.seed))
+        label_units(store, control, chosen, explainer, simulator, cfg.label)
+    store.close()
+    return out / CONTROLS_DB
+
+
+def _shuffled_control(
+    store: CatalogStore, control: str, main_store: CatalogStore, source: str, explainer: Explainer,
+    simulator: Simulator, cfg: RunConfig,
+) -> None:
+    """A sample of the run's units, each scored with another same-kind unit's explanation."""
+    spec = cfg.controls
+    usable = {
+        (e.unit_kind, e.unit_index): e
+        for e in main_store.explanations(source)
+        if e.settings_hash == explainer.settings_hash and not e.failed and e.text.strip()
+    }
+    chosen: list[UnitKey] = []
+    for kind in ("neuron", "feature"):
+        keys = sorted(key for key in usable if key[0] == kind)
+        chosen += sorted(random.Random(f"{spec.seed}:{kind}").sample(keys, min(spec.n_units, len(keys))))
+    if control not in store.sources():
+        harvests = (main_store.get_unit(source, kind, index) for kind, index in chosen)
+        store.put_units(control, (h for h in harvests if h is not None))
+        store.put_source(control, {"control": "shuffled", "from": source, "harvest_complete": True})
+    store.put_explanations(control, shuffled_explanations([usable[key] for key in chosen], spec.seed))
+    score_stage(store, control, chosen, shuffled_hash(explainer.settings_hash, spec.seed), simulator, cfg.label)
+
+
 # --- the whole run ------------------------------------------------------------------------------
 
 
@@ -319,10 +430,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         clock = time.time()
 
     store = open_store(out / CATALOG_DB)
-    run_id = "run"
     recorded = cfg.model_dump(mode="json")
     recorded["label"]["base_url"] = safe_url(cfg.label.base_url)  # a URL may carry a credential
-    store.put_run(run_id, recorded)
+    run_id = store.new_run("run", recorded)  # each run keeps its own record; earlier ones stay
     # Clients first: a missing key or bad backend fails now, not after SAE training and harvest.
     budget = make_budget(cfg.label, store)
     explainer = make_explainer(cfg.label, store, budget, run_id)
@@ -337,8 +447,11 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
     lap("harvest")
     units = select_units(store, source, cfg.units)
+    warn_language_mismatch(cfg.label)
     explained, scored, stopped = label_units(store, source, units, explainer, simulator, cfg.label)
     lap("explain+score")
+    controls_db = None if stopped else run_controls(cfg, out, store, source, subject, sae, metrics, explainer, simulator)
+    lap("controls")
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
@@ -347,17 +460,20 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     entries = [e for e in entries if e.explanations] or entries
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:
-        report = compare(entries, scorer=cfg.label.scorers[0], explainer=this_run)
+        report = build_report(entries, cfg.label.scorers[0], this_run, controls_db, out)
     except UserError as err:
         report = None
         print(f"no comparison yet: {err}")
-    paths = export_catalog(
-        entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
-    )
+    if cfg.export:
+        paths = export_catalog(
+            entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
+        )
+    else:
+        paths = {"report": write_report(report, out)} if report else {}
     lap("compare+export")
     summary.stage_seconds = timings
     summary.report_path = str(paths.get("report")) if paths.get("report") else None
-    summary.html_path = str(paths["html"])
+    summary.html_path = str(paths["html"]) if "html" in paths else None
     store.set_run_status(run_id, "stopped: budget" if stopped else "done")
     (out / "run_summary.json").write_text(summary.model_dump_json(indent=2))
     store.close()

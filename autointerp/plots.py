@@ -94,3 +94,32 @@ def plot_density_histogram(densities: Mapping[str, Sequence[float]], path: str |
     ax.set_ylabel("units")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_score_vs_density(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, scorer: str = "simulation"
+) -> Path:
+    """Each unit's score against its log10 activation density, neurons and features in one panel,
+    with each kind's running median (20 density bins) so a density confound shows as a slope.
+
+    `points` is {kind: (densities, scores)}; units that never fired are left out.
+    """
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for kind in ("neuron", "feature"):
+        density, score = (np.asarray(v, float) for v in points.get(kind, ([], [])))
+        keep = density > 0
+        if not keep.any():
+            continue
+        x, y = np.log10(density[keep]), score[keep]
+        color = KIND_COLORS[kind]
+        ax.scatter(x, y, s=4, alpha=0.25, color=color, label=f"{KIND_LABELS[kind]} (n={len(x)})")
+        edges = _bins(float(x.min()), float(x.max()), 20)
+        which = np.clip(np.digitize(x, edges) - 1, 0, len(edges) - 2)
+        centres = [(edges[i] + edges[i + 1]) / 2 for i in range(len(edges) - 1) if (which == i).sum() >= 5]
+        medians = [float(np.median(y[which == i])) for i in range(len(edges) - 1) if (which == i).sum() >= 5]
+        ax.plot(centres, medians, color=color, linewidth=2)
+    ax.set_xlabel("log10 activation density (fraction of tokens where the unit fires)")
+    ax.set_ylabel(f"{scorer} score")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

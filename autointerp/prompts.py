@@ -1,4 +1,5 @@
-"""Loads the versioned prompt templates shipped in the `prompts` package.
+"""Loads the versioned prompt templates: the repo's prompts/ folder, shipped in the wheel as
+`autointerp/prompt_templates/`.
 
 A template file `prompts/<name>_v<N>.txt` holds named sections, each opened by a line `@@ <section>`.
 Placeholders are written `{{name}}` (double braces, so JSON and code in the text need no escaping).
@@ -13,6 +14,8 @@ import json
 import re
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -46,10 +49,16 @@ class PromptTemplate(BaseModel):
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
+def _template_folder() -> Traversable:
+    """The installed templates (package data), else the source checkout's prompts/ folder."""
+    shipped = resources.files("autointerp").joinpath("prompt_templates")
+    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[1] / "prompts"
+
+
 def available_versions(name: str) -> list[int]:
     """Version numbers of the templates called `name`, ascending."""
     found = []
-    for entry in resources.files("prompts").iterdir():
+    for entry in _template_folder().iterdir():
         match = _FILE_NAME.match(entry.name)
         if match and match.group(1) == name:
             found.append(int(match.group(2)))
@@ -61,11 +70,11 @@ def load_prompt(name: str, version: int | None = None) -> PromptTemplate:
     """The template `name` at `version` (the newest when None)."""
     versions = available_versions(name)
     if not versions:
-        raise PromptError(f"no prompt template named {name!r} in the prompts package")
+        raise PromptError(f"no prompt template named {name!r} among the shipped prompts")
     chosen = versions[-1] if version is None else version
     if chosen not in versions:
         raise PromptError(f"prompt {name!r} has versions {versions}, not {chosen}")
-    text = resources.files("prompts").joinpath(f"{name}_v{chosen}.txt").read_text(encoding="utf-8")
+    text = _template_folder().joinpath(f"{name}_v{chosen}.txt").read_text(encoding="utf-8")
     return PromptTemplate(
         name=name,
         version=f"{name}_v{chosen}",

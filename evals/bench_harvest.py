@@ -60,7 +60,7 @@ def peak_memory(sae_dir: Path, tokens: int) -> float:
     """Max RSS (MB) of a fresh process that harvests `tokens` tokens."""
     code = (
         "import json,resource,sys;from pathlib import Path;"
-        "from evals.bench_harvest import _harvest_only;"
+        f"from {__package__}.bench_harvest import _harvest_only;"
         f"_harvest_only(Path({str(sae_dir)!r}),{tokens});"
         "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024))"
     )

@@ -11,7 +11,7 @@ The server runs in its own process, so its work does not share the measured proc
 column shows both processes' CPU per request: when their sum times req/s nears the free cores, the
 machine, not the pipeline, is the limit.
 
-    PYTHONPATH=. python evals/bench_labeling.py --units 24 --latency 0.05 --concurrency 4 16
+    python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from autointerp.labeling import explain_units, score_units
 from autointerp.llm import ChatMessage, ChatRequest, make_llm_client
 from autointerp.store import open_store
 from autointerp.simulators import LLMSimulator
-from tests.fake_llm_server import FakeLLMServer
-from tests.planted import SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer
+from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
 SOURCE = "planted/bench"
 SCORERS = ["simulation", "detection", "fuzzing"]
@@ -71,7 +71,7 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
             store = open_store(Path(folder) / "bench.db")
             store.put_source(SOURCE, {"bench": True})
             store.put_units(SOURCE, harvests)
-            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, store=store, concurrency=concurrency, timeout=30)
+            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
             explainer, simulator = LLMExplainer(client), LLMSimulator(client)
             raw_rate = asyncio.run(_raw_rate(client, concurrency))
             calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]

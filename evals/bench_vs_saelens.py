@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from evals.bench_sae_training import activation_batches, time_steps
+from .bench_sae_training import activation_batches, time_steps
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.training import SAETrainConfig, training_step
 

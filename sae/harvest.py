@@ -26,7 +26,15 @@ from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
 from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, WindowSlots
 from sae.logit_effects import logit_effects
-from sae.records import ActivationExample, ExampleSplit, NeuronWeight, TokenWeight, UnitHarvest, UnitKind, UnitStats
+from sae.records import (
+    ActivationExample,
+    ExampleSplit,
+    NeuronWeight,
+    TokenWeight,
+    UnitHarvest,
+    UnitKind,
+    UnitStats,
+)
 from sae.streaming import context_length, stream_activations
 from sae.subject.models import SubjectModel
 
@@ -110,7 +118,7 @@ class KindHarvester:
         }
         self.triggers = torch.full((units, cfg.n_triggers), -1, dtype=torch.long, device=device)
 
-    def merge(self, other: "KindHarvester") -> None:
+    def merge(self, other: KindHarvester) -> None:
         """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
         self.state.merge(other.state)
         for split in ("explain", "score"):
@@ -122,7 +130,7 @@ class KindHarvester:
         generator: torch.Generator,
     ) -> None:
         """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
-        n_windows, ctx, units = acts.shape
+        n_windows, _, units = acts.shape
         self.state.stats.update(acts.reshape(-1, units))
         window_max = acts.amax(dim=1).t()  # [U, W]
         fires = window_max > 0
@@ -158,7 +166,7 @@ class KindHarvester:
         generator: torch.Generator, vocab_size: int,
     ) -> None:
         """Second pass: keep a uniform sample of windows holding a trigger where the unit stays quiet."""
-        n_windows, ctx, units = acts.shape
+        n_windows, _, units = acts.shape
         if self.cfg.n_hard_negative == 0:
             return
         is_trigger = torch.zeros(units, vocab_size + 1, dtype=torch.bool, device=acts.device)

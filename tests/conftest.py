@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_llm_server import FakeLLMServer
+from autointerp.testing.fake_llm_server import FakeLLMServer
 
 
 @pytest.fixture
 def fake_llm_server() -> Iterator[FakeLLMServer]:
-    """A local OpenAI + Anthropic compatible server; see tests/fake_llm_server.py."""
+    """A local OpenAI + Anthropic compatible server; see autointerp/testing/fake_llm_server.py."""
     with FakeLLMServer() as server:
         yield server
 

@@ -20,7 +20,7 @@ from autointerp.cli import main
 from autointerp.prompts import load_prompt
 from autointerp.store import open_store
 from sae.harvest import HarvestConfig
-from tests.fake_llm_server import FakeLLMServer, FakeReply, Fault
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, Fault
 
 FINAL = 'fires on "None" when it repeats (exact tokens)'
 SCRIPT = [

@@ -15,8 +15,8 @@ from autointerp.labeling import explain_units, score_units
 from autointerp.llm import Budget, BudgetExceeded, RetryPolicy, make_llm_client
 from autointerp.simulators import LLMSimulator, OfflineSimulator
 from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, Fault
-from tests.planted import SimulatingResponder, planted_harvest, planted_units
+from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
+from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
 SOURCE = "planted/test"
 SCORERS = ["simulation", "detection", "fuzzing"]
@@ -66,7 +66,7 @@ def test_llm_pipeline_through_the_fake_server(store: CatalogStore, fake_llm_serv
 
     def stages() -> tuple:
         client = make_llm_client(
-            "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, store=store, concurrency=4, retry=FAST
+            "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, ledger=store.ledger, concurrency=4, retry=FAST
         )
         explainer, simulator = LLMExplainer(client), LLMSimulator(client)
         explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=4, progress=False))
@@ -113,7 +113,7 @@ def test_spent_budget_stops_the_stage_and_keeps_finished_work(store: CatalogStor
 
     def client(budget: Budget):
         return make_llm_client(
-            "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, store=store, budget=budget,
+            "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, ledger=store.ledger, budget=budget,
             prices=prices, concurrency=1, retry=FAST,
         )  # fmt: skip
 

@@ -4,6 +4,7 @@ error handling, the response cache, the budget, concurrency and key hygiene."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 import json
 import logging
 from pathlib import Path
@@ -24,8 +25,11 @@ from autointerp.llm import (
     RetryPolicy,
     make_llm_client,
 )
-from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
+from autointerp.explainers.llm import LLMExplainer
+from autointerp.llm.client import closing
+from autointerp.simulators.offline import OfflineSimulator
+from autointerp.store import SQLiteLedger, open_store
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 
 FAST = RetryPolicy(max_attempts=3, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -39,9 +43,9 @@ def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CatalogStore:
+def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
     with open_store(tmp_path / "run.db") as s:
-        yield s
+        yield s.ledger
 
 
 def user(text: str, system: str | None = None, **params) -> ChatRequest:
@@ -167,13 +171,13 @@ def test_429_waits_as_long_as_retry_after_says(fake_llm_server, make_client, cap
     ids=["500", "503", "529-overloaded", "truncated", "malformed"],
 )
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
-def test_transient_failures_are_retried(fake_llm_server, make_client, fault, store) -> None:
+def test_transient_failures_are_retried(fake_llm_server, make_client, fault, ledger) -> None:
     fake_llm_server.add_faults(fault)
-    response = run(make_client(fake_llm_server, store=store).complete(user("hi")))
+    response = run(make_client(fake_llm_server, ledger=ledger).complete(user("hi")))
     assert response.text == "echo: hi"
     assert fake_llm_server.request_count == 2
-    assert [c["status"] for c in store.llm_calls()] == ["error", "ok"]
-    assert [c["attempt"] for c in store.llm_calls()] == [1, 2]
+    assert [c["status"] for c in ledger.llm_calls()] == ["error", "ok"]
+    assert [c["attempt"] for c in ledger.llm_calls()] == [1, 2]
 
 
 def test_timeout_is_retried(fake_llm_server: FakeLLMServer) -> None:
@@ -205,13 +209,13 @@ def test_refused_key_or_model_stops_the_stage(fake_llm_server, make_client, stat
         assert client.api_key_env in str(info.value)
 
 
-def test_persistent_5xx_gives_up_after_max_attempts(fake_llm_server, store) -> None:
+def test_persistent_5xx_gives_up_after_max_attempts(fake_llm_server, ledger) -> None:
     fake_llm_server.add_faults(*[Fault(status=500)] * 5)
     with pytest.raises(LLMCallError, match="InternalServerError") as info:
-        run(openai_client(fake_llm_server, store=store).complete(user("hi")))
+        run(openai_client(fake_llm_server, ledger=ledger).complete(user("hi")))
     assert info.value.status_code == 500
     assert fake_llm_server.request_count == FAST.max_attempts
-    assert [c["http_status"] for c in store.llm_calls()] == [500, 500, 500]
+    assert [c["http_status"] for c in ledger.llm_calls()] == [500, 500, 500]
 
 
 @pytest.mark.parametrize("body", ["{not json", "", '{"id": 1}'], ids=["bad-json", "empty", "missing-fields"])
@@ -223,22 +227,22 @@ def test_malformed_bodies_end_as_an_error_not_a_crash(fake_llm_server, make_clie
     assert fake_llm_server.request_count == FAST.max_attempts
 
 
-def test_unreachable_server_is_a_call_error(store) -> None:
+def test_unreachable_server_is_a_call_error(ledger) -> None:
     with FakeLLMServer() as server:
-        client = openai_client(server, store=store)
+        client = openai_client(server, ledger=ledger)
     with pytest.raises(LLMCallError, match="APIConnectionError"):
         run(client.complete(user("hi")))
-    assert len(store.llm_calls()) == FAST.max_attempts
+    assert len(ledger.llm_calls()) == FAST.max_attempts
 
 
 # ---- cache, budget, concurrency --------------------------------------------------------------
 
 
-def test_second_identical_run_makes_no_requests(fake_llm_server, store) -> None:
+def test_second_identical_run_makes_no_requests(fake_llm_server, ledger) -> None:
     requests = [user(f"unit {i}", logprobs=True, top_logprobs=3) for i in range(4)]
 
     async def one_run():
-        client = openai_client(fake_llm_server, store=store)
+        client = openai_client(fake_llm_server, ledger=ledger)
         return await asyncio.gather(*(client.complete(r) for r in requests))
 
     first = run(one_run())
@@ -249,17 +253,17 @@ def test_second_identical_run_makes_no_requests(fake_llm_server, store) -> None:
     assert [r.text for r in second] == [r.text for r in first]
     assert [r.logprobs for r in second] == [r.logprobs for r in first]
 
-    run(openai_client(fake_llm_server, store=store).complete(user("unit 0", temperature=1.0)))
+    run(openai_client(fake_llm_server, ledger=ledger).complete(user("unit 0", temperature=1.0)))
     assert fake_llm_server.request_count == 5  # another parameter: another request
-    statuses = [c["status"] for c in store.llm_calls()]
+    statuses = [c["status"] for c in ledger.llm_calls()]
     assert statuses.count("ok") == 5 and statuses.count("cached") == 4
 
 
-def test_budget_stops_before_the_next_call(fake_llm_server, store) -> None:
+def test_budget_stops_before_the_next_call(fake_llm_server, ledger) -> None:
     fake_llm_server.responder = lambda body, api: FakeReply("x", prompt_tokens=1_000_000, completion_tokens=0)
     budget = Budget(max_cost_usd=1.0)
     client = openai_client(
-        fake_llm_server, store=store, budget=budget, prices={"gpt-4o-mini": {"input": 0.6, "output": 0.0}}
+        fake_llm_server, ledger=ledger, budget=budget, prices={"gpt-4o-mini": {"input": 0.6, "output": 0.0}}
     )
     run(client.complete(user("a")))  # $0.60
     run(client.complete(user("b")))  # $1.20: over budget, but it had started under it
@@ -267,7 +271,7 @@ def test_budget_stops_before_the_next_call(fake_llm_server, store) -> None:
         run(client.complete(user("c")))
     assert isinstance(info.value, UserError)
     assert fake_llm_server.request_count == 2
-    assert budget.spent_usd == pytest.approx(1.2) and store.total_cost() == pytest.approx(1.2)
+    assert budget.spent_usd == pytest.approx(1.2) and ledger.total_cost() == pytest.approx(1.2)
     assert run(client.complete(user("a"))).cached  # finished work still served
 
 
@@ -315,7 +319,7 @@ def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplo
     fake_llm_server.add_faults(Fault(status=500), Fault(status=401))
     with caplog.at_level(logging.DEBUG):
         with open_store(path) as store:
-            client = openai_client(fake_llm_server, store=store)
+            client = openai_client(fake_llm_server, ledger=store.ledger)
             with pytest.raises(LLMAccessError) as info:
                 run(client.complete(user("hi")))
             run(client.complete(user("hello")))
@@ -327,3 +331,16 @@ def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplo
     assert "SECRET" not in caplog.text
     for file in tmp_path.iterdir():  # run.db, and -wal / -shm if still present
         assert b"SECRET" not in file.read_bytes(), file.name
+
+
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_client) -> None:
+    client = make_client(fake_llm_server)
+    opened = []
+
+    async def stage() -> None:
+        await client.complete(user("hi"))
+        opened.append(client._for_loop()[0])
+
+    run(closing(stage(), LLMExplainer(client), OfflineSimulator()))
+    assert opened[0].is_closed()

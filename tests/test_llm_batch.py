@@ -4,14 +4,15 @@ half price, and the answers landing in the response cache so the live path then 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from autointerp.llm import ChatMessage, ChatRequest, RetryPolicy, make_llm_client
 from autointerp.llm.batch import BatchError, collect_batch, submit_batch, wait_for_batch
-from autointerp.store import CatalogStore, open_store
-from tests.fake_llm_server import FakeLLMServer, FakeReply
+from autointerp.store import SQLiteLedger, open_store
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
 
@@ -23,28 +24,28 @@ def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CatalogStore:
+def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
     with open_store(tmp_path / "run.db") as s:
-        yield s
+        yield s.ledger
 
 
 def requests(n: int) -> dict[str, ChatRequest]:
     return {f"feature-{i}": ChatRequest(messages=[ChatMessage(role="user", content=f"explain {i}")]) for i in range(n)}
 
 
-def client_for(spec: str, server: FakeLLMServer, store: CatalogStore):
+def client_for(spec: str, server: FakeLLMServer, ledger: SQLiteLedger):
     base_url = server.openai_base_url if spec.startswith("openai") else server.anthropic_base_url
     return make_llm_client(
-        spec, base_url=base_url, store=store, retry=FAST, prices={"m": {"input": 2.0, "output": 0.0}}
+        spec, base_url=base_url, ledger=ledger, retry=FAST, prices={"m": {"input": 2.0, "output": 0.0}}
     )
 
 
 @pytest.mark.parametrize("spec", ["openai:m", "anthropic:m"])
-def test_batch_round_trip_fills_the_cache(fake_llm_server: FakeLLMServer, store, spec) -> None:
+def test_batch_round_trip_fills_the_cache(fake_llm_server: FakeLLMServer, ledger, spec) -> None:
     fake_llm_server.responder = lambda body, api: FakeReply("label", prompt_tokens=1_000_000, completion_tokens=1)
     fake_llm_server.batch_fail_ids = {"feature-2"}
     batch = requests(3)
-    client = client_for(spec, fake_llm_server, store)
+    client = client_for(spec, fake_llm_server, ledger)
 
     async def flow():
         batch_id = await submit_batch(client, batch)
@@ -56,8 +57,8 @@ def test_batch_round_trip_fills_the_cache(fake_llm_server: FakeLLMServer, store,
     assert results["feature-0"].response.text == "label"
     assert results["feature-0"].response.cost_usd == pytest.approx(1.0)  # half of $2 per 1M
     assert results["feature-2"].response is None and results["feature-2"].error
-    assert store.total_cost() == pytest.approx(2.0)
-    assert [b["status"] for b in store.batches()] == ["collected"]
+    assert ledger.total_cost() == pytest.approx(2.0)
+    assert [b["status"] for b in ledger.batches()] == ["collected"]
 
     before = fake_llm_server.request_count
     live = asyncio.run(client.complete(batch["feature-1"]))
@@ -67,8 +68,8 @@ def test_batch_round_trip_fills_the_cache(fake_llm_server: FakeLLMServer, store,
     assert fake_llm_server.request_count == before + 1
 
 
-def test_batch_input_is_checked(fake_llm_server: FakeLLMServer, store) -> None:
-    openai_client = client_for("openai:m", fake_llm_server, store)
+def test_batch_input_is_checked(fake_llm_server: FakeLLMServer, ledger) -> None:
+    openai_client = client_for("openai:m", fake_llm_server, ledger)
     with pytest.raises(BatchError, match="custom ids"):
         asyncio.run(submit_batch(openai_client, {"has space": requests(1)["feature-0"]}))
     with pytest.raises(BatchError, match="at least one"):

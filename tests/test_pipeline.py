@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autointerp.controls import CONTROL_NAMES, ControlSpec
 from autointerp.errors import UserError
 from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
 from sae.harvest import HarvestConfig
@@ -25,6 +26,7 @@ def tiny_config(out: Path) -> RunConfig:
         harvest=HarvestConfig(n_tokens=12_000, n_top=12, n_top_score=8, reservoir=10, n_random=6, n_silent=4),
         units=UnitSelection(mode="first", n=12),
         label=LabelSpec(scorers=["simulation", "detection"]),
+        controls=ControlSpec(n_units=8, harvest_tokens=8_000, random_model_sae_tokens=4096 * 4),
     )
 
 
@@ -46,6 +48,25 @@ def test_run_writes_every_artefact(first_run):
     assert summary.explain.written == 24 and summary.explain.failed == 0
     lines = (out / "catalog.jsonl").read_text().splitlines()
     assert len(lines) == 24  # the labelled units
+    assert (out / "controls.db").exists() and (out / "score_vs_density.png").exists()
+
+
+def test_report_has_protocol_strata_controls_and_ceiling(first_run):
+    out, _ = first_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol_version"] == 2
+    for kind in ("neuron", "feature"):
+        assert set(report["strata"][kind]["simulation"]) >= {"top", "quantile", "random"}
+        assert report["ceiling"][kind]["ceiling"]["n"] > 0
+    assert set(report["controls"]) == set(CONTROL_NAMES)
+    shuffled = report["controls"]["shuffled"]["feature"]["simulation"]
+    assert set(shuffled) == {"n", "mean", "mean_ci95", "median", "median_ci95"} and shuffled["n"] == 8
+    assert set(report["controls"]["density_matched_neurons"]) == {"neuron"}
+    assert set(report["controls"]["random_directions"]) == {"feature"}
+    assert set(report["controls"]["random_model"]) == {"neuron", "feature"}
+    assert any(line.startswith("control shuffled") for line in report["conclusions"])
+    markdown = (out / "report.md").read_text()
+    assert "## Controls" in markdown and "## Per stratum" in markdown
 
 
 def test_store_holds_all_harvested_units_and_the_run_config(first_run):
@@ -90,11 +111,32 @@ def test_changed_sae_settings_are_refused_not_reused(first_run):
 def test_budget_counts_what_earlier_runs_spent(tmp_path):
     from autointerp.llm.budget import BudgetExceeded
     from autointerp.pipeline import make_budget
+    from autointerp.llm.ledger import LLMCall
     from autointerp.store import open_store
 
     store = open_store(tmp_path / "c.db")
-    store.log_llm_call(run_id="earlier", backend="openai", model="m", status="ok", cost_usd=2.5)
-    assert make_budget(LabelSpec(max_cost=10.0), store).remaining_usd == pytest.approx(7.5)
+    store.ledger.log_llm_call(LLMCall(run_id="earlier", backend="openai", model="m", status="ok", cost_usd=2.5))
+    budget = make_budget(LabelSpec(max_cost=10.0), store)
+    assert budget.max_cost_usd == 10.0 and budget.spent_usd == pytest.approx(2.5)
     with pytest.raises(BudgetExceeded):
         make_budget(LabelSpec(max_cost=2.0), store).check()
     assert make_budget(LabelSpec(), store) is None
+
+
+def test_the_shipped_builtin_config_is_the_demo() -> None:
+    from autointerp.demo import demo_config
+    from autointerp.pipeline import load_run_config
+
+    shipped = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "builtin-offline.toml")
+    assert shipped.model_dump(exclude={"out"}) == demo_config("x").model_dump(exclude={"out"})
+
+
+def test_llm_explanations_scored_offline_are_flagged(capsys) -> None:
+    from autointerp.pipeline import warn_language_mismatch
+
+    warn_language_mismatch(LabelSpec())
+    assert capsys.readouterr().out == ""
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="offline"))
+    assert "parse_coverage" in capsys.readouterr().out
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="openai:gpt-4o-mini"))
+    assert capsys.readouterr().out == ""

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autointerp.cli import main
-from tests.fake_llm_server import FakeLLMServer
-from tests.planted import SimulatingResponder
+from autointerp.testing.fake_llm_server import FakeLLMServer
+from autointerp.testing.planted import SimulatingResponder
 
 OPENAI_KEY = "sk-test-RUNSECRET-0123456789abcdef"
 ANTHROPIC_KEY = "fake-anthropic-key-RUNSECRET"

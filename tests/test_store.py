@@ -9,11 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from autointerp.errors import UserError
+from autointerp.llm.ledger import LLMCall
 from autointerp.records import (
     ActivationExample,
     ExampleScore,
@@ -22,6 +24,7 @@ from autointerp.records import (
     Score,
     TokenWeight,
     UnitHarvest,
+    UnitKind,
     UnitStats,
 )
 from autointerp.store import SCHEMA_VERSION, CatalogStore, StoreError, open_store
@@ -98,7 +101,7 @@ def make_score(index: int, *, failed: bool = False, value: float | None = 0.7) -
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CatalogStore:
+def store(tmp_path: Path) -> Iterator[CatalogStore]:
     with open_store(tmp_path / "run.db") as s:
         yield s
 
@@ -149,22 +152,23 @@ def test_sources_and_runs(store: CatalogStore) -> None:
     with pytest.raises(StoreError, match="known: a/neurons, b/sae"):
         store.source_config("missing")
 
-    store.put_run("run-1", {"explainer": "offline", "seed": 0})
-    store.set_run_status("run-1", "done")
-    [run] = store.runs()
-    assert run["run_id"] == "run-1" and run["status"] == "done" and run["config"]["seed"] == 0
+    first = store.new_run("run", {"explainer": "offline", "seed": 0})
+    store.set_run_status(first, "done")
+    second = store.new_run("explain", {"explainer": "offline", "seed": 1})
+    assert first != second
+    runs = store.runs()
+    assert [r["run_id"] for r in runs] == [first, second]  # history kept, oldest first
+    assert runs[0]["status"] == "done" and runs[0]["config"]["seed"] == 0 and runs[1]["status"] == "running"
 
 
 def test_explanations_round_trip_and_skip_by_settings_hash(store: CatalogStore) -> None:
-    assert not store.has_explanation("src", "feature", 4, "h1")
+    assert store.explanations("src", "feature", 4) == []
     store.put_explanation("src", make_explanation(4, text="first"))
     store.put_explanation("src", make_explanation(4, text="second"))  # same key: replaced
     store.put_explanation("src", make_explanation(4, settings_hash="h2"))
     store.put_explanations("src", [make_explanation(5)])
 
-    assert store.has_explanation("src", "feature", 4, "h1")
-    assert not store.has_explanation("src", "feature", 4, "h3")
-    assert not store.has_explanation("other", "feature", 4, "h1")
+    assert store.explanations("other", "feature", 4) == []
     found = store.explanations("src", "feature", 4)
     assert [e.settings_hash for e in found] == ["h1", "h2"]
     assert found[0] == make_explanation(4, text="second")
@@ -172,7 +176,7 @@ def test_explanations_round_trip_and_skip_by_settings_hash(store: CatalogStore) 
 
 
 def test_scores_round_trip_and_failed_ones_are_redone(store: CatalogStore) -> None:
-    key = ("src", "feature", 4, "simulation", "h1", "s1")
+    key: tuple[str, UnitKind, int, str, str, str] = ("src", "feature", 4, "simulation", "h1", "s1")
     assert not store.has_score(*key)
     store.put_score("src", make_score(4, failed=True))
     assert not store.has_score(*key)  # a re-run retries failures
@@ -199,19 +203,29 @@ def test_catalog_entries_join_everything(store: CatalogStore) -> None:
     assert entries[1].scores == [make_score(1)]
 
 
-def test_cache_and_call_log(store: CatalogStore) -> None:
-    assert store.cache_get("k1") is None
-    store.cache_put("k1", {"text": "hi", "prompt_tokens": 3}, backend="openai", model="m", request={"x": 1})
-    store.cache_put("k1", {"text": "hi again"})
-    assert store.cache_get("k1") == {"text": "hi again"}
+def test_cache_call_log_and_batches(store: CatalogStore) -> None:
+    ledger = store.ledger
+    assert ledger.cache_get("k1") is None
+    ledger.cache_put("k1", {"text": "hi", "prompt_tokens": 3}, backend="openai", model="m", request={"x": 1})
+    ledger.cache_put("k1", {"text": "hi again"}, backend="openai", model="m", request={"x": 1})
+    assert ledger.cache_get("k1") == {"text": "hi again"}
+    ledger.cache_delete("k1")
+    assert ledger.cache_get("k1") is None
 
-    store.log_llm_call(backend="openai", model="m", status="ok", run_id="r1", cost_usd=0.25)
-    store.log_llm_call(backend="openai", model="m", status="ok", run_id="r2", cost_usd=0.5)
-    store.log_llm_call(backend="openai", model="m", status="error", run_id="r2", error="HTTP 500")
-    assert store.total_cost() == pytest.approx(0.75)
-    assert store.total_cost("r2") == pytest.approx(0.5)
-    assert store.total_cost("never") == 0.0
-    assert [c["status"] for c in store.llm_calls("r2")] == ["ok", "error"]
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="ok", run_id="r1", cost_usd=0.25))
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="ok", run_id="r2", cost_usd=0.5))
+    ledger.log_llm_call(LLMCall(backend="openai", model="m", status="error", run_id="r2", error="HTTP 500"))
+    assert ledger.total_cost() == pytest.approx(0.75)
+    assert ledger.total_cost("r2") == pytest.approx(0.5)
+    assert ledger.total_cost("never") == 0.0
+    assert [(c["status"], c["error"]) for c in ledger.llm_calls("r2")] == [("ok", None), ("error", "HTTP 500")]
+
+    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="submitted")
+    [submitted] = ledger.batches("submitted")
+    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="collected")
+    [collected] = ledger.batches()
+    assert collected["status"] == "collected" and collected["submitted_at"] == submitted["submitted_at"]
+    assert ledger.batches("submitted") == []
 
 
 def test_reopened_store_resumes_where_it_stopped(tmp_path: Path) -> None:
@@ -220,7 +234,7 @@ def test_reopened_store_resumes_where_it_stopped(tmp_path: Path) -> None:
         first.put_units("src", [make_unit("feature", 0)])
         first.put_explanation("src", make_explanation(0))
     with open_store(path) as second:
-        assert second.has_explanation("src", "feature", 0, "h1")
+        assert second.explanations("src") == [make_explanation(0)]
         assert second.unit_keys("src") == [("feature", 0)]
 
 
@@ -291,13 +305,9 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path) -> None:
         assert len(counts) == len(keys) and {c[0] for c in counts} == {40}
 
 
-def test_failed_explanations_are_kept_but_not_done(store: CatalogStore) -> None:
-    if "failed" not in Explanation.model_fields:
-        pytest.skip("Explanation has no failed field in this checkout")
+def test_failed_explanations_are_kept(store: CatalogStore) -> None:
     failed = make_explanation(3).model_copy(update={"text": "", "failed": True, "error": "HTTP 500 x5"})
     store.put_explanation("src", failed)
-    assert not store.has_explanation("src", "feature", 3, "h1")
-    assert store.has_explanation("src", "feature", 3, "h1", include_failed=True)
     assert store.explanations("src") == [failed]
 
 

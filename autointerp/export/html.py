@@ -15,16 +15,16 @@ textContent. One page per unit keeps thousands of units fast to write and to bro
 from __future__ import annotations
 
 import functools
-
 import json
 import math
 import re
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from html import escape
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from autointerp.agent.trace_html import agent_trace_section
 from autointerp.compare import (
@@ -38,13 +38,19 @@ from autointerp.compare import (
 )
 from autointerp.errors import UserError
 from autointerp.export.selection import finite_or_none
-from autointerp.plots import plot_density_histogram, plot_score_distributions
+from autointerp.plots import (
+    plot_density_histogram,
+    plot_score_distributions,
+    plot_score_vs_density,
+)
 from autointerp.records import ActivationExample, CatalogEntry, Score, TokenWeight
+from autointerp.validity import chosen_scores, density_points
 
 HTML_DIR = "html"
 UNITS_DIR = "units"
 STATIC_FILES = ("catalog.css", "catalog.js")
 SCORE_PLOT = "score_distributions.png"
+SCORE_VS_DENSITY_PLOT = "score_vs_density.png"
 DENSITY_PLOT = "density_histogram.png"
 HIGHLIGHT_LEVELS = 10
 SAMPLING_TITLES = {
@@ -393,12 +399,33 @@ def _comparison_section(report: ComparisonReport | None, note: str | None, has_d
             f"bootstrap 95% CIs from {report.n_resamples} resamples (seed {report.seed}); two-sided Mann-Whitney U.</p>"
             f'<table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         )
+        out.append(_validity_html(report))
     out.append('<div class="plots">')
     if report is not None:
         out.append(f'<h3>Score distributions</h3><img src="{SCORE_PLOT}" alt="score distributions, neurons vs features">')
+    if report is not None:
+        out.append(f'<h3>Score against density</h3><img src="{SCORE_VS_DENSITY_PLOT}" alt="score against activation density">')
     if has_density_plot:
         out.append(f'<h3>Activation density</h3><img src="{DENSITY_PLOT}" alt="activation density, neurons vs features">')
     out.append("</div></section>")
+    return "".join(out)
+
+
+def _validity_html(report: ComparisonReport) -> str:
+    """What each number measures, the conclusions, and the strata / controls / ceiling tables."""
+    from autointerp.validity_report import (
+        validity_tables,  # it builds on the comparison module
+    )
+
+    if report.protocol_version is None:
+        return ""
+    out = [f"<h3>What the numbers mean (scoring protocol v{report.protocol_version})</h3><dl>"]
+    out += [f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in report.measures.items()]
+    out.append("</dl><h3>Conclusions</h3><ul>" + "".join(f"<li>{_e(line)}</li>" for line in report.conclusions) + "</ul>")
+    for title, rows in validity_tables(report):
+        head = "".join(f"<th>{_e(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+        out.append(f'<h3>{_e(title)}</h3><table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
     return "".join(out)
 
 
@@ -505,6 +532,8 @@ def write_html_catalog(
 
     if report is not None:
         plot_score_distributions(score_samples(report), html_dir / SCORE_PLOT)
+        chosen = chosen_scores(ordered, report.scorer, report.explainer, report.simulator)
+        plot_score_vs_density(density_points(chosen), html_dir / SCORE_VS_DENSITY_PLOT, report.scorer)
     densities: dict[str, list[float]] = defaultdict(list)
     for e in ordered:
         densities[e.harvest.kind].append(e.harvest.stats.density)

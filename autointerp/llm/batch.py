@@ -2,8 +2,8 @@
 
 The flow reuses the live path: build the same ChatRequests a stage would send, `submit_batch` them,
 later `collect_batch` (or `wait_for_batch`). Each answer is priced at the batch rate, logged, and put in
-the store's response cache under the key `complete()` uses, so running the stage afterwards is served
-entirely from the cache. Submitted batch ids are kept in the store so a restarted run collects them
+the ledger's response cache under the key `complete()` uses, so running the stage afterwards is served
+entirely from the cache. Submitted batch ids are kept in the ledger so a restarted run collects them
 instead of paying twice.
 """
 
@@ -91,8 +91,8 @@ async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest
         batch_id = await call_with_retries(_submit, client.retry, label=f"{client.name} batch")
     except SDK_ERRORS as exc:
         raise client._translate(exc) from exc
-    if client.store is not None:
-        client.store.put_batch(
+    if client.ledger is not None:
+        client.ledger.put_batch(
             batch_id, backend=client.backend, model=client.model, n_requests=len(requests), status="submitted"
         )
     return batch_id
@@ -128,8 +128,8 @@ async def collect_batch(
         else:
             client.log_call(key, status="error", attempt=1, error=f"batch {batch_id}: {result.error}")
         results[cid] = result
-    if client.store is not None:
-        client.store.put_batch(
+    if client.ledger is not None:
+        client.ledger.put_batch(
             batch_id, backend=client.backend, model=client.model, n_requests=len(requests), status="collected"
         )
     return results

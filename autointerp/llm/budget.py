@@ -25,10 +25,6 @@ class Budget:
         self.spent_usd = spent_usd
         self._lock = threading.Lock()
 
-    @property
-    def remaining_usd(self) -> float | None:
-        return None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - self.spent_usd)
-
     def check(self) -> None:
         """Raise BudgetExceeded if no further call may start."""
         if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:

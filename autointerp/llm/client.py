@@ -13,17 +13,19 @@ import json
 import logging
 import time
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.budget import Budget
 from autointerp.llm.errors import LLMAccessError, LLMCallError, MalformedResponseError
+from autointerp.llm.ledger import CallStatus, LLMCall, LLMLedger
 from autointerp.llm.pricing import ModelPrice, cost_usd
 from autointerp.llm.redact import redact, safe_url
 from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, status_code_of
-from autointerp.store import CatalogStore
 
 log = logging.getLogger("autointerp.llm")
+T = TypeVar("T")
 
 
 def request_cache_key(backend: str, base_url: str | None, request: ChatRequest) -> str:
@@ -46,7 +48,7 @@ class BaseLLMClient:
         *,
         api_key: str,
         base_url: str | None = None,
-        store: CatalogStore | None = None,
+        ledger: LLMLedger | None = None,
         budget: Budget | None = None,
         concurrency: int = 8,
         timeout_s: float = 60.0,
@@ -59,7 +61,7 @@ class BaseLLMClient:
         self.model = model
         self.name = f"{self.backend}:{model}"
         self.base_url = base_url
-        self.store = store
+        self.ledger = ledger
         self.budget = budget
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -111,8 +113,8 @@ class BaseLLMClient:
         """
         request = self.with_model(request)
         key = request_cache_key(self.backend, self.base_url, request)
-        if self.store is not None:
-            hit = self.store.cache_get(key)
+        if self.ledger is not None:
+            hit = self.ledger.cache_get(key)
             if hit is not None:
                 self.log_call(key, status="cached", attempt=0, response=ChatResponse(**hit))
                 return ChatResponse(**{**hit, "cached": True, "cost_usd": 0.0})
@@ -134,15 +136,15 @@ class BaseLLMClient:
     def forget(self, request: ChatRequest) -> None:
         """Drop this request's cached answer: the caller found it unusable, and a later run should
         pay for a fresh one rather than replay the same failure for free."""
-        if self.store is not None:
-            self.store.cache_delete(self.cache_key(request))
+        if self.ledger is not None:
+            self.ledger.cache_delete(self.cache_key(request))
 
     def remember(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
         """Count a paid response against the budget and cache it (live calls and batch results)."""
         if self.budget is not None:
             self.budget.add(response.cost_usd)
-        if self.store is not None:
-            self.store.cache_put(
+        if self.ledger is not None:
+            self.ledger.cache_put(
                 key,
                 response.model_dump(mode="json"),
                 backend=self.backend,
@@ -193,30 +195,34 @@ class BaseLLMClient:
         self,
         key: str,
         *,
-        status: str,
+        status: CallStatus,
         attempt: int,
         latency: float = 0.0,
         response: ChatResponse | None = None,
         exc: BaseException | None = None,
         error: str | None = None,
     ) -> None:
-        """Append one attempt to the store's call log (no store: nothing to do)."""
-        if self.store is None:
+        """Append one attempt to the ledger's call log (no ledger: nothing to do)."""
+        if self.ledger is None:
             return
-        self.store.log_llm_call(
-            run_id=self.run_id,
-            backend=self.backend,
-            model=self.model,
-            base_url=safe_url(self.base_url),
-            request_hash=key,
-            attempt=attempt,
-            status=status,
-            http_status=status_code_of(exc) if exc else None,
-            prompt_tokens=response.prompt_tokens if response else 0,
-            completion_tokens=response.completion_tokens if response else 0,
-            cost_usd=response.cost_usd if response and status == "ok" else 0.0,
-            latency_s=latency,
-            error=self._redact(f"{type(exc).__name__}: {exc}" if exc else error) if (exc or error) else None,
+        if exc is not None:
+            error = f"{type(exc).__name__}: {exc}"
+        self.ledger.log_llm_call(
+            LLMCall(
+                run_id=self.run_id,
+                backend=self.backend,
+                model=self.model,
+                base_url=safe_url(self.base_url),
+                request_hash=key,
+                attempt=attempt,
+                status=status,
+                http_status=status_code_of(exc) if exc else None,
+                prompt_tokens=response.prompt_tokens if response else 0,
+                completion_tokens=response.completion_tokens if response else 0,
+                cost_usd=response.cost_usd if response and status == "ok" else 0.0,
+                latency_s=latency,
+                error=self._redact(error) if error else None,
+            )
         )
 
     async def aclose(self) -> None:
@@ -224,3 +230,16 @@ class BaseLLMClient:
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found[0].close()
+
+
+async def closing(work: Awaitable[T], *users: object) -> T:
+    """Await `work`, then close the connections of the LLM clients that `users` (explainers,
+    simulators) hold, in this event loop: an SDK client belongs to the loop that made it, so a stage
+    run by asyncio.run must close it before that loop ends."""
+    try:
+        return await work
+    finally:
+        for user in users:
+            client = getattr(user, "client", None)
+            if isinstance(client, BaseLLMClient):
+                await client.aclose()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from autointerp.errors import UserError
 from autointerp.llm.anthropic_backend import AnthropicClient
 from autointerp.llm.budget import Budget
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MissingAPIKeyError
+from autointerp.llm.ledger import LLMLedger
 from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.llm.pricing import ModelPrice, load_prices
 from autointerp.llm.retry import RetryPolicy
-from autointerp.store import CatalogStore
 
 BACKENDS = ("openai", "anthropic", "openai-compatible")
 # Sent to self-hosted servers that ignore auth; the SDK insists on some key.
@@ -51,7 +52,7 @@ def _key_from_env(variable: str) -> str:
 def make_llm_client(
     spec: str,
     *,
-    store: CatalogStore | None = None,
+    ledger: LLMLedger | None = None,
     base_url: str | None = None,
     concurrency: int = 8,
     timeout: float = 60.0,
@@ -63,7 +64,7 @@ def make_llm_client(
 ) -> BaseLLMClient:
     """A client for `spec` ("openai:MODEL", "anthropic:MODEL", "openai-compatible:MODEL").
 
-    `store` enables the response cache and the call log; `budget` is shared by all clients of a run;
+    `ledger` enables the response cache and the call log; `budget` is shared by all clients of a run;
     `retry` overrides `max_attempts` and the waits; `prices` updates the built-in price table (a dict
     or a .json/.toml file). Raises MissingAPIKeyError naming the variable when a key is needed.
     """
@@ -72,23 +73,21 @@ def make_llm_client(
         raise LLMSpecError(f"concurrency must be >= 1, got {concurrency}")
     if timeout <= 0:
         raise LLMSpecError(f"timeout must be > 0 seconds, got {timeout}")
-    common = dict(
-        base_url=base_url,
-        store=store,
-        budget=budget,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        retry=retry or RetryPolicy(max_attempts=max_attempts),
-        prices=load_prices(prices),
-        run_id=run_id,
-    )
+    common: dict[str, Any] = {
+        "base_url": base_url,
+        "ledger": ledger,
+        "budget": budget,
+        "concurrency": concurrency,
+        "timeout_s": timeout,
+        "retry": retry or RetryPolicy(max_attempts=max_attempts),
+        "prices": load_prices(prices),
+        "run_id": run_id,
+    }
     if backend == "openai":
         return OpenAIClient(model, api_key=_key_from_env("OPENAI_API_KEY"), **common)
     if backend == "anthropic":
         return AnthropicClient(model, api_key=_key_from_env("ANTHROPIC_API_KEY"), **common)
     if not base_url:
-        raise LLMSpecError(
-            f"{spec}: an openai-compatible server needs a base URL (e.g. http://localhost:8000/v1)"
-        )
+        raise LLMSpecError(f"{spec}: an openai-compatible server needs a base URL (e.g. http://localhost:8000/v1)")
     api_key = os.environ.get("OPENAI_API_KEY", "").strip() or NO_KEY_PLACEHOLDER
     return OpenAIClient(model, compatible=True, api_key=api_key, **common)

@@ -34,9 +34,7 @@ class OpenAIClient(BaseLLMClient):
 
     def _make_sdk(self) -> openai.AsyncOpenAI:
         # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
-        return openai.AsyncOpenAI(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
-        )
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

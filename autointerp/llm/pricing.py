@@ -126,9 +126,7 @@ def cost_usd(
             log.warning("no price known for model %r: its calls count as $0 (add it to the price table)", model)
         return 0.0
     input_cost = (
-        prompt_tokens
-        + cache_read_tokens * CACHE_READ_FACTOR
-        + cache_write_tokens * CACHE_WRITE_FACTOR
+        prompt_tokens + cache_read_tokens * CACHE_READ_FACTOR + cache_write_tokens * CACHE_WRITE_FACTOR
     ) * price.input
     total = (input_cost + completion_tokens * price.output) / 1_000_000
     return total * BATCH_FACTOR if batch else total

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -78,8 +78,8 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _response_headers(exc: BaseException | None) -> Mapping[str, str] | None:
@@ -97,9 +97,7 @@ def wait_seconds(policy: RetryPolicy, attempt: int, exc: BaseException | None) -
     return backoff + random.uniform(0, policy.jitter_s)
 
 
-async def call_with_retries(
-    attempt_fn: Callable[[int], Awaitable[T]], policy: RetryPolicy, *, label: str = "llm"
-) -> T:
+async def call_with_retries(attempt_fn: Callable[[int], Awaitable[T]], policy: RetryPolicy, *, label: str = "llm") -> T:
     """Await `attempt_fn(attempt_number)` until it succeeds, fails for good, or attempts run out;
     the last exception is re-raised as it is."""
 

@@ -3,7 +3,11 @@
 from autointerp.scoring.common import balanced_accuracy
 from autointerp.scoring.detection import DetectionScorerConfig, score_detection
 from autointerp.scoring.fuzzing import FuzzingScorerConfig, score_fuzzing
-from autointerp.scoring.simulation import SimulationScorerConfig, correlation, score_simulation
+from autointerp.scoring.simulation import (
+    SimulationScorerConfig,
+    correlation,
+    score_simulation,
+)
 
 # Name -> scoring coroutine function, for stages that take scorer names from a config.
 SCORERS = {

@@ -16,7 +16,11 @@ from pydantic import BaseModel, Field
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
 from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
-from autointerp.scoring.examples import PROTOCOL_VERSION, ProtocolVersion, detection_examples
+from autointerp.scoring.examples import (
+    PROTOCOL_VERSION,
+    ProtocolVersion,
+    detection_examples,
+)
 from autointerp.simulators.base import Simulator, SimulatorError
 
 SCORER_NAME = "detection"

@@ -20,7 +20,13 @@ import random
 from pydantic import BaseModel, Field
 
 from autointerp.llm.errors import LLMCallError
-from autointerp.records import ActivationExample, ExampleScore, Explanation, Score, UnitHarvest
+from autointerp.records import (
+    ActivationExample,
+    ExampleScore,
+    Explanation,
+    Score,
+    UnitHarvest,
+)
 from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
 from autointerp.scoring.examples import (
     PROTOCOL_VERSION,

@@ -18,7 +18,12 @@ from pydantic import BaseModel
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
 from autointerp.scoring.common import failed_score, finished_score, score_settings_hash
-from autointerp.scoring.examples import PROTOCOL_VERSION, STRATA, ProtocolVersion, simulation_examples
+from autointerp.scoring.examples import (
+    PROTOCOL_VERSION,
+    STRATA,
+    ProtocolVersion,
+    simulation_examples,
+)
 from autointerp.simulators.base import Simulator, SimulatorError
 
 SCORER_NAME = "simulation"

@@ -51,9 +51,6 @@ class SubjectModel:
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.logits_fn(self.model, tokens)
 
-    def hook_points(self) -> list[str]:
-        return [name for name, _ in self.model.named_modules() if name]
-
     def module_at(self, hook: str) -> nn.Module:
         modules = dict(self.model.named_modules())
         if hook not in modules:

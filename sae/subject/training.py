@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sae.corpus import open_corpus, select_split
 from sae.subject.tiny_transformer import TinyTransformer, TinyTransformerConfig
-from sae.tokenizer import BPETokenizer, train_bpe
+from sae.tokenizer import train_bpe
 from sae.windows import tokenize_all
 
 
@@ -100,6 +100,3 @@ def train_subject(cfg: SubjectTrainConfig, out_dir: Path) -> dict:
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2))
     return meta
 
-
-def load_tokenizer(model_dir: Path) -> BPETokenizer:
-    return BPETokenizer.load(model_dir / "tokenizer.json")

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autointerp.simulators.patterns import parse_explanation, predict_activations
+from autointerp.language import predict
+from autointerp.testing.fake_llm_server import FakeReply, FakeToken
 from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
-from tests.fake_llm_server import FakeReply, FakeToken
 
 FILLER = [
     " the", " a", " of", " and", " to", " in", " is", " was", " it", " that", " on", " for",
@@ -160,8 +160,8 @@ def planted_units(count: int = 6, *, seed: int = 0, kind: UnitKind = "feature") 
 
 
 # ---- a fake LLM that knows what the offline simulator knows -----------------------------------
-# Plugged into tests/fake_llm_server.py as its responder, it answers our explain, simulate, detect
-# and fuzz prompts the way a sensible model would: it reads the prompt, applies the offline
+# Plugged into the fake server (fake_llm_server.py) as its responder, it answers our explain, simulate,
+# detect and fuzz prompts the way a sensible model would: it reads the prompt, applies the offline
 # explanation parser to the explanation in it, and replies in the asked-for format (with logprobs
 # around each number for OpenAI-style requests). So a correct explanation scores high through the
 # whole LLM path and a wrong one low, without any real model.
@@ -191,7 +191,8 @@ def _conversation(body: dict[str, Any]) -> tuple[str, str]:
 
 def _excerpt_tokens(text: str) -> tuple[list[str], list[int]]:
     """Tokens of a rendered excerpt (filler-style text) and the positions marked <<like this>>."""
-    tokens, marked = [], []
+    tokens: list[str] = []
+    marked: list[int] = []
     for piece in _PIECE.findall(text):
         if "<<" in piece:
             marked.append(len(tokens))
@@ -216,21 +217,20 @@ class SimulatingResponder:
         if "Tokens (" in user:
             self.asked["simulate"] += 1
             tokens = [json.loads(t) for _, t in _TOKEN_LINE.findall(user)]
-            levels = [round(v) for v in predict_activations(parse_explanation(explanation), tokens)]
+            levels = [round(v) for v in predict(explanation, tokens)]
             if api == "openai" and body.get("logprobs"):
                 return _number_lines_with_logprobs(tokens, levels)
             return json.dumps({"activations": levels})
         excerpts = [_excerpt_tokens(text) for _, text in _EXCERPT.findall(user)]
-        items = parse_explanation(explanation)
         if "random tokens" in system:
             self.asked["fuzz"] += 1
             answers = []
             for tokens, marked in excerpts:
-                predicted = predict_activations(items, tokens)
+                predicted = predict(explanation, tokens)
                 answers.append(int(bool(marked) and sum(predicted[i] > 0 for i in marked) * 2 >= len(marked)))
         else:
             self.asked["detect"] += 1
-            answers = [int(max(predict_activations(items, tokens), default=0) > 0) for tokens, _ in excerpts]
+            answers = [int(max(predict(explanation, tokens), default=0) > 0) for tokens, _ in excerpts]
         return json.dumps({"answers": answers})
 
     def _explain(self, user: str) -> str:

@@ -1,0 +1,57 @@
+"""What an LLM client needs from persistent storage: a response cache, a call log, a batch list.
+
+Clients depend on this Protocol only, so the LLM layer knows nothing of catalogs; the catalog's SQLite
+file provides one (autointerp.store.ledger.SQLiteLedger), and a client without a ledger neither caches
+nor logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+CallStatus = Literal["ok", "error", "cached"]
+
+
+class LLMCall(BaseModel):
+    """One attempt at one request (or one cache hit), as the call log keeps it. `error` is redacted
+    by the client before it gets here; no field ever holds a key."""
+
+    backend: str
+    model: str
+    status: CallStatus
+    run_id: str | None = None
+    base_url: str | None = None
+    request_hash: str | None = None
+    attempt: int = 1
+    http_status: int | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+class LLMLedger(Protocol):
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        """The stored response for a request hash, or None."""
+        ...
+
+    def cache_put(
+        self, key: str, response: dict[str, Any], *, backend: str, model: str, request: dict[str, Any]
+    ) -> None:
+        """Remember a response; `request` (messages and parameters, never a key) aids browsing."""
+        ...
+
+    def cache_delete(self, key: str) -> None:
+        """Forget a cached response that proved unusable, so a later run asks again."""
+        ...
+
+    def log_llm_call(self, call: LLMCall) -> None:
+        """Append one attempt to the call log."""
+        ...
+
+    def put_batch(self, batch_id: str, *, backend: str, model: str, n_requests: int, status: str) -> None:
+        """Remember a provider batch, so a restarted run collects it instead of paying again."""
+        ...

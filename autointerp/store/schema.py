@@ -1,0 +1,240 @@
+"""Every table of a catalog file, written out in one place, and how an older file is brought up to date.
+
+One SQLite file holds the catalog (sources, units, windows, examples, explanations, scores, runs) and
+the LLM ledger (response cache, call log, batches). Plain tables with JSON in TEXT columns, so the file
+opens in Datasette as it is. tests/test_store_schema.py pins every column; a change here that is not
+additive bumps SCHEMA_VERSION and adds a step to _MIGRATIONS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from autointerp.errors import UserError
+
+# 2: example tokens moved to the windows table.
+# 3: runs get generated ids and the command that started them; llm_batches loses its unused note.
+SCHEMA_VERSION = 3
+OLDEST_READABLE = 2  # a schema-1 file stores example tokens per example, which this code cannot read
+
+
+class StoreError(UserError):
+    """The store file cannot be used (not a SQLite file, newer schema, ...)."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: the single definition its DDL, its upgrade and its row code are read from."""
+
+    name: str
+    columns: dict[str, str]  # column -> SQL type, in creation order
+    pk: tuple[str, ...]
+    json: frozenset[str] = frozenset()  # columns holding JSON text
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def create_sql(self) -> str:
+        lines = [f'"{name}" {sql_type}' for name, sql_type in self.columns.items()]
+        lines.append(f"PRIMARY KEY ({_quoted(self.pk)})")
+        return f'CREATE TABLE IF NOT EXISTS "{self.name}" (\n   ' + ",\n   ".join(lines) + "\n)"
+
+    def index_sql(self) -> list[str]:
+        return [
+            f'CREATE INDEX IF NOT EXISTS "idx_{self.name}_{"_".join(cols)}" ON "{self.name}" ({_quoted(cols)})'
+            for cols in self.indexes
+        ]
+
+    def insert_sql(self, omit: tuple[str, ...] = ()) -> str:
+        """INSERT OR REPLACE of every column but `omit`, in `columns` order, with ? placeholders."""
+        names = tuple(c for c in self.columns if c not in omit)
+        return f'INSERT OR REPLACE INTO "{self.name}" ({_quoted(names)}) VALUES ({", ".join("?" * len(names))})'
+
+
+def _quoted(columns: tuple[str, ...]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+TEXT, INTEGER, REAL = "TEXT", "INTEGER", "REAL"
+UNIT_KEY = {"source": TEXT, "kind": TEXT, "index": INTEGER}
+
+META = Table("meta", {"key": TEXT, "value": TEXT}, ("key",))
+RUNS = Table(
+    "runs",
+    {"run_id": TEXT, "started_at": TEXT, "updated_at": TEXT, "status": TEXT, "config": TEXT, "command": TEXT},
+    ("run_id",),
+    json=frozenset({"config"}),
+)
+SOURCES = Table("sources", {"name": TEXT, "config": TEXT, "created_at": TEXT}, ("name",), json=frozenset({"config"}))
+UNITS = Table(
+    "units",
+    {
+        **UNIT_KEY,
+        "tokens_seen": INTEGER,
+        "active_count": INTEGER,
+        "density": REAL,
+        "max_activation": REAL,
+        "stats": TEXT,  # UnitStats as JSON
+        "promoted_tokens": TEXT,
+        "suppressed_tokens": TEXT,
+        "top_neurons": TEXT,
+    },
+    ("source", "kind", "index"),
+    json=frozenset({"stats", "promoted_tokens", "suppressed_tokens", "top_neurons"}),
+)
+EXAMPLES = Table(
+    "examples",
+    {
+        **UNIT_KEY,
+        "split": TEXT,  # "explain" or "score"
+        "sampling": TEXT,  # "top", "quantile", "random", "silent", "hard_negative"
+        "window_id": INTEGER,
+        "position": INTEGER,  # order within the unit's example list, kept on round trip
+        "quantile": INTEGER,
+        "max_activation": REAL,
+        "start": INTEGER,  # the example's tokens are windows.tokens[start : start + len(activations)]
+        "activations": TEXT,
+    },
+    ("source", "kind", "index", "split", "sampling", "window_id"),
+    json=frozenset({"activations"}),
+    indexes=(("source", "kind", "index", "position"),),
+)
+# Token text is stored once per window, not once per example: every unit's examples come from the same
+# few thousand windows, so this is most of the file otherwise. Positions no example has covered are null.
+WINDOWS = Table(
+    "windows",
+    {"source": TEXT, "window_id": INTEGER, "tokens": TEXT},
+    ("source", "window_id"),
+    json=frozenset({"tokens"}),
+)
+# explanations and scores: the unit key, one column per field of the record (autointerp.records), and
+# created_at. A field added to the record needs its column here (a test checks they agree).
+EXPLANATIONS = Table(
+    "explanations",
+    {
+        **UNIT_KEY,
+        "text": TEXT,
+        "explainer": TEXT,
+        "model": TEXT,
+        "prompt_version": TEXT,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "raw_response": TEXT,
+        "settings_hash": TEXT,
+        "failed": INTEGER,
+        "error": TEXT,
+        "meta": TEXT,
+        "created_at": TEXT,
+    },
+    ("source", "kind", "index", "settings_hash"),
+    json=frozenset({"meta"}),
+)
+SCORES = Table(
+    "scores",
+    {
+        **UNIT_KEY,
+        "explanation_settings_hash": TEXT,
+        "scorer": TEXT,
+        "simulator": TEXT,
+        "value": REAL,
+        "failed": INTEGER,
+        "error": TEXT,
+        "parts": TEXT,
+        "details": TEXT,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "settings_hash": TEXT,
+        "created_at": TEXT,
+    },
+    ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash"),
+    json=frozenset({"parts", "details"}),
+)
+LLM_CALLS = Table(
+    "llm_calls",
+    {
+        "id": INTEGER,
+        "time": TEXT,
+        "run_id": TEXT,
+        "backend": TEXT,
+        "model": TEXT,
+        "base_url": TEXT,
+        "request_hash": TEXT,
+        "attempt": INTEGER,
+        "status": TEXT,  # "ok", "error" or "cached"
+        "http_status": INTEGER,
+        "prompt_tokens": INTEGER,
+        "completion_tokens": INTEGER,
+        "cost_usd": REAL,
+        "latency_s": REAL,
+        "error": TEXT,
+    },
+    ("id",),
+    indexes=(("run_id",),),
+)
+LLM_BATCHES = Table(
+    "llm_batches",
+    {
+        "batch_id": TEXT,
+        "backend": TEXT,
+        "model": TEXT,
+        "n_requests": INTEGER,
+        "status": TEXT,  # "submitted" until collected, then "collected"
+        "submitted_at": TEXT,
+        "updated_at": TEXT,
+    },
+    ("batch_id",),
+)
+LLM_CACHE = Table(
+    "llm_cache",
+    {"key": TEXT, "backend": TEXT, "model": TEXT, "request": TEXT, "response": TEXT, "created_at": TEXT},
+    ("key",),
+    json=frozenset({"request", "response"}),
+)
+
+TABLES = (META, RUNS, SOURCES, UNITS, EXAMPLES, WINDOWS, EXPLANATIONS, SCORES, LLM_CALLS, LLM_BATCHES, LLM_CACHE)
+
+
+def _v2_to_v3(db: sqlite_utils.Database) -> None:
+    # The ids of schema-2 runs were the command names ("run", "explain", "score").
+    db.execute("UPDATE runs SET command = run_id WHERE command IS NULL")
+    if "note" in db["llm_batches"].columns_dict:
+        db.execute("ALTER TABLE llm_batches DROP COLUMN note")
+
+
+# version N -> the step that turns an N file into an N + 1 file (after missing columns are added)
+_MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {2: _v2_to_v3}
+
+
+def prepare(db: sqlite_utils.Database, label: str) -> None:
+    """Create the tables of a new file, or bring an older file up to SCHEMA_VERSION in one transaction.
+
+    Raises StoreError for a file this code cannot read (too old, or written by a newer version).
+    """
+    with db.atomic():  # one transaction: a crash mid-migration leaves the old file as it was
+        db.execute(META.create_sql())
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0]) if row else SCHEMA_VERSION
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{label} was written by a newer autointerp (schema {found}, this one reads "
+                f"{SCHEMA_VERSION}); upgrade autointerp"
+            )
+        if found < OLDEST_READABLE:
+            raise StoreError(
+                f"{label} was written by an older autointerp (schema {found}) whose examples this "
+                "one cannot read; harvest into a new catalog"
+            )
+        for table in TABLES:
+            db.execute(table.create_sql())
+            present = db[table.name].columns_dict
+            for column, sql_type in table.columns.items():
+                if column not in present:  # an additive change since this file was written
+                    db.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column}" {sql_type}')
+            for sql in table.index_sql():
+                db.execute(sql)
+        for version in range(found, SCHEMA_VERSION):
+            _MIGRATIONS[version](db)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

@@ -1,0 +1,149 @@
+"""Harvested units in three tables: units (stats, logit-lens tokens), examples (activations, where each
+example sits in its window) and windows (token text once per window, shared by every unit's examples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+import sqlite_utils
+
+from autointerp.records import ActivationExample, NeuronWeight, TokenWeight, UnitHarvest, UnitKind, UnitStats
+from autointerp.store.rows import dumps, loads
+from autointerp.store.schema import EXAMPLES, UNITS, WINDOWS
+
+# Parsed window tokens by (source, window_id), shared by the many units whose examples come from the
+# same windows. Owned by one store; cleared on every write.
+WindowCache = dict[tuple[str, int], list[str | None]]
+
+
+def _activations_json(values: list[float]) -> str:
+    """Activations as compact JSON: exact zeros (most of a sparse feature's) written as `0`."""
+    return dumps([0 if v == 0 else v for v in values])
+
+
+def write_units(db: sqlite_utils.Database, source: str, harvests: Iterable[UnitHarvest], cache: WindowCache) -> int:
+    """Write (or replace) units with their examples in one transaction; returns how many.
+
+    A replaced unit loses its old examples, so a re-harvest never mixes windows of two harvests.
+    """
+    unit_rows: list[tuple[Any, ...]] = []
+    example_rows: list[tuple[Any, ...]] = []
+    window_tokens: dict[int, dict[int, str]] = {}
+    for h in harvests:
+        unit_rows.append(
+            (
+                source,
+                h.kind,
+                h.index,
+                h.stats.tokens_seen,
+                h.stats.active_count,
+                h.stats.density,
+                h.stats.max_activation,
+                h.stats.model_dump_json(),
+                dumps([t.model_dump() for t in h.promoted_tokens]),
+                dumps([t.model_dump() for t in h.suppressed_tokens]),
+                dumps([n.model_dump() for n in h.top_neurons]),
+            )
+        )
+        for position, e in enumerate(h.examples):
+            known = window_tokens.setdefault(e.window_id, {})
+            for offset, token in enumerate(e.tokens):
+                known[e.start + offset] = token
+            example_rows.append(
+                (
+                    source,
+                    h.kind,
+                    h.index,
+                    e.split,
+                    e.sampling,
+                    e.window_id,
+                    position,
+                    e.quantile,
+                    max(e.activations) if e.activations else 0.0,
+                    e.start,
+                    _activations_json(e.activations),
+                )
+            )
+    cache.clear()
+    with db.atomic():
+        conn = db.conn
+        conn.executemany(
+            'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?', [row[:3] for row in unit_rows]
+        )
+        conn.executemany(UNITS.insert_sql(), unit_rows)
+        conn.executemany(EXAMPLES.insert_sql(), example_rows)
+        conn.executemany(
+            WINDOWS.insert_sql(),
+            [(source, wid, dumps(_overlay_window(db, source, wid, known))) for wid, known in window_tokens.items()],
+        )
+    return len(unit_rows)
+
+
+def _overlay_window(db: sqlite_utils.Database, source: str, window_id: int, known: dict[int, str]) -> list[str | None]:
+    """The stored window's tokens with these positions written over them (never fewer known)."""
+    row = db.execute("SELECT tokens FROM windows WHERE source = ? AND window_id = ?", [source, window_id]).fetchone()
+    tokens: list[str | None] = loads(row[0]) if row else []
+    length = max(len(tokens), max(known) + 1 if known else 0)
+    tokens.extend([None] * (length - len(tokens)))
+    for position, token in known.items():
+        tokens[position] = token
+    return tokens
+
+
+def unit_keys(db: sqlite_utils.Database, source: str, kind: UnitKind | None = None) -> list[tuple[UnitKind, int]]:
+    """(kind, index) of every stored unit of a source, sorted."""
+    sql = 'SELECT kind, "index" FROM units WHERE source = ?'
+    params: list[Any] = [source]
+    if kind is not None:
+        sql += " AND kind = ?"
+        params.append(kind)
+    return [(k, i) for k, i in db.execute(sql + ' ORDER BY kind, "index"', params)]
+
+
+def read_unit(
+    db: sqlite_utils.Database, source: str, kind: UnitKind, index: int, cache: WindowCache
+) -> UnitHarvest | None:
+    row = db.execute(
+        "SELECT stats, promoted_tokens, suppressed_tokens, top_neurons FROM units "
+        'WHERE source = ? AND kind = ? AND "index" = ?',
+        [source, kind, index],
+    ).fetchone()
+    if row is None:
+        return None
+    stats, promoted, suppressed, neurons = row
+    rows = db.execute(
+        "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
+        "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
+        'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
+        [source, kind, index],
+    ).fetchall()
+    examples = []
+    for window_id, start, tokens, activations, split, sampling, quantile in rows:
+        window = cache.get((source, window_id))
+        if window is None:
+            window = cache[(source, window_id)] = loads(tokens)
+        acts = loads(activations)
+        # model_construct: these rows were validated on the way in; re-validating ~100 examples per
+        # unit would cost more than reading them. An example's own span of its window is never null.
+        examples.append(
+            ActivationExample.model_construct(
+                window_id=window_id,
+                start=start,
+                tokens=cast("list[str]", window[start : start + len(acts)]),
+                activations=acts,
+                split=split,
+                sampling=sampling,
+                quantile=quantile,
+            )
+        )
+    return UnitHarvest(
+        kind=kind,
+        index=index,
+        stats=UnitStats.model_validate_json(stats),
+        examples=examples,
+        promoted_tokens=[TokenWeight(**t) for t in loads(promoted)],
+        suppressed_tokens=[TokenWeight(**t) for t in loads(suppressed)],
+        top_neurons=[NeuronWeight(**n) for n in loads(neurons)],
+    )

@@ -1,0 +1,54 @@
+"""The wheel's package list is written out in pyproject.toml (evals/ and prompts/ install under the
+autointerp namespace), so a new package folder must be added there by hand: this catches a miss."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setuptools() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    config = _setuptools()
+    folders = {v: k for k, v in config["package-dir"].items()}  # folder -> installed name
+    on_disk = set()
+    for top in ("autointerp", "sae", *folders):
+        for init in (ROOT / top).rglob("__init__.py"):
+            folder = init.parent.relative_to(ROOT).as_posix()
+            head, _, rest = folder.partition("/")
+            name = folders.get(head, head) + ("." + rest.replace("/", ".") if rest else "")
+            on_disk.add(name)
+    assert set(config["packages"]) == on_disk
+
+
+def test_no_generic_top_level_import_names() -> None:
+    tops = {name.split(".")[0] for name in _setuptools()["packages"]}
+    assert tops == {"autointerp", "sae"}
+
+
+def test_the_llm_layer_imports_no_catalog_module() -> None:
+    """LLM clients reach storage only through autointerp.llm.ledger.LLMLedger."""
+    imported = set()
+    for path in (ROOT / "autointerp" / "llm").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert "autointerp.llm.ledger" in imported
+    assert not {m for m in imported if m.startswith(("autointerp.store", "autointerp.labeling", "autointerp.pipeline"))}
+
+
+def test_the_store_loads_without_the_provider_sdks() -> None:
+    """Reading a catalog (export, compare) should not pay the seconds the openai/anthropic imports take."""
+    code = "import sys, autointerp.store; print(sorted({'openai', 'anthropic'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
