@@ -19,8 +19,8 @@ from autointerp.agent.runner import plant
 from autointerp.cli import main
 from autointerp.prompts import load_prompt
 from autointerp.store import open_store
-from sae.harvest import HarvestConfig
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, Fault
+from sae.harvest import HarvestConfig
 
 FINAL = 'fires on "None" when it repeats (exact tokens)'
 SCRIPT = [
