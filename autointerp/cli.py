@@ -339,13 +339,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from autointerp.agent.trace_store import attach_traces
+    from autointerp.controls import CONTROLS_DB
     from autointerp.export import export_catalog
+    from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = Path(args.out) if args.out else Path(args.db).parent
     entries = attach_traces(list(store.catalog_entries(source)), args.db)
-    paths = export_catalog(entries, out, scorer=args.scorer, explainer=args.explainer)
+    try:  # the report with its validity sections; without scores the catalog says why instead
+        report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
+    except UserError:
+        report = None
+    paths = export_catalog(entries, out, report=report, scorer=args.scorer, explainer=args.explainer)
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
 
