@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from autointerp.agent.cli import add_agent_commands
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
 
@@ -337,6 +338,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from autointerp.agent.trace_store import attach_traces
     from autointerp.controls import CONTROLS_DB
     from autointerp.export import export_catalog
     from autointerp.validity_report import build_report
@@ -344,7 +346,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = Path(args.out) if args.out else Path(args.db).parent
-    entries = list(store.catalog_entries(source))
+    entries = attach_traces(list(store.catalog_entries(source)), args.db)
     try:  # the report with its validity sections; without scores the catalog says why instead
         report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     except UserError:
@@ -433,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_subject_commands(sub)
     add_sae_commands(sub)
     add_pipeline_commands(sub)
+    add_agent_commands(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from autointerp.agent.trace_html import agent_trace_section
 from autointerp.compare import (
     ComparisonReport,
     latest_explanation,
@@ -337,6 +338,7 @@ def unit_page(
     else:
         out.append('<p class="muted">Not explained yet.</p>')
     out.append(f"<h3>Scores</h3>{_scores_table(entry.scores)}</section>")
+    out.append(agent_trace_section(entry.extra.get("agent_traces", [])))
 
     # Stats, histogram, tokens, neurons.
     kv = [

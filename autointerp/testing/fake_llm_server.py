@@ -39,6 +39,7 @@ class FakeReply:
     prompt_tokens: int | None = None  # None: a rough count of the request's words
     completion_tokens: int | None = None
     finish_reason: str = "stop"
+    tool_calls: list[tuple[str, dict[str, Any]]] | None = None  # (tool name, arguments): a tool-calling turn
 
 
 @dataclass
@@ -378,8 +379,11 @@ class FakeLLMServer:
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": reply.finish_reason,
-                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
+                    "message": {"role": "assistant", "content": reply.text or None, "tool_calls": [
+                        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                        for i, (name, args) in enumerate(reply.tool_calls)
+                    ]} if reply.tool_calls else {"role": "assistant", "content": reply.text},
                     "logprobs": logprobs,
                 }
             ],
@@ -395,6 +399,13 @@ class FakeLLMServer:
             except json.JSONDecodeError:
                 tool_input = {"text": reply.text}
             content = [{"type": "tool_use", "id": "toolu_fake", "name": tool_choice["name"], "input": tool_input}]
+            stop_reason = "tool_use"
+        elif reply.tool_calls:
+            content = [{"type": "text", "text": reply.text}] if reply.text else []
+            content += [
+                {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": args}
+                for i, (name, args) in enumerate(reply.tool_calls)
+            ]
             stop_reason = "tool_use"
         else:
             content = [{"type": "text", "text": reply.text}]

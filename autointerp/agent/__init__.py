@@ -1,0 +1,1 @@
+"""The interpretability agent: hypotheses tested on new inputs through the subject model."""
