@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -300,7 +301,8 @@ def warn_language_mismatch(spec: LabelSpec) -> None:
         print(
             "warning: the offline simulator reads its own explanation language (autointerp/language.py); "
             f"{spec.explainer}'s prose is scored only as far as that language parses it "
-            "(parse_coverage in each score and in the report)"
+            "(parse_coverage in each score and in the report)",
+            file=sys.stderr,
         )
 
 

@@ -137,11 +137,11 @@ def test_llm_explanations_scored_offline_are_flagged(capsys) -> None:
     from autointerp.pipeline import warn_language_mismatch
 
     warn_language_mismatch(LabelSpec())
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().err == ""
     warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="offline"))
-    assert "parse_coverage" in capsys.readouterr().out
+    assert "parse_coverage" in capsys.readouterr().err  # stderr: stdout may be a command's JSON
     warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="openai:gpt-4o-mini"))
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().err == ""
 
 
 def test_compare_and_export_commands_keep_the_validity_sections(first_run, tmp_path):
