@@ -9,7 +9,7 @@ The table gives, for every headline number, its mean, standard deviation, minimu
 the runs, so a reader sees how much of a difference is seed noise.
 
     python -m evals.validity [--out runs/validity] [--sae-seeds 0,1,2] [--harvest-seeds 0,1]
-        [--sae-tokens 1500000] [--harvest-tokens 200000] [--features 1024] [--json]
+        [--sae-tokens 1500000] [--harvest-tokens 200000] [--features 512] [--random-model] [--json]
 
 Each run folder is resumable like the demo's: re-running the command redoes nothing finished.
 """
@@ -38,7 +38,7 @@ def run_config(out: Path, sae_seed: int, harvest_seed: int, first_harvest: Path,
     controls: list = []
     if harvest_seed == args.harvest_seeds[0]:
         controls = ["shuffled", "density_matched_neurons", "random_directions"]
-        if sae_seed == args.sae_seeds[0]:
+        if args.random_model and sae_seed == args.sae_seeds[0]:
             controls.append("random_model")
     sae = SAESpec(train=DEMO_SAE.model_copy(update={"seed": sae_seed, "total_tokens": args.sae_tokens}), eval_tokens=50_000)
     if out != first_harvest:  # later harvests of the same SAE load it
@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--harvest-seeds", default="0,1", help="comma list of harvest seeds")
     parser.add_argument("--sae-tokens", type=int, default=DEMO_SAE.total_tokens, help="SAE training tokens (the demo's)")
     parser.add_argument("--harvest-tokens", type=int, default=200_000, help="held-out tokens per harvest")
-    parser.add_argument("--features", type=int, default=1024, help="features labelled per run (all neurons are)")
+    parser.add_argument("--features", type=int, default=512, help="features labelled per run (all neurons are)")
+    parser.add_argument("--random-model", action="store_true", help="add the random-init model control (trains one more SAE)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
     args.sae_seeds = [int(s) for s in args.sae_seeds.split(",")]
