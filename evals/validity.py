@@ -4,7 +4,8 @@ For each SAE seed an SAE is trained exactly as the demo trains one (only its see
 each harvest seed that SAE's units are harvested again (the content split, the random, reservoir
 and hard-negative samples all follow the seed). Every run labels all neurons and a seeded sample of
 features with the offline explainer and simulator under the scoring protocol, and the first
-harvest of each SAE also runs the controls (the random-init model once, for the first SAE seed).
+harvest of each SAE also runs the shuffled, density-matched and random-direction controls (with
+--random-model also the random-init model, which trains one more SAE, for the first SAE seed).
 The table gives, for every headline number, its mean, standard deviation, minimum and maximum over
 the runs, so a reader sees how much of a difference is seed noise.
 
