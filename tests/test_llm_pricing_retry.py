@@ -16,12 +16,11 @@ from autointerp.llm.redact import redact, safe_url
 from autointerp.llm.retry import RetryPolicy, retry_after_seconds, wait_seconds
 
 
-def test_dated_snapshots_match_the_longest_prefix() -> None:
-    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
-    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
-    assert price_for("gpt-4o-2024-08-06") != price_for("gpt-4o-mini")
-    assert price_for("claude-3-5-haiku-20241022") == price_for("claude-3-5-haiku")
-    assert price_for("gpt-4") is None  # a prefix of a key is not a match
+def test_prices_match_exact_names_only() -> None:
+    assert price_for("gpt-4o-mini") is not None and price_for("o3") is not None
+    for guess in ("o3-pro", "gpt-4o-mini-2024-07-18", "gpt-4", "claude-3-5-haiku-20241022"):
+        assert price_for(guess) is None, guess  # no price borrowed from a similar name
+    assert price_for("o3-pro", load_prices({"o3-pro": {"input": 20, "output": 80}})).input == 20
 
 
 def test_cost_counts_input_output_and_prompt_cache() -> None:

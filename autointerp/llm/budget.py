@@ -1,8 +1,10 @@
-"""A spending cap shared by every client of a run.
+"""A hard spending cap shared by every client of a run.
 
-Checked before each call, so once the spend reaches the cap no new call starts and the stage can stop
-cleanly with its finished work saved. Calls already in flight finish, so the final spend can pass the
-cap by at most one call per concurrent slot.
+Each call reserves its worst-case cost (its prompt, counted before sending, plus its maximum output,
+at the model's price) before it is sent, and settles to the true cost when the answer comes. A call
+whose reservation does not fit under the cap is never sent, so the spend can pass the cap only by
+what a call's true cost exceeds its reservation (an under-counted prompt), never by the calls in
+flight. The stop message is formatted when read, so it reports the spend after in-flight calls ended.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ from autointerp.errors import UserError
 class BudgetExceeded(UserError):
     """The run has spent its budget; finished work is kept, the rest is left for a later run."""
 
+    def __init__(self, budget: Budget):
+        super().__init__("LLM budget spent")
+        self.budget = budget
+
+    def __str__(self) -> str:
+        b = self.budget
+        return (
+            f"LLM budget of ${b.max_cost_usd or 0:.4f} is spent (${b.spent_usd:.4f} spent, the next call could "
+            "cost more than is left); finished work is saved; raise the budget and re-run to continue"
+        )
+
 
 class Budget:
     def __init__(self, max_cost_usd: float | None, spent_usd: float = 0.0):
@@ -23,16 +36,34 @@ class Budget:
             raise UserError(f"budget must be >= 0 USD, got {max_cost_usd}")
         self.max_cost_usd = max_cost_usd
         self.spent_usd = spent_usd
+        self.reserved_usd = 0.0  # worst-case cost of the calls in flight
         self._lock = threading.Lock()
 
+    @property
+    def limited(self) -> bool:
+        return self.max_cost_usd is not None
+
     def check(self) -> None:
-        """Raise BudgetExceeded if no further call may start."""
-        if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:
-            raise BudgetExceeded(
-                f"LLM budget of ${self.max_cost_usd:.4f} is spent (${self.spent_usd:.4f}); finished work "
-                "is saved; raise the budget and re-run to continue"
-            )
+        """Raise BudgetExceeded if nothing is left for any call."""
+        with self._lock:
+            if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd >= self.max_cost_usd:
+                raise BudgetExceeded(self)
+
+    def reserve(self, cost_usd: float) -> float:
+        """Hold `cost_usd` for a call about to be sent, or raise BudgetExceeded if it does not fit;
+        returns the amount to pass to `settle`."""
+        with self._lock:
+            if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd + cost_usd > self.max_cost_usd:
+                raise BudgetExceeded(self)
+            self.reserved_usd += cost_usd
+            return cost_usd
+
+    def settle(self, reserved_usd: float, cost_usd: float) -> None:
+        """The call is over: drop its reservation and count what it truly cost."""
+        with self._lock:
+            self.reserved_usd -= reserved_usd
+            self.spent_usd += cost_usd
 
     def add(self, cost_usd: float) -> None:
-        with self._lock:
-            self.spent_usd += cost_usd
+        """Count a cost that had no reservation (collected batch results)."""
+        self.settle(0.0, cost_usd)
