@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from autointerp.llm import (
 )
 from autointerp.llm.pricing import prompt_token_bound, worst_case_cost
 from autointerp.store import SQLiteLedger, open_store
-from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, Fault
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 from autointerp.testing.planted import planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
@@ -260,3 +261,22 @@ def test_anthropic_base_url_with_or_without_v1(fake_llm_server) -> None:
     for base in (fake_llm_server.url, fake_llm_server.url + "/v1", fake_llm_server.url + "/v1/"):
         client = make_llm_client(SPECS["anthropic"], base_url=base, retry=FAST)
         assert run(client.complete(ask("hi"))).text == "echo: hi"
+
+
+# ---- lean logprobs -----------------------------------------------------------------------------
+
+
+def test_only_line_end_numbers_are_kept_from_logprobs(fake_llm_server, ledger) -> None:
+    alternatives = [(str(n), math.log(0.05)) for n in range(11)] + [(f"x{k}", -9.0) for k in range(9)]
+    lines = [(str(i), "\t", f'" w{i}"', "\t", str(i % 11), "\n") for i in range(40)]
+    tokens = [FakeToken(piece, -0.1, alternatives if k == 4 else [(piece, -0.1)] * 20)
+              for line in lines for k, piece in enumerate(line)]  # fmt: skip
+    text = "".join(t.token for t in tokens) + ', "bytes": [1, 2] stays text'
+    tokens.append(FakeToken(', "bytes": [1, 2] stays text', -0.1, [("x", -0.1)] * 20))
+    fake_llm_server.responder = lambda body, wire: FakeReply(text=text, logprobs=tokens)
+    response = run(client_for(fake_llm_server, "openai", ledger=ledger).complete(ask("sim", logprobs=True, top_logprobs=20)))
+    assert response.text == text  # the cut-out "bytes" fields are never message text
+    assert len(response.line_end_numbers) == 40  # the numbers ending lines; not the line indices
+    assert set(response.line_end_numbers.values()) == {5.0}  # uniform over 0..10
+    (size,) = ledger.db.execute("SELECT LENGTH(response) FROM llm_cache").fetchone()
+    assert size <= 5000
