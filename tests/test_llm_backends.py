@@ -4,15 +4,16 @@ error handling, the response cache, the budget, concurrency and key hygiene."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from autointerp.errors import UserError
+from autointerp.explainers.llm import LLMExplainer
 from autointerp.llm import (
     Budget,
     BudgetExceeded,
@@ -27,7 +28,6 @@ from autointerp.llm import (
     RetryPolicy,
     make_llm_client,
 )
-from autointerp.explainers.llm import LLMExplainer
 from autointerp.llm.client import closing
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import SQLiteLedger, open_store
@@ -323,16 +323,15 @@ def test_openai_compatible_needs_a_base_url() -> None:
 def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplog) -> None:
     path = tmp_path / "run.db"
     fake_llm_server.add_faults(Fault(status=500), Fault(status=401))
-    with caplog.at_level(logging.DEBUG):
-        with open_store(path) as store:
-            client = openai_client(fake_llm_server, ledger=store.ledger)
-            with pytest.raises(LLMAccessError) as info:
-                run(client.complete(user("hi")))
-            run(client.complete(user("hello")))
-            run(client.complete(user("hello")))  # cached
-            assert SECRET not in repr(client)
-            # the server really received it and echoed it in the 401 body
-            assert SECRET in fake_llm_server.requests[1].headers.get("authorization", "")
+    with caplog.at_level(logging.DEBUG), open_store(path) as store:
+        client = openai_client(fake_llm_server, ledger=store.ledger)
+        with pytest.raises(LLMAccessError) as info:
+            run(client.complete(user("hi")))
+        run(client.complete(user("hello")))
+        run(client.complete(user("hello")))  # cached
+        assert SECRET not in repr(client)
+        # the server really received it and echoed it in the 401 body
+        assert SECRET in fake_llm_server.requests[1].headers.get("authorization", "")
     assert "[REDACTED]" in str(info.value) and SECRET not in str(info.value)
     assert "SECRET" not in caplog.text
     for file in tmp_path.iterdir():  # run.db, and -wal / -shm if still present

@@ -9,9 +9,14 @@ flight. The stop message is formatted when read, so it reports the spend after i
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from autointerp.errors import UserError
+
+# How often a call whose reservation does not fit looks again while others are in flight. The budget
+# is shared by clients on several event loops (threads), so it polls rather than awaits an event.
+RESERVE_POLL_S = 0.02
 
 
 class BudgetExceeded(UserError):
@@ -44,19 +49,29 @@ class Budget:
         return self.max_cost_usd is not None
 
     def check(self) -> None:
-        """Raise BudgetExceeded if nothing is left for any call."""
+        """Raise BudgetExceeded if nothing is left for any call, even once the calls in flight end."""
         with self._lock:
-            if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd >= self.max_cost_usd:
+            if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:
                 raise BudgetExceeded(self)
 
-    def reserve(self, cost_usd: float) -> float:
-        """Hold `cost_usd` for a call about to be sent, or raise BudgetExceeded if it does not fit;
-        returns the amount to pass to `settle`."""
+    def try_reserve(self, cost_usd: float) -> bool:
+        """Hold `cost_usd` for a call about to be sent, if it fits beside the calls in flight."""
         with self._lock:
             if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd + cost_usd > self.max_cost_usd:
-                raise BudgetExceeded(self)
+                return False
             self.reserved_usd += cost_usd
-            return cost_usd
+            return True
+
+    async def reserve(self, cost_usd: float) -> float:
+        """Hold `cost_usd` (see try_reserve), waiting while calls in flight may still give some of
+        theirs back; raise BudgetExceeded once it cannot fit. Returns the amount to `settle`."""
+        while not self.try_reserve(cost_usd):
+            with self._lock:
+                waiting_on_others = self.reserved_usd > 0
+            if not waiting_on_others:
+                raise BudgetExceeded(self)
+            await asyncio.sleep(RESERVE_POLL_S)
+        return cost_usd
 
     def settle(self, reserved_usd: float, cost_usd: float) -> None:
         """The call is over: drop its reservation and count what it truly cost."""

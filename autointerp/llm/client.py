@@ -236,15 +236,15 @@ class BaseLLMClient:
                 request=request.model_dump(mode="json"),
             )
 
-    def _reserve(self, request: ChatRequest) -> float:
-        """Hold this call's worst-case cost in the budget (raises BudgetExceeded if it does not fit)."""
+    async def _reserve(self, request: ChatRequest) -> float:
+        """Hold this call's worst-case cost in the budget (raises BudgetExceeded if it cannot fit)."""
         if self.budget is None or not self.budget.limited:
             return 0.0
         prompt = prompt_token_bound(self.prompt_texts(request))
-        return self.budget.reserve(worst_case_cost(request.model, prompt, request.max_tokens, self.prices))
+        return await self.budget.reserve(worst_case_cost(request.model, prompt, request.max_tokens, self.prices))
 
     async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
-        reserved = self._reserve(request)
+        reserved = await self._reserve(request)
         paid = 0.0
         started = time.perf_counter()
         try:

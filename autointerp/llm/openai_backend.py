@@ -20,8 +20,8 @@ from autointerp.llm.pricing import price_for
 log = logging.getLogger("autointerp.llm")
 # Every logprob entry carries its token's UTF-8 as a list of ints ("bytes"): most of the objects in a
 # logprobs body, and unused here. Cut out before parsing, it no longer costs half the parse time.
-# (Inside a JSON string a quote is escaped, so these patterns cannot match message text.)
-_BYTES_FIELD = re.compile(rb',\s*"bytes":\s*(?:\[[0-9,\s]*\]|null)|"bytes":\s*(?:\[[0-9,\s]*\]|null)\s*,')
+# (Inside a JSON string a quote is escaped, so this pattern cannot match message text.)
+_BYTES_FIELD = re.compile(rb',\s*"bytes":\s*(?:\[[^\]]*\]|null)')  # never the first key of its object
 # Appended as a last system message when a server refuses `response_format` (HTTP 400).
 PLAIN_JSON_INSTRUCTION = "Reply with JSON only, no other text, matching this JSON schema: {schema}"
 
