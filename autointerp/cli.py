@@ -360,10 +360,9 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
         p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
         p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")
     p.add_argument("--base-url", default=None, help="base URL of the LLM server (OpenAI-compatible, a proxy)")
-    for role, present in (("explainer", explainer), ("simulator", simulator)):
-        if present:
-            p.add_argument(f"--{role}-base-url", default=None, help=f"the {role}'s own base URL (default: --base-url)")
-            p.add_argument(f"--{role}-key-env", default=None, help=f"env variable holding the {role}'s API key")
+    role = "simulator" if simulator else "explainer"  # the one whose LLM this command calls
+    p.add_argument(f"--{role}-base-url", default=None, help=f"the {role}'s own base URL (default: --base-url)")
+    p.add_argument(f"--{role}-key-env", default=None, help=f"env variable holding the {role}'s API key")
     p.add_argument("--max-cost", type=float, default=None,
                    help="USD cap: each call reserves its worst-case cost first, so the cap is kept")
     p.add_argument("--prices", default=None, help="a .json/.toml price table: {model: {input, output}} USD per 1M tokens")

@@ -137,8 +137,9 @@ class LLMSimulator:
             try:
                 response = await self.client.complete(request)
             except InvalidReplyError as exc:  # cut off or off-schema (never cached): paid, worth a re-ask
-                response, problem = exc.response, str(exc)
+                response = exc.response
                 usage.add(response)
+                problem = _why_unreadable(read, response) or str(exc)
             else:
                 usage.add(response)
                 try:
@@ -160,6 +161,15 @@ class LLMSimulator:
         forget_unusable(self.client, sent)
         attempts = 1 + self.config.max_retries
         raise SimulatorError(f"{self.name}: malformed {what} answer after {attempts} attempts: {problem}", usage)
+
+
+def _why_unreadable(read: Callable[[ChatResponse], object], response: ChatResponse) -> str | None:
+    """The reader's own account of what is wrong with an answer (the wording the re-ask uses)."""
+    try:
+        read(response)
+    except MalformedAnswer as exc:
+        return str(exc)
+    return None
 
 
 async def _all_or_error(calls: list[Awaitable[tuple[T, Usage]]]) -> tuple[list[T], Usage]:
