@@ -29,6 +29,8 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -83,6 +85,23 @@ def _serve(latency: float, port_pipe: Connection, stop: Event, api_like: bool = 
     port_pipe.send(time.process_time())  # the server's CPU seconds, for the report
 
 
+@contextmanager
+def _served(latency: float, api_like: bool = False) -> Iterator[tuple[str, list[float]]]:
+    """The fake server in a child process; yields its base URL and a list that gets the server's
+    CPU seconds once it stops."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(latency, send, stop, api_like), daemon=True)
+    server.start()
+    cpu: list[float] = []
+    try:
+        yield receive.recv(), cpu
+    finally:
+        stop.set()
+        cpu.append(receive.recv() if receive.poll(10) else float("nan"))
+        server.join(timeout=10)
+
+
 def _request_kind(request: dict) -> str:
     system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
     if "Explanation: <your explanation>" in system:
@@ -96,52 +115,42 @@ def _request_kind(request: dict) -> str:
 
 def run_llm(units: int, latency: float, concurrency: int) -> dict:
     harvests = [planted_harvest(u) for u in planted_units(units)]
-    receive, send = multiprocessing.Pipe(duplex=False)
-    stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=_serve, args=(latency, send, stop), daemon=True)
-    server.start()
-    base_url = receive.recv()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            store = open_store(Path(folder) / "bench.db")
-            store.put_source(SOURCE, {"bench": True})
-            store.put_units(SOURCE, harvests)
-            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
-            explainer, simulator = LLMExplainer(client), LLMSimulator(client)
-            raw_rate = asyncio.run(_raw_rate(client, concurrency))
-            calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
-            scored = asyncio.run(
-                score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
-                            simulator=simulator, concurrency=concurrency, progress=False)
-            )  # fmt: skip
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
-            for e in store.explanations(SOURCE):
-                tokens["explain"][0] += e.prompt_tokens
-                tokens["explain"][1] += e.completion_tokens
-            for sc in store.scores(SOURCE):
-                tokens[sc.scorer][0] += sc.prompt_tokens
-                tokens[sc.scorer][1] += sc.completion_tokens
-            for (request_json,) in store.db.execute("SELECT request FROM llm_cache"):
-                request = json.loads(request_json)
-                if request["messages"][0]["role"] != "system":
-                    continue  # a calibration request
-                tokens[_request_kind(request)][2] += sum(len(m["content"]) for m in request["messages"])
-            calls = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0] - calibration
-            retried = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'").fetchone()[0]
-            store.close()
-    finally:
-        stop.set()
-        server_cpu = receive.recv() if receive.poll(10) else float("nan")
-        server.join(timeout=10)
+    with _served(latency) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "bench.db")
+        store.put_source(SOURCE, {"bench": True})
+        store.put_units(SOURCE, harvests)
+        client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
+        explainer, simulator = LLMExplainer(client), LLMSimulator(client)
+        raw_rate = asyncio.run(_raw_rate(client, concurrency))
+        calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+        started, cpu_started = time.perf_counter(), time.process_time()
+        explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
+        scored = asyncio.run(
+            score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
+                        simulator=simulator, concurrency=concurrency, progress=False)
+        )  # fmt: skip
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
+        for e in store.explanations(SOURCE):
+            tokens["explain"][0] += e.prompt_tokens
+            tokens["explain"][1] += e.completion_tokens
+        for sc in store.scores(SOURCE):
+            tokens[sc.scorer][0] += sc.prompt_tokens
+            tokens[sc.scorer][1] += sc.completion_tokens
+        for (request_json,) in store.db.execute("SELECT request FROM llm_cache"):
+            request = json.loads(request_json)
+            if request["messages"][0]["role"] != "system":
+                continue  # a calibration request
+            tokens[_request_kind(request)][2] += sum(len(m["content"]) for m in request["messages"])
+        calls = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0] - calibration
+        retried = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'").fetchone()[0]
+        store.close()
     return {
         "requests": calls,
         "errors": retried,
         "wall_s": wall,
         "cpu_s": cpu,
-        "server_cpu_s": server_cpu,
+        "server_cpu_s": server_cpu[0],
         "raw_rate": raw_rate,
         "failed": explained.failed + scored.failed,
         "tokens": {k: [v / units for v in values] for k, values in tokens.items()},
@@ -166,35 +175,25 @@ def run_simulation_path(units: int, latency: float, concurrency: int) -> dict:
     harvests = [planted_harvest(u) for u in planted_units(units, seed=2)]
     offline = OfflineExplainer()
     jobs = [(offline.explain_now(h).text, [e.tokens for e in h.examples_for("score")]) for h in harvests]
-    receive, send = multiprocessing.Pipe(duplex=False)
-    stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=_serve, args=(latency, send, stop, True), daemon=True)
-    server.start()
-    base_url = receive.recv()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            store = open_store(Path(folder) / "bench.db")
-            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger,
-                                     concurrency=concurrency, timeout=30)  # fmt: skip
-            simulator = LLMSimulator(client)
-            asyncio.run(_raw_rate(client, concurrency))  # warm the connections up
+    with _served(latency, api_like=True) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "bench.db")
+        client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger,
+                                 concurrency=concurrency, timeout=30)  # fmt: skip
+        simulator = LLMSimulator(client)
+        asyncio.run(_raw_rate(client, concurrency))  # warm the connections up
 
-            async def simulate_all() -> list:
-                return await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
+        async def simulate_all() -> list:
+            return await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
 
-            started, cpu_started = time.perf_counter(), time.process_time()
-            asyncio.run(simulate_all())
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            rows = store.db.execute(
-                "SELECT LENGTH(response), LENGTH(request) FROM llm_cache WHERE request LIKE '%top_logprobs\":20%'"
-            ).fetchall()
-            store.close()
-    finally:
-        stop.set()
-        server_cpu = receive.recv() if receive.poll(10) else float("nan")
-        server.join(timeout=10)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        asyncio.run(simulate_all())
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        rows = store.db.execute(
+            "SELECT LENGTH(response), LENGTH(request) FROM llm_cache WHERE request LIKE '%top_logprobs\":20%'"
+        ).fetchall()
+        store.close()
     return {
-        "server_cpu_ms": server_cpu / len(rows) * 1000,
+        "server_cpu_ms": server_cpu[0] / len(rows) * 1000,
         "requests": len(rows),
         "rate": len(rows) / wall,
         "ideal": concurrency / latency,
