@@ -29,6 +29,7 @@ from autointerp.llm import (
     make_llm_client,
 )
 from autointerp.llm.client import closing
+from autointerp.llm.openai_backend import REASONING_TOKENS
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import SQLiteLedger, open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
@@ -107,13 +108,14 @@ def test_openai_json_schema_becomes_response_format(fake_llm_server: FakeLLMServ
     assert "logprobs" not in sent
 
 
-def test_reasoning_models_get_no_logprobs_or_temperature(fake_llm_server: FakeLLMServer) -> None:
+def test_reasoning_models_get_no_logprobs_or_temperature_and_room_to_reason(fake_llm_server: FakeLLMServer) -> None:
     client = make_llm_client("openai:o4-mini", base_url=fake_llm_server.openai_base_url, retry=FAST)
     assert not client.supports_logprobs
-    response = run(client.complete(user("hi", logprobs=True, top_logprobs=5)))
+    response = run(client.complete(user("hi", logprobs=True, top_logprobs=5, max_tokens=160)))
     assert response.line_end_numbers is None
     sent = fake_llm_server.requests[0].body
     assert "logprobs" not in sent and "temperature" not in sent
+    assert sent["max_completion_tokens"] == 160 + REASONING_TOKENS
 
 
 def test_openai_compatible_server_needs_no_key(fake_llm_server: FakeLLMServer, monkeypatch) -> None:

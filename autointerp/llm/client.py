@@ -110,6 +110,10 @@ class BaseLLMClient:
         """One wire call; returns the parsed response (without cost) and its cost in USD."""
         raise NotImplementedError
 
+    def max_output_tokens(self, request: ChatRequest) -> int:
+        """The output limit sent with this request (and reserved in the budget)."""
+        return request.max_tokens
+
     def prompt_texts(self, request: ChatRequest) -> list[str]:
         """Every text the wire request carries, for counting prompt tokens before sending."""
         texts = [m.content for m in request.messages]
@@ -241,7 +245,9 @@ class BaseLLMClient:
         if self.budget is None or not self.budget.limited:
             return 0.0
         prompt = prompt_token_bound(self.prompt_texts(request))
-        return await self.budget.reserve(worst_case_cost(request.model, prompt, request.max_tokens, self.prices))
+        return await self.budget.reserve(
+            worst_case_cost(request.model, prompt, self.max_output_tokens(request), self.prices)
+        )
 
     async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
         reserved = await self._reserve(request)

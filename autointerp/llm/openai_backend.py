@@ -27,6 +27,8 @@ PLAIN_JSON_INSTRUCTION = "Reply with JSON only, no other text, matching this JSO
 
 # Reasoning models refuse logprobs and a temperature other than 1.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+# Output tokens allowed for a reasoning model's hidden reasoning, on top of the answer's own limit.
+REASONING_TOKENS = 4096
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -60,7 +62,7 @@ class OpenAIClient(BaseLLMClient):
         params: dict[str, Any] = {"model": request.model, "messages": messages}
         reasoning = self.backend == "openai" and is_reasoning_model(request.model)
         if self.backend == "openai":
-            params["max_completion_tokens"] = request.max_tokens
+            params["max_completion_tokens"] = self.max_output_tokens(request)
         else:
             params["max_tokens"] = request.max_tokens  # what vLLM, llama.cpp and Ollama all accept
         if not reasoning:
@@ -77,6 +79,13 @@ class OpenAIClient(BaseLLMClient):
                 "json_schema": {"name": "response", "schema": request.json_schema},
             }
         return params
+
+    def max_output_tokens(self, request: ChatRequest) -> int:
+        """Reasoning models spend their output limit on hidden reasoning first: without room for
+        it, a 160-token answer comes back empty (cut off)."""
+        if self.backend == "openai" and is_reasoning_model(request.model):
+            return request.max_tokens + REASONING_TOKENS
+        return request.max_tokens
 
     async def _send(self, sdk: openai.AsyncOpenAI, request: ChatRequest) -> tuple[ChatResponse, float]:
         params = self.wire_params(request)
