@@ -307,11 +307,13 @@ def cmd_score(args: argparse.Namespace) -> None:
         make_simulator,
         score_stage,
         select_units,
+        warn_language_mismatch,
     )
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    warn_language_mismatch(spec)
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
     units = select_units(store, source, _selection(args))
@@ -337,12 +339,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from autointerp.controls import CONTROLS_DB
     from autointerp.export import export_catalog
+    from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = Path(args.out) if args.out else Path(args.db).parent
-    paths = export_catalog(list(store.catalog_entries(source)), out, scorer=args.scorer, explainer=args.explainer)
+    entries = list(store.catalog_entries(source))
+    try:  # the report with its validity sections; without scores the catalog says why instead
+        report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
+    except UserError:
+        report = None
+    paths = export_catalog(entries, out, report=report, scorer=args.scorer, explainer=args.explainer)
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -73,6 +73,16 @@ class ScorerComparison(BaseModel):
     prob_feature_higher: float
 
 
+class StatSummary(BaseModel):
+    """One sample of per-unit values: size, mean and median, each with a bootstrap 95% CI."""
+
+    n: int
+    mean: float
+    mean_ci95: tuple[float, float]
+    median: float
+    median_ci95: tuple[float, float]
+
+
 class ComparisonReport(ScorerComparison):
     """The primary scorer's comparison at top level, every scorer's under `by_scorer`; the validity
     sections (see `autointerp.validity_report.add_validity`) when they were computed."""
@@ -82,12 +92,12 @@ class ComparisonReport(ScorerComparison):
     n_resamples: int
     seed: int
     protocol_version: int | None = None
-    uncertainty: dict[str, dict[str, Any]] = Field(default_factory=dict)  # scorer -> kind -> StatSummary
-    strata: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # kind -> scorer -> stratum
-    ceiling: dict[str, dict[str, Any]] = Field(default_factory=dict)  # kind -> ceiling / fraction
+    uncertainty: dict[str, dict[str, StatSummary | None]] = Field(default_factory=dict)  # scorer -> kind
+    strata: dict[str, dict[str, dict[str, StatSummary]]] = Field(default_factory=dict)  # kind -> scorer -> stratum
+    ceiling: dict[str, dict[str, StatSummary | None]] = Field(default_factory=dict)  # kind -> ceiling / fraction
     density: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     parse_coverage: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # scorer -> kind
-    controls: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # control -> kind -> scorer
+    controls: dict[str, dict[str, dict[str, StatSummary]]] = Field(default_factory=dict)  # control -> kind -> scorer
     explanation_budget: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # kind -> binding
     measures: dict[str, str] = Field(default_factory=dict)
     conclusions: list[str] = Field(default_factory=list)

@@ -304,6 +304,16 @@ def explain_stage(
     return asyncio.run(closing(explain_units(store, source, units, explainer, concurrency=spec.concurrency), explainer))
 
 
+def warn_language_mismatch(spec: LabelSpec) -> None:
+    """LLM prose scored by the offline simulator is only as good as its language's parse of it."""
+    if spec.explainer != "offline" and spec.simulator == "offline":
+        print(
+            "warning: the offline simulator reads its own explanation language (autointerp/language.py); "
+            f"{spec.explainer}'s prose is scored only as far as that language parses it "
+            "(parse_coverage in each score and in the report)"
+        )
+
+
 def explanation_settings_hash(spec: LabelSpec) -> str:
     """Which explanations `spec.explainer` writes, known without building a client (or a key)."""
     if spec.explainer == "offline":
@@ -446,11 +456,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
     lap("harvest")
     units = select_units(store, source, cfg.units)
-    if cfg.label.explainer != "offline" and cfg.label.simulator == "offline":
-        print(
-            "warning: the offline simulator reads the offline explanation language; an LLM's free prose "
-            "is scored by how much of it that language parses (see parse_coverage in the report)"
-        )
+    warn_language_mismatch(cfg.label)
     explained, scored, stopped = label_units(store, source, units, explainer, simulator, cfg.label)
     lap("explain+score")
     controls_db = None if stopped else run_controls(cfg, out, store, source, subject, sae, metrics, explainer, simulator)

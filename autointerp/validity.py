@@ -20,10 +20,9 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
 from scipy.stats import spearmanr
 
-from autointerp.compare import KINDS, latest_explanation, score_of, valid_value
+from autointerp.compare import KINDS, StatSummary, latest_explanation, score_of, valid_value
 from autointerp.records import CatalogEntry, Score
 from autointerp.scoring.ceiling import lookup_ceiling
 from autointerp.scoring.common import balanced_accuracy
@@ -32,16 +31,6 @@ from autointerp.scoring.examples import PROTOCOL_VERSION, STRATA
 N_EXAMPLE_DRAWS = 200  # example-level resamples per unit
 STRATUM_PARTS = (*STRATA, "silent", "bills")
 CEILING_FLOOR = 0.1  # fractions of the ceiling only for units whose ceiling reaches this correlation
-
-
-class StatSummary(BaseModel):
-    """One sample of per-unit values: size, mean and median, each with a bootstrap 95% CI."""
-
-    n: int
-    mean: float
-    mean_ci95: tuple[float, float]
-    median: float
-    median_ci95: tuple[float, float]
 
 
 def _rng(*keys: str) -> np.random.Generator:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from autointerp.compare import ComparisonReport, compare, resolve_explainer
+from autointerp.compare import ComparisonReport, StatSummary, compare, resolve_explainer
 from autointerp.controls import SHUFFLED_EXPLAINER
 from autointerp.errors import UserError
 from autointerp.plots import plot_score_vs_density
 from autointerp.records import CatalogEntry
 from autointerp.store import open_store
 from autointerp.validity import (
-    StatSummary,
     budget_section,
     ceiling_section,
     chosen_scores,
@@ -158,7 +157,7 @@ def conclusions(report: ComparisonReport) -> list[str]:
             reference = real.features if kind == "feature" else real.neurons
             lines.append(
                 f"control {name}, {KIND_NAMES[kind]}: {report.scorer} median {_median(control)} "
-                f"vs {reference.median:.3f} for the real {KIND_NAMES[kind]}" + _control_note(name, report, control)
+                f"vs {reference.median:.3f} for the real {KIND_NAMES[kind]}" + _control_note(name, kind, report, control)
             )
     for kind, section in report.ceiling.items():
         ceiling, fraction = section.get("ceiling"), section.get("explanation_fraction")
@@ -183,18 +182,22 @@ def conclusions(report: ComparisonReport) -> list[str]:
     return lines
 
 
-def _control_note(name: str, report: ComparisonReport, control: StatSummary) -> str:
+def _control_note(name: str, kind: str, report: ComparisonReport, control: StatSummary) -> str:
+    real = report.by_scorer[report.scorer]
     if name == "shuffled":
         null = 0.0 if report.scorer == "simulation" else 0.5
         within = abs(control.median - null) <= 0.05
         return f"; a null should sit near {null}: {'it does' if within else 'it does NOT'}."
     if name == "density_matched_neurons":
-        real = report.by_scorer[report.scorer]
-        gap = real.features.median - real.neurons.median
-        closed = (control.median - real.neurons.median) / gap if gap else 0.0
+        low = real.median_difference.ci95[0]
+        if low <= 0:
+            return "; the features-neurons gap it would explain is not there to begin with (its CI reaches 0)."
+        closed = (control.median - real.neurons.median) / real.median_difference.value
         return f"; matching the features' density closes {closed:.0%} of the features-neurons gap."
-    real = report.by_scorer[report.scorer].features.median
-    return f"; {'above' if control.median > real else 'below'} the trained SAE's features ({real:.3f})."
+    reference = real.features if kind == "feature" else real.neurons
+    trained = "the trained model's" if name == "random_model" else "the trained SAE's"
+    side = "above" if control.median > reference.median else "below"
+    return f"; {side} {trained} {KIND_NAMES[kind]} ({reference.median:.3f})."
 
 
 def validity_tables(report: ComparisonReport) -> list[tuple[str, list[list[str]]]]:

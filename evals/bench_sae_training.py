@@ -1,26 +1,49 @@
-"""SAE training throughput: our TopK training step against a plain PyTorch loop, same process.
+"""TopK SAE training throughput against fair baselines, in one process, with AuxK off and on.
 
-Both train a TopK SAE (d_in 512 -> d_sae 4096, k 32, batch 4096, Adam) on the same batches of the
-built-in model's MLP activations. The plain loop is what one writes first: dense encoder, dense
-top-k mask, dense decoder, autograd for everything. Ours (sae.training.training_step) does the one
-dense product the encoder needs and touches only the k active features per token afterwards.
-Also reports achieved FLOP/s against a plain matmul of the encoder's shape on this machine.
+Every contender trains a TopK SAE (d_in 512 -> d_sae 4096, k 32, batch 4096, fused Adam) on the
+same batches of the built-in model's MLP activations, with a fixed set of columns marked dead
+(0%: AuxK off; 1% and 10%: AuxK on, aux_k 256, as Gao et al.). Steps of all contenders are
+interleaved batch by batch, so a busy machine slows them alike. The contenders:
 
-    python -m evals.bench_sae_training [--steps 20] [--d-sae 4096] [--threads N]
+    embedding_bag autograd   what one writes with care in a few lines: dense encoder product and
+                             top-k, `F.embedding_bag` decoder, AuxK by a masked top-k, autograd for
+                             the rest, and the same extras as ours (decoder-parallel gradient
+                             removal, gradient clipping, unit-norm decoder rows)
+    SAELens TopKTrainingSAE  `training_forward_pass` + backward + Adam      (pip install .[bench])
+    sparsify SparseCoder     EleutherAI's forward (its embedding_bag or Triton decoder) + AuxK +
+                             backward + its decoder extras + Adam            (pip install .[bench])
+    autointerp               sae.training.training_step, fp32, and with the bf16 encoder product
+                             where the hardware multiplies bf16 natively
+
+Each step is also given as a multiple of one fp32 encoder product [batch, d_in] x [d_in, d_sae],
+timed in the same rounds.
+
+    python -m evals.bench_sae_training [--steps 6] [--dead 0,0.01,0.1] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.streaming import stream_activations
 from sae.subject.models import BUILTIN_HOOK, load_subject
-from sae.training import SAETrainConfig, training_step
+from sae.training import (
+    SAETrainConfig,
+    make_optimizer,
+    training_step,
+    uses_bf16_encoder,
+)
+
+Step = Callable[[torch.Tensor], object]
+AUX_K, AUX_COEFFICIENT = 256, 1 / 32
+GEMM = "one fp32 encoder product"
 
 
 def activation_batches(n_batches: int, batch: int) -> list[torch.Tensor]:
@@ -36,8 +59,8 @@ def activation_batches(n_batches: int, batch: int) -> list[torch.Tensor]:
     return list(x.split(batch))
 
 
-class PlainTopK(torch.nn.Module):
-    """The straightforward version: every product dense, autograd does the rest."""
+class EmbeddingBagTopK(torch.nn.Module):
+    """The autograd baseline: dense encoder and top-k, sparse `embedding_bag` decoding."""
 
     def __init__(self, d_in: int, d_sae: int, k: int) -> None:
         super().__init__()
@@ -49,76 +72,160 @@ class PlainTopK(torch.nn.Module):
         self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
         self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = (x - self.b_dec) @ self.W_enc + self.b_enc
-        vals, idx = pre.topk(self.k, dim=1)
-        f = torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
-        return f @ self.W_dec + self.b_dec
+    def loss(self, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
+        pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+        vals, idx = pre.topk(self.k, dim=1, sorted=False)
+        recon = F.embedding_bag(idx, self.W_dec, mode="sum", per_sample_weights=vals.relu()) + self.b_dec
+        loss = (recon - x).pow(2).sum(1).mean() / (x - x.mean(0)).pow(2).sum(1).mean()
+        n_dead = int(dead.sum())
+        if n_dead:
+            aux_vals, aux_idx = pre.masked_fill(~dead, -torch.inf).topk(min(AUX_K, n_dead), dim=1, sorted=False)
+            e_hat = F.embedding_bag(aux_idx, self.W_dec, mode="sum", per_sample_weights=aux_vals.relu())
+            error = (x - recon).detach()
+            loss = loss + AUX_COEFFICIENT * (e_hat - error).pow(2).sum(1).mean() / error.pow(2).sum(1).mean()
+        return loss
 
 
-def time_steps(step_fn, batches: list[torch.Tensor], warmup: int = 2) -> float:
-    for x in batches[:warmup]:
-        step_fn(x)
-    start = time.perf_counter()
-    for x in batches[warmup:]:
-        step_fn(x)
-    return (time.perf_counter() - start) / (len(batches) - warmup)
+def embedding_bag_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str) -> Step:
+    model = EmbeddingBagTopK(d_in, d_sae, k).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    def step(x: torch.Tensor) -> None:
+        loss = model.loss(x, dead)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            parallel = (model.W_dec.grad * model.W_dec).sum(1, keepdim=True)
+            model.W_dec.grad -= parallel * model.W_dec
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.W_dec /= model.W_dec.norm(dim=1, keepdim=True)
+
+    return step
+
+
+def our_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str, bf16: bool) -> Step:
+    cfg = SAETrainConfig(d_sae=d_sae, k=k, aux_k=AUX_K, aux_coefficient=AUX_COEFFICIENT, total_tokens=10**12)
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=d_in, d_sae=d_sae, k=k)).to(device)
+    opt = make_optimizer(sae, cfg)
+    counter = iter(range(1000, 10**9))  # past warm-up, before decay: the full learning rate
+    return lambda x: training_step(sae, opt, x, dead, cfg, next(counter), bf16)
+
+
+def saelens_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str) -> Step | str:
+    try:
+        import sae_lens
+        from sae_lens.saes.sae import TrainStepInput
+        from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    except ImportError:
+        return "sae-lens is not installed (pip install -e .[bench])"
+    cfg = TopKTrainingSAEConfig(
+        d_in=d_in, d_sae=d_sae, k=k, aux_loss_coefficient=AUX_COEFFICIENT, dtype="float32", device=device
+    )
+    model = TopKTrainingSAE(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    counter = iter(range(10**9))
+
+    def step(x: torch.Tensor) -> None:
+        out = model.training_forward_pass(TrainStepInput(
+            sae_in=x, coefficients={}, dead_neuron_mask=dead, n_training_steps=next(counter), is_logging_step=False,
+        ))
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+
+    step.__name__ = f"SAELens {sae_lens.__version__} TopKTrainingSAE"
+    return step
+
+
+def sparsify_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str) -> Step | str:
+    try:
+        from importlib.metadata import version
+
+        from sparsify import SparseCoder, SparseCoderConfig
+    except ImportError:
+        return "eai-sparsify is not installed (pip install -e .[bench])"
+    model = SparseCoder(d_in, SparseCoderConfig(num_latents=d_sae, k=k), device=device, dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    def step(x: torch.Tensor) -> None:
+        out = model(x, dead_mask=dead if dead.any() else None)
+        loss = out.fvu + AUX_COEFFICIENT * out.auxk_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        model.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        model.set_decoder_norm_to_unit_norm()
+
+    step.__name__ = f"sparsify {version('eai-sparsify')} SparseCoder"
+    return step
+
+
+def time_interleaved(steps: dict[str, Step], batches: list[torch.Tensor], warmup: int = 2) -> dict[str, float]:
+    """Seconds per step of each contender, taking turns on every batch."""
+    spent = dict.fromkeys(steps, 0.0)
+    for i, x in enumerate(batches):
+        for name, step in steps.items():
+            _sync(x)
+            start = time.perf_counter()
+            step(x)
+            _sync(x)
+            if i >= warmup:
+                spent[name] += time.perf_counter() - start
+    return {name: secs / (len(batches) - warmup) for name, secs in spent.items()}
+
+
+def _sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per contender and dead fraction")
+    parser.add_argument("--dead", default="0,0.01,0.1", help="fractions of latents marked dead (0: AuxK off)")
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    batches = activation_batches(args.steps + 2, args.batch)
-    d_in = batches[0].shape[1]
+    batches = [x.to(args.device) for x in activation_batches(args.steps + 2, args.batch)]
+    d_in, d_sae, k, device = batches[0].shape[1], args.d_sae, args.k, args.device
+    bf16 = uses_bf16_encoder(SAETrainConfig(encoder_precision="auto"), torch.device(device))
 
-    plain = PlainTopK(d_in, args.d_sae, args.k)
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
-
-    def plain_step(x: torch.Tensor) -> None:
-        loss = (plain(x) - x).pow(2).sum(1).mean()
-        plain_opt.zero_grad()
-        loss.backward()
-        plain_opt.step()
-        with torch.no_grad():
-            plain.W_dec /= plain.W_dec.norm(dim=1, keepdim=True)
-
-    cfg = SAETrainConfig(architecture="topk", d_sae=args.d_sae, k=args.k, batch_size=args.batch, total_tokens=10**9)
-    ours = SparseAutoencoder(SAEConfig(architecture="topk", d_in=d_in, d_sae=args.d_sae, k=args.k))
-    ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
-    no_dead = torch.zeros(args.d_sae, dtype=torch.bool)
-    counter = iter(range(10**9))
-
-    def our_step(x: torch.Tensor) -> None:
-        training_step(ours, ours_opt, x, no_dead, cfg, 1000 + next(counter))
-
-    w = torch.randn(d_in, args.d_sae)
-    matmul_s = time_steps(lambda x: x @ w, batches)
-    plain_s = time_steps(plain_step, batches)
-    ours_s = time_steps(our_step, batches)
-
-    dense_flops = 2 * args.batch * d_in * args.d_sae  # one [batch, d_in] x [d_in, d_sae] product
-    # ours: the dense encoder product + sparse work (decode, its grads, encoder grads): 3 x 2·B·k·d_in
-    our_flops = dense_flops + 3 * 2 * args.batch * args.k * d_in
-    # plain: forward enc + dec, backward 2 products each: 6 dense products
-    plain_flops = 6 * dense_flops
-    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {d_in} -> {args.d_sae}, k {args.k}")
-    print(f"{'':28}{'s/step':>9}{'tokens/s':>11}{'GFLOP/s':>9}{'vs matmul':>10}")
-    matmul_rate = dense_flops / matmul_s
-    for name, secs, flops in (("plain matmul (enc shape)", matmul_s, dense_flops),
-                              ("plain PyTorch TopK loop", plain_s, plain_flops),
-                              ("autointerp training_step", ours_s, our_flops)):
-        rate = flops / secs
-        print(f"{name:28}{secs:9.3f}{args.batch / secs:11.0f}{rate / 1e9:9.1f}{rate / matmul_rate:10.2f}")
-    print(f"speed-up of autointerp over the plain loop: {plain_s / ours_s:.2f}x")
-    print(f"our step time / one encoder matmul: {ours_s / matmul_s:.2f} (1.0 would be the floor)")
+    w = torch.randn(d_in, d_sae, device=device)
+    print(f"{device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
+          f"{d_in} -> {d_sae}, k {k}, aux_k {AUX_K}")
+    if not bf16:
+        print("bf16 encoder product: not used here (no AMX/AVX512-BF16 CPU or bf16 GPU)")
+    for fraction in (float(f) for f in args.dead.split(",")):
+        dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
+        dead[torch.randperm(d_sae, generator=torch.Generator().manual_seed(1))[: round(fraction * d_sae)]] = True
+        contenders: dict[str, Step] = {
+            GEMM: lambda x: x @ w,
+            "one bf16 encoder product": lambda x: x.bfloat16() @ w.bfloat16(),
+            "embedding_bag autograd": embedding_bag_step(d_in, d_sae, k, dead, device),
+        }
+        for make in (saelens_step, sparsify_step):
+            made = make(d_in, d_sae, k, dead, device)
+            if isinstance(made, str):
+                print(f"skipped: {made}")
+            else:
+                contenders[made.__name__] = made
+        contenders["autointerp fp32"] = our_step(d_in, d_sae, k, dead, device, bf16=False)
+        if bf16:
+            contenders["autointerp bf16 encoder"] = our_step(d_in, d_sae, k, dead, device, bf16=True)
+        secs = time_interleaved(contenders, batches)
+        best = min(v for n, v in secs.items() if n.startswith("autointerp"))
+        print(f"\ndead {fraction:.0%} ({'AuxK on' if fraction else 'AuxK off'})")
+        print(f"{'':34}{'s/step':>8}{'tokens/s':>10}{'x fp32 GEMM':>13}{'ours faster':>13}")
+        for name, s in secs.items():
+            print(f"{name:34}{s:8.3f}{args.batch / s:10.0f}{s / secs[GEMM]:13.2f}{s / best:12.2f}x")
 
 
 if __name__ == "__main__":

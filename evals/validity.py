@@ -9,7 +9,7 @@ The table gives, for every headline number, its mean, standard deviation, minimu
 the runs, so a reader sees how much of a difference is seed noise.
 
     python -m evals.validity [--out runs/validity] [--sae-seeds 0,1,2] [--harvest-seeds 0,1]
-        [--harvest-tokens 200000] [--features 1024] [--json]
+        [--sae-tokens 1500000] [--harvest-tokens 200000] [--features 1024] [--json]
 
 Each run folder is resumable like the demo's: re-running the command redoes nothing finished.
 """
@@ -40,7 +40,7 @@ def run_config(out: Path, sae_seed: int, harvest_seed: int, first_harvest: Path,
         controls = ["shuffled", "density_matched_neurons", "random_directions"]
         if sae_seed == args.sae_seeds[0]:
             controls.append("random_model")
-    sae = SAESpec(train=DEMO_SAE.model_copy(update={"seed": sae_seed}), eval_tokens=50_000)
+    sae = SAESpec(train=DEMO_SAE.model_copy(update={"seed": sae_seed, "total_tokens": args.sae_tokens}), eval_tokens=50_000)
     if out != first_harvest:  # later harvests of the same SAE load it
         sae = SAESpec(path=str(first_harvest / "sae"), eval_tokens=50_000)
     return RunConfig(
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/validity", help="folder for the run folders and validity.json")
     parser.add_argument("--sae-seeds", default="0,1,2", help="comma list of SAE training seeds")
     parser.add_argument("--harvest-seeds", default="0,1", help="comma list of harvest seeds")
+    parser.add_argument("--sae-tokens", type=int, default=DEMO_SAE.total_tokens, help="SAE training tokens (the demo's)")
     parser.add_argument("--harvest-tokens", type=int, default=200_000, help="held-out tokens per harvest")
     parser.add_argument("--features", type=int, default=1024, help="features labelled per run (all neurons are)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

@@ -15,10 +15,10 @@ steps and a rerun with the same output folder resumes from the last one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -50,6 +50,10 @@ class SAETrainConfig(BaseModel):
     l1_warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     aux_k: int = 256
+    # The encoder's dense product in bfloat16 (topk only; fp32 weights, Adam and the chosen set):
+    # "auto" uses it where the hardware multiplies bf16 natively (a GPU, or a CPU with AMX/AVX512-BF16).
+    # Off by default: on the 2 shared AMX cores it measured no faster end to end (see the README).
+    encoder_precision: Literal["auto", "float32", "bfloat16"] = "float32"
     aux_coefficient: float = 1 / 32
     dead_after_tokens: int = 250_000
     resample_steps: list[int] = []  # relu_l1: steps at which dead features are resampled
@@ -84,38 +88,48 @@ def geometric_median(points: torch.Tensor, iterations: int = 50) -> torch.Tensor
     return median
 
 
+def dead_topk(pre: torch.Tensor, dead_cols: torch.Tensor, aux_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the aux_k largest positive pre-activations [batch, d_sae] of each row among
+    the dead columns, found in those columns alone rather than by a masked top-k over all of them."""
+    k_aux = min(aux_k, dead_cols.numel())
+    vals, idx = pre.index_select(1, dead_cols).topk(k_aux, dim=1, sorted=False)
+    rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
+    keep = vals.reshape(-1) > 0
+    return rows[keep], dead_cols[idx.reshape(-1)[keep]]
+
+
 def topk_loss(
-    sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig
-) -> tuple[torch.Tensor, SparseCode]:
-    n_dead = int(dead.sum())
-
-    def dead_topk(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k_aux = min(cfg.aux_k, n_dead)
-        vals, cols = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=1, sorted=False)
-        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k_aux)
-        keep = vals.reshape(-1) > 0
-        return rows[keep], cols.reshape(-1)[keep]
-
-    code, aux_code = sae.encode_for_training(x, dead_topk if n_dead > 0 else None)
+    sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig, bf16: bool = False
+) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
+    """(loss, the batch's code, its FVU). AuxK as Gao et al. define it: ê = W_dec·z_aux, with no
+    b_dec, is fitted to the main reconstruction's error e = x - x̂, so AuxK's gradient reaches b_dec
+    through the encoder (z_aux reads x - b_dec) but not through the decoder."""
+    dead_cols = dead.nonzero().squeeze(1)
+    aux_select = (lambda pre: dead_topk(pre, dead_cols, cfg.aux_k)) if dead_cols.numel() else None
+    code, aux_code = sae.encode_for_training(x, aux_select, bf16=bf16)
     recon = sae.decode_sparse(code)
     variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
-    loss = (recon - x).pow(2).sum(dim=1).mean() / variance
+    fvu = (recon - x).pow(2).sum(dim=1).mean() / variance
+    loss = fvu
     if aux_code is not None and aux_code.rows.numel() > 0:
         error = (x - recon).detach()
-        aux_recon = sae.decode_sparse(aux_code) - sae.b_dec.detach()
+        aux_recon = sae.decode_sparse(aux_code, bias=False)
         aux = (aux_recon - error).pow(2).sum(dim=1).mean() / error.pow(2).sum(dim=1).mean().clamp_min(1e-8)
         loss = loss + cfg.aux_coefficient * aux
-    return loss, code
+    return loss, code, fvu.detach()
 
 
 def relu_l1_loss(
     sae: SparseAutoencoder, x: torch.Tensor, l1: float
-) -> tuple[torch.Tensor, SparseCode]:
+) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
+    """(loss, the batch's code, its FVU)."""
     f = torch.relu(sae.preactivations(x))
     recon = sae.decode(f)
-    loss = (recon - x).pow(2).sum(dim=1).mean() + l1 * f.sum(dim=1).mean()
+    sq_err = (recon - x).pow(2).sum(dim=1).mean()
+    loss = sq_err + l1 * f.sum(dim=1).mean()
     rows, cols = (f > 0).nonzero(as_tuple=True)
-    return loss, SparseCode(rows, cols, f[rows, cols].detach(), x.shape[0], sae.cfg.d_sae)
+    fvu = sq_err.detach() / (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
+    return loss, SparseCode(rows, cols, f[rows, cols].detach(), x.shape[0], sae.cfg.d_sae), fvu
 
 
 @torch.no_grad()
@@ -147,24 +161,45 @@ def resample_dead(
     return len(dead_idx)
 
 
+def uses_bf16_encoder(cfg: SAETrainConfig, device: torch.device) -> bool:
+    """Whether to run the encoder product in bf16: asked for, or "auto" on hardware made for it."""
+    if cfg.encoder_precision != "float32" and cfg.architecture != "topk":
+        if cfg.encoder_precision == "bfloat16":
+            raise UserError(f"encoder_precision bfloat16 is for topk SAEs, not {cfg.architecture}")
+        return False
+    if cfg.encoder_precision != "auto":
+        return cfg.encoder_precision == "bfloat16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if device.type == "cpu" and cpuinfo.exists() else set()
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def make_optimizer(sae: SparseAutoencoder, cfg: SAETrainConfig) -> torch.optim.Adam:
+    """Adam with its fused kernel (on CPU it is several times faster than the per-tensor loops)."""
+    return torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999), fused=True)
+
+
 def training_step(
-    sae: SparseAutoencoder, opt: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig, step: int
-) -> tuple[torch.Tensor, SparseCode]:
-    """One optimizer step on a scaled batch x [batch, d_in]; returns (loss, the batch's code)."""
+    sae: SparseAutoencoder, opt: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig,
+    step: int, bf16: bool = False,
+) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
+    """One optimizer step on a scaled batch x [batch, d_in]; returns (loss, the batch's code, its FVU)."""
     for group in opt.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     if cfg.architecture == "relu_l1":
         l1 = cfg.l1_coefficient * min(1.0, step / max(1, cfg.l1_warmup_fraction * cfg.steps))
-        loss, code = relu_l1_loss(sae, x, l1)
+        loss, code, fvu = relu_l1_loss(sae, x, l1)
     else:
-        loss, code = topk_loss(sae, x, dead, cfg)
+        loss, code, fvu = topk_loss(sae, x, dead, cfg, bf16)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     sae.remove_parallel_decoder_grad()
     torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
     opt.step()
     sae.normalize_decoder()
-    return loss.detach(), code
+    return loss.detach(), code, fvu
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -186,7 +221,8 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
         model_name=subject.name, hook_name=hook, context_size=cfg.context, dataset_path=cfg.corpus,
     )
     sae = SparseAutoencoder(sae_cfg).to(device)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    opt = make_optimizer(sae, cfg)
+    bf16 = uses_bf16_encoder(cfg, device)
     ckpt_path = out_dir / CHECKPOINT
     step, scale, start_window = 0, None, 0
     tokens_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
@@ -216,7 +252,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
                 sae.b_dec.copy_(geometric_median(x[:2048] * scale))
         x = x * scale
         dead = tokens_since_fired > cfg.dead_after_tokens
-        loss, code = training_step(sae, opt, x, dead, cfg, step)
+        loss, code, fvu_t = training_step(sae, opt, x, dead, cfg, step, bf16)
         with torch.no_grad():
             fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
             fired[code.cols] = True
@@ -228,7 +264,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
                 else:
                     sae.threshold.mul_(0.99).add_(0.01 * smallest)
             l0 = code.rows.numel() / x.shape[0]
-            fvu = float(((sae.decode_sparse(code) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()))
+            fvu = float(fvu_t)
         if cfg.architecture == "relu_l1" and step in cfg.resample_steps:
             resample_dead(sae, opt, dead, x, cfg.seed + step)
         l0_ema = l0 if l0_ema is None else 0.95 * l0_ema + 0.05 * l0

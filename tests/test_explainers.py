@@ -15,10 +15,14 @@ from autointerp.explainers import (
     parse_explanation_reply,
 )
 from autointerp.explainers.llm import discretise
-from autointerp.explainers.offline import DEAD_UNIT_TEXT, find_patterns
+from autointerp.explainers.offline import (
+    DEAD_UNIT_TEXT,
+    describe_patterns,
+    find_patterns,
+)
+from autointerp.language import Literal, parse, quote
 from autointerp.llm import RetryPolicy, make_llm_client
 from autointerp.records import ActivationExample, UnitHarvest
-from autointerp.simulators.patterns import parse_explanation, quote
 from autointerp.testing.fake_llm_server import FakeLLMServer
 from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
@@ -33,14 +37,18 @@ def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- offline -----------------------------------------------------------------------------------
 
 
+def _text(target: object) -> str | None:
+    return target.text if isinstance(target, Literal) else None
+
+
 @pytest.mark.parametrize("unit", planted_units(6), ids=lambda u: f"unit{u.index}")
 def test_offline_explainer_names_the_planted_triggers(unit: PlantedUnit) -> None:
     explanation = OfflineExplainer().explain_now(planted_harvest(unit))
     for trigger in unit.triggers:
         assert quote(trigger) in explanation.text
-    parsed = {(item.token, item.prev) for item in parse_explanation(explanation.text)}
+    parsed = {(_text(item.target), tuple(_text(c.target) for c in item.conditions)) for item in parse(explanation.text).items}
     for trigger, required in unit.context.items():
-        assert (trigger, required) in parsed, explanation.text
+        assert (trigger, (required,)) in parsed, explanation.text
     assert explanation.explainer == "offline-ngram" and explanation.model is None
 
 
@@ -48,7 +56,7 @@ def test_offline_explainer_ranks_the_stronger_trigger_first() -> None:
     unit = PlantedUnit(index=0, triggers={" king": 8.0, " queen": 1.5})
     text = OfflineExplainer().explain_now(planted_harvest(unit)).text
     assert text.startswith('fires most strongly on " king"'), text
-    items = {item.token: item.strength for item in parse_explanation(text)}
+    items = {_text(item.target): item.strength for item in parse(text).items}
     assert items[" king"] > items[" queen"] > 0
 
 
@@ -56,8 +64,8 @@ def test_offline_explainer_uses_context_only_when_it_decides() -> None:
     plain = PlantedUnit(index=1, triggers={" bank": 5.0})
     assert "after" not in OfflineExplainer().explain_now(planted_harvest(plain)).text
     gated = PlantedUnit(index=2, triggers={" bank": 5.0}, context={" bank": " river"})
-    patterns = find_patterns(planted_harvest(gated), OfflineExplainerConfig())
-    assert (patterns[0].token, patterns[0].prev) == (" bank", " river")
+    item = find_patterns(planted_harvest(gated), OfflineExplainerConfig()).patterns[0].item
+    assert (_text(item.target), [_text(c.target) for c in item.conditions]) == (" bank", [" river"])
 
 
 def test_offline_explainer_reads_only_the_explain_split() -> None:
@@ -72,7 +80,7 @@ def test_offline_explainer_is_deterministic_and_hashes_its_settings() -> None:
     harvest = planted_harvest(planted_units(3)[1])
     first, second = OfflineExplainer().explain_now(harvest), OfflineExplainer().explain_now(harvest)
     assert first == second
-    other = OfflineExplainer(OfflineExplainerConfig(max_patterns=3))
+    other = OfflineExplainer(OfflineExplainerConfig(budget_words=20))
     assert other.settings_hash != first.settings_hash
     assert asyncio.run(OfflineExplainer().explain(harvest)) == first
 
@@ -82,8 +90,37 @@ def test_dense_unit_names_only_tokens_that_stand_out() -> None:
     # are merely average, so only the real triggers may be named.
     unit = PlantedUnit(index=9, triggers={" river": 5.0, " stone": 2.0}, noise_rate=0.9)
     text = OfflineExplainer().explain_now(planted_harvest(unit)).text
-    assert {item.token for item in parse_explanation(text)} == {" river", " stone"}, text
+    assert {_text(item.target) for item in parse(text).items} == {" river", " stone"}, text
     assert text.endswith("(exact tokens)")
+
+
+def test_offline_explainer_names_a_class_when_the_triggers_share_one() -> None:
+    harvest = planted_harvest(PlantedUnit(index=7, triggers={f" {n}": 5.0 for n in range(1, 13)}))
+    explanation = OfflineExplainer().explain_now(harvest)
+    assert explanation.text.startswith('fires on numbers (such as "'), explanation.text
+    assert explanation.meta["classes"] == ["numbers"]
+    exact = OfflineExplainer(OfflineExplainerConfig(use_classes=False)).explain_now(harvest)
+    assert exact.meta["classes"] == [] and "numbers" not in exact.text and '" 7"' in exact.text
+
+
+def test_explanations_read_back_as_the_items_found() -> None:
+    harvest = planted_harvest(PlantedUnit(index=8, triggers={f" {n}": 5.0 for n in range(1, 6)} | {" river": 2.0}, context={" river": " the"}))
+    found = find_patterns(harvest, OfflineExplainerConfig())
+    parsed = {(item.target, item.conditions) for item in parse(describe_patterns(found.patterns)).items}
+    assert {(p.item.target, p.item.conditions) for p in found.patterns} <= parsed
+    assert len(found.patterns) >= 2
+
+
+def test_word_budget_is_the_same_for_every_kind_and_recorded() -> None:
+    triggers = {w: 6.0 - 0.4 * i for i, w in enumerate([" house", " water", " tree", " stone", " road", " city", " paper"])}
+    for kind in ("neuron", "feature"):
+        harvest = planted_harvest(PlantedUnit(index=9, triggers=triggers, kind=kind))
+        roomy = OfflineExplainer().explain_now(harvest)
+        assert roomy.meta["budget_words"] == 100 and roomy.meta["binding"] is False
+        assert roomy.meta["named"] == roomy.meta["candidates"] == 7 and roomy.meta["words"] == len(roomy.text.split())
+        tight = OfflineExplainer(OfflineExplainerConfig(budget_words=12)).explain_now(harvest)
+        assert tight.meta["binding"] is True and tight.meta["candidates"] == 7
+        assert tight.meta["named"] < 7 and len(tight.text.split()) <= 12, tight.text
 
 
 def test_dead_unit_gets_a_text_that_predicts_nothing() -> None:
@@ -92,7 +129,7 @@ def test_dead_unit_gets_a_text_that_predicts_nothing() -> None:
         example.activations = [0.0] * len(example.tokens)
     text = OfflineExplainer().explain_now(harvest).text
     assert text == DEAD_UNIT_TEXT
-    assert parse_explanation(text) == ()
+    assert parse(text).items == ()
 
 
 def test_tokens_with_quotes_and_newlines_round_trip() -> None:
@@ -100,7 +137,7 @@ def test_tokens_with_quotes_and_newlines_round_trip() -> None:
     unit = PlantedUnit(index=5, triggers={'"': 5.0, "\n": 3.0})
     harvest = planted_harvest(unit)
     text = OfflineExplainer().explain_now(harvest).text
-    tokens = {item.token for item in parse_explanation(text)}
+    tokens = {_text(item.target) for item in parse(text).items}
     assert {'"', "\n"} <= tokens, text
     assert [quote(t) for t in tricky] == ['"\\""', '"\\n"', '" \\\\x"', '" say"']
 

@@ -153,7 +153,7 @@ def test_list_renders_every_unit_and_the_comparison(browser, catalog_dir):
     assert "10 matching units" in browser.find_element(By.ID, "unit-count").text
     assert "simulation" in browser.find_element(By.CSS_SELECTOR, "#comparison table").text
     images = browser.find_elements(By.CSS_SELECTOR, "#comparison img")
-    assert len(images) == 2
+    assert len(images) == 3  # score distributions, score vs density, activation density
     for img in images:  # the local PNGs loaded
         assert browser.execute_script("return arguments[0].naturalWidth;", img) > 100
     _assert_nothing_ran(browser)

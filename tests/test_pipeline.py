@@ -67,6 +67,8 @@ def test_report_has_protocol_strata_controls_and_ceiling(first_run):
     assert any(line.startswith("control shuffled") for line in report["conclusions"])
     markdown = (out / "report.md").read_text()
     assert "## Controls" in markdown and "## Per stratum" in markdown
+    page = (out / "html" / "index.html").read_text()
+    assert "Conclusions" in page and "Controls (median" in page and "score_vs_density.png" in page
 
 
 def test_store_holds_all_harvested_units_and_the_run_config(first_run):
@@ -121,3 +123,38 @@ def test_budget_counts_what_earlier_runs_spent(tmp_path):
     with pytest.raises(BudgetExceeded):
         make_budget(LabelSpec(max_cost=2.0), store).check()
     assert make_budget(LabelSpec(), store) is None
+
+
+def test_the_shipped_builtin_config_is_the_demo() -> None:
+    from autointerp.demo import demo_config
+    from autointerp.pipeline import load_run_config
+
+    shipped = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "builtin-offline.toml")
+    assert shipped.model_dump(exclude={"out"}) == demo_config("x").model_dump(exclude={"out"})
+
+
+def test_llm_explanations_scored_offline_are_flagged(capsys) -> None:
+    from autointerp.pipeline import warn_language_mismatch
+
+    warn_language_mismatch(LabelSpec())
+    assert capsys.readouterr().out == ""
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="offline"))
+    assert "parse_coverage" in capsys.readouterr().out
+    warn_language_mismatch(LabelSpec(explainer="openai:gpt-4o-mini", simulator="openai:gpt-4o-mini"))
+    assert capsys.readouterr().out == ""
+
+
+def test_compare_and_export_commands_keep_the_validity_sections(first_run, tmp_path):
+    """The CLI's compare and export read controls.db beside the catalog, as the run did."""
+    import subprocess
+    import sys
+
+    out, _ = first_run
+    for command in (["compare", str(out / "catalog.db"), "--out", str(tmp_path / "c")],
+                    ["export", str(out / "catalog.db"), "--out", str(tmp_path / "e")]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "autointerp.cli", *command], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    for folder in ("c", "e"):
+        report = json.loads((tmp_path / folder / "report.json").read_text())
+        assert report["protocol_version"] == 2 and set(report["controls"]) == set(CONTROL_NAMES)
+    assert "Conclusions" in (tmp_path / "e" / "html" / "index.html").read_text()

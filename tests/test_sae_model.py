@@ -1,5 +1,6 @@
-"""SAE architectures: the sparse training backward against dense autograd (float64), the encoders'
-formulas, sparse vs dense decoding, and the decoder geometry helpers."""
+"""SAE architectures: the sparse training backward against dense autograd (float64), AuxK's
+definition and dead-column selection, the bf16 encoder's top-k set, the encoders' formulas, sparse vs
+dense decoding, and the decoder geometry helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, SparseCode
-from sae.training import relu_l1_loss
+from sae.training import SAETrainConfig, dead_topk, relu_l1_loss, topk_loss
 
 D_IN, D_SAE, K, BATCH = 12, 40, 4, 16
 
@@ -134,7 +135,7 @@ def test_relu_l1_encoder_and_loss() -> None:
     x = inputs()
     pre = sae.preactivations(x).detach()
     torch.testing.assert_close(sae.encode(x), pre.clamp_min(0))
-    loss, code = relu_l1_loss(sae, x, l1=0.25)
+    loss, code, _ = relu_l1_loss(sae, x, l1=0.25)
     f = pre.clamp_min(0)
     expected = ((f @ sae.W_dec + sae.b_dec - x).pow(2).sum(1).mean() + 0.25 * f.sum(1).mean()).detach()
     torch.testing.assert_close(loss.detach(), expected)
@@ -181,3 +182,77 @@ def test_decoder_geometry_helpers() -> None:
     sae.W_dec.grad = torch.randn(D_SAE, D_IN, dtype=torch.float64)
     sae.remove_parallel_decoder_grad()
     torch.testing.assert_close((sae.W_dec.grad * sae.W_dec).sum(1), torch.zeros(D_SAE, dtype=torch.float64))
+
+
+def test_dead_column_selection_matches_a_masked_full_topk() -> None:
+    pre = torch.randn(BATCH, D_SAE, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    dead = torch.rand(D_SAE, generator=torch.Generator().manual_seed(4)) < 0.3
+    for aux_k in (3, int(dead.sum()), 100):
+        rows, cols = dead_topk(pre, dead.nonzero().squeeze(1), aux_k)
+        vals, idx = pre.masked_fill(~dead, -torch.inf).topk(min(aux_k, int(dead.sum())), dim=1)
+        expected = torch.zeros_like(pre, dtype=torch.bool).scatter(1, idx, vals > 0)
+        chosen = torch.zeros_like(expected)
+        chosen[rows, cols] = True
+        assert torch.equal(chosen, expected) and len(rows) == int(expected.sum()), aux_k
+
+
+def test_auxk_is_gao_et_al_with_no_decoder_bias_in_its_reconstruction() -> None:
+    """Loss and every gradient against dense autograd of L = ‖x - x̂‖²/var + α‖W_dec·z_aux - e‖²/‖e‖²;
+    the AuxK term alone reaches b_dec only through the encoder's x - b_dec (db_dec = -W_enc·db_enc)."""
+    sae = make_sae("topk")
+    x = inputs()
+    dead = torch.zeros(D_SAE, dtype=torch.bool)
+    dead[::3] = True
+    alpha = 0.5
+
+    def grads(coefficient: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        sae.zero_grad(set_to_none=True)
+        cfg = SAETrainConfig(d_sae=D_SAE, k=K, aux_k=5, aux_coefficient=coefficient)
+        loss, _, _ = topk_loss(sae, x, dead, cfg)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in sae.named_parameters()}, loss.detach()
+
+    with_aux, loss = grads(alpha)
+    without_aux, _ = grads(0.0)
+
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in sae.named_parameters()}
+    pre = (x - params["b_dec"]) @ params["W_enc"] + params["b_enc"]
+    top = pre.detach().topk(K, dim=1)
+    main_mask = torch.zeros_like(pre).scatter(1, top.indices, (top.values > 0).double())
+    aux_top = pre.detach().masked_fill(~dead, -torch.inf).topk(5, dim=1)
+    aux_mask = torch.zeros_like(pre).scatter(1, aux_top.indices, (aux_top.values > 0).double())
+    recon = (pre * main_mask) @ params["W_dec"] + params["b_dec"]
+    error = (x - recon).detach()
+    e_hat = (pre * aux_mask) @ params["W_dec"]
+    ref = (recon - x).pow(2).sum(1).mean() / (x - x.mean(0)).pow(2).sum(1).mean()
+    ref = ref + alpha * (e_hat - error).pow(2).sum(1).mean() / error.pow(2).sum(1).mean()
+    ref.backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
+    for name, param in params.items():
+        torch.testing.assert_close(with_aux[name], param.grad, rtol=1e-10, atol=1e-12, msg=name)
+    aux_only = {n: with_aux[n] - without_aux[n] for n in with_aux}
+    assert aux_only["W_dec"].abs().max() > 1e-6, "AuxK did act"
+    torch.testing.assert_close(aux_only["b_dec"], -(sae.W_enc.detach() @ aux_only["b_enc"]), rtol=1e-9, atol=1e-12)
+
+
+def test_bf16_encoder_product_keeps_the_fp32_topk_set() -> None:
+    """Values near each row's k-th are rescored in fp32: the chosen sets then
+    match fp32's on nearly every row, where bf16's own top-k misses on many."""
+    torch.manual_seed(5)
+    d_in, d_sae, k, batch = 128, 1024, 16, 512
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=d_in, d_sae=d_sae, k=k))
+    x = torch.randn(batch, d_in)
+
+    def as_mask(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(batch, d_sae, dtype=torch.bool)
+        mask[rows, cols] = True
+        return mask
+
+    with torch.no_grad():
+        pre = sae.preactivations(x)
+        fp32 = as_mask(*sae.select(pre, training=True))
+        pre_bf16, rows, cols, vals = sae._topk_bf16(x)
+        plain = torch.zeros(batch, d_sae, dtype=torch.bool).scatter(1, pre_bf16.topk(k, dim=1).indices, True)
+    torch.testing.assert_close(vals, pre[rows, cols], rtol=2**-7, atol=1e-6)
+    assert (as_mask(rows, cols) == fp32).all(1).float().mean() >= 0.99
+    assert (plain == fp32).all(1).float().mean() < 0.95

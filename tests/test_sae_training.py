@@ -21,17 +21,17 @@ from sae.metrics import evaluate_sae
 from sae.saelens_format import WEIGHTS_FILE, load_sae
 from sae.streaming import ActivationBatch, token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
-from sae.training import CHECKPOINT, SAETrainConfig, train_sae
+from sae.training import CHECKPOINT, SAETrainConfig, train_sae, uses_bf16_encoder
 
 EVAL_TOKENS = 1024
 
 
 def small_config(steps: int, **changes) -> SAETrainConfig:
     """Tiny but real settings: 128-token batches from a 1024-token shuffling buffer."""
-    base = dict(
-        d_sae=256, k=16, batch_size=128, total_tokens=128 * steps, buffer_tokens=1024, subject_batch_size=8,
-        checkpoint_every=4, dead_after_tokens=2000, aux_k=64, lr=4e-3,
-    )
+    base = {
+        "d_sae": 256, "k": 16, "batch_size": 128, "total_tokens": 128 * steps, "buffer_tokens": 1024,
+        "subject_batch_size": 8, "checkpoint_every": 4, "dead_after_tokens": 2000, "aux_k": 64, "lr": 4e-3,
+    }
     return SAETrainConfig(**{**base, **changes})
 
 
@@ -132,6 +132,15 @@ def test_other_architectures_train_and_load(subject: SubjectModel, architecture:
     assert np.isfinite(summary["final_fvu"]) and summary["final_l0"] > 0
     x = torch.randn(8, 512)
     assert sae(x).shape == x.shape
+
+
+def test_encoder_precision_choice() -> None:
+    cpu = torch.device("cpu")
+    assert not uses_bf16_encoder(SAETrainConfig(), cpu), "fp32 unless asked"
+    assert uses_bf16_encoder(SAETrainConfig(encoder_precision="bfloat16"), cpu)
+    assert not uses_bf16_encoder(SAETrainConfig(architecture="batchtopk", encoder_precision="auto"), cpu)
+    with pytest.raises(UserError, match="for topk SAEs, not relu_l1"):
+        uses_bf16_encoder(SAETrainConfig(architecture="relu_l1", encoder_precision="bfloat16"), cpu)
 
 
 # --- the shuffling buffer --------------------------------------------------------------------------------

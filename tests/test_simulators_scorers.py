@@ -11,13 +11,13 @@ import math
 import pytest
 
 from autointerp.explainers import OfflineExplainer
+from autointerp.language import AnyToken, Condition, Item, Literal, parse
 from autointerp.llm import ChatResponse, RetryPolicy, make_llm_client
 from autointerp.llm.logprobs import line_end_numbers
 from autointerp.records import Explanation
 from autointerp.scoring import SCORERS, SimulationScorerConfig, balanced_accuracy, correlation, score_simulation
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
 from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
-from autointerp.simulators.patterns import PatternItem, parse_explanation, predict_activations
 from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
 from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
@@ -38,45 +38,45 @@ def explanations_for(unit_index: int):
     return harvest, right, wrong
 
 
-# ---- parsing explanations ----------------------------------------------------------------------
+# ---- reading explanations (the language itself is pinned in tests/test_language.py) ------------
 
 
 def test_offline_wording_parses_back_exactly() -> None:
     text = 'fires most strongly on " God" (after " of"); strongly on " Lord" and any token after " the"; weakly on "\\n"'
-    assert parse_explanation(text) == (
-        PatternItem(token=" God", prev=" of", strength=10.0),
-        PatternItem(token=" Lord", prev=None, strength=7.0),
-        PatternItem(token=None, prev=" the", strength=7.0),
-        PatternItem(token="\n", prev=None, strength=2.0),
+    assert parse(text).items == (
+        Item(Literal(" God"), 10.0, (Condition("after", Literal(" of")),)),
+        Item(Literal(" Lord"), 7.0),
+        Item(AnyToken(), 7.0, (Condition("after", Literal(" the")),)),
+        Item(Literal("\n"), 2.0),
     )
-
-
-def test_llm_prose_is_parsed_loosely() -> None:
-    items = parse_explanation("the word \u201cbank\u201d, especially `Bank`, but not 'banking'")
-    assert [(i.token, i.strength) for i in items] == [("bank", 10.0), ("Bank", 10.0), ("banking", 0.0)]
-    # No quotes at all: content words stand in for tokens.
-    assert {i.token for i in parse_explanation("references to rivers")} >= {"rivers", "river"}
 
 
 def test_predictions_follow_matching_rules() -> None:
     tokens = [" Son", " of", " God", ",", " god", " the", " Lord", "God"]
-    exact = predict_activations(parse_explanation('fires on " God" (after " of")'), tokens)
-    assert exact == [0, 0, 10, 0, 0, 0, 0, 0]
-    loose = predict_activations(parse_explanation('fires on "God"; weakly on any token after " the"'), tokens)
+    simulator = OfflineSimulator()
+    assert simulator.predict('fires on " God" (after " of")', tokens) == [0, 0, 10, 0, 0, 0, 0, 0]
+    loose = simulator.predict('fires on "God"; weakly on any token after " the"', tokens)
     assert loose[2] == 10 and loose[7] == 10 and loose[4] == pytest.approx(8.0)  # case-insensitive: 0.8x
     assert loose[6] == 2
-    phrase = predict_activations(parse_explanation('"Son of God"'), tokens)
-    assert phrase[:3] == [5.0, 5.0, 10.0]
-    excluded = predict_activations(parse_explanation('"God" but not " god"'), tokens)
+    assert simulator.predict('"Son of God"', tokens)[:3] == [5.0, 5.0, 10.0]
+    excluded = simulator.predict('"God" but not " god"', tokens)
     assert excluded[4] == 0 and excluded[2] == 10
 
 
 def test_exact_mark_turns_off_forgiving_matches() -> None:
     tokens = [" God", "God", " god"]
-    assert predict_activations(parse_explanation('fires on "God"'), tokens) == pytest.approx([10, 10, 8])
-    exact = parse_explanation('fires on "God" and " god" (exact tokens)')
-    assert all(item.exact for item in exact)
-    assert predict_activations(exact, tokens) == [0, 10, 10]
+    simulator = OfflineSimulator()
+    assert simulator.predict('fires on "God"', tokens) == pytest.approx([10, 10, 8])
+    assert all(item.target.exact for item in parse('fires on "God" and " god" (exact tokens)').items)
+    assert simulator.predict('fires on "God" and " god" (exact tokens)', tokens) == [0, 10, 10]
+
+
+def test_parse_coverage_reports_what_was_not_understood() -> None:
+    simulator = OfflineSimulator()
+    assert simulator.parse_coverage("closing parentheses") == 1.0
+    assert simulator.parse_coverage("the word of in prepositional phrases") == 0.5
+    assert simulator.parse_coverage("") == 0.0
+    assert simulator.settings["version"] == 3
 
 
 # ---- metrics -----------------------------------------------------------------------------------

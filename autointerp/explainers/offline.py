@@ -1,34 +1,48 @@
-"""The offline explainer: token and preceding-token patterns, found by greedy least squares.
+"""The offline explainer: token classes, places and exact tokens, found by greedy least squares.
 
-In the spirit of Neuron-to-Graph, it looks only at the explain split and asks which tokens, which
-preceding tokens, and which (preceding, token) pairs account for the unit's activations. Each
-candidate pattern is an indicator over token positions; the pattern that most reduces the squared
-error of the current prediction is chosen, its mean activation is added where it matches, and the
-search repeats on what is left. The gain of a pattern, S^2 / (n + k) for residual sum S over its n
-matches, is large only when the pattern carries much of the activation mass (recall) *and* fires
-reliably where present (precision); the pseudo-count k keeps rare tokens from winning on one lucky
-hit. Random and silent examples count too, so a token that is everywhere but rarely fires loses.
+In the spirit of Neuron-to-Graph, it looks only at the explain split and asks which descriptions
+account for the unit's activations: a token, a token after another, any token after a token, and,
+in the words of `autointerp.language`, a class of tokens ("numbers", "closing parentheses"), a place
+("inside a string", "at the start of a line") or any token after a class. Each candidate is an
+indicator over token positions; the one that most reduces the squared error of the current prediction
+is chosen, its mean activation is added where it matches, and the search repeats on what is left. The
+gain of a candidate, S^2 / (n + k) for residual sum S over its n matches, is large only when it carries
+much of the activation mass (recall) *and* fires reliably where present (precision); the pseudo-count k
+keeps rare tokens from winning on one lucky hit. So a class is named when its members fire alike and
+its other tokens stay quiet, and exact tokens are named where no class fits.
 
-The explanation quotes the chosen tokens in JSON double quotes and groups them by strength, e.g.
-`fires most strongly on " God" (after " of"); weakly on " Lord" and any token after " the" (exact
-tokens)`, which `autointerp.simulators.patterns` parses back exactly. Strengths are the patterns'
-mean activation above the unit's average, so for dense units (neurons that fire a little
-everywhere) only tokens that stand out are named. Deterministic; no network.
+The explanation is English the offline simulator reads back into the same items, grouped by strength:
+`fires most strongly on numbers (such as " 0" and " 1"); weakly on " God" (after " of") and any token
+after "(" (exact tokens)`. Strengths are mean activation above the unit's average, so for dense units
+only what stands out is named. Every unit kind gets the same budget of words; `Explanation.meta` says
+whether it bound. Deterministic; no network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from autointerp.records import Explanation, UnitHarvest
+from autointerp.language import (
+    NEVER_FIRES,
+    AnyToken,
+    ClassOf,
+    Condition,
+    Item,
+    Literal,
+    describe_item,
+    join_words,
+    mark_exact,
+)
+from autointerp.records import ActivationExample, Explanation, UnitHarvest
 from autointerp.settings_hash import settings_hash
-from autointerp.simulators.patterns import mark_exact, quote
+from autointerp.token_classes import CLASSES, TokenClass, view_of
 
 EXPLAINER_NAME = "offline-ngram"
-DEAD_UNIT_TEXT = "never fires in the explain examples"
+DEAD_UNIT_TEXT = NEVER_FIRES
 NO_PATTERN_TEXT = "fires with no clear pattern"
 
 # Strength tiers: (lowest ratio to the strongest pattern, the words the parser reads as that level).
@@ -38,42 +52,43 @@ _TIERS: list[tuple[float, str]] = [
     (0.30, "moderately"),
     (0.0, "weakly"),
 ]
-_START = "\x00<window start>"  # the "previous token" of a window's first position; never quoted
+# Classes named as places ("any token inside a string") rather than as kinds of token.
+_PLACES = frozenset(name for name, c in CLASSES.items() if c.positional)
+_CLASS_FAMILIES = frozenset({"class", "prevclass"})
 
 
 class OfflineExplainerConfig(BaseModel):
-    """Knobs of the pattern search; all of them go into the settings hash."""
+    """Knobs of the search; all of them go into the settings hash."""
 
-    max_patterns: int = Field(12, ge=1)  # longest list an explanation quotes
+    budget_words: int = Field(100, ge=5)  # longest explanation, in words, for every unit kind (binds rarely)
+    max_candidates: int = Field(40, ge=1)  # the search stops after this many patterns
     min_support: int = Field(2, ge=1)  # firing occurrences a pattern needs (relaxed to 1 if none has)
     min_gain_fraction: float = Field(0.005, ge=0)  # stop when a pattern explains less of the sum of squares
     pseudo_count: float = Field(1.0, ge=0)  # shrinks each pattern's mean toward 0
     min_relative_strength: float = Field(0.1, ge=0, le=1)  # drop patterns weaker than this x the strongest
     use_context: bool = True  # consider preceding-token patterns
+    use_classes: bool = True  # consider token classes and places (False: exact tokens only)
+    max_examples: int = Field(3, ge=0)  # tokens quoted after a class, e.g. numbers (such as " 0")
+    class_margin: float = Field(0.1, ge=0)  # a class is chosen over tokens only when its gain is this much higher
 
 
 @dataclass(frozen=True)
-class TokenPattern:
-    """A chosen pattern: `token` at a position (None: any), `prev` right before it (None: any)."""
+class Pattern:
+    """A chosen item with its fitted strength and, for a class, the members that fired most."""
 
-    token: str | None
-    prev: str | None
-    strength: float  # mean activation above the unit's average where this pattern is the one that applies
+    item: Item
+    examples: tuple[str, ...] = ()
 
     @property
-    def specificity(self) -> int:
-        return 2 if self.token is not None and self.prev is not None else 1
+    def strength(self) -> float:
+        return self.item.strength
 
     def describe(self) -> str:
-        if self.token is None:
-            return f"any token after {quote(self.prev or '')}"
-        if self.prev is None:
-            return quote(self.token)
-        return f"{quote(self.token)} (after {quote(self.prev)})"
+        return describe_item(self.item, self.examples)
 
 
 class OfflineExplainer:
-    """Explains a unit from its explain-split examples with token patterns; the pipeline default."""
+    """Explains a unit from its explain-split examples in the explanation language; the pipeline default."""
 
     name = EXPLAINER_NAME
     model: str | None = None
@@ -82,7 +97,7 @@ class OfflineExplainer:
     def __init__(self, config: OfflineExplainerConfig | None = None):
         self.config = config or OfflineExplainerConfig()
         self.settings_hash = settings_hash(
-            {"explainer": self.name, "version": 2, "params": self.config.model_dump()}
+            {"explainer": self.name, "version": 3, "params": self.config.model_dump()}
         )
 
     async def explain(self, harvest: UnitHarvest) -> Explanation:
@@ -90,12 +105,27 @@ class OfflineExplainer:
 
     def explain_now(self, harvest: UnitHarvest) -> Explanation:
         """The same as `explain`, without an event loop (it never waits on anything)."""
+        meta: dict[str, object] = {"budget_words": self.config.budget_words}
+        if _fires(harvest):
+            found = find_patterns(harvest, self.config)
+            text = describe_patterns(found.patterns)
+            meta |= {
+                "binding": found.binding,
+                "candidates": found.candidates,
+                "named": len(found.patterns),
+                "classes": sorted({n for p in found.patterns for n in _class_names(p.item)}),
+                "words": len(text.split()),
+            }
+        else:
+            text = DEAD_UNIT_TEXT
+            meta |= {"binding": False, "candidates": 0, "named": 0, "classes": [], "words": len(text.split())}
         return Explanation(
             unit_kind=harvest.kind,
             unit_index=harvest.index,
-            text=describe_patterns(find_patterns(harvest, self.config)) if _fires(harvest) else DEAD_UNIT_TEXT,
+            text=text,
             explainer=self.name,
             settings_hash=self.settings_hash,
+            meta=meta,
         )
 
 
@@ -103,22 +133,52 @@ def _fires(harvest: UnitHarvest) -> bool:
     return any(a > 0 for e in harvest.examples_for("explain") for a in e.activations)
 
 
-def find_patterns(harvest: UnitHarvest, config: OfflineExplainerConfig) -> list[TokenPattern]:
-    """The patterns that best account for the unit's explain-split activations, strongest first."""
-    positions = _Positions.from_harvest(harvest)
+def _class_names(item: Item) -> list[str]:
+    targets = [item.target, *(c.target for c in item.conditions)]
+    return [name for t in targets if isinstance(t, ClassOf) for name in t.names]
+
+
+@dataclass(frozen=True)
+class Found:
+    patterns: list[Pattern]  # strongest first
+    candidates: int  # patterns the search found before the word budget
+    binding: bool  # the budget dropped some of them
+
+
+def find_patterns(harvest: UnitHarvest, config: OfflineExplainerConfig) -> Found:
+    """The patterns that best account for the unit's explain-split activations, within the budget."""
+    positions = _Positions.from_harvest(harvest, config)
     chosen = _greedy_search(positions, config, config.min_support)
     if not chosen:
         chosen = _greedy_search(positions, config, 1)
-    patterns = _fit_strengths(positions, chosen, config.pseudo_count)
-    if not patterns:
+    candidates = len(chosen)
+    while True:
+        patterns = _finish(positions, chosen, config)
+        if len(describe_patterns(patterns).split()) <= config.budget_words or len(chosen) <= 1:
+            return Found(patterns, candidates, binding=len(chosen) < candidates)
+        chosen = chosen[:-1]
+
+
+def _finish(positions: _Positions, chosen: list[tuple[str, int]], config: OfflineExplainerConfig) -> list[Pattern]:
+    fitted = _fit_strengths(positions, chosen, config.pseudo_count)
+    if not fitted:
         return []
-    strongest = max(p.strength for p in patterns)
-    kept = [p for p in patterns if p.strength >= config.min_relative_strength * strongest]
+    strongest = max(s for _, s in fitted)
+    items = [
+        (family, ident, positions.item(family, ident, strength))
+        for (family, ident), strength in fitted
+        if strength >= config.min_relative_strength * strongest
+    ]
+    named = {item.target.text for family, _, item in items if family == "token" and isinstance(item.target, Literal)}
+    kept = [
+        Pattern(item, positions.examples(family, ident, config.max_examples, named) if family == "class" else ())
+        for family, ident, item in items
+    ]
     return sorted(kept, key=lambda p: (-p.strength, p.describe()))
 
 
-def describe_patterns(patterns: list[TokenPattern]) -> str:
-    """Readable text that the offline simulator parses back into the same patterns and tiers (the
+def describe_patterns(patterns: list[Pattern]) -> str:
+    """Readable text that the offline simulator parses back into the same items and tiers (the
     closing "(exact tokens)" tells it the quotes are exact token strings)."""
     if not patterns:
         return NO_PATTERN_TEXT
@@ -128,87 +188,152 @@ def describe_patterns(patterns: list[TokenPattern]) -> str:
         words = next(words for floor, words in _TIERS if pattern.strength >= floor * strongest)
         tiers.setdefault(words, []).append(pattern.describe())
     if len(tiers) == 1:
-        return mark_exact("fires on " + _join(next(iter(tiers.values()))))
-    clauses = [f"{words} on {_join(items)}" for words, items in tiers.items()]
+        return mark_exact("fires on " + join_words(next(iter(tiers.values()))))
+    clauses = [f"{words} on {join_words(items)}" for words, items in tiers.items()]
     return mark_exact("fires " + "; ".join(clauses))
 
 
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+_START = "\x00<window start>"  # the "previous token" of a window's first position; never quoted
+
+
+@dataclass
+class _Family:
+    """Candidates of one shape: grouped by an id per position, or one mask row per candidate."""
+
+    ids: np.ndarray | None
+    masks: np.ndarray | None  # candidates x positions
+    size: int
+    make: Callable[[int, float], Item]
+
+    def mask(self, ident: int) -> np.ndarray:
+        return self.ids == ident if self.ids is not None else self.masks[ident]  # type: ignore[index]
+
+    def totals(self, weights: np.ndarray) -> np.ndarray:
+        if self.ids is not None:  # an id of `size` marks a position outside the family
+            return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
+        return self.masks @ weights  # type: ignore[operator]
 
 
 @dataclass
 class _Positions:
-    """Every explain-split token position, with ids for its token, previous token and the pair."""
+    """Every explain-split token position, with the candidate families over them."""
 
     acts: np.ndarray  # relu(activation) per position
-    token_ids: np.ndarray
-    prev_ids: np.ndarray
-    pair_ids: np.ndarray
-    tokens: np.ndarray  # vocabulary of token_ids
-    prevs: np.ndarray  # vocabulary of prev_ids (may hold _START)
-    pairs: np.ndarray  # pair id -> prev_id * len(tokens) + token_id
+    tokens: list[str]
+    families: dict[str, _Family]
+    blocked: dict[str, np.ndarray]  # candidates never named
 
     @classmethod
-    def from_harvest(cls, harvest: UnitHarvest) -> _Positions:
+    def from_harvest(cls, harvest: UnitHarvest, config: OfflineExplainerConfig) -> _Positions:
+        examples = harvest.examples_for("explain")
         token_list: list[str] = []
         prev_list: list[str] = []
         act_list: list[float] = []
-        for example in harvest.examples_for("explain"):
+        for example in examples:
             token_list.extend(example.tokens)
             prev_list.append(_START)
             prev_list.extend(example.tokens[:-1])
             act_list.extend(example.activations)
-        tokens, token_ids = np.unique(np.array(token_list, dtype=object).astype(str), return_inverse=True)
+        vocab, token_ids = np.unique(np.array(token_list, dtype=object).astype(str), return_inverse=True)
         prevs, prev_ids = np.unique(np.array(prev_list, dtype=object).astype(str), return_inverse=True)
-        pairs, pair_ids = np.unique(prev_ids * len(tokens) + token_ids, return_inverse=True)
+        pairs, pair_ids = np.unique(prev_ids * len(vocab) + token_ids, return_inverse=True)
+        start = np.flatnonzero(prevs == _START)
+
+        def exact(i: int) -> Literal:
+            return Literal(str(vocab[i]), exact=True)
+
+        def after(text: str) -> Condition:
+            return Condition("after", Literal(text, exact=True))
+
+        families = {
+            "token": _Family(token_ids, None, len(vocab), lambda i, s: Item(exact(i), s)),
+        }
+        blocked = {"token": np.zeros(len(vocab), dtype=bool)}
+        if config.use_context:
+            families["prev"] = _Family(prev_ids, None, len(prevs), lambda i, s: Item(AnyToken(), s, (after(str(prevs[i])),)))
+            families["pair"] = _Family(
+                pair_ids, None, len(pairs),
+                lambda i, s: Item(exact(int(pairs[i]) % len(vocab)), s, (after(str(prevs[int(pairs[i]) // len(vocab)])),)),
+            )  # fmt: skip
+            blocked["prev"] = np.isin(np.arange(len(prevs)), start)
+            blocked["pair"] = np.isin(pairs // len(vocab), start)
+        if config.use_classes and examples:
+            names = list(CLASSES)
+            masks = np.stack([_class_mask(CLASSES[n], examples, vocab, token_ids) for n in names])
+            families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
+            blocked["class"] = np.zeros(len(names), dtype=bool)
+            if config.use_context:  # any token after a class of tokens (not of places)
+                firsts = np.cumsum([0] + [len(e.tokens) for e in examples[:-1]])
+                shifted = np.zeros_like(masks)
+                shifted[:, 1:] = masks[:, :-1]
+                shifted[:, firsts] = False
+                families["prevclass"] = _Family(
+                    None, shifted, len(names), lambda i, s: Item(AnyToken(), s, (Condition("after", ClassOf((names[i],))),))
+                )
+                blocked["prevclass"] = np.array([n in _PLACES for n in names])
+                # a token after a class of tokens ('" self" (after indentation)') or in a place
+                # ('" self" (at the start of a line)'): one family per class, positions outside it unused
+                for k, name in enumerate(names):
+                    where, condition = (masks[k], "at") if name in _PLACES else (shifted[k], "after")
+                    families[f"token {condition} {name}"] = _Family(
+                        np.where(where, token_ids, len(vocab)), None, len(vocab),
+                        _token_where(vocab, Condition(condition, ClassOf((name,)))),
+                    )  # fmt: skip
+                    blocked[f"token {condition} {name}"] = np.zeros(len(vocab), dtype=bool)
         return cls(
             acts=np.maximum(np.array(act_list, dtype=np.float64), 0.0),
-            token_ids=token_ids,
-            prev_ids=prev_ids,
-            pair_ids=pair_ids,
-            tokens=tokens,
-            prevs=prevs,
-            pairs=pairs,
+            tokens=token_list,
+            families=families,
+            blocked=blocked,
         )
 
-    def pattern(self, family: str, ident: int, strength: float = 0.0) -> TokenPattern:
-        if family == "token":
-            return TokenPattern(token=str(self.tokens[ident]), prev=None, strength=strength)
-        if family == "prev":
-            return TokenPattern(token=None, prev=str(self.prevs[ident]), strength=strength)
-        prev_id, token_id = divmod(int(self.pairs[ident]), len(self.tokens))
-        return TokenPattern(token=str(self.tokens[token_id]), prev=str(self.prevs[prev_id]), strength=strength)
+    def item(self, family: str, ident: int, strength: float = 0.0) -> Item:
+        return self.families[family].make(ident, strength)
+
+    def mask(self, family: str, ident: int) -> np.ndarray:
+        return self.families[family].mask(ident)
+
+    def examples(self, family: str, ident: int, limit: int, named: set[str]) -> tuple[str, ...]:
+        """The class members that carry most activation, leaving out tokens named on their own."""
+        if limit == 0 or self.item(family, ident).target == AnyToken():
+            return ()
+        mass: dict[str, float] = {}
+        for position in np.flatnonzero(self.mask(family, ident) & (self.acts > 0)):
+            token = self.tokens[position]
+            if token not in named:
+                mass[token] = mass.get(token, 0.0) + float(self.acts[position])
+        return tuple(sorted(mass, key=lambda t: (-mass[t], t))[:limit])
 
     def excess(self) -> np.ndarray:
         """Activation minus the unit's mean activation over the explain split."""
         return self.acts - float(self.acts.mean())
 
-    def ids(self, family: str) -> np.ndarray:
-        return {"token": self.token_ids, "prev": self.prev_ids, "pair": self.pair_ids}[family]
 
-    def blocked(self, family: str) -> np.ndarray:
-        """Candidates never quoted: anything whose previous token is the window start."""
-        if family == "token":
-            return np.zeros(len(self.tokens), dtype=bool)
-        start = np.flatnonzero(self.prevs == _START)
-        if family == "prev":
-            blocked = np.zeros(len(self.prevs), dtype=bool)
-            blocked[start] = True
-            return blocked
-        return np.isin(self.pairs // len(self.tokens), start)
+def _class_mask(token_class: TokenClass, examples: list[ActivationExample], vocab: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
+    """Which explain positions are in the class: a class of tokens tests each distinct token once."""
+    if token_class.token_test is not None:
+        return np.array([token_class.token_test(str(t)) for t in vocab], dtype=bool)[token_ids]
+    return np.concatenate([view_of(tuple(e.tokens)).mask(token_class.name) for e in examples])
 
 
-def _greedy_search(
-    positions: _Positions, config: OfflineExplainerConfig, min_support: int
-) -> list[tuple[str, int]]:
+def _token_where(vocab: np.ndarray, condition: Condition) -> Callable[[int, float], Item]:
+    """Makes the item "this exact token, under this condition" for a token id."""
+    return lambda i, s: Item(Literal(str(vocab[i]), exact=True), s, (condition,))
+
+
+def _class_item(name: str, strength: float) -> Item:
+    if name in _PLACES:
+        return Item(AnyToken(), strength, (Condition("at", ClassOf((name,))),))
+    return Item(ClassOf((name,)), strength)
+
+
+def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_support: int) -> list[tuple[str, int]]:
     """(family, id) of the chosen patterns, in the order chosen."""
-    families = ["token", "prev", "pair"] if config.use_context else ["token"]
     firing = (positions.acts > 0).astype(np.float64)
-    counts = {f: np.bincount(positions.ids(f)) for f in families}
+    ones = np.ones_like(firing)
+    counts = {f: fam.totals(ones) for f, fam in positions.families.items()}
     allowed = {
-        f: (np.bincount(positions.ids(f), weights=firing) >= min_support) & ~positions.blocked(f)
-        for f in families
+        f: (fam.totals(firing) >= min_support) & ~positions.blocked[f] for f, fam in positions.families.items()
     }
     # Centred: the simulator's "0" for unmentioned tokens stands for the unit's typical activation,
     # so patterns must explain deviations from the mean. (For sparse units the mean is ~0 anyway;
@@ -216,18 +341,20 @@ def _greedy_search(
     residual = positions.excess()
     total = float(np.sum(residual**2))
     chosen: list[tuple[str, int]] = []
-    while len(chosen) < config.max_patterns:
+    while len(chosen) < config.max_candidates:
         best: tuple[float, str, int] | None = None
-        for family in families:
-            sums = np.bincount(positions.ids(family), weights=residual, minlength=len(counts[family]))
+        for family, fam in positions.families.items():
+            sums = fam.totals(residual)
             gains = np.where(allowed[family] & (sums > 0), sums**2 / (counts[family] + config.pseudo_count), 0.0)
             ident = int(np.argmax(gains))
-            if best is None or gains[ident] > best[0]:
-                best = (float(gains[ident]), family, ident)
+            # A class must beat the exact tokens by a margin: on a tie, the exact words say more.
+            handicap = 1.0 + config.class_margin if family in _CLASS_FAMILIES else 1.0
+            if best is None or gains[ident] / handicap > best[0]:
+                best = (float(gains[ident] / handicap), family, ident)
         if best is None or best[0] <= config.min_gain_fraction * total or best[0] <= 0:
             break
         _, family, ident = best
-        matches = positions.ids(family) == ident
+        matches = positions.mask(family, ident)
         residual[matches] -= residual[matches].sum() / (matches.sum() + config.pseudo_count)
         allowed[family][ident] = False
         chosen.append((family, ident))
@@ -236,14 +363,14 @@ def _greedy_search(
 
 def _fit_strengths(
     positions: _Positions, chosen: list[tuple[str, int]], pseudo_count: float
-) -> list[TokenPattern]:
-    """Each pattern's strength as the simulator will use it: the (shrunk) mean excess over
-    the unit's average, over the positions where it is the most specific, then strongest, match."""
+) -> list[tuple[tuple[str, int], float]]:
+    """Each pattern's strength as the simulator will use it: the (shrunk) mean excess over the unit's
+    average, over the positions where it is the most specific, then strongest, match. Only positive ones."""
     if not chosen:
         return []
     excess = positions.excess()
-    masks = np.stack([positions.ids(family) == ident for family, ident in chosen])
-    specificity = np.array([positions.pattern(f, i).specificity for f, i in chosen], dtype=np.float64)
+    masks = np.stack([positions.mask(family, ident) for family, ident in chosen])
+    specificity = np.array([positions.item(f, i).specificity for f, i in chosen], dtype=np.float64)
 
     def mean_excess(where: np.ndarray) -> float:
         return float(excess[where].sum() / (where.sum() + pseudo_count))
@@ -255,8 +382,4 @@ def _fit_strengths(
         winner = np.argmax(rank, axis=0)
         covered = masks.any(axis=0)
         strengths = np.array([mean_excess(covered & (winner == k)) for k in range(len(chosen))])
-    return [
-        positions.pattern(family, ident, float(s))
-        for (family, ident), s in zip(chosen, strengths)
-        if s > 0
-    ]
+    return [(key, float(s)) for key, s in zip(chosen, strengths) if s > 0]

@@ -2,7 +2,7 @@
 
 A simulator reads an explanation and, from its text alone, predicts a unit's per-token activations
 (simulation), whether the unit fires anywhere in an excerpt (detection), and whether highlighted
-tokens are the ones it fires on (fuzzing). The offline simulator matches quoted patterns; the LLM
+tokens are the ones it fires on (fuzzing). The offline simulator reads the explanation language; the LLM
 simulator asks a model. Scorers turn these answers into numbers.
 """
 

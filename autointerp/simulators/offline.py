@@ -1,15 +1,17 @@
-"""The offline simulator: predictions from the patterns an explanation quotes, no model involved.
+"""The offline simulator: predictions from what an explanation says, read by `autointerp.language`.
 
 It is deterministic and free, so the whole pipeline scores without a key, and it is the matching used
-by the offline detection and fuzzing scorers.
+by the offline detection and fuzzing scorers. It reads English (token classes, places, unquoted words,
+negation, strength words), and says how much of an explanation it understood (`parse_coverage`), so a
+score from text it could not read is never mistaken for a verdict on the explanation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from autointerp.language import parse, predict
 from autointerp.simulators.base import HighlightedExample, Judgement, Simulation
-from autointerp.simulators.patterns import parse_explanation, predict_activations
 
 SIMULATOR_NAME = "offline"
 # Fuzzing: the marks look right when at least this share of marked tokens is predicted to fire.
@@ -21,11 +23,15 @@ class OfflineSimulator:
 
     def __init__(self) -> None:
         # Bump "version" when matching rules change, so old scores are not mistaken for new ones.
-        self.settings: dict[str, Any] = {"simulator": self.name, "version": 2, "fuzz_agreement": FUZZ_AGREEMENT}
+        self.settings: dict[str, Any] = {"simulator": self.name, "version": 3, "fuzz_agreement": FUZZ_AGREEMENT}
 
     def predict(self, explanation: str, tokens: list[str]) -> list[float]:
         """0-10 per token, synchronously."""
-        return predict_activations(parse_explanation(explanation), tokens)
+        return predict(explanation, tokens)
+
+    def parse_coverage(self, explanation: str) -> float:
+        """Share of the explanation's content words the language understood, 0-1."""
+        return parse(explanation).coverage
 
     async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
         return Simulation(predictions=[self.predict(explanation, tokens) for tokens in examples])

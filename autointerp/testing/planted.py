@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from autointerp.simulators.patterns import parse_explanation, predict_activations
+from autointerp.language import predict
 from autointerp.testing.fake_llm_server import FakeReply, FakeToken
 from sae.records import ActivationExample, ExampleSplit, Sampling, UnitHarvest, UnitKind, UnitStats
 
@@ -217,21 +217,20 @@ class SimulatingResponder:
         if "Tokens (" in user:
             self.asked["simulate"] += 1
             tokens = [json.loads(t) for _, t in _TOKEN_LINE.findall(user)]
-            levels = [round(v) for v in predict_activations(parse_explanation(explanation), tokens)]
+            levels = [round(v) for v in predict(explanation, tokens)]
             if api == "openai" and body.get("logprobs"):
                 return _number_lines_with_logprobs(tokens, levels)
             return json.dumps({"activations": levels})
         excerpts = [_excerpt_tokens(text) for _, text in _EXCERPT.findall(user)]
-        items = parse_explanation(explanation)
         if "random tokens" in system:
             self.asked["fuzz"] += 1
             answers = []
             for tokens, marked in excerpts:
-                predicted = predict_activations(items, tokens)
+                predicted = predict(explanation, tokens)
                 answers.append(int(bool(marked) and sum(predicted[i] > 0 for i in marked) * 2 >= len(marked)))
         else:
             self.asked["detect"] += 1
-            answers = [int(max(predict_activations(items, tokens), default=0) > 0) for tokens, _ in excerpts]
+            answers = [int(max(predict(explanation, tokens), default=0) > 0) for tokens, _ in excerpts]
         return json.dumps({"answers": answers})
 
     def _explain(self, user: str) -> str:

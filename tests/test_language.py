@@ -1,0 +1,178 @@
+"""The explanation language read as a person would: token classes, unquoted words and lists, case
+rules, places and neighbours, scoped negation, strength words, and a coverage figure for what it did
+not understand. Tokens are written as the built-in model's BPE gives them (leading spaces kept)."""
+
+from __future__ import annotations
+
+import pytest
+
+from autointerp.language import (
+    AnyToken,
+    ClassOf,
+    Condition,
+    Item,
+    Literal,
+    describe_item,
+    parse,
+    predict,
+)
+from autointerp.token_classes import CLASSES, view_of
+
+
+def fires(text: str, tokens: list[str]) -> list[str]:
+    """The tokens an explanation predicts to fire on."""
+    return [t for t, v in zip(tokens, predict(text, tokens)) if v > 0]
+
+
+# ---- the cases of issue 9 -------------------------------------------------------------------------
+
+
+def test_html_tags() -> None:
+    tokens = ["<", "div", ">", "Hello", " world", "</", "div", ">", " if", " a", " <", " b"]
+    assert fires("HTML tags", tokens) == ["<", "div", ">", "</", "div", ">"]
+
+
+def test_closing_parentheses() -> None:
+    tokens = ["print", "(", "len", "(", "x", ")", "):", "\n", "f", "()", " [", "]"]
+    assert fires("closing parentheses", tokens) == [")", "):", "()"]
+    assert fires("opening parentheses", tokens) == ["(", "(", "()"]
+
+
+def test_fires_on_numbers() -> None:
+    tokens = ["x", " =", " 42", ";", " y", " =", "3", ".", "14", " 0x1f", " one"]
+    assert fires("fires on numbers", tokens) == [" 42", "3", "14", " 0x1f"]
+
+
+def test_the_word_of_in_prepositional_phrases() -> None:
+    tokens = [" the", " top", " of", " the", " world", " off", " often", "of"]
+    assert fires("the word of in prepositional phrases", tokens) == [" of", "of"]
+    parsed = parse("the word of in prepositional phrases")
+    assert parsed.unknown == ("prepositional", "phrases") and parsed.coverage == 0.5
+
+
+def test_colour_words_like_red_blue_include_green() -> None:
+    tokens = [" a", " red", " car", ",", " Green", " house", " blue", " sky", " great"]
+    assert fires("color words like red, blue", tokens) == [" red", " Green", " blue"]
+
+
+def test_python_keywords_that_start_a_block() -> None:
+    tokens = ["if", " x", ":", " for", " while", " def", " class", " with", " try", " return", " classes", " form"]
+    text = "Python keywords that start a block (if, for, while, def, class, with, try)"
+    assert fires(text, tokens) == ["if", " for", " while", " def", " class", " with", " try"]
+    assert parse(text).coverage == 1.0
+
+
+def test_negation_is_scoped_to_what_it_names() -> None:
+    tokens = ["if", " x", " >", " y", ":", " return", " z", " for", " item", " in", " items"]
+    assert fires('Python keywords, not variable names: "if", "for"', tokens) == ["if", " return", " for", " in"]
+
+
+def test_case_rule_the_but_not_The() -> None:
+    tokens = [" the", " cat", ".", " The", " dog", "the", " then", "The"]
+    assert fires("the word 'the' (but not 'The')", tokens) == [" the", "the"]
+    assert fires("the word 'the' in any case", tokens) == [" the", " The", "the", "The"]
+    assert fires("the word 'The' (case-sensitive)", tokens) == [" The", "The"]
+
+
+# ---- more of the grammar --------------------------------------------------------------------------
+
+
+def test_unquoted_lists_after_such_as_and_like() -> None:
+    tokens = [" error", " Warning", " foo", " warnings", " info"]
+    assert fires("words such as error or warning", tokens) == [" error", " Warning"]
+    assert fires("the words error, info and foo", tokens) == [" error", " foo", " info"]
+    assert fires("comparison operators (>=, >, <=)", [" >=", " x", " <", " =", " =="]) == [" >=", " <", " =="]
+
+
+def test_context_after_and_before() -> None:
+    tokens = ["f", "(", "x", ",", " y", ")", " g", "(", "z", ")"]
+    assert fires("any token that follows an opening parenthesis", tokens) == ["x", "z"]
+    assert fires("identifiers followed by an opening parenthesis", tokens) == ["f", " g"]
+    assert fires('the word bank, but not after "river"', [" bank", " river", " bank"]) == [" bank"]
+
+
+def test_places_in_a_line_and_in_text() -> None:
+    code = ["\n", "def", " foo", "(", "x", "):", "\n", "    ", "return", ' "', "hi", " there", '"', "  ", "#", " done"]
+    assert fires("at the start of a line", code) == ["def", "return"]
+    assert fires("identifiers in a def line", code) == [" foo", "x"]
+    assert fires("words inside a string", code) == ["hi", " there"]
+    assert fires("words in comments", code) == [" done"]
+
+
+def test_strength_words_set_levels() -> None:
+    tokens = [" God", " Lord", " king"]
+    assert predict("most strongly on God; moderately on Lord; weakly on king", tokens) == [10.0, 4.0, 2.0]
+    assert predict('"God", especially after "the"', [" the", " God"]) == [0.0, 10.0]
+
+
+def test_class_intersection_and_negated_place() -> None:
+    tokens = [" MAX", " Max", " x", " MIN"]
+    assert fires("upper-case identifiers", tokens) == [" MAX", " MIN"]
+    assert fires("numbers except in comments", ["1", " #", " 2"]) == ["1"]
+
+
+def test_unknown_words_are_read_as_themselves_and_reported() -> None:
+    parsed = parse("references to rivers")
+    assert parsed.coverage == 0.0 and parsed.unknown == ("rivers",)
+    assert fires("references to rivers", [" river", " rivers", " lake"]) == [" river", " rivers"]
+    # a longer unknown phrase is reported, not guessed at
+    parsed = parse("the token 'self' in method definitions")
+    assert parsed.unknown == ("method", "definitions") and parsed.coverage == 0.5
+    assert fires("the token 'self' in method definitions", [" self", " method", " definitions"]) == [" self"]
+
+
+def test_silence_and_empty_text() -> None:
+    assert parse("never fires").items == () and parse("never fires").coverage == 1.0
+    assert parse("").coverage == 0.0 and predict("", ["a"]) == [0.0]
+
+
+# ---- classes and writing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "tokens", "expected"),
+    [
+        ("upper-case words", [" LATIN", " Box", "A", " GREEK"], [True, False, False, True]),
+        ("capitalised words", [" London", " LATIN", " x"], [True, False, False]),
+        ("whitespace", ["    ", "\n", " x"], [True, True, False]),
+        ("newlines", ["\n", "\n    ", " x"], [True, True, False]),
+        ("non-ASCII characters", [" caf", "\u00e9", "\ufffd", " e"], [False, True, True, False]),
+        ("word pieces", ["get", "attr", " x"], [True, True, False]),
+        ("URLs and file paths", [" see", " /", "usr", "/", "lib", " now"], [False, True, True, True, True, False]),
+    ],
+)
+def test_token_classes(name: str, tokens: list[str], expected: list[bool]) -> None:
+    assert view_of(tuple(tokens)).mask(name).tolist() == expected
+
+
+def test_every_class_has_a_name_the_parser_reads_back() -> None:
+    for name, token_class in CLASSES.items():
+        item = Item(AnyToken(), 10.0, (Condition("at", ClassOf((name,))),)) if token_class.positional else Item(ClassOf((name,)), 10.0)
+        assert parse(describe_item(item)).items == (item,), name
+        where = "at" if token_class.positional else "after"
+        narrowed = Item(Literal(" x", exact=True), 10.0, (Condition(where, ClassOf((name,))),))
+        assert parse(describe_item(narrowed) + " (exact tokens)").items == (narrowed,), name
+
+
+def test_written_items_read_back() -> None:
+    items = [
+        Item(Literal(" God", exact=True), 10.0, (Condition("after", Literal(" of", exact=True)),)),
+        Item(AnyToken(), 10.0, (Condition("after", ClassOf(("closing parentheses",))),)),
+        Item(ClassOf(("numbers",)), 10.0),
+    ]
+    text = ", ".join(describe_item(i) for i in items) + " (exact tokens)"
+    assert parse(text).items == tuple(items)
+    with_examples = describe_item(Item(ClassOf(("numbers",)), 10.0), [" 1", " 2"])
+    assert with_examples == 'numbers (such as " 1" and " 2")'
+    assert parse(with_examples).items[0] == Item(ClassOf(("numbers",)), 10.0)
+
+
+def test_llm_quotes_of_every_kind() -> None:
+    text = "the word \u201cbank\u201d, especially `Bank`, but not 'banking'"
+    assert predict(text, [" bank", " Bank", " banking", " banks"]) == [10.0, 10.0, 0.0, 0.0]
+    assert parse(text).coverage == 1.0
+
+
+def test_the_token_after_names_a_position_not_a_word() -> None:
+    assert fires('the token after "("', ["f", "(", "x", ")"]) == ["x"]
+    assert fires("the token 'self'", [" self", " x"]) == [" self"]
