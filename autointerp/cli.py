@@ -259,7 +259,9 @@ def _label_spec(args: argparse.Namespace):
     return LabelSpec(
         explainer=getattr(args, "explainer", "offline"), simulator=getattr(args, "simulator", "offline"),
         base_url=args.base_url, scorers=getattr(args, "scorers", "simulation").split(","), max_cost=args.max_cost,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency, timeout=args.timeout, max_attempts=args.max_attempts, prices=args.prices,
+        **{f"{role}_{option}": getattr(args, f"{role}_{option}", None)
+           for role in ("explainer", "simulator") for option in ("base_url", "key_env")},
     )
 
 
@@ -368,9 +370,16 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     if simulator:
         p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
         p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")
-    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible server")
-    p.add_argument("--max-cost", type=float, default=None, help="stop cleanly once this many USD are spent")
+    p.add_argument("--base-url", default=None, help="base URL of the LLM server (OpenAI-compatible, a proxy)")
+    role = "simulator" if simulator else "explainer"  # the one whose LLM this command calls
+    p.add_argument(f"--{role}-base-url", default=None, help=f"the {role}'s own base URL (default: --base-url)")
+    p.add_argument(f"--{role}-key-env", default=None, help=f"env variable holding the {role}'s API key")
+    p.add_argument("--max-cost", type=float, default=None,
+                   help="USD cap: each call reserves its worst-case cost first, so the cap is kept")
+    p.add_argument("--prices", default=None, help="a .json/.toml price table: {model: {input, output}} USD per 1M tokens")
     p.add_argument("--concurrency", type=int, default=8, help="LLM requests in flight")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request")
+    p.add_argument("--max-attempts", type=int, default=5, help="attempts per LLM request, retries included")
 
 
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:

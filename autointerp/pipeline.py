@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
@@ -103,12 +103,20 @@ class LabelSpec(BaseModel):
     explainer: str = "offline"  # offline, openai:MODEL, anthropic:MODEL, openai-compatible:MODEL
     simulator: str = "offline"
     base_url: str | None = None  # for openai-compatible servers (vLLM, llama.cpp, Ollama)
+    explainer_base_url: str | None = None  # the explainer's own server (default: base_url)
+    simulator_base_url: str | None = None  # the simulator's own server (default: base_url)
+    explainer_key_env: str | None = None  # env variable with the explainer's key (default: the provider's)
+    simulator_key_env: str | None = None
     scorers: list[str] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
     max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
     concurrency: int = 8
     timeout: float = 60.0
+    max_attempts: int = 5  # per LLM request, retries included
     prices: str | None = None  # a .json/.toml price table overriding the built-in one
 
+    @field_serializer("base_url", "explainer_base_url", "simulator_base_url")
+    def _without_credentials(self, url: str | None) -> str | None:
+        return safe_url(url)  # recorded run configs must not carry a URL's user:password
 
     @field_validator("scorers")
     @classmethod
@@ -265,23 +273,25 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
 # --- stage 3 and 4: explain and score ---------------------------------------------------------------
 
 
-def _llm_client(model_spec: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
+def _llm_client(role: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
+    """The client of the explainer or the simulator (`role`), each with its own server and key."""
     return make_llm_client(
-        model_spec, ledger=store.ledger, base_url=spec.base_url, concurrency=spec.concurrency,
-        timeout=spec.timeout, budget=budget, prices=spec.prices, run_id=run_id,
+        getattr(spec, role), ledger=store.ledger, base_url=getattr(spec, f"{role}_base_url") or spec.base_url,
+        concurrency=spec.concurrency, timeout=spec.timeout, budget=budget, max_attempts=spec.max_attempts,
+        prices=spec.prices, run_id=run_id, api_key_env=getattr(spec, f"{role}_key_env"),
     )
 
 
 def make_explainer(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Explainer:
     if spec.explainer == "offline":
         return OfflineExplainer()
-    return LLMExplainer(_llm_client(spec.explainer, spec, store, budget, run_id))
+    return LLMExplainer(_llm_client("explainer", spec, store, budget, run_id))
 
 
 def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Simulator:
     if spec.simulator == "offline":
         return OfflineSimulator()
-    return LLMSimulator(_llm_client(spec.simulator, spec, store, budget, run_id))
+    return LLMSimulator(_llm_client("simulator", spec, store, budget, run_id))
 
 
 def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
@@ -432,8 +442,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         clock = time.time()
 
     store = open_store(out / CATALOG_DB)
-    recorded = cfg.model_dump(mode="json")
-    recorded["label"]["base_url"] = safe_url(cfg.label.base_url)  # a URL may carry a credential
+    recorded = cfg.model_dump(mode="json")  # base URLs without credentials (LabelSpec's serializer)
     run_id = store.new_run("run", recorded)  # each run keeps its own record; earlier ones stay
     # Clients first: a missing key or bad backend fails now, not after SAE training and harvest.
     budget = make_budget(cfg.label, store)

@@ -11,6 +11,10 @@ The server runs in its own process, so its work does not share the measured proc
 column shows both processes' CPU per request: when their sum times req/s nears the free cores, the
 machine, not the pipeline, is the limit.
 
+The first table is the logprob simulation path alone (one request per example, as the OpenAI
+backend scores), against replies shaped like the real API's: ~6 tokens per line, 20 alternatives
+for every token. It prints its share of the ideal C / L and the bytes the cache keeps per answer.
+
     python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """
 
@@ -21,9 +25,12 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -31,21 +38,68 @@ from pathlib import Path
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import ChatMessage, ChatRequest, make_llm_client
-from autointerp.store import open_store
 from autointerp.simulators import LLMSimulator
-from autointerp.testing.fake_llm_server import FakeLLMServer
+from autointerp.store import open_store
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken
 from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
 SOURCE = "planted/bench"
 SCORERS = ["simulation", "detection", "fuzzing"]
 
 
-def _serve(latency: float, port_pipe: Connection, stop: Event) -> None:
+# Pieces a tokenizer makes of a simulation line "12<TAB>" the"<TAB>3": digits, tabs, quotes, words.
+_PIECES = re.compile(r"\d+|\t|\n|\"|\s?[^\s\d\"]+|\s")
+
+
+class APILikeResponder(SimulatingResponder):
+    """The planted simulator's answers with logprobs as the real API gives them: the text split into
+    realistic tokens, each with `top` alternatives (numbers keep their planted distribution)."""
+
+    def __init__(self, top: int = 20):
+        super().__init__()
+        self.top = top
+
+    def __call__(self, body: dict, api: str) -> str | FakeReply:
+        reply = super().__call__(body, api)
+        if not isinstance(reply, FakeReply) or reply.logprobs is None:
+            return reply
+        tokens: list[FakeToken] = []
+        for piece in reply.logprobs:
+            if piece.token.strip().isdigit() and len(piece.top) > 1:  # an activation: keep its distribution
+                tokens.append(FakeToken(piece.token, piece.logprob, self._padded(piece.top)))
+                continue
+            for part in _PIECES.findall(piece.token):
+                tokens.append(FakeToken(part, -0.01, self._padded([(part, -0.01)])))
+        return FakeReply(text=reply.text, logprobs=tokens)
+
+    def _padded(self, top: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        return top + [(f"alt{k}", -9.0 - k) for k in range(self.top - len(top))]
+
+
+def _serve(latency: float, port_pipe: Connection, stop: Event, api_like: bool = False) -> None:
     """Child process: the fake server, out of the measured process's GIL."""
-    with FakeLLMServer(SimulatingResponder(), latency_s=latency) as server:
+    responder = APILikeResponder() if api_like else SimulatingResponder()
+    with FakeLLMServer(responder, latency_s=latency) as server:
         port_pipe.send(server.openai_base_url)
         stop.wait()
     port_pipe.send(time.process_time())  # the server's CPU seconds, for the report
+
+
+@contextmanager
+def _served(latency: float, api_like: bool = False) -> Iterator[tuple[str, list[float]]]:
+    """The fake server in a child process; yields its base URL and a list that gets the server's
+    CPU seconds once it stops."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(latency, send, stop, api_like), daemon=True)
+    server.start()
+    cpu: list[float] = []
+    try:
+        yield receive.recv(), cpu
+    finally:
+        stop.set()
+        cpu.append(receive.recv() if receive.poll(10) else float("nan"))
+        server.join(timeout=10)
 
 
 def _request_kind(request: dict) -> str:
@@ -61,52 +115,42 @@ def _request_kind(request: dict) -> str:
 
 def run_llm(units: int, latency: float, concurrency: int) -> dict:
     harvests = [planted_harvest(u) for u in planted_units(units)]
-    receive, send = multiprocessing.Pipe(duplex=False)
-    stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=_serve, args=(latency, send, stop), daemon=True)
-    server.start()
-    base_url = receive.recv()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            store = open_store(Path(folder) / "bench.db")
-            store.put_source(SOURCE, {"bench": True})
-            store.put_units(SOURCE, harvests)
-            client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
-            explainer, simulator = LLMExplainer(client), LLMSimulator(client)
-            raw_rate = asyncio.run(_raw_rate(client, concurrency))
-            calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
-            scored = asyncio.run(
-                score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
-                            simulator=simulator, concurrency=concurrency, progress=False)
-            )  # fmt: skip
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
-            for e in store.explanations(SOURCE):
-                tokens["explain"][0] += e.prompt_tokens
-                tokens["explain"][1] += e.completion_tokens
-            for sc in store.scores(SOURCE):
-                tokens[sc.scorer][0] += sc.prompt_tokens
-                tokens[sc.scorer][1] += sc.completion_tokens
-            for (request_json,) in store.db.execute("SELECT request FROM llm_cache"):
-                request = json.loads(request_json)
-                if request["messages"][0]["role"] != "system":
-                    continue  # a calibration request
-                tokens[_request_kind(request)][2] += sum(len(m["content"]) for m in request["messages"])
-            calls = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0] - calibration
-            retried = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'").fetchone()[0]
-            store.close()
-    finally:
-        stop.set()
-        server_cpu = receive.recv() if receive.poll(10) else float("nan")
-        server.join(timeout=10)
+    with _served(latency) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "bench.db")
+        store.put_source(SOURCE, {"bench": True})
+        store.put_units(SOURCE, harvests)
+        client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
+        explainer, simulator = LLMExplainer(client), LLMSimulator(client)
+        raw_rate = asyncio.run(_raw_rate(client, concurrency))
+        calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+        started, cpu_started = time.perf_counter(), time.process_time()
+        explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
+        scored = asyncio.run(
+            score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
+                        simulator=simulator, concurrency=concurrency, progress=False)
+        )  # fmt: skip
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
+        for e in store.explanations(SOURCE):
+            tokens["explain"][0] += e.prompt_tokens
+            tokens["explain"][1] += e.completion_tokens
+        for sc in store.scores(SOURCE):
+            tokens[sc.scorer][0] += sc.prompt_tokens
+            tokens[sc.scorer][1] += sc.completion_tokens
+        for (request_json,) in store.db.execute("SELECT request FROM llm_cache"):
+            request = json.loads(request_json)
+            if request["messages"][0]["role"] != "system":
+                continue  # a calibration request
+            tokens[_request_kind(request)][2] += sum(len(m["content"]) for m in request["messages"])
+        calls = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0] - calibration
+        retried = store.db.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'").fetchone()[0]
+        store.close()
     return {
         "requests": calls,
         "errors": retried,
         "wall_s": wall,
         "cpu_s": cpu,
-        "server_cpu_s": server_cpu,
+        "server_cpu_s": server_cpu[0],
         "raw_rate": raw_rate,
         "failed": explained.failed + scored.failed,
         "tokens": {k: [v / units for v in values] for k, values in tokens.items()},
@@ -125,6 +169,40 @@ async def _raw_rate(client, concurrency: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def run_simulation_path(units: int, latency: float, concurrency: int) -> dict:
+    """Simulate the score examples of `units` planted units through the logprob path only: requests
+    per second against the ideal C / L, and the bytes cached per simulation answer."""
+    harvests = [planted_harvest(u) for u in planted_units(units, seed=2)]
+    offline = OfflineExplainer()
+    jobs = [(offline.explain_now(h).text, [e.tokens for e in h.examples_for("score")]) for h in harvests]
+    with _served(latency, api_like=True) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "bench.db")
+        client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger,
+                                 concurrency=concurrency, timeout=30)  # fmt: skip
+        simulator = LLMSimulator(client)
+        asyncio.run(_raw_rate(client, concurrency))  # warm the connections up
+
+        async def simulate_all() -> list:
+            return await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
+
+        started, cpu_started = time.perf_counter(), time.process_time()
+        asyncio.run(simulate_all())
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        rows = store.db.execute(
+            "SELECT LENGTH(response), LENGTH(request) FROM llm_cache WHERE request LIKE '%top_logprobs\":20%'"
+        ).fetchall()
+        store.close()
+    return {
+        "server_cpu_ms": server_cpu[0] / len(rows) * 1000,
+        "requests": len(rows),
+        "rate": len(rows) / wall,
+        "ideal": concurrency / latency,
+        "cpu_ms": cpu / len(rows) * 1000,
+        "response_bytes": sum(r[0] for r in rows) / len(rows),
+        "request_bytes": sum(r[1] for r in rows) / len(rows),
+    }
+
+
 def run_offline(units: int, window: int) -> float:
     """Offline explainer throughput in units per minute (one process, no store)."""
     harvests = [planted_harvest(u, window=window) for u in planted_units(units, seed=1)]
@@ -141,8 +219,18 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="fake server reply latency, seconds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--offline-units", type=int, default=300)
+    parser.add_argument("--simulation-units", type=int, default=12, help="units for the logprob path table")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
+
+    sim = run_simulation_path(args.simulation_units, 0.1, 32)
+    print(
+        f"Logprob simulation path, C = 32, L = 100 ms, 20 top logprobs per token: {sim['requests']} requests, "
+        f"{sim['rate']:.0f} req/s of ideal {sim['ideal']:.0f} = {sim['rate'] / sim['ideal']:.2f}; "
+        f"CPU per request: client {sim['cpu_ms']:.1f} ms (one core's ceiling {1000 / sim['cpu_ms']:.0f} req/s), "
+        f"server {sim['server_cpu_ms']:.1f} ms; cached per simulation answer: {sim['response_bytes']:,.0f} bytes "
+        f"(its request, kept for browsing: {sim['request_bytes']:,.0f} bytes)\n"
+    )
 
     print(f"LLM path, fake server, L = {args.latency * 1000:.0f} ms, {args.units} units, scorers {', '.join(SCORERS)}")
     print(

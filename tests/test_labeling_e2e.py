@@ -11,6 +11,7 @@ import pytest
 
 from autointerp.errors import UserError
 from autointerp.explainers import LLMExplainer, OfflineExplainer
+from autointerp.explainers.llm import LLMExplainerConfig
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import Budget, BudgetExceeded, RetryPolicy, make_llm_client
 from autointerp.simulators import LLMSimulator, OfflineSimulator
@@ -117,7 +118,10 @@ def test_spent_budget_stops_the_stage_and_keeps_finished_work(store: CatalogStor
             prices=prices, concurrency=1, retry=FAST,
         )  # fmt: skip
 
-    explainer = LLMExplainer(client(Budget(max_cost_usd=10.0)))  # each reply is a few tokens: ~2-3 calls
+    # Each call reserves its worst case (16 output tokens: $16) and costs what its reply's few tokens
+    # cost, so $30 lets a few calls through before the next reservation no longer fits.
+    config = LLMExplainerConfig(max_completion_tokens=16)
+    explainer = LLMExplainer(client(Budget(max_cost_usd=30.0)), config)
     with pytest.raises(BudgetExceeded):
         asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=1, progress=False))
     kept = store.explanations(SOURCE)
@@ -125,7 +129,7 @@ def test_spent_budget_stops_the_stage_and_keeps_finished_work(store: CatalogStor
     first_requests = fake_llm_server.request_count
     assert first_requests == len(kept)  # nothing was asked that was not saved
 
-    resumed = LLMExplainer(client(Budget(max_cost_usd=None)))
+    resumed = LLMExplainer(client(Budget(max_cost_usd=None)), config)
     report = asyncio.run(explain_units(store, SOURCE, None, resumed, concurrency=1, progress=False))
     assert (report.skipped, report.written) == (len(kept), 6 - len(kept))
     assert fake_llm_server.request_count == 6  # every unit asked exactly once over both runs

@@ -4,14 +4,16 @@ error handling, the response cache, the budget, concurrency and key hygiene."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 import json
 import logging
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from autointerp.errors import UserError
+from autointerp.explainers.llm import LLMExplainer
 from autointerp.llm import (
     Budget,
     BudgetExceeded,
@@ -20,13 +22,14 @@ from autointerp.llm import (
     LLMAccessError,
     LLMCallError,
     LLMSpecError,
+    LLMUnreachableError,
     MalformedResponseError,
     MissingAPIKeyError,
     RetryPolicy,
     make_llm_client,
 )
-from autointerp.explainers.llm import LLMExplainer
 from autointerp.llm.client import closing
+from autointerp.llm.openai_backend import REASONING_TOKENS
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import SQLiteLedger, open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
@@ -84,7 +87,8 @@ def test_openai_text_logprobs_usage_and_cost(fake_llm_server: FakeLLMServer) -> 
 
     assert client.supports_logprobs and client.name == "openai:gpt-4o-mini"
     assert response.text == "7" and not response.cached
-    assert [(t.token, t.logprob) for t in response.logprobs[0].top_logprobs] == [("7", -0.1), ("8", -2.5)]
+    p7, p8 = math.exp(-0.1), math.exp(-2.5)  # top_logprobs=2: the "0" alternative is not sent
+    assert response.line_end_numbers == {1: pytest.approx((7 * p7 + 8 * p8) / (p7 + p8), abs=1e-4)}
     assert (response.prompt_tokens, response.completion_tokens) == (1000, 1)
     assert response.cost_usd == pytest.approx((1000 * 0.15 + 1 * 0.60) / 1e6)
     sent = fake_llm_server.requests[0].body
@@ -104,13 +108,14 @@ def test_openai_json_schema_becomes_response_format(fake_llm_server: FakeLLMServ
     assert "logprobs" not in sent
 
 
-def test_reasoning_models_get_no_logprobs_or_temperature(fake_llm_server: FakeLLMServer) -> None:
+def test_reasoning_models_get_no_logprobs_or_temperature_and_room_to_reason(fake_llm_server: FakeLLMServer) -> None:
     client = make_llm_client("openai:o4-mini", base_url=fake_llm_server.openai_base_url, retry=FAST)
     assert not client.supports_logprobs
-    response = run(client.complete(user("hi", logprobs=True, top_logprobs=5)))
-    assert response.logprobs is None
+    response = run(client.complete(user("hi", logprobs=True, top_logprobs=5, max_tokens=160)))
+    assert response.line_end_numbers is None
     sent = fake_llm_server.requests[0].body
     assert "logprobs" not in sent and "temperature" not in sent
+    assert sent["max_completion_tokens"] == 160 + REASONING_TOKENS
 
 
 def test_openai_compatible_server_needs_no_key(fake_llm_server: FakeLLMServer, monkeypatch) -> None:
@@ -130,7 +135,7 @@ def test_anthropic_system_prompt_text_and_cost(fake_llm_server: FakeLLMServer) -
     client = anthropic_client(fake_llm_server)
     response = run(client.complete(user("explain", system="You explain neurons.", logprobs=True)))
 
-    assert not client.supports_logprobs and response.logprobs is None
+    assert not client.supports_logprobs and response.line_end_numbers is None
     assert response.text == "a feature for commas"
     assert response.cost_usd == pytest.approx((200 * 1.0 + 5 * 5.0) / 1e6)
     sent = fake_llm_server.requests[0]
@@ -227,11 +232,14 @@ def test_malformed_bodies_end_as_an_error_not_a_crash(fake_llm_server, make_clie
     assert fake_llm_server.request_count == FAST.max_attempts
 
 
-def test_unreachable_server_is_a_call_error(ledger) -> None:
+def test_a_dead_server_stops_the_stage_after_the_first_call(ledger) -> None:
     with FakeLLMServer() as server:
         client = openai_client(server, ledger=ledger)
-    with pytest.raises(LLMCallError, match="APIConnectionError"):
+    with pytest.raises(LLMUnreachableError, match="cannot reach .*APIConnectionError"):
         run(client.complete(user("hi")))
+    assert len(ledger.llm_calls()) == FAST.max_attempts
+    with pytest.raises(LLMUnreachableError):  # every later call fails at once, without trying
+        run(client.complete(user("another")))
     assert len(ledger.llm_calls()) == FAST.max_attempts
 
 
@@ -251,7 +259,7 @@ def test_second_identical_run_makes_no_requests(fake_llm_server, ledger) -> None
     assert fake_llm_server.request_count == 4  # all from the cache
     assert all(r.cached and r.cost_usd == 0 for r in second)
     assert [r.text for r in second] == [r.text for r in first]
-    assert [r.logprobs for r in second] == [r.logprobs for r in first]
+    assert [r.line_end_numbers for r in second] == [r.line_end_numbers for r in first]
 
     run(openai_client(fake_llm_server, ledger=ledger).complete(user("unit 0", temperature=1.0)))
     assert fake_llm_server.request_count == 5  # another parameter: another request
@@ -317,16 +325,15 @@ def test_openai_compatible_needs_a_base_url() -> None:
 def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplog) -> None:
     path = tmp_path / "run.db"
     fake_llm_server.add_faults(Fault(status=500), Fault(status=401))
-    with caplog.at_level(logging.DEBUG):
-        with open_store(path) as store:
-            client = openai_client(fake_llm_server, ledger=store.ledger)
-            with pytest.raises(LLMAccessError) as info:
-                run(client.complete(user("hi")))
-            run(client.complete(user("hello")))
-            run(client.complete(user("hello")))  # cached
-            assert SECRET not in repr(client)
-            # the server really received it and echoed it in the 401 body
-            assert SECRET in fake_llm_server.requests[1].headers.get("authorization", "")
+    with caplog.at_level(logging.DEBUG), open_store(path) as store:
+        client = openai_client(fake_llm_server, ledger=store.ledger)
+        with pytest.raises(LLMAccessError) as info:
+            run(client.complete(user("hi")))
+        run(client.complete(user("hello")))
+        run(client.complete(user("hello")))  # cached
+        assert SECRET not in repr(client)
+        # the server really received it and echoed it in the 401 body
+        assert SECRET in fake_llm_server.requests[1].headers.get("authorization", "")
     assert "[REDACTED]" in str(info.value) and SECRET not in str(info.value)
     assert "SECRET" not in caplog.text
     for file in tmp_path.iterdir():  # run.db, and -wal / -shm if still present
@@ -340,7 +347,7 @@ def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_cl
 
     async def stage() -> None:
         await client.complete(user("hi"))
-        opened.append(client._for_loop()[0])
+        opened.append(client._for_loop().sdk)
 
     run(closing(stage(), LLMExplainer(client), OfflineSimulator()))
     assert opened[0].is_closed()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -16,12 +17,11 @@ from autointerp.llm.redact import redact, safe_url
 from autointerp.llm.retry import RetryPolicy, retry_after_seconds, wait_seconds
 
 
-def test_dated_snapshots_match_the_longest_prefix() -> None:
-    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
-    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
-    assert price_for("gpt-4o-2024-08-06") != price_for("gpt-4o-mini")
-    assert price_for("claude-3-5-haiku-20241022") == price_for("claude-3-5-haiku")
-    assert price_for("gpt-4") is None  # a prefix of a key is not a match
+def test_prices_match_exact_names_only() -> None:
+    assert price_for("gpt-4o-mini") is not None and price_for("o3") is not None
+    for guess in ("o3-pro", "gpt-4o-mini-2024-07-18", "gpt-4", "claude-3-5-haiku-20241022"):
+        assert price_for(guess) is None, guess  # no price borrowed from a similar name
+    assert price_for("o3-pro", load_prices({"o3-pro": {"input": 20, "output": 80}})).input == 20
 
 
 def test_cost_counts_input_output_and_prompt_cache() -> None:
@@ -73,7 +73,7 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after-ms": "100", "retry-after": "9"}) == 0.1
-    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= retry_after_seconds({"retry-after": later}) <= 30
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
@@ -92,3 +92,21 @@ def test_redaction() -> None:
     assert "abc" not in cleaned and "SECRET" not in cleaned and cleaned.count("[REDACTED]") == 2
     assert redact("token exact-secret here", ("exact-secret",)) == "token [REDACTED] here"
     assert safe_url("https://user:pw@host.example:8443/v1?api-key=zz") == "https://host.example:8443/v1"
+
+
+def test_a_reservation_waits_for_calls_in_flight_then_fits_or_stops() -> None:
+    budget = Budget(1.0)
+
+    async def scenario() -> None:
+        first = await budget.reserve(0.7)
+        second = asyncio.create_task(budget.reserve(0.7))  # does not fit beside the first
+        await asyncio.sleep(0.1)
+        assert not second.done()
+        budget.settle(first, 0.2)  # the first call cost less than its worst case
+        assert await second == 0.7  # 0.2 spent + 0.7 held fits under 1.0
+        budget.settle(0.7, 0.7)
+        with pytest.raises(BudgetExceeded, match=r"\$0\.9000 spent"):
+            await budget.reserve(0.2)  # nothing in flight to wait for: stop
+        assert budget.reserved_usd == pytest.approx(0.0)
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ server, takes. The key must appear nowhere in what the run writes."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,56 @@ def test_llm_explanations_are_scored_offline_without_the_key(tmp_path, monkeypat
     assert main(score) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["written"] == 3 and report["not_explained"] == 0
+
+
+def planted_catalog(tmp_path: Path, units: int = 4) -> str:
+    """A catalog with planted units, made without a model (harvest is not what these tests test)."""
+    from autointerp.store import open_store
+    from autointerp.testing.planted import planted_harvest, planted_units
+
+    db = str(tmp_path / "planted.db")
+    with open_store(db) as store:
+        store.put_source("planted/test", {"planted": True})
+        store.put_units("planted/test", [planted_harvest(u) for u in planted_units(units)])
+    return db
+
+
+def test_a_dead_server_ends_the_stage_with_one_error(tmp_path, keys, capsys):
+    db = planted_catalog(tmp_path, units=20)
+    with FakeLLMServer() as server:
+        dead = server.openai_base_url  # the port is closed once the server stops
+    started = time.monotonic()
+    code = main(["explain", "--db", db, "--kinds", "feature", "--explainer", "openai:gpt-4o-mini",
+                 "--base-url", dead, "--max-attempts", "2", "--timeout", "2"])
+    assert code == 2 and time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "cannot reach" in err
+    from autointerp.store import open_store
+
+    with open_store(db) as store:
+        assert len(store.explanations("planted/test")) <= 4  # at most the units then in flight
+
+
+def test_explainer_and_simulator_on_their_own_servers_with_their_own_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXPLAINER_KEY", "sk-explainer-key-0123456789")
+    monkeypatch.setenv("SIMULATOR_KEY", "sk-simulator-key-0123456789")
+    db = planted_catalog(tmp_path, units=2)
+    with FakeLLMServer(SimulatingResponder()) as hosted, FakeLLMServer(SimulatingResponder()) as local:
+        assert main(["explain", "--db", db, "--kinds", "feature", "--explainer", "anthropic:claude-test",
+                     "--explainer-base-url", hosted.url + "/v1", "--explainer-key-env", "EXPLAINER_KEY",
+                     "--base-url", local.openai_base_url]) == 0
+        capsys.readouterr()
+        assert main(["score", "--db", db, "--kinds", "feature", "--scorers", "detection",
+                     "--explainer", "anthropic:claude-test", "--simulator", "openai:gpt-4o-mini",
+                     "--simulator-base-url", local.openai_base_url, "--simulator-key-env", "SIMULATOR_KEY",
+                     "--prices", str(_prices(tmp_path)), "--max-cost", "5"]) == 0
+        assert json.loads(capsys.readouterr().out)["written"] == 2
+        assert {r.api for r in hosted.requests} == {"anthropic"} and {r.api for r in local.requests} == {"openai"}
+        assert "sk-explainer-key-0123456789" in " ".join(hosted.requests[0].headers.values())
+        assert "sk-simulator-key-0123456789" in " ".join(local.requests[0].headers.values())
+
+
+def _prices(tmp_path: Path) -> Path:
+    path = tmp_path / "prices.json"
+    path.write_text('{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}')
+    return path

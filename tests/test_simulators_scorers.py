@@ -12,7 +12,8 @@ import pytest
 
 from autointerp.explainers import OfflineExplainer
 from autointerp.language import AnyToken, Condition, Item, Literal, parse
-from autointerp.llm import ChatResponse, RetryPolicy, TokenLogprob, TopLogprob, make_llm_client
+from autointerp.llm import ChatResponse, RetryPolicy, make_llm_client
+from autointerp.llm.logprobs import line_end_numbers
 from autointerp.records import Explanation
 from autointerp.scoring import SCORERS, SimulationScorerConfig, balanced_accuracy, correlation, score_simulation
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
@@ -166,10 +167,12 @@ def test_logprob_expected_value_at_the_number_positions() -> None:
     pieces = ['0\t" a"\t', "4", "\n", '1\t" b"\t', "0", "\n"]
     tops = {1: [("4", 0.5), ("8", 0.25), (" 2", 0.25), ("x", 0.5)], 4: [("0", 1.0)]}
     logprobs = [
-        TokenLogprob(token=p, logprob=0.0, top_logprobs=[TopLogprob(token=t, logprob=math.log(w)) for t, w in tops.get(k, [])])
+        {"token": p, "logprob": 0.0, "top_logprobs": [{"token": t, "logprob": math.log(w)} for t, w in tops.get(k, [])]}
         for k, p in enumerate(pieces)
     ]  # fmt: skip
-    predicted = read_number_lines(ChatResponse(text=text, logprobs=logprobs), 2)
+    kept = line_end_numbers(logprobs, text)
+    assert kept is not None and len(kept) == 2  # the line indices 0 and 1 are not kept
+    predicted = read_number_lines(ChatResponse(text=text, line_end_numbers=kept), 2)
     assert predicted == pytest.approx([(4 * 0.5 + 8 * 0.25 + 2 * 0.25) / 1.0, 0.0])
     # Without logprobs, the written numbers.
     assert read_number_lines(ChatResponse(text=text), 2) == [4.0, 0.0]

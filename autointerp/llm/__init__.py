@@ -1,8 +1,16 @@
 """LLM backends behind one interface (`LLMClient` in base.py); build one with `make_llm_client`."""
 
-from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob, TopLogprob
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient
 from autointerp.llm.budget import Budget, BudgetExceeded
-from autointerp.llm.errors import LLMAccessError, LLMCallError, MalformedResponseError, MissingAPIKeyError
+from autointerp.llm.errors import (
+    InvalidReplyError,
+    LLMAccessError,
+    LLMCallError,
+    LLMUnreachableError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    UnpricedModelError,
+)
 from autointerp.llm.factory import LLMSpecError, make_llm_client, parse_spec
 from autointerp.llm.retry import RetryPolicy
 
@@ -12,15 +20,16 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ChatResponse",
+    "InvalidReplyError",
     "LLMAccessError",
     "LLMCallError",
     "LLMClient",
     "LLMSpecError",
+    "LLMUnreachableError",
     "MalformedResponseError",
     "MissingAPIKeyError",
     "RetryPolicy",
-    "TokenLogprob",
-    "TopLogprob",
+    "UnpricedModelError",
     "make_llm_client",
     "parse_spec",
 ]

@@ -29,7 +29,7 @@ class AnthropicClient(BaseLLMClient):
     def _make_sdk(self) -> anthropic.AsyncAnthropic:
         # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
         return anthropic.AsyncAnthropic(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
+            api_key=self._api_key, base_url=sdk_base_url(self.base_url), max_retries=0, timeout=self.timeout_s
         )
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
@@ -83,6 +83,15 @@ class AnthropicClient(BaseLLMClient):
             batch=batch,
         )
         return response, cost
+
+
+def sdk_base_url(base_url: str | None) -> str | None:
+    """The SDK appends /v1/messages itself; a base URL written with /v1 (as OpenAI's are) would
+    double it into a 404, so accept both forms."""
+    if base_url is None:
+        return None
+    trimmed = base_url.rstrip("/")
+    return trimmed.removesuffix("/v1")
 
 
 def _answer_text(blocks: list[Any], *, want_tool: bool) -> str:

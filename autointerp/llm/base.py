@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 
 class ChatMessage(BaseModel):
@@ -28,20 +28,13 @@ class ChatRequest(BaseModel):
     json_schema: dict | None = None
 
 
-class TopLogprob(BaseModel):
-    token: str
-    logprob: float
-
-
-class TokenLogprob(BaseModel):
-    token: str
-    logprob: float
-    top_logprobs: list[TopLogprob] = Field(default_factory=list)
-
-
 class ChatResponse(BaseModel):
     text: str
-    logprobs: list[TokenLogprob] | None = None  # None when the backend gives none
+    # Where logprobs were asked: for each number that ends a line of the text, the character offset
+    # where it ends -> its expected value over the alternatives "0".."10" (see logprobs.py). Only
+    # these are kept: the full top-k lists of every token cost CPU to parse and ~100 KB to cache.
+    # None when the backend gives no logprobs.
+    line_end_numbers: dict[int, float] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from autointerp.errors import UserError
@@ -26,6 +25,7 @@ from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import LLMCallError
 from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.llm.retry import SDK_ERRORS, call_with_retries
+from autointerp.llm.validate import reply_problem
 
 MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Anthropic's rule; OpenAI accepts these too
@@ -63,7 +63,7 @@ async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest
     _check(client, requests)
     if client.budget is not None:
         client.budget.check()
-    sdk, _ = client._for_loop()
+    sdk = client._for_loop().sdk
     prepared = {cid: client.with_model(r) for cid, r in requests.items()}
 
     async def _submit(attempt: int) -> str:
@@ -106,7 +106,7 @@ async def collect_batch(
     `requests` must be the ones submitted (rebuilt the same way is fine): they give each answer its
     cache key. Every request gets a result; those the provider did not answer carry an error.
     """
-    sdk, _ = client._for_loop()
+    sdk = client._for_loop().sdk
     try:
         if isinstance(client, OpenAIClient):
             raw = await _collect_openai(client, sdk, batch_id, requests)
@@ -122,6 +122,9 @@ async def collect_batch(
     for cid, request in requests.items():
         result = raw.get(cid) or BatchResult(custom_id=cid, error="the batch returned no result for this request")
         key = client.cache_key(request)
+        problem = reply_problem(client.with_model(request), result.response) if result.response else None
+        if problem is not None:
+            result = BatchResult(custom_id=cid, error=problem)
         if result.response is not None:
             client.remember(client.with_model(request), key, result.response)
             client.log_call(key, status="ok", attempt=1, response=result.response)
@@ -190,8 +193,7 @@ def _openai_item(client: OpenAIClient, cid: str, item: dict, request: ChatReques
         detail = item.get("error") or (response.get("body") or {}).get("error") or response
         return BatchResult(custom_id=cid, error=client._redact(f"HTTP {response.get('status_code')}: {detail}"))
     try:
-        completion = ChatCompletion.model_validate(response["body"])
-        parsed, cost = client.parse_reply(completion, client.with_model(request), batch=True)
+        parsed, cost = client.parse_reply(response["body"], client.with_model(request), batch=True)
     except (ValueError, LLMCallError) as exc:
         return BatchResult(custom_id=cid, error=f"unreadable batch answer: {exc}")
     parsed.cost_usd = cost

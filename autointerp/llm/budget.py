@@ -1,19 +1,37 @@
-"""A spending cap shared by every client of a run.
+"""A hard spending cap shared by every client of a run.
 
-Checked before each call, so once the spend reaches the cap no new call starts and the stage can stop
-cleanly with its finished work saved. Calls already in flight finish, so the final spend can pass the
-cap by at most one call per concurrent slot.
+Each call reserves its worst-case cost (its prompt, counted before sending, plus its maximum output,
+at the model's price) before it is sent, and settles to the true cost when the answer comes. A call
+whose reservation does not fit under the cap is never sent, so the spend can pass the cap only by
+what a call's true cost exceeds its reservation (an under-counted prompt), never by the calls in
+flight. The stop message is formatted when read, so it reports the spend after in-flight calls ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from autointerp.errors import UserError
 
+# How often a call whose reservation does not fit looks again while others are in flight. The budget
+# is shared by clients on several event loops (threads), so it polls rather than awaits an event.
+RESERVE_POLL_S = 0.02
+
 
 class BudgetExceeded(UserError):
     """The run has spent its budget; finished work is kept, the rest is left for a later run."""
+
+    def __init__(self, budget: Budget):
+        super().__init__("LLM budget spent")
+        self.budget = budget
+
+    def __str__(self) -> str:
+        b = self.budget
+        return (
+            f"LLM budget of ${b.max_cost_usd or 0:.4f} is spent (${b.spent_usd:.4f} spent, the next call could "
+            "cost more than is left); finished work is saved; raise the budget and re-run to continue"
+        )
 
 
 class Budget:
@@ -23,16 +41,44 @@ class Budget:
             raise UserError(f"budget must be >= 0 USD, got {max_cost_usd}")
         self.max_cost_usd = max_cost_usd
         self.spent_usd = spent_usd
+        self.reserved_usd = 0.0  # worst-case cost of the calls in flight
         self._lock = threading.Lock()
 
+    @property
+    def limited(self) -> bool:
+        return self.max_cost_usd is not None
+
     def check(self) -> None:
-        """Raise BudgetExceeded if no further call may start."""
-        if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:
-            raise BudgetExceeded(
-                f"LLM budget of ${self.max_cost_usd:.4f} is spent (${self.spent_usd:.4f}); finished work "
-                "is saved; raise the budget and re-run to continue"
-            )
+        """Raise BudgetExceeded if nothing is left for any call, even once the calls in flight end."""
+        with self._lock:
+            if self.max_cost_usd is not None and self.spent_usd >= self.max_cost_usd:
+                raise BudgetExceeded(self)
+
+    def try_reserve(self, cost_usd: float) -> bool:
+        """Hold `cost_usd` for a call about to be sent, if it fits beside the calls in flight."""
+        with self._lock:
+            if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd + cost_usd > self.max_cost_usd:
+                return False
+            self.reserved_usd += cost_usd
+            return True
+
+    async def reserve(self, cost_usd: float) -> float:
+        """Hold `cost_usd` (see try_reserve), waiting while calls in flight may still give some of
+        theirs back; raise BudgetExceeded once it cannot fit. Returns the amount to `settle`."""
+        while not self.try_reserve(cost_usd):
+            with self._lock:
+                waiting_on_others = self.reserved_usd > 0
+            if not waiting_on_others:
+                raise BudgetExceeded(self)
+            await asyncio.sleep(RESERVE_POLL_S)
+        return cost_usd
+
+    def settle(self, reserved_usd: float, cost_usd: float) -> None:
+        """The call is over: drop its reservation and count what it truly cost."""
+        with self._lock:
+            self.reserved_usd -= reserved_usd
+            self.spent_usd += cost_usd
 
     def add(self, cost_usd: float) -> None:
-        with self._lock:
-            self.spent_usd += cost_usd
+        """Count a cost that had no reservation (collected batch results)."""
+        self.settle(0.0, cost_usd)

@@ -14,25 +14,48 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.budget import Budget
-from autointerp.llm.errors import LLMAccessError, LLMCallError, MalformedResponseError
+from autointerp.llm.errors import (
+    InvalidReplyError,
+    LLMAccessError,
+    LLMCallError,
+    LLMUnreachableError,
+    MalformedResponseError,
+)
 from autointerp.llm.ledger import CallStatus, LLMCall, LLMLedger
-from autointerp.llm.pricing import ModelPrice, cost_usd
+from autointerp.llm.pricing import ModelPrice, cost_usd, prompt_token_bound, worst_case_cost
 from autointerp.llm.redact import redact, safe_url
-from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, status_code_of
+from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, is_retryable, status_code_of
+from autointerp.llm.validate import reply_problem
 
 log = logging.getLogger("autointerp.llm")
 T = TypeVar("T")
 
 
-def request_cache_key(backend: str, base_url: str | None, request: ChatRequest) -> str:
-    """A hash of everything that shapes the answer: backend, endpoint, model, messages, parameters."""
-    payload = {"backend": backend, "base_url": safe_url(base_url), "request": request.model_dump(mode="json")}
+def request_cache_key(backend: str, request: ChatRequest) -> str:
+    """A hash of everything that shapes the answer: the provider, then the model, messages and
+    parameters. Not the base URL: the same model asked the same thing through another address (a
+    proxy, another port) gives the same answer, and paying for it again is waste."""
+    payload = {"backend": backend, "request": request.model_dump(mode="json")}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Refusals of a request (not of the key or model) that, before any call succeeded, stop the stage.
+FAIL_FAST_AFTER = 3
+
+
+@dataclass
+class _LoopState:
+    """What belongs to one event loop: the SDK client, the concurrency slots, the calls in flight."""
+
+    sdk: Any
+    slots: asyncio.Semaphore
+    in_flight: dict[str, asyncio.Future[ChatResponse]] = field(default_factory=dict)
 
 
 class BaseLLMClient:
@@ -70,9 +93,10 @@ class BaseLLMClient:
         self.run_id = run_id
         self._api_key = api_key  # held in memory only; never logged, stored or hashed
         # SDK clients and semaphores belong to one event loop; a pipeline may run several loops.
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._answered = False  # some live call has succeeded: the server and the request shape work
+        self._refused = 0  # requests refused (4xx) before any call succeeded
+        self._fatal: LLMUnreachableError | None = None  # once set, every call raises it at once
 
     def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
         return f"{type(self).__name__}(name={self.name!r}, base_url={safe_url(self.base_url)!r})"
@@ -86,13 +110,22 @@ class BaseLLMClient:
         """One wire call; returns the parsed response (without cost) and its cost in USD."""
         raise NotImplementedError
 
+    def max_output_tokens(self, request: ChatRequest) -> int:
+        """The output limit sent with this request (and reserved in the budget)."""
+        return request.max_tokens
+
+    def prompt_texts(self, request: ChatRequest) -> list[str]:
+        """Every text the wire request carries, for counting prompt tokens before sending."""
+        texts = [m.content for m in request.messages]
+        return [*texts, json.dumps(request.json_schema)] if request.json_schema is not None else texts
+
     # ---- the call ----------------------------------------------------------------------------
 
-    def _for_loop(self) -> tuple[Any, asyncio.Semaphore]:
+    def _for_loop(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         found = self._per_loop.get(loop)
         if found is None:
-            found = (self._make_sdk(), asyncio.Semaphore(self.concurrency))
+            found = _LoopState(self._make_sdk(), asyncio.Semaphore(self.concurrency))
             self._per_loop[loop] = found
         return found
 
@@ -102,36 +135,88 @@ class BaseLLMClient:
 
     def cache_key(self, request: ChatRequest) -> str:
         """The response-cache key `complete()` uses for this request."""
-        return request_cache_key(self.backend, self.base_url, self.with_model(request))
+        return request_cache_key(self.backend, self.with_model(request))
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        """Answer from the cache if this exact request was answered before; else call (within the
-        budget and the concurrency limit, with retries), log, price and cache the answer.
+        """Answer from the cache if this exact request was answered before, or share the answer of an
+        identical request in flight; else call (within the budget and the concurrency limit, with
+        retries), cache the answer the moment it arrives, log and price it.
 
-        Raises LLMCallError (this request failed), LLMAccessError (key/model refused),
-        BudgetExceeded (no call started).
+        Raises LLMCallError (this request failed; InvalidReplyError for a cut-off or off-schema
+        answer), LLMAccessError (key/model refused), LLMUnreachableError (the first calls all
+        failed), BudgetExceeded (no call started).
         """
         request = self.with_model(request)
-        key = request_cache_key(self.backend, self.base_url, request)
-        if self.ledger is not None:
-            hit = self.ledger.cache_get(key)
-            if hit is not None:
-                self.log_call(key, status="cached", attempt=0, response=ChatResponse(**hit))
-                return ChatResponse(**{**hit, "cached": True, "cost_usd": 0.0})
+        key = request_cache_key(self.backend, request)
+        if self._fatal is not None:
+            raise self._fatal
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        state = self._for_loop()
+        pending = state.in_flight.get(key)
+        if pending is not None:  # the same request is on the wire: wait for its answer, pay once
+            response = await asyncio.shield(pending)
+            self.log_call(key, status="cached", attempt=0, response=response)
+            return response.model_copy(update={"cached": True, "cost_usd": 0.0})
+        future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        state.in_flight[key] = future
+        try:
+            response = await self._call(state, request, key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unshared failure is not reported as unhandled
+            raise
+        else:
+            future.set_result(response)
+        finally:
+            del state.in_flight[key]
+        return response
+
+    def _cached(self, key: str) -> ChatResponse | None:
+        if self.ledger is None:
+            return None
+        hit = self.ledger.cache_get(key)
+        if hit is None:
+            return None
+        self.log_call(key, status="cached", attempt=0, response=ChatResponse(**hit))
+        return ChatResponse(**{**hit, "cached": True, "cost_usd": 0.0})
+
+    async def _call(self, state: _LoopState, request: ChatRequest, key: str) -> ChatResponse:
         if self.budget is not None:
             self.budget.check()
-        sdk, semaphore = self._for_loop()
-        async with semaphore:
-            if self.budget is not None:
-                self.budget.check()  # others may have spent it while this one waited
+        async with state.slots:
+            hit = self._cached(key)  # another run or process may have answered it while this one waited
+            if hit is not None:
+                return hit
             try:
                 response = await call_with_retries(
-                    lambda attempt: self._attempt(sdk, request, key, attempt), self.retry, label=self.name
+                    lambda attempt: self._attempt(state.sdk, request, key, attempt), self.retry, label=self.name
                 )
             except SDK_ERRORS as exc:
-                raise self._translate(exc) from exc
-        self.remember(request, key, response)
+                raise self._fail_fast(self._translate(exc), exc) from exc
         return response
+
+    def _fail_fast(self, error: Exception, exc: Exception) -> Exception:
+        """Before any call has succeeded, a dead server or requests refused again and again mean
+        every call of the stage would fail: turn the error into one that stops the stage."""
+        if self._answered or not isinstance(error, LLMCallError):
+            return error
+        code = status_code_of(exc)
+        if code is None and is_retryable(exc):  # connection refused, DNS, timeouts: retries are spent
+            reason = f"cannot reach {safe_url(self.base_url) or 'the provider'}: {error}"
+        elif code is not None and 400 <= code < 500 and not is_retryable(exc):
+            self._refused += 1
+            if self._refused < FAIL_FAST_AFTER:
+                return error
+            reason = f"the first {self._refused} requests were refused, the last with: {error}"
+        else:
+            return error
+        self._fatal = LLMUnreachableError(f"{self.name}: {reason}; the stage stops (nothing was answered yet)")
+        return self._fatal
 
     def forget(self, request: ChatRequest) -> None:
         """Drop this request's cached answer: the caller found it unusable, and a later run should
@@ -140,9 +225,12 @@ class BaseLLMClient:
             self.ledger.cache_delete(self.cache_key(request))
 
     def remember(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
-        """Count a paid response against the budget and cache it (live calls and batch results)."""
+        """Count a paid response that had no reservation (a batch result) and cache it."""
         if self.budget is not None:
             self.budget.add(response.cost_usd)
+        self._cache_put(request, key, response)
+
+    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
         if self.ledger is not None:
             self.ledger.cache_put(
                 key,
@@ -152,19 +240,42 @@ class BaseLLMClient:
                 request=request.model_dump(mode="json"),
             )
 
+    async def _reserve(self, request: ChatRequest) -> float:
+        """Hold this call's worst-case cost in the budget (raises BudgetExceeded if it cannot fit)."""
+        if self.budget is None or not self.budget.limited:
+            return 0.0
+        prompt = prompt_token_bound(self.prompt_texts(request))
+        return await self.budget.reserve(
+            worst_case_cost(request.model, prompt, self.max_output_tokens(request), self.prices)
+        )
+
     async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
+        reserved = await self._reserve(request)
+        paid = 0.0
         started = time.perf_counter()
         try:
-            response, cost = await self._send(sdk, request)
-        except ValueError as exc:  # bad JSON or missing fields in a 200 body
-            error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
-            self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
-            raise error from exc
-        except Exception as exc:
-            self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
-            raise
-        response.cost_usd = cost
-        self.log_call(key, status="ok", attempt=attempt, latency=time.perf_counter() - started, response=response)
+            try:
+                response, paid = await self._send(sdk, request)
+            except ValueError as exc:  # bad JSON or missing fields in a 200 body
+                error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
+                self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
+                raise error from exc
+            except Exception as exc:
+                self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
+                raise
+        finally:
+            if self.budget is not None:
+                self.budget.settle(reserved, paid)
+        self._answered = True
+        response.cost_usd = paid
+        latency = time.perf_counter() - started
+        problem = reply_problem(request, response)
+        if problem is not None:  # paid for, but unusable: logged with its cost, never cached
+            invalid = InvalidReplyError(f"{self.name}: {problem}", response, attempts=attempt)
+            self.log_call(key, status="error", attempt=attempt, latency=latency, response=response, exc=invalid)
+            raise invalid
+        self._cache_put(request, key, response)  # first, so a kill from here on re-pays nothing
+        self.log_call(key, status="ok", attempt=attempt, latency=latency, response=response)
         return response
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: Any) -> float:
@@ -219,7 +330,7 @@ class BaseLLMClient:
                 http_status=status_code_of(exc) if exc else None,
                 prompt_tokens=response.prompt_tokens if response else 0,
                 completion_tokens=response.completion_tokens if response else 0,
-                cost_usd=response.cost_usd if response and status == "ok" else 0.0,
+                cost_usd=response.cost_usd if response and status != "cached" else 0.0,
                 latency_s=latency,
                 error=self._redact(error) if error else None,
             )
@@ -229,7 +340,7 @@ class BaseLLMClient:
         """Close the SDK client of the running loop (others close when their loop is collected)."""
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
-            await found[0].close()
+            await found.sdk.close()
 
 
 async def closing(work: Awaitable[T], *users: object) -> T:

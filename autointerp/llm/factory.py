@@ -14,10 +14,10 @@ from autointerp.errors import UserError
 from autointerp.llm.anthropic_backend import AnthropicClient
 from autointerp.llm.budget import Budget
 from autointerp.llm.client import BaseLLMClient
-from autointerp.llm.errors import MissingAPIKeyError
+from autointerp.llm.errors import MissingAPIKeyError, UnpricedModelError
 from autointerp.llm.ledger import LLMLedger
 from autointerp.llm.openai_backend import OpenAIClient
-from autointerp.llm.pricing import ModelPrice, load_prices
+from autointerp.llm.pricing import ModelPrice, load_prices, price_for
 from autointerp.llm.retry import RetryPolicy
 
 BACKENDS = ("openai", "anthropic", "openai-compatible")
@@ -61,18 +61,29 @@ def make_llm_client(
     retry: RetryPolicy | None = None,
     prices: dict[str, ModelPrice] | dict | str | Path | None = None,
     run_id: str | None = None,
+    api_key_env: str | None = None,
 ) -> BaseLLMClient:
     """A client for `spec` ("openai:MODEL", "anthropic:MODEL", "openai-compatible:MODEL").
 
     `ledger` enables the response cache and the call log; `budget` is shared by all clients of a run;
     `retry` overrides `max_attempts` and the waits; `prices` updates the built-in price table (a dict
-    or a .json/.toml file). Raises MissingAPIKeyError naming the variable when a key is needed.
+    or a .json/.toml file); `api_key_env` names the variable holding the key when it is not the
+    provider's usual one. Raises MissingAPIKeyError naming the variable when a key is needed, and
+    UnpricedModelError for a model without a price under a budget (the cap could never fire).
     """
     backend, model = parse_spec(spec)
     if concurrency < 1:
         raise LLMSpecError(f"concurrency must be >= 1, got {concurrency}")
     if timeout <= 0:
         raise LLMSpecError(f"timeout must be > 0 seconds, got {timeout}")
+    if max_attempts < 1:
+        raise LLMSpecError(f"max attempts must be >= 1, got {max_attempts}")
+    table = load_prices(prices)
+    if budget is not None and budget.limited and price_for(model, table) is None:
+        raise UnpricedModelError(
+            f"{spec}: no price known for {model!r}, so a budget cannot be kept; give its price in USD per 1M "
+            f'tokens with --prices FILE (JSON: {{"{model}": {{"input": 0.5, "output": 1.5}}}}), or drop --max-cost'
+        )
     common: dict[str, Any] = {
         "base_url": base_url,
         "ledger": ledger,
@@ -80,14 +91,18 @@ def make_llm_client(
         "concurrency": concurrency,
         "timeout_s": timeout,
         "retry": retry or RetryPolicy(max_attempts=max_attempts),
-        "prices": load_prices(prices),
+        "prices": table,
         "run_id": run_id,
     }
     if backend == "openai":
-        return OpenAIClient(model, api_key=_key_from_env("OPENAI_API_KEY"), **common)
-    if backend == "anthropic":
-        return AnthropicClient(model, api_key=_key_from_env("ANTHROPIC_API_KEY"), **common)
-    if not base_url:
+        client: BaseLLMClient = OpenAIClient(model, api_key=_key_from_env(api_key_env or "OPENAI_API_KEY"), **common)
+    elif backend == "anthropic":
+        client = AnthropicClient(model, api_key=_key_from_env(api_key_env or "ANTHROPIC_API_KEY"), **common)
+    elif not base_url:
         raise LLMSpecError(f"{spec}: an openai-compatible server needs a base URL (e.g. http://localhost:8000/v1)")
-    api_key = os.environ.get("OPENAI_API_KEY", "").strip() or NO_KEY_PLACEHOLDER
-    return OpenAIClient(model, compatible=True, api_key=api_key, **common)
+    else:
+        api_key = os.environ.get(api_key_env or "OPENAI_API_KEY", "").strip() or NO_KEY_PLACEHOLDER
+        client = OpenAIClient(model, compatible=True, api_key=api_key, **common)
+    if api_key_env:
+        client.api_key_env = api_key_env  # named in a refused-key error
+    return client

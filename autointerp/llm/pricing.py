@@ -1,8 +1,9 @@
 """What a call costs: a price table in USD per million tokens, overridable by the user.
 
 The built-in prices are list prices (standard tier) as published in 2025; providers change them,
-so a user can pass their own table (dict, JSON or TOML file). A model missing from the table costs 0
-and warns once, so a local server never blocks a run but an unpriced paid model is noticed.
+so a user can pass their own table (dict, JSON or TOML file). Names match exactly: a guess from a
+similar name ("o3-pro" priced as "o3") could be far off, so a dated snapshot needs its own entry. A
+model missing from the table costs 0 and warns once; under a budget it is refused (see factory.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _p(input_usd: float, output_usd: float) -> ModelPrice:
     return ModelPrice(input=input_usd, output=output_usd)
 
 
-# Keys are model names; dated snapshots ("gpt-4o-2024-08-06") match by longest prefix.
+# Keys are exact model names as sent to the provider.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
     # OpenAI
     "gpt-4o": _p(2.50, 10.00),
@@ -100,12 +101,8 @@ def load_prices(source: str | Path | dict | None) -> dict[str, ModelPrice]:
 
 
 def price_for(model: str, prices: dict[str, ModelPrice] | None = None) -> ModelPrice | None:
-    """Exact match first, then the longest table key that prefixes `model` (dated snapshots)."""
-    table = DEFAULT_PRICES if prices is None else prices
-    if model in table:
-        return table[model]
-    matches = [key for key in table if model.startswith(key + "-")]
-    return table[max(matches, key=len)] if matches else None
+    """The price of exactly `model`, or None."""
+    return (DEFAULT_PRICES if prices is None else prices).get(model)
 
 
 def cost_usd(
@@ -130,3 +127,25 @@ def cost_usd(
     ) * price.input
     total = (input_cost + completion_tokens * price.output) / 1_000_000
     return total * BATCH_FACTOR if batch else total
+
+
+# Tokens are counted before sending without the provider's tokenizer: BPE tokens average 3-4.5
+# UTF-8 bytes in prose but nearer 2 in the token-per-line simulation prompts, so 2 bytes per token
+# (plus a few tokens of framing per message) errs high, as a reservation should.
+BYTES_PER_TOKEN = 2
+TOKENS_PER_MESSAGE = 8
+
+
+def prompt_token_bound(texts: list[str]) -> int:
+    """A generous count of the prompt tokens of these message texts (and schema)."""
+    return sum(len(t.encode()) // BYTES_PER_TOKEN + TOKENS_PER_MESSAGE for t in texts)
+
+
+def worst_case_cost(
+    model: str, prompt_tokens: int, max_output_tokens: int, prices: dict[str, ModelPrice] | None = None
+) -> float:
+    """USD a call can cost at most: every prompt token uncached plus every allowed output token."""
+    price = price_for(model, prices)
+    if price is None:
+        return 0.0
+    return (prompt_tokens * price.input + max_output_tokens * price.output) / 1_000_000

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, TokenLogprob, forget_unusable
-from autointerp.llm.errors import LLMCallError
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, forget_unusable
+from autointerp.llm.errors import InvalidReplyError, LLMCallError
 from autointerp.prompts import PromptTemplate, load_prompt, render_excerpt, token_lines
 from autointerp.simulators.base import HighlightedExample, Judgement, Simulation, SimulatorError, Usage
 
@@ -135,27 +134,42 @@ class LLMSimulator:
         sent: list[ChatRequest] = []
         for _ in range(1 + self.config.max_retries):
             sent.append(request)
-            response = await self.client.complete(request)
-            usage.add(response)
             try:
-                return read(response), usage
-            except MalformedAnswer as exc:
-                problem = str(exc)
-                request = request.model_copy(
-                    update={
-                        "messages": [
-                            *request.messages,
-                            ChatMessage(role="assistant", content=response.text or "(empty)"),
-                            ChatMessage(
-                                role="user",
-                                content=f"That answer could not be read: {problem}. Answer again, exactly in the format asked.",
-                            ),
-                        ]
-                    }
-                )
+                response = await self.client.complete(request)
+            except InvalidReplyError as exc:  # cut off or off-schema (never cached): paid, worth a re-ask
+                response = exc.response
+                usage.add(response)
+                problem = _why_unreadable(read, response) or str(exc)
+            else:
+                usage.add(response)
+                try:
+                    return read(response), usage
+                except MalformedAnswer as exc:
+                    problem = str(exc)
+            request = request.model_copy(
+                update={
+                    "messages": [
+                        *request.messages,
+                        ChatMessage(role="assistant", content=response.text or "(empty)"),
+                        ChatMessage(
+                            role="user",
+                            content=f"That answer could not be read: {problem}. Answer again, exactly in the format asked.",
+                        ),
+                    ]
+                }
+            )
         forget_unusable(self.client, sent)
         attempts = 1 + self.config.max_retries
         raise SimulatorError(f"{self.name}: malformed {what} answer after {attempts} attempts: {problem}", usage)
+
+
+def _why_unreadable(read: Callable[[ChatResponse], object], response: ChatResponse) -> str | None:
+    """The reader's own account of what is wrong with an answer (the wording the re-ask uses)."""
+    try:
+        read(response)
+    except MalformedAnswer as exc:
+        return str(exc)
+    return None
 
 
 async def _all_or_error(calls: list[Awaitable[tuple[T, Usage]]]) -> tuple[list[T], Usage]:
@@ -195,7 +209,7 @@ def read_number_lines(response: ChatResponse, count: int) -> list[float]:
     """Predictions from "index<TAB>token<TAB>number" lines: the expected value from logprobs at each
     number where they are given, else the written number. Every index 0..count-1 must appear once."""
     values: dict[int, float] = {}
-    number_starts: dict[int, int] = {}
+    expected = response.line_end_numbers or {}
     offset = 0
     for line in response.text.split("\n"):
         match = _NUMBER_LINE.match(line)
@@ -205,8 +219,7 @@ def read_number_lines(response: ChatResponse, count: int) -> list[float]:
                 raise MalformedAnswer(f"line {index} has activation {number}, above 10")
             if index in values:
                 raise MalformedAnswer(f"index {index} appears twice")
-            values[index] = float(number)
-            number_starts[index] = offset + match.start(3)
+            values[index] = expected.get(offset + match.end(3), float(number))
         offset += len(line) + 1
     missing = [i for i in range(count) if i not in values]
     if missing or len(values) != count:
@@ -214,31 +227,7 @@ def read_number_lines(response: ChatResponse, count: int) -> list[float]:
             f"expected lines for indices 0..{count - 1}, missing {missing[:10]}" if missing
             else f"expected {count} lines, got {len(values)}"
         )
-    expected = _expected_values(response.logprobs, response.text, number_starts)
-    return [expected.get(i, values[i]) for i in range(count)]
-
-
-def _expected_values(
-    logprobs: list[TokenLogprob] | None, text: str, number_starts: dict[int, int]
-) -> dict[int, float]:
-    """index -> expected value over "0".."10" at the token holding that number's first character."""
-    if not logprobs or "".join(t.token for t in logprobs) != text:
-        return {}  # no logprobs, or they do not line up with the text: use the written numbers
-    token_at: list[int] = []
-    for k, t in enumerate(logprobs):
-        token_at.extend([k] * len(t.token))
-    found: dict[int, float] = {}
-    for index, start in number_starts.items():
-        token = logprobs[token_at[start]]
-        weights: dict[int, float] = {}
-        for alt in token.top_logprobs:
-            stripped = alt.token.strip()
-            if stripped.isdigit() and int(stripped) <= 10:
-                weights[int(stripped)] = weights.get(int(stripped), 0.0) + math.exp(alt.logprob)
-        total = sum(weights.values())
-        if total > 0:
-            found[index] = sum(v * w for v, w in weights.items()) / total
-    return found
+    return [values[i] for i in range(count)]
 
 
 def _json_payload(text: str) -> Any:

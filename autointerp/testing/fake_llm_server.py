@@ -52,6 +52,7 @@ class Fault:
     delay_s: float = 0.0  # wait this long first (longer than the client timeout -> it times out)
     body: str | None = None  # send this raw text as a 200 body (malformed JSON)
     truncate: bool = False  # send half a valid body under a full Content-Length, then close
+    message: str | None = None  # the error message of a `status` fault
 
 
 @dataclass
@@ -424,7 +425,7 @@ class FakeLLMServer:
     def _send_error(self, handler: BaseHTTPRequestHandler, api: Api, fault: Fault) -> None:
         status = fault.status or 500
         kind = _ERROR_TYPES.get(status, "api_error")
-        message = f"fake {status} error"
+        message = fault.message or f"fake {status} error"
         if status == 401:  # like real providers, echo the key back (tests check we redact it)
             sent = handler.headers.get("authorization", "") or handler.headers.get("x-api-key", "")
             message = f"Incorrect API key provided: {sent.removeprefix('Bearer ')}"
