@@ -1,7 +1,8 @@
 """The `autointerp` command line: one entry point, one subcommand per stage.
 
 Each subcommand parses its options and calls the stage's plain function; nothing here computes.
-Mistakes a user can make end as one `error:` line and exit status 2, never a traceback.
+Mistakes a user can make end as one `error:` line and exit status 2; anything unexpected ends as one
+line naming the file that holds its trace, and exit status 1. Never a traceback on the terminal.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -440,10 +444,30 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as err:  # an option value that the settings models refuse
         print(f"error: {describe_validation_error(err)}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.filename is None:  # not about a path the user named: unexpected
+            return _unexpected(err)
+        print(f"error: {err.strerror or err}: {err.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 -- a bug: one line and a file to send, not a stack
+        return _unexpected(err)
     return 0
+
+
+def _unexpected(err: BaseException) -> int:
+    """Log the full trace to a file in the temp dir and say in one line where it is."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with tempfile.NamedTemporaryFile(
+        "w", prefix=f"autointerp-crash-{stamp}-", suffix=".log", delete=False, encoding="utf-8"
+    ) as log:
+        log.write(f"autointerp {' '.join(sys.argv[1:])}\n")
+        log.write("".join(traceback.format_exception(err)))
+    first_line = next(iter(str(err).splitlines()), "")
+    print(f"error: unexpected {type(err).__name__}: {first_line} (a bug; full trace in {log.name})", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
