@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
+from sae.files import check_output_folder, check_sae_outputs
 
 
 def _print_json(obj) -> None:
@@ -32,7 +33,7 @@ def cmd_subject_train(args: argparse.Namespace) -> None:
     from sae.subject.training import SubjectTrainConfig, train_subject
 
     cfg = SubjectTrainConfig(corpus=args.corpus, steps=args.steps, seed=args.seed)
-    meta = train_subject(cfg, Path(args.out))
+    meta = train_subject(cfg, check_output_folder(Path(args.out)))
     print(f"saved model and tokenizer to {args.out} ({meta['train_seconds']} s)")
 
 
@@ -86,8 +87,10 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
     from sae.training import train_sae
 
+    cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
+    check_sae_outputs(out)
     subject = load_subject(args.model, device=args.device)
-    summary = train_sae(subject, args.hook, _sae_train_config(args), Path(args.out))
+    summary = train_sae(subject, args.hook, cfg, out)
     print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
 
 
@@ -116,9 +119,13 @@ def cmd_sae_sweep(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
     from sae.sweep import sweep_sizes
 
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--sizes needs comma-separated integers, got {args.sizes!r}") from None
+    cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
     subject = load_subject(args.model, device=args.device)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    rows = sweep_sizes(subject, args.hook, _sae_train_config(args), sizes, Path(args.out), args.eval_tokens)
+    rows = sweep_sizes(subject, args.hook, cfg, sizes, out, args.eval_tokens)
     print(f"{'d_sae':>7} {'L0':>6} {'FVU':>6} {'dead':>6} {'dense':>6} {'loss_rec':>8}")
     for r in rows:
         print(f"{r['d_sae']:>7} {r['l0']:>6.1f} {r['fvu']:>6.3f} {r['dead_fraction']:>6.3f} "
@@ -245,9 +252,10 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
 
     spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
+    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    check_output_folder(Path(args.db).parent)
     subject = load_subject(spec.model, device=spec.device)
     sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
-    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     store = open_store(args.db)
     source = source_name(spec, sae)
@@ -332,7 +340,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    out = Path(args.out) if args.out else Path(args.db).parent
+    out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     entries = list(store.catalog_entries(source))
     report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     path = write_report(report, out)
@@ -345,7 +353,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    out = Path(args.out) if args.out else Path(args.db).parent
+    out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     paths = export_catalog(list(store.catalog_entries(source)), out, scorer=args.scorer, explainer=args.explainer)
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
