@@ -303,9 +303,10 @@ def cmd_explain(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    units = select_units(store, source, _selection(args))
     run_id = store.new_run("explain", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     explainer = make_explainer(spec, store, make_budget(spec, store), run_id)
-    report = explain_stage(store, source, select_units(store, source, _selection(args)), explainer, spec)
+    report = explain_stage(store, source, units, explainer, spec)
     store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
@@ -323,10 +324,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    units = select_units(store, source, _selection(args))
     warn_language_mismatch(spec)
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
-    units = select_units(store, source, _selection(args))
     # --explainer names whose explanations to score; no key for it is needed
     report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
     store.set_run_status(run_id, "done")

@@ -457,6 +457,8 @@ def _shuffled_control(
 
 def run_pipeline(cfg: RunConfig) -> RunSummary:
     out = check_output_folder(Path(cfg.out))
+    if not cfg.sae.path:
+        check_sae_outputs(out / SAE_DIR)  # a damaged file of an earlier run: stop before any work
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     clock = time.time()

@@ -262,5 +262,7 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
                 db.execute(sql)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        if row is None or found != SCHEMA_VERSION:  # an up-to-date file is opened without a write
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
