@@ -1,7 +1,8 @@
 """The `autointerp` command line: one entry point, one subcommand per stage.
 
 Each subcommand parses its options and calls the stage's plain function; nothing here computes.
-Mistakes a user can make end as one `error:` line and exit status 2, never a traceback.
+Mistakes a user can make end as one `error:` line and exit status 2; anything unexpected ends as one
+line naming the file that holds its trace, and exit status 1. Never a traceback on the terminal.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,6 +20,7 @@ from pydantic import ValidationError
 from autointerp.agent.cli import add_agent_commands
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
+from sae.files import check_output_folder, check_sae_outputs
 
 
 def _print_json(obj) -> None:
@@ -29,7 +34,7 @@ def cmd_subject_train(args: argparse.Namespace) -> None:
     from sae.subject.training import SubjectTrainConfig, train_subject
 
     cfg = SubjectTrainConfig(corpus=args.corpus, steps=args.steps, seed=args.seed)
-    meta = train_subject(cfg, Path(args.out))
+    meta = train_subject(cfg, check_output_folder(Path(args.out)))
     print(f"saved model and tokenizer to {args.out} ({meta['train_seconds']} s)")
 
 
@@ -83,8 +88,10 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
     from sae.training import train_sae
 
+    cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
+    check_sae_outputs(out)
     subject = load_subject(args.model, device=args.device)
-    summary = train_sae(subject, args.hook, _sae_train_config(args), Path(args.out))
+    summary = train_sae(subject, args.hook, cfg, out)
     print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
 
 
@@ -113,9 +120,13 @@ def cmd_sae_sweep(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
     from sae.sweep import sweep_sizes
 
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--sizes needs comma-separated integers, got {args.sizes!r}") from None
+    cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
     subject = load_subject(args.model, device=args.device)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    rows = sweep_sizes(subject, args.hook, _sae_train_config(args), sizes, Path(args.out), args.eval_tokens)
+    rows = sweep_sizes(subject, args.hook, cfg, sizes, out, args.eval_tokens)
     print(f"{'d_sae':>7} {'L0':>6} {'FVU':>6} {'dead':>6} {'dense':>6} {'loss_rec':>8}")
     for r in rows:
         print(f"{r['d_sae']:>7} {r['l0']:>6.1f} {r['fvu']:>6.3f} {r['dead_fraction']:>6.3f} "
@@ -242,9 +253,10 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     from sae.subject.models import load_subject
 
     spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
+    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    check_output_folder(Path(args.db).parent)
     subject = load_subject(spec.model, device=spec.device)
     sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
-    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     store = open_store(args.db)
     source = source_name(spec, sae)
@@ -294,9 +306,10 @@ def cmd_explain(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    units = select_units(store, source, _selection(args))
     run_id = store.new_run("explain", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     explainer = make_explainer(spec, store, make_budget(spec, store), run_id)
-    report = explain_stage(store, source, select_units(store, source, _selection(args)), explainer, spec)
+    report = explain_stage(store, source, units, explainer, spec)
     store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
@@ -314,10 +327,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = _label_spec(args)
+    units = select_units(store, source, _selection(args))
     warn_language_mismatch(spec)
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
-    units = select_units(store, source, _selection(args))
     # --explainer names whose explanations to score; no key for it is needed
     report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
     store.set_run_status(run_id, "done")
@@ -331,7 +344,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    out = Path(args.out) if args.out else Path(args.db).parent
+    out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     entries = list(store.catalog_entries(source))
     report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     path = write_report(report, out)
@@ -347,7 +360,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
-    out = Path(args.out) if args.out else Path(args.db).parent
+    out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     entries = attach_traces(list(store.catalog_entries(source)), args.db)
     try:  # the report with its validity sections; without scores the catalog says why instead
         report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
@@ -459,10 +472,30 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as err:  # an option value that the settings models refuse
         print(f"error: {describe_validation_error(err)}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.filename is None:  # not about a path the user named: unexpected
+            return _unexpected(err)
+        print(f"error: {err.strerror or err}: {err.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 -- a bug: one line and a file to send, not a stack
+        return _unexpected(err)
     return 0
+
+
+def _unexpected(err: BaseException) -> int:
+    """Log the full trace to a file in the temp dir and say in one line where it is."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with tempfile.NamedTemporaryFile(
+        "w", prefix=f"autointerp-crash-{stamp}-", suffix=".log", delete=False, encoding="utf-8"
+    ) as log:
+        log.write(f"autointerp {' '.join(sys.argv[1:])}\n")
+        log.write("".join(traceback.format_exception(err)))
+    first_line = next(iter(str(err).splitlines()), "")
+    print(f"error: unexpected {type(err).__name__}: {first_line} (a bug; full trace in {log.name})", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

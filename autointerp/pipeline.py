@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
@@ -53,6 +53,7 @@ from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
 from autointerp.validity_report import build_report
 from sae.autoencoder import SparseAutoencoder
+from sae.files import check_output_folder, check_sae_outputs, read_json_object
 from sae.harvest import (
     HarvestConfig,
     UnitFunction,
@@ -63,11 +64,19 @@ from sae.harvest import (
 )
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
-from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_subject
+from sae.subject.models import (
+    BUILTIN_HOOK,
+    SubjectModel,
+    check_device,
+    check_dtype,
+    check_model_path,
+    load_subject,
+)
 from sae.training import SAETrainConfig, train_sae
 
 CATALOG_DB = "catalog.db"
 SAE_DIR = "sae"
+MINIMAL_CONFIG = 'out = "my_run"  [units] mode = "first"  n = 20'
 
 
 class SubjectSpec(BaseModel):
@@ -75,8 +84,18 @@ class SubjectSpec(BaseModel):
 
     model: str = "builtin"  # "builtin", a built-in-layout folder, or an HF model name/path
     hook: str = BUILTIN_HOOK
-    device: str = "cpu"
-    dtype: str = "float32"
+    device: str = "cpu"  # cpu, cuda, cuda:N or mps
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # float32 only for the built-in model
+
+    @model_validator(mode="after")
+    def _known_device_and_dtype(self) -> SubjectSpec:
+        try:
+            check_device(self.device)
+            check_dtype(self.model, self.dtype)
+            check_model_path(self.model)
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        return self
 
 
 class SAESpec(BaseModel):
@@ -84,7 +103,14 @@ class SAESpec(BaseModel):
 
     path: str | None = None  # a SAELens-layout folder to load; None trains one into OUT/sae
     train: SAETrainConfig = SAETrainConfig()
-    eval_tokens: int = 100_000
+    eval_tokens: int = Field(100_000, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _sae_folder(cls, path: str | None) -> str | None:
+        if path is not None and not (Path(path) / CFG_FILE).is_file():
+            raise ValueError(f"{path} is not a SAELens-layout SAE folder (no {CFG_FILE})")
+        return path
 
 
 class UnitSelection(BaseModel):
@@ -92,9 +118,15 @@ class UnitSelection(BaseModel):
 
     kinds: list[UnitKind] = ["neuron", "feature"]
     mode: Literal["all", "first", "random", "list"] = "all"
-    n: int | None = None  # for first / random: per kind
+    n: int | None = Field(None, ge=1)  # for first / random: per kind
     indices: dict[str, list[int]] = Field(default_factory=dict)  # for list: {"feature": [1, 5]}
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _n_for_first_and_random(self) -> UnitSelection:
+        if self.mode in ("first", "random") and self.n is None:
+            raise ValueError(f"mode {self.mode!r} needs n, the number of units per kind")
+        return self
 
 
 class LabelSpec(BaseModel):
@@ -109,9 +141,9 @@ class LabelSpec(BaseModel):
     simulator_key_env: str | None = None
     scorers: list[str] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
     max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_attempts: int = 5  # per LLM request, retries included
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1)  # per LLM request, retries included
     prices: str | None = None  # a .json/.toml price table overriding the built-in one
 
     @field_serializer("base_url", "explainer_base_url", "simulator_base_url")
@@ -173,6 +205,10 @@ def load_run_config(path: Path) -> RunConfig:
         raise
     except Exception as err:  # tomllib and yaml raise their own parse errors
         raise UserError(f"cannot parse {path}: {err}") from None
+    if not data:  # nothing set would silently run the whole default job into ./autointerp_run
+        raise UserError(f"{path} sets nothing; a minimal run config is: {MINIMAL_CONFIG} (see configs/)")
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a table of settings, got a {type(data).__name__}")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
@@ -195,16 +231,17 @@ def prepare_sae(subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, ou
         folder = out / SAE_DIR
         train_cfg = spec.train.model_copy(update={"corpus": corpus})
         done = folder / "training.json"
+        check_sae_outputs(folder)
         if not (folder / CFG_FILE).exists():
             train_sae(subject, hook, train_cfg, folder)
-        elif done.exists() and json.loads(done.read_text()).get("train_config") != train_cfg.model_dump():
+        elif done.exists() and read_json_object(done).get("train_config") != train_cfg.model_dump():
             raise UserError(f"{folder} holds an SAE trained with other settings; use a new --out or delete it")
         metrics_file = folder / "metrics.json"
         made_with = {"eval_tokens": spec.eval_tokens}
     sae = load_sae(folder, width, device=str(subject.device))
     if sae.cfg.hook_name != hook:
         print(f"note: the SAE in {folder} was made for hook {sae.cfg.hook_name!r}; using it at {hook!r}")
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = read_json_object(metrics_file) if metrics_file.exists() else {}
     if metrics.get("made_with") != made_with:
         result, density = evaluate_sae(subject, sae, hook, corpus=corpus, max_tokens=spec.eval_tokens)
         metrics = {**result.model_dump(), "made_with": made_with}
@@ -431,7 +468,9 @@ def _shuffled_control(
 
 
 def run_pipeline(cfg: RunConfig) -> RunSummary:
-    out = Path(cfg.out)
+    out = check_output_folder(Path(cfg.out))
+    if not cfg.sae.path:
+        check_sae_outputs(out / SAE_DIR)  # a damaged file of an earlier run: stop before any work
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     clock = time.time()

@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 Architecture = Literal["relu_l1", "topk", "batchtopk", "jumprelu"]
@@ -32,17 +32,28 @@ RESCORE_MARGIN = 16  # bf16 encoder: candidates kept beyond the k-th, in case fp
 BF16_CLOSE = 2.0**-6  # relative distance from the k-th value within which bf16 rounding may misorder
 
 
+def check_k(architecture: Architecture, k: int, d_sae: int) -> None:
+    """A top-k SAE cannot keep more features per token than it has."""
+    if architecture in ("topk", "batchtopk") and k > d_sae:
+        raise ValueError(f"k ({k}) must be at most d_sae ({d_sae})")
+
+
 class SAEConfig(BaseModel):
     architecture: Architecture = "topk"
-    d_in: int
-    d_sae: int
-    k: int = 32  # topk / batchtopk: active features per token
+    d_in: int = Field(gt=0)
+    d_sae: int = Field(gt=0)
+    k: int = Field(32, ge=1)  # topk / batchtopk: active features per token
     # Metadata carried into SAELens's cfg.json
     model_name: str = "builtin"
     hook_name: str = "blocks.0.mlp.act"
     context_size: int = 64
     dataset_path: str = "stdlib"
     extra: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> SAEConfig:
+        check_k(self.architecture, self.k, self.d_sae)
+        return self
 
 
 @dataclass

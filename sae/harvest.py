@@ -44,27 +44,27 @@ class HarvestConfig(BaseModel):
 
     corpus: str = "stdlib"
     corpus_split: Split = "heldout"  # the SAE trains on "train"; harvesting on unseen text is cleaner
-    n_tokens: int = 500_000
-    context: int = 64
-    batch_size: int = 64
-    n_top: int = 40  # explain split: top windows by max activation
-    n_top_score: int = 20  # score split
-    reservoir: int = 50  # uniform sample of firing windows per split, for quantile examples
-    n_quantiles: int = 10
-    per_quantile_explain: int = 2
-    per_quantile_score: int = 1
-    n_random: int = 20  # uniformly random windows per split (shared by all units)
-    n_silent: int = 10  # windows where the unit is silent (or least active), per split
+    n_tokens: int = Field(500_000, gt=0)
+    context: int = Field(64, ge=2)
+    batch_size: int = Field(64, ge=1)
+    n_top: int = Field(40, ge=1)  # explain split: top windows by max activation
+    n_top_score: int = Field(20, ge=0)  # score split
+    reservoir: int = Field(50, ge=0)  # uniform sample of firing windows per split, for quantile examples
+    n_quantiles: int = Field(10, ge=1)
+    per_quantile_explain: int = Field(2, ge=0)
+    per_quantile_score: int = Field(1, ge=0)
+    n_random: int = Field(20, ge=0)  # uniformly random windows per split (shared by all units)
+    n_silent: int = Field(10, ge=0)  # windows where the unit is silent (or least active), per split
     n_hard_negative: int = Field(10, ge=0)  # trigger present, unit quiet; per split (0: no second pass)
-    hard_negative_tokens: int | None = 200_000  # tokens the hard-negative pass reads (None: n_tokens)
+    hard_negative_tokens: int | None = Field(200_000, gt=0)  # tokens the hard-negative pass reads (None: n_tokens)
     n_triggers: int = Field(3, ge=1)  # distinct peak tokens per unit that define its hard negatives
     quiet_fraction: float = Field(0.1, gt=0, le=1)  # "quiet": window max below this x the unit's max
     split_by: Literal["content", "index"] = "content"  # near-duplicates together, or v1's index hash
     shingle: int = Field(16, ge=1)  # run length of the content hash
-    example_length: int | None = 32  # tokens kept per example (None: the whole window)
-    score_fraction: float = 0.5
-    n_logit_tokens: int = 10
-    n_top_neurons: int = 8
+    example_length: int | None = Field(32, ge=1)  # tokens kept per example (None: the whole window)
+    score_fraction: float = Field(0.5, ge=0, le=1)
+    n_logit_tokens: int = Field(10, ge=0)
+    n_top_neurons: int = Field(8, ge=0)
     seed: int = 0
 
 

@@ -16,10 +16,13 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.errors import UserError
+from sae.errors import UserError, describe_validation_error
+from sae.files import read_json_object
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -90,7 +93,9 @@ def _read_config(cfg_json: dict, folder: Path) -> SAEConfig:
         arch_name = "topk"
     if arch_name not in _SAELENS_TO_ARCH:
         raise UserError(f"{folder}: architecture {arch_name!r} is not supported (standard, topk, batchtopk, jumprelu)")
-    k = cfg_json.get("k") or (cfg_json.get("activation_fn_kwargs") or {}).get("k") or 32
+    k = cfg_json.get("k", (cfg_json.get("activation_fn_kwargs") or {}).get("k"))
+    if k is None:
+        k = 32  # unused by standard and jumprelu SAEs; a topk cfg.json always names its k
     normalize = cfg_json.get("normalize_activations")
     if normalize not in (None, False, "none"):  # older configs wrote True for expected_average_only_in
         raise UserError(
@@ -100,16 +105,18 @@ def _read_config(cfg_json: dict, folder: Path) -> SAEConfig:
     try:
         return SAEConfig(
             architecture=_SAELENS_TO_ARCH[arch_name],
-            d_in=int(cfg_json["d_in"]),
-            d_sae=int(cfg_json["d_sae"]),
-            k=int(k),
+            d_in=cfg_json["d_in"],
+            d_sae=cfg_json["d_sae"],
+            k=k,
             model_name=str(meta.get("model_name", cfg_json.get("model_name", "unknown"))),
             hook_name=str(meta.get("hook_name", cfg_json.get("hook_name", cfg_json.get("hook_point", "unknown")))),
-            context_size=int(meta.get("context_size", cfg_json.get("context_size")) or 64),
+            context_size=meta.get("context_size", cfg_json.get("context_size")) or 64,
             dataset_path=str(meta.get("dataset_path", cfg_json.get("dataset_path", ""))),
         )
     except KeyError as err:
         raise UserError(f"{folder / CFG_FILE} lacks the field {err.args[0]!r}") from None
+    except ValidationError as err:  # "d_in": "abc", k > d_sae, ...
+        raise UserError(f"{folder / CFG_FILE}: {describe_validation_error(err)}") from None
 
 
 def load_sae(folder: Path, expected_d_in: int | None = None, device: str = "cpu") -> SparseAutoencoder:
@@ -117,17 +124,17 @@ def load_sae(folder: Path, expected_d_in: int | None = None, device: str = "cpu"
     folder = Path(folder)
     if not (folder / CFG_FILE).exists() or not (folder / WEIGHTS_FILE).exists():
         raise UserError(f"{folder} is not a SAELens-layout SAE folder (needs {CFG_FILE} and {WEIGHTS_FILE})")
-    try:
-        cfg_json = json.loads((folder / CFG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{folder / CFG_FILE} is not valid JSON: {err}") from None
+    cfg_json = read_json_object(folder / CFG_FILE)
     cfg = _read_config(cfg_json, folder)
     if expected_d_in is not None and cfg.d_in != expected_d_in:
         raise UserError(
             f"SAE in {folder} reads {cfg.d_in}-wide activations but hook {cfg.hook_name!r} "
             f"of the subject model is {expected_d_in} wide"
         )
-    weights = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        weights = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as err:  # truncated, empty or not safetensors at all
+        raise UserError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file ({err})") from None
     expected = {"W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_in), "b_enc": (cfg.d_sae,), "b_dec": (cfg.d_in,)}
     for name, shape in expected.items():
         if name not in weights:

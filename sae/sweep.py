@@ -15,9 +15,10 @@ def sweep_sizes(
     subject: SubjectModel, hook: str, base: SAETrainConfig, sizes: list[int], out_dir: Path, eval_tokens: int
 ) -> list[dict]:
     """Train (or resume) `out_dir/<arch>-<size>` for each size; returns one row per size."""
+    # validated (k <= d_sae, d_sae > 0) for every size before the first one trains
+    configs = [SAETrainConfig.model_validate({**base.model_dump(), "d_sae": size}) for size in sizes]
     rows = []
-    for size in sizes:
-        cfg = base.model_copy(update={"d_sae": size})
+    for size, cfg in zip(sizes, configs, strict=True):
         folder = out_dir / f"{cfg.architecture}-{size}"
         summary = train_sae(subject, hook, cfg, folder)
         sae = load_sae(folder, subject.hook_width(hook), device=str(subject.device))

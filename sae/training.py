@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from sae.activation_buffer import ShufflingBuffer
-from sae.autoencoder import Architecture, SAEConfig, SparseAutoencoder, SparseCode
+from sae.autoencoder import Architecture, SAEConfig, SparseAutoencoder, SparseCode, check_k
 from sae.corpus import open_corpus, select_split
 from sae.errors import UserError
 from sae.saelens_format import save_sae
@@ -39,12 +39,12 @@ class SAETrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default
 
     architecture: Architecture = "topk"
-    d_sae: int = 4096
-    k: int = 32
+    d_sae: int = Field(4096, gt=0)
+    k: int = Field(32, ge=1)
     l1_coefficient: float = 0.1  # relu_l1 only, on inputs scaled to E‖x‖² = 1
-    total_tokens: int = 2_000_000
-    batch_size: int = 4096
-    lr: float = 2e-3
+    total_tokens: int = Field(2_000_000, gt=0)
+    batch_size: int = Field(4096, ge=1)
+    lr: float = Field(2e-3, gt=0)
     warmup_fraction: float = 0.02
     decay_fraction: float = 0.2  # linear decay to zero over the last part of training
     l1_warmup_fraction: float = 0.05
@@ -61,8 +61,13 @@ class SAETrainConfig(BaseModel):
     subject_batch_size: int = 64
     context: int = 64
     corpus: str = "stdlib"
-    checkpoint_every: int = 100
+    checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> SAETrainConfig:
+        check_k(self.architecture, self.k, self.d_sae)
+        return self
 
     @property
     def steps(self) -> int:

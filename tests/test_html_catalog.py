@@ -82,6 +82,7 @@ def test_tokens_are_shown_readably_and_levels_scale_with_the_unit_max():
     assert display_token("a\tb") == ("a\u21e5b", True)
     assert display_token("<b>") == ("&lt;b&gt;", False)
     assert display_token("") == ("\u2205", True)
+    assert display_token("a\u202eb\u200b") == ("a\u27e8U+202E\u27e9b\u27e8U+200B\u27e9", True)
     assert [highlight_level(a, 10.0) for a in (-1.0, 0.0, 0.01, 5.0, 10.0, 12.0)] == [0, 0, 1, 5, 10, 10]
 
 
@@ -239,6 +240,28 @@ def test_hostile_text_renders_as_text_and_runs_nothing(browser, catalog_dir):
     assert PAYLOADS[1] in browser.title
     # No element from any payload made it into the page.
     assert not browser.find_elements(By.CSS_SELECTOR, "main img, main script, main svg:not(.hist)")
+
+
+def test_invisible_characters_and_whitespace_runs_stay_visible(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    entries = make_catalog(n_neurons=2, n_features=2, seed=3)
+    entries[0].explanations[0].text = 'wide "\\n    " indent'
+    entries[1].explanations[0].text = 'wide "\\n " indent'
+    bidi = entries[2]
+    bidi.explanations[0].text = "admin\u202egnp.exe"
+    bidi.harvest.examples[0].tokens[0] = "x\u200by"
+    write_html_catalog(entries, tmp_path)
+    browser.get((tmp_path / "html" / "index.html").as_uri())
+    browser.find_element(By.ID, "search").send_keys("wide")
+    assert set(_cells(browser, 2)) == {'wide "\\n " indent', 'wide "\\n    " indent'}
+    browser.find_element(By.ID, "search").clear()
+    browser.find_element(By.ID, "search").send_keys("admin")
+    assert _cells(browser, 2) == ["admin\u27e8U+202E\u27e9gnp.exe"]
+    page = tmp_path / "html" / "units" / f"{bidi.harvest.kind}-{bidi.harvest.index}.html"
+    browser.get(page.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "x\u27e8U+200B\u27e9y" in body and "\u202e" not in body and "\u200b" not in body
 
 
 def test_long_lists_are_paged(browser, tmp_path):

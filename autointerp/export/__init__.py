@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +38,8 @@ def export_catalog(
 
     Without a `report` the neurons-vs-features comparison is computed here; when it cannot be
     (no scores yet, only one kind of unit), the catalog is still written and its front page says why.
+    Everything is written into a staging folder first and moved into place at the end, so a failure
+    part way leaves the previous export whole instead of half old, half new.
     """
     note = None
     if report is None:
@@ -43,13 +47,27 @@ def export_catalog(
             report = compare(entries, scorer=scorer, explainer=explainer, simulator=simulator)
         except UserError as exc:
             note = str(exc)
-    paths = {
-        "jsonl": write_jsonl(entries, out_dir),
-        "neuronpedia": write_neuronpedia(entries, out_dir, model_id=neuronpedia_model_id),
-    }
-    if report is not None:
-        paths["report"] = write_report(report, out_dir)
-    paths["html"] = write_html_catalog(
-        entries, out_dir, report=report, comparison_note=note, scorer=scorer, explainer=explainer
-    )
-    return paths
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        staging, replaced = Path(tmp) / "new", Path(tmp) / "old"
+        replaced.mkdir()
+        paths = {
+            "jsonl": write_jsonl(entries, staging),
+            "neuronpedia": write_neuronpedia(entries, staging, model_id=neuronpedia_model_id),
+        }
+        if report is not None:
+            paths["report"] = write_report(report, staging)
+        paths["html"] = write_html_catalog(
+            entries, staging, report=report, comparison_note=note, scorer=scorer, explainer=explainer
+        )
+        for item in sorted(staging.iterdir()):
+            _move_into_place(item, out / item.name, replaced)
+    return {name: out / path.relative_to(staging) for name, path in paths.items()}
+
+
+def _move_into_place(new: Path, target: Path, replaced: Path) -> None:
+    """Put `new` at `target`; an old folder there is first moved aside (os.replace cannot overwrite one)."""
+    if target.is_dir() and not target.is_symlink():
+        os.replace(target, replaced / target.name)
+    os.replace(new, target)

@@ -61,15 +61,25 @@ SAMPLING_TITLES = {
 }
 SPLIT_TITLES = {"explain": "shown to the explainer", "score": "held out for scoring"}
 # Characters that would be invisible (or break the line) inside a token, and what is shown instead.
-_VISIBLE_WHITESPACE = {"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5"}
+_VISIBLE_WHITESPACE = {ord("\n"): "\u21b5", ord("\r"): "\u240d", ord("\t"): "\u21e5"}
+# Zero-width and bidi control characters: invisible, and a bidi override reorders the text after it
+# (a token could make an explanation read backwards). Everything shown gets them as ⟨U+202E⟩.
+_INVISIBLE = [0x00AD, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065),
+              *range(0x2066, 0x206A), 0xFEFF]  # fmt: skip
+_SHOW_INVISIBLE = {cp: f"\u27e8U+{cp:04X}\u27e9" for cp in _INVISIBLE}
 
 
 # --- small HTML helpers -------------------------------------------------------------------------
 
 
+def visible(text: str) -> str:
+    """`text` with its zero-width and bidi control characters written out as ⟨U+XXXX⟩."""
+    return text.translate(_SHOW_INVISIBLE)
+
+
 def _e(text: object) -> str:
-    """Escape any value for HTML text and (double-quoted) attribute values."""
-    return escape(str(text), quote=True)
+    """Escape any value for HTML text and (double-quoted) attribute values, invisibles made visible."""
+    return escape(visible(str(text)), quote=True)
 
 
 def json_for_script(data: Any) -> str:
@@ -110,14 +120,15 @@ def _slug(text: str) -> str:
 def display_token(token: str) -> tuple[str, bool]:
     """The token as shown (escaped HTML) and whether it had invisible characters made visible.
 
-    Newlines, carriage returns and tabs become arrows, an empty token becomes an empty-set sign, and
-    a token made only of spaces shows them as middle dots, so highlighting never hides a character.
+    Newlines, carriage returns and tabs become arrows, zero-width and bidi controls ⟨U+XXXX⟩, an
+    empty token an empty-set sign, and a token made only of spaces shows them as middle dots, so
+    highlighting never hides a character.
     """
     if token == "":
         return "\u2205", True
     if token.strip(" ") == "":
         return "\u00b7" * len(token), True
-    shown = "".join(_VISIBLE_WHITESPACE.get(ch, ch) for ch in token)
+    shown = visible(token.translate(_VISIBLE_WHITESPACE))
     return _e(shown), shown != token
 
 
@@ -175,7 +186,7 @@ class _UnitRow:
         return [
             self.entry.harvest.kind,
             self.entry.harvest.index,
-            self.explanation.text if self.explanation else None,
+            visible(self.explanation.text) if self.explanation else None,
             self.score,
             finite_or_none(stats.density),
             finite_or_none(stats.max_activation),

@@ -21,7 +21,7 @@ from autointerp.records import CatalogEntry, Explanation, Score, UnitHarvest, Un
 from autointerp.store import units
 from autointerp.store.ledger import SQLiteLedger
 from autointerp.store.rows import dumps, loads, now, record_row, row_record
-from autointerp.store.schema import EXPLANATIONS, RUNS, SCORES, SOURCES, StoreError, Table, prepare
+from autointerp.store.schema import EXPLANATIONS, RUNS, SCORES, SOURCES, StoreError, Table, check_ours, prepare
 
 
 class CatalogStore:
@@ -39,6 +39,7 @@ class CatalogStore:
         try:
             self.db = sqlite_utils.Database(self.path)
             self.db.execute("PRAGMA busy_timeout = 10000")
+            check_ours(self.db, str(self.path))  # before WAL or any table: a foreign file stays as it was
             self.db.enable_wal()
             # NORMAL is durable in WAL mode against process crashes (only power loss can drop the
             # last commits), and makes the many small log/cache commits cheap.

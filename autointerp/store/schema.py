@@ -8,6 +8,7 @@ additive bumps SCHEMA_VERSION and adds a step to _MIGRATIONS.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from autointerp.errors import UserError
 # 3: runs get generated ids and the command that started them; llm_batches loses its unused note.
 SCHEMA_VERSION = 3
 OLDEST_READABLE = 2  # a schema-1 file stores example tokens per example, which this code cannot read
+# SQLite's header field naming the program that owns a file: "AIcT" as a 32-bit big-endian integer.
+APPLICATION_ID = 0x41496354
 
 
 class StoreError(UserError):
@@ -208,6 +211,28 @@ def _v2_to_v3(db: sqlite_utils.Database) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {2: _v2_to_v3}
 
 
+def check_ours(db: sqlite_utils.Database, label: str) -> None:
+    """Refuse, before anything is written, a SQLite file that another program made.
+
+    Ours carry APPLICATION_ID; files from before it was set are known by their meta table's
+    schema_version; a file without any table is new. Anything else is left exactly as it was.
+    """
+    if db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+        return
+    tables = set(db.table_names())
+    if not tables:
+        return
+    try:
+        versioned = "meta" in tables and db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # a foreign table that happens to be called meta
+        versioned = None
+    if not versioned:
+        raise StoreError(
+            f"{label} is not an autointerp catalog (a SQLite file with tables {', '.join(sorted(tables)[:5])}); "
+            "it was left unchanged: name a new file"
+        )
+
+
 def prepare(db: sqlite_utils.Database, label: str) -> None:
     """Create the tables of a new file, or bring an older file up to SCHEMA_VERSION in one transaction.
 
@@ -237,4 +262,7 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
                 db.execute(sql)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if row is None or found != SCHEMA_VERSION:  # an up-to-date file is opened without a write
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")

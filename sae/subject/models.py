@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,31 @@ from sae.tokenizer import BPETokenizer, HFTokenizer, TextTokenizer
 
 BUILTIN_NAME = "builtin"
 BUILTIN_HOOK = "blocks.0.mlp.act"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """A device torch knows by that name; anything else would fail only deep inside the first stage."""
+    if not _DEVICE.fullmatch(device):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_model_path(name: str) -> str:
+    """A name written as a path ("/x", "./x", "~/x") must exist; only bare names go to the hub."""
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
+        raise UserError(f"subject model path {name} does not exist")
+    return name
+
+
+def check_dtype(model: str, dtype: str) -> str:
+    """float32, float16 or bfloat16; the built-in model runs in float32 only, so anything else is refused."""
+    if dtype not in DTYPES:
+        raise UserError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    if model == BUILTIN_NAME and dtype != "float32":
+        raise UserError(f"the built-in model runs in float32 only, got dtype {dtype!r}")
+    return dtype
 
 
 class _StopForward(Exception):
@@ -150,9 +176,7 @@ def load_hf(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> S
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise UserError("Hugging Face models need `transformers`: pip install 'autointerp[hf]'") from None
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
-    if torch_dtype is None:
-        raise UserError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    torch_dtype = DTYPES[check_dtype(name_or_path, dtype)]
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
@@ -171,12 +195,14 @@ def load_hf(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> S
 
 def load_subject(name: str = BUILTIN_NAME, device: str = "cpu", dtype: str = "float32") -> SubjectModel:
     """`builtin` (the shipped model), a folder holding a built-in model, or an HF model name/path."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if check_device(device).startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    check_dtype(name, dtype)
     if name == BUILTIN_NAME:
         return load_builtin(device=device)
-    path = Path(name).expanduser()
+    path = Path(check_model_path(name)).expanduser()
     if _is_builtin_layout(path):
+        check_dtype(BUILTIN_NAME, dtype)  # a model trained by `subject train` is the built-in kind
         return load_builtin(path, device=device)
     return load_hf(name, device=device, dtype=dtype)
 
