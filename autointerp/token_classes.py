@@ -155,6 +155,9 @@ class TokenView:
         key = ("class", name)
         if key not in self.memo:
             token_class, n = CLASSES[name], len(self.tokens)
+            if token_class.flags is not None:  # one list for the excerpt, not n calls
+                self.memo[key] = np.array(token_class.flags(self), dtype=bool)
+                return self.memo[key]
             if token_class.token_test is not None:
                 flags = (token_class.token_test(t) for t in self.tokens)
             else:
@@ -339,6 +342,7 @@ class TokenClass:
     name: str  # the English the offline explainer writes, e.g. "closing parentheses"
     test: Callable[[TokenView, int], bool]
     token_test: Callable[[str], bool] | None = None
+    flags: Callable[[TokenView], list[bool]] | None = None  # a place class: every position at once
 
     @property
     def positional(self) -> bool:
@@ -352,7 +356,7 @@ def _token_class(name: str, test: Callable[[str], bool]) -> TokenClass:
 
 
 def _position_class(name: str, flags: Callable[[TokenView], list[bool]]) -> TokenClass:
-    return TokenClass(name, lambda view, i: flags(view)[i])
+    return TokenClass(name, lambda view, i: flags(view)[i], flags=flags)
 
 
 def _line_kind(*first_words: str) -> Callable[[TokenView, int], bool]:
