@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from autointerp.store import SQLiteLedger, open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer
 
 
@@ -61,3 +62,10 @@ def hf_texts() -> list[str]:
         "The quick brown fox jumps over the lazy dog. " * 3,
         "Return the number of items in the container, or raise an error.",
     ]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
+    """A fresh catalog's LLM ledger (cache, call log, batches) for client tests."""
+    with open_store(tmp_path / "run.db") as s:
+        yield s.ledger

@@ -7,8 +7,6 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +29,7 @@ from autointerp.llm import (
 from autointerp.llm.client import closing
 from autointerp.llm.openai_backend import REASONING_TOKENS
 from autointerp.simulators.offline import OfflineSimulator
-from autointerp.store import SQLiteLedger, open_store
+from autointerp.store import open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 
 FAST = RetryPolicy(max_attempts=3, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
@@ -43,12 +41,6 @@ def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET + "-ant")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
-    with open_store(tmp_path / "run.db") as s:
-        yield s.ledger
 
 
 def user(text: str, system: str | None = None, **params) -> ChatRequest:

@@ -4,14 +4,12 @@ half price, and the answers landing in the response cache so the live path then 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from autointerp.llm import ChatMessage, ChatRequest, RetryPolicy, make_llm_client
 from autointerp.llm.batch import BatchError, collect_batch, submit_batch, wait_for_batch
-from autointerp.store import SQLiteLedger, open_store
+from autointerp.store import SQLiteLedger
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
@@ -21,12 +19,6 @@ FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter
 def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch-key-000000")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-batch-key")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
-    with open_store(tmp_path / "run.db") as s:
-        yield s.ledger
 
 
 def requests(n: int) -> dict[str, ChatRequest]:

@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +29,7 @@ from autointerp.llm import (
     make_llm_client,
 )
 from autointerp.llm.pricing import prompt_token_bound, worst_case_cost
-from autointerp.store import SQLiteLedger, open_store
+from autointerp.store import open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
 from autointerp.testing.planted import planted_harvest, planted_units
 
@@ -44,12 +42,6 @@ APIS = ["openai", "anthropic"]
 def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-paying-0123456789")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-paying-0123456789")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
-    with open_store(tmp_path / "run.db") as s:
-        yield s.ledger
 
 
 def client_for(server: FakeLLMServer, api: str, **kwargs):
