@@ -40,8 +40,8 @@ APIS = ["openai", "anthropic"]
 
 @pytest.fixture(autouse=True)
 def fake_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-paying-0123456789")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-paying-0123456789")
+    monkeypatch.setenv("OPENAI_API_KEY", "fake-openai-paying-key")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-paying-key")
 
 
 def client_for(server: FakeLLMServer, api: str, **kwargs):
