@@ -60,11 +60,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
-from autointerp.token_classes import CLASSES, TokenView, view_of
+from autointerp.token_classes import CLASSES, view_of
 
 FULL_STRENGTH = 10.0
 CASE_FOLD_FACTOR = 0.8  # "god" for " God": probably meant, less certain
@@ -759,72 +759,126 @@ def predict(text: str, tokens: list[str]) -> list[float]:
     return predict_items(parse(text).items, tokens)
 
 
+def predict_many(text: str, excerpts: list[list[str]]) -> list[list[float]]:
+    """`predict` for many excerpts at once: the same numbers, one pass over them all (what a
+    simulator scoring a unit's hundred excerpts wants)."""
+    return predict_batch(parse(text).items, excerpts)
+
+
 def predict_items(items: Iterable[Item], tokens: list[str]) -> list[float]:
+    return predict_batch(items, [tokens])[0]
+
+
+def predict_batch(items: Iterable[Item], excerpts: list[list[str]]) -> list[list[float]]:
     """The most specific matching item wins, then the strongest; excluded items force 0 where they
-    match at least as precisely as the winner."""
-    view = view_of(tuple(tokens))
-    n = len(tokens)
-    best: list[tuple[int, float, float]] = [(-1, 0.0, 0.0)] * n  # (specificity, value, quality)
-    exclusions: list[tuple[int, list[float]]] = []
+    match at least as precisely as the winner. Each excerpt is read on its own (no condition looks
+    across two), but they are laid end to end so every item costs a few array operations."""
+    batch = _Batch.of(excerpts)
+    n = len(batch.tokens)
+    best_rank = np.full(n, -1)  # the winner so far per token: (specificity, value, quality)
+    best_value = np.zeros(n)
+    best_quality = np.zeros(n)
+    exclusions: list[tuple[int, np.ndarray]] = []
     for item in items:
-        quality = item_quality(item, view)
+        quality = _item_quality(item, batch)
         if item.excluded:
             exclusions.append((item.specificity, quality))
             continue
-        for i, q in enumerate(quality):
-            if q > 0:
-                candidate = (item.specificity, item.strength * q, q)
-                if candidate[:2] > best[i][:2]:
-                    best[i] = candidate
-    predicted = [b[1] for b in best]
-    for specificity, quality in exclusions:
-        for i, q in enumerate(quality):
-            if q > 0 and (specificity, q) >= (best[i][0], best[i][2]):
-                predicted[i] = 0.0
-    return predicted
+        value = item.strength * quality
+        rank = item.specificity
+        wins = (quality > 0) & ((rank > best_rank) | ((rank == best_rank) & (value > best_value)))
+        best_rank[wins] = rank
+        best_value[wins] = value[wins]
+        best_quality[wins] = quality[wins]
+    for rank, quality in exclusions:
+        beats = (rank > best_rank) | ((rank == best_rank) & (quality >= best_quality))
+        best_value[(quality > 0) & beats] = 0.0
+    return [part.tolist() for part in np.split(best_value, batch.starts[1:])]
 
 
-def item_quality(item: Item, view: TokenView) -> list[float]:
+@dataclass
+class _Batch:
+    """Excerpts laid end to end: their tokens, where each starts, and a memo of target matches."""
+
+    excerpts: list[tuple[str, ...]]
+    tokens: list[str]
+    starts: np.ndarray  # first position of each excerpt
+    first: np.ndarray  # the position starts an excerpt
+    last: np.ndarray  # the position ends an excerpt
+    memo: dict[tuple[Target, bool], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, excerpts: list[list[str]]) -> _Batch:
+        lengths = np.array([len(e) for e in excerpts], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(excerpts) else np.zeros(0, np.int64)
+        n = int(lengths.sum())
+        first, last = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        first[starts[lengths > 0]] = True
+        last[(starts + lengths - 1)[lengths > 0]] = True
+        tokens = [t for e in excerpts for t in e]
+        return cls([tuple(e) for e in excerpts], tokens, starts, first, last)
+
+    @cached_property
+    def positions(self) -> dict[str, list[int]]:
+        """Where each exact token string occurs."""
+        found: dict[str, list[int]] = {}
+        for i, token in enumerate(self.tokens):
+            found.setdefault(token, []).append(i)
+        return found
+
+    def class_mask(self, name: str) -> np.ndarray:
+        token_class = CLASSES[name]
+        if token_class.token_test is not None:
+            return np.fromiter(map(token_class.token_test, self.tokens), bool, len(self.tokens))
+        if not self.excerpts:
+            return np.zeros(0, dtype=bool)
+        return np.concatenate([view_of(e).mask(name) for e in self.excerpts])
+
+
+def _item_quality(item: Item, batch: _Batch) -> np.ndarray:
     """How well the item's target and conditions match each token, 0 (not at all) to 1."""
-    quality = list(_target_quality(item.target, view, partial=True))
+    quality = _target_quality(item.target, batch, partial=True)
     for condition in item.conditions:
-        holds = _condition_holds(condition, view)
-        quality = [q if h != condition.negated else 0.0 for q, h in zip(quality, holds)]
+        holds = _condition_holds(condition, batch)
+        quality = np.where(holds != condition.negated, quality, 0.0)
     return quality
 
 
-def _condition_holds(condition: Condition, view: TokenView) -> list[bool]:
-    hits = [q > 0 for q in _target_quality(condition.target, view, partial=False)]
-    if condition.where == "after":
-        return [False, *hits[:-1]]
+def _condition_holds(condition: Condition, batch: _Batch) -> np.ndarray:
+    hits = _target_quality(condition.target, batch, partial=False) > 0
+    if condition.where == "after":  # the previous token, in the same excerpt
+        return np.concatenate(([False], hits[:-1])) & ~batch.first if len(hits) else hits
     if condition.where == "before":
-        return [*hits[1:], False]
+        return np.concatenate((hits[1:], [False])) & ~batch.last if len(hits) else hits
     return hits
 
 
-def _target_quality(target: Target, view: TokenView, *, partial: bool) -> list[float]:
-    key = ("quality", target, partial)
-    if key not in view.memo:
-        view.memo[key] = _compute_quality(target, view, partial)
-    return view.memo[key]
+def _target_quality(target: Target, batch: _Batch, *, partial: bool) -> np.ndarray:
+    """Per token, 0-1; memoised (callers never write to it)."""
+    key = (target, partial)
+    if key not in batch.memo:
+        batch.memo[key] = _compute_quality(target, batch, partial)
+    return batch.memo[key]
 
 
-def _compute_quality(target: Target, view: TokenView, partial: bool) -> list[float]:
-    n = len(view.tokens)
+def _compute_quality(target: Target, batch: _Batch, partial: bool) -> np.ndarray:
+    n = len(batch.tokens)
     if isinstance(target, AnyToken):
-        return [1.0] * n
+        return np.ones(n)
     if isinstance(target, ClassOf):
-        inside = np.logical_and.reduce([view.mask(name) for name in target.names])
-        return inside.astype(float).tolist()
+        return np.logical_and.reduce([batch.class_mask(name) for name in target.names]).astype(float)
     if isinstance(target, OneOf):
-        parts = [_target_quality(option, view, partial=partial) for option in target.options]
-        return [max(values) for values in zip(*parts)]
-    quality = [0.0] * n
-    for start, end, q in _find_literal(target, view.tokens):
-        quality[end] = max(quality[end], q)
-        if partial:
-            for i in range(start, end):
-                quality[i] = max(quality[i], q * PHRASE_PREFIX_FACTOR)
+        return np.max([_target_quality(option, batch, partial=partial) for option in target.options], axis=0)
+    quality = np.zeros(n)
+    if target.exact or not target.text.strip():  # exact tokens, or whitespace such as "\n": identical tokens
+        quality[batch.positions.get(target.text, [])] = 1.0
+        return quality
+    for offset, excerpt in zip(batch.starts.tolist(), batch.excerpts):
+        for start, end, q in _find_literal(target, excerpt):
+            quality[offset + end] = max(quality[offset + end], q)
+            if partial:
+                for i in range(offset + start, offset + end):
+                    quality[i] = max(quality[i], q * PHRASE_PREFIX_FACTOR)
     return quality
 
 

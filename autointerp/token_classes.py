@@ -179,12 +179,22 @@ class TokenView:
         return "".join(self.tokens)
 
     def _covering(self, spans: list[tuple[int, int]]) -> list[bool]:
-        """Which tokens overlap any of the character spans."""
-        flags = [False] * len(self.tokens)
-        for i, (start, token) in enumerate(zip(self.starts, self.tokens)):
-            end = start + len(token)
-            flags[i] = any(s < end and start < e for s, e in spans)
-        return flags
+        """Which tokens overlap any of the character spans (an empty token: lies strictly inside one)."""
+        if not spans:
+            return [False] * len(self.tokens)
+        size = len(self.text)
+        edges = np.zeros(size + 1, dtype=np.int64)
+        for s, e in spans:
+            edges[s] += 1
+            edges[e] -= 1
+        covered = np.cumsum(edges[:-1]) > 0  # per character
+        before = np.concatenate(([0], np.cumsum(covered)))  # covered characters before each offset
+        starts = np.array(self.starts, dtype=np.int64)
+        ends = starts + np.array([len(t) for t in self.tokens], dtype=np.int64)
+        flags = (before[ends] - before[starts]) > 0
+        for i in np.flatnonzero(starts == ends):  # rare: "" tokens
+            flags[i] = any(s < starts[i] < e for s, e in spans)
+        return flags.tolist()
 
     @cached_property
     def lines(self) -> list[int]:
@@ -315,7 +325,9 @@ class TokenView:
         depths, depth = [], 0
         for token in self.tokens:
             depths.append(depth)
-            depth = max(0, depth + sum(token.count(c) for c in "([{") - sum(token.count(c) for c in ")]}"))
+            delta = _bracket_delta(token)
+            if delta:
+                depth = max(0, depth + delta)
         return depths
 
     @cached_property
@@ -328,6 +340,11 @@ class TokenView:
     @cached_property
     def word_continuation(self) -> list[bool]:
         return [i > 0 and _glued(self.tokens[i - 1], self.tokens[i]) for i in range(len(self.tokens))]
+
+
+@lru_cache(maxsize=65536)
+def _bracket_delta(token: str) -> int:
+    return sum(token.count(c) for c in "([{") - sum(token.count(c) for c in ")]}")
 
 
 def _glued(before: str, token: str) -> bool:
@@ -359,11 +376,9 @@ def _position_class(name: str, flags: Callable[[TokenView], list[bool]]) -> Toke
     return TokenClass(name, lambda view, i: flags(view)[i], flags=flags)
 
 
-def _line_kind(*first_words: str) -> Callable[[TokenView, int], bool]:
-    def test(view: TokenView, i: int) -> bool:
-        return view.first_word_of_line[i] in first_words
-
-    return test
+def _line_kind(name: str, *first_words: str) -> TokenClass:
+    """Tokens on a line that starts with one of the words ("def lines": def or async)."""
+    return _position_class(name, lambda view: [w in first_words for w in view.first_word_of_line])
 
 
 CLASSES: dict[str, TokenClass] = {
@@ -425,16 +440,16 @@ CLASSES: dict[str, TokenClass] = {
         _position_class("bracketed tokens", lambda v: [d > 0 for d in v.bracket_depth]),
         _position_class("word pieces", lambda v: v.word_piece),
         _position_class("word continuations", lambda v: v.word_continuation),
-        TokenClass("def lines", _line_kind("def", "async")),
-        TokenClass("class lines", _line_kind("class")),
-        TokenClass("import lines", _line_kind("import", "from")),
-        TokenClass("return lines", _line_kind("return")),
-        TokenClass("if lines", _line_kind("if", "elif")),
-        TokenClass("for lines", _line_kind("for")),
-        TokenClass("while lines", _line_kind("while")),
-        TokenClass("with lines", _line_kind("with")),
-        TokenClass("assert lines", _line_kind("assert")),
-        TokenClass("raise lines", _line_kind("raise")),
+        _line_kind("def lines", "def", "async"),
+        _line_kind("class lines", "class"),
+        _line_kind("import lines", "import", "from"),
+        _line_kind("return lines", "return"),
+        _line_kind("if lines", "if", "elif"),
+        _line_kind("for lines", "for"),
+        _line_kind("while lines", "while"),
+        _line_kind("with lines", "with"),
+        _line_kind("assert lines", "assert"),
+        _line_kind("raise lines", "raise"),
     ]
 }
 
@@ -443,3 +458,37 @@ CLASSES: dict[str, TokenClass] = {
 def view_of(tokens: tuple[str, ...]) -> TokenView:
     """The read excerpt, shared by every explanation simulated on it."""
     return TokenView(tokens)
+
+
+TOKEN_CLASS_NAMES = tuple(name for name, c in CLASSES.items() if not c.positional)
+PLACE_CLASS_NAMES = tuple(name for name, c in CLASSES.items() if c.positional)
+
+
+@lru_cache(maxsize=1 << 18)
+def token_class_row(token: str) -> np.ndarray:
+    """Which classes of tokens (in `TOKEN_CLASS_NAMES` order) the token is in: one row per distinct
+    token, so a unit's thousands of positions cost one lookup each."""
+    return np.array([CLASSES[name].token_test(token) for name in TOKEN_CLASS_NAMES], dtype=bool)  # type: ignore[misc]
+
+
+@lru_cache(maxsize=1 << 16)
+def place_masks(tokens: tuple[str, ...]) -> np.ndarray:
+    """Every place class over one excerpt, `PLACE_CLASS_NAMES` x tokens. Cached because the same
+    windows (random and quantile ones above all) are read again for unit after unit."""
+    view = view_of(tokens)
+    if not tokens:
+        return np.zeros((len(PLACE_CLASS_NAMES), 0), dtype=bool)
+    return np.stack([view.mask(name) for name in PLACE_CLASS_NAMES])
+
+
+def class_masks(excerpts: list[tuple[str, ...]], vocab: list[str], token_ids: np.ndarray) -> np.ndarray:
+    """Every class (in `CLASSES` order) over the excerpts' positions laid end to end, classes x
+    positions; `token_ids` maps each position to its token in `vocab`."""
+    rows = np.stack([token_class_row(t) for t in vocab]) if vocab else np.zeros((0, len(TOKEN_CLASS_NAMES)), bool)
+    by_token = rows[token_ids].T
+    by_place = np.concatenate([place_masks(e) for e in excerpts], axis=1) if excerpts else np.zeros((len(PLACE_CLASS_NAMES), 0), bool)
+    order = {name: k for k, name in enumerate(CLASSES)}
+    masks = np.zeros((len(CLASSES), len(token_ids)), dtype=bool)
+    masks[[order[n] for n in TOKEN_CLASS_NAMES]] = by_token
+    masks[[order[n] for n in PLACE_CLASS_NAMES]] = by_place
+    return masks

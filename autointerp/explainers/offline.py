@@ -37,9 +37,9 @@ from autointerp.language import (
     join_words,
     mark_exact,
 )
-from autointerp.records import ActivationExample, Explanation, UnitHarvest
+from autointerp.records import Explanation, UnitHarvest
 from autointerp.settings_hash import settings_hash
-from autointerp.token_classes import CLASSES, TokenClass, view_of
+from autointerp.token_classes import CLASSES, class_masks
 
 EXPLAINER_NAME = "offline-ngram"
 DEAD_UNIT_TEXT = NEVER_FIRES
@@ -198,20 +198,35 @@ _START = "\x00<window start>"  # the "previous token" of a window's first positi
 
 @dataclass
 class _Family:
-    """Candidates of one shape: grouped by an id per position, or one mask row per candidate."""
+    """Candidates of one shape: grouped by an id per position, or one mask row per candidate.
 
-    ids: np.ndarray | None
+    Ids may be a groups x positions matrix (one row per class, for "this token, after that class"),
+    and then candidate `g * size + i` is id i in row g: one bincount serves every group."""
+
+    ids: np.ndarray | None  # positions, or groups x positions; id `size` marks a position outside
     masks: np.ndarray | None  # candidates x positions
-    size: int
+    size: int  # ids per group
     make: Callable[[int, float], Item]
 
+    def __post_init__(self) -> None:
+        if self.ids is not None and self.ids.ndim == 2:  # the (candidate, position) pairs inside a group
+            group, self._positions = np.nonzero(self.ids < self.size)
+            self._candidates = group * self.size + self.ids[group, self._positions]
+
     def mask(self, ident: int) -> np.ndarray:
-        return self.ids == ident if self.ids is not None else self.masks[ident]  # type: ignore[index]
+        if self.ids is None:
+            return self.masks[ident]  # type: ignore[index]
+        if self.ids.ndim == 2:
+            group, ident = divmod(ident, self.size)
+            return self.ids[group] == ident
+        return self.ids == ident
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
-        if self.ids is not None:  # an id of `size` marks a position outside the family
-            return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
-        return self.masks @ weights  # type: ignore[operator]
+        if self.ids is None:
+            return self.masks @ weights  # type: ignore[operator]
+        if self.ids.ndim == 2:
+            return np.bincount(self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size)
+        return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
 
 
 @dataclass
@@ -259,7 +274,7 @@ class _Positions:
             blocked["pair"] = np.isin(pairs // len(vocab), start)
         if config.use_classes and examples:
             names = list(CLASSES)
-            masks = np.stack([_class_mask(CLASSES[n], examples, vocab, token_ids) for n in names])
+            masks = class_masks([tuple(e.tokens) for e in examples], [str(t) for t in vocab], token_ids)
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
             if config.use_context:  # any token after a class of tokens (not of places)
@@ -272,14 +287,14 @@ class _Positions:
                 )
                 blocked["prevclass"] = np.array([n in _PLACES for n in names])
                 # a token after a class of tokens ('" self" (after indentation)') or in a place
-                # ('" self" (at the start of a line)'): one family per class, positions outside it unused
-                for k, name in enumerate(names):
-                    where, condition = (masks[k], "at") if name in _PLACES else (shifted[k], "after")
-                    families[f"token {condition} {name}"] = _Family(
-                        np.where(where, token_ids, len(vocab)), None, len(vocab),
-                        _token_where(vocab, Condition(condition, ClassOf((name,)))),
-                    )  # fmt: skip
-                    blocked[f"token {condition} {name}"] = np.zeros(len(vocab), dtype=bool)
+                # ('" self" (at the start of a line)'): one group per class, positions outside it unused
+                wheres = np.where(np.array([n in _PLACES for n in names])[:, None], masks, shifted)
+                conditions = [Condition("at" if n in _PLACES else "after", ClassOf((n,))) for n in names]
+                families["token where class"] = _Family(
+                    np.where(wheres, token_ids[None, :], len(vocab)), None, len(vocab),
+                    lambda i, s: Item(exact(i % len(vocab)), s, (conditions[i // len(vocab)],)),
+                )  # fmt: skip
+                blocked["token where class"] = np.zeros(len(names) * len(vocab), dtype=bool)
         return cls(
             acts=np.maximum(np.array(act_list, dtype=np.float64), 0.0),
             tokens=token_list,
@@ -307,18 +322,6 @@ class _Positions:
     def excess(self) -> np.ndarray:
         """Activation minus the unit's mean activation over the explain split."""
         return self.acts - float(self.acts.mean())
-
-
-def _class_mask(token_class: TokenClass, examples: list[ActivationExample], vocab: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
-    """Which explain positions are in the class: a class of tokens tests each distinct token once."""
-    if token_class.token_test is not None:
-        return np.array([token_class.token_test(str(t)) for t in vocab], dtype=bool)[token_ids]
-    return np.concatenate([view_of(tuple(e.tokens)).mask(token_class.name) for e in examples])
-
-
-def _token_where(vocab: np.ndarray, condition: Condition) -> Callable[[int, float], Item]:
-    """Makes the item "this exact token, under this condition" for a token id."""
-    return lambda i, s: Item(Literal(str(vocab[i]), exact=True), s, (condition,))
 
 
 def _class_item(name: str, strength: float) -> Item:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autointerp.language import parse, predict
+from autointerp.language import parse, predict, predict_many
 from autointerp.simulators.base import HighlightedExample, Judgement, Simulation
 
 SIMULATOR_NAME = "offline"
@@ -34,17 +34,17 @@ class OfflineSimulator:
         return parse(explanation).coverage
 
     async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
-        return Simulation(predictions=[self.predict(explanation, tokens) for tokens in examples])
+        return Simulation(predictions=predict_many(explanation, examples))
 
     async def detect(self, explanation: str, examples: list[list[str]]) -> Judgement:
         """An excerpt matches when any token is predicted to fire."""
-        return Judgement(answers=[max(self.predict(explanation, t), default=0.0) > 0 for t in examples])
+        return Judgement(answers=[max(p, default=0.0) > 0 for p in predict_many(explanation, examples)])
 
     async def fuzz(self, explanation: str, examples: list[HighlightedExample]) -> Judgement:
         """Marks are judged right when most marked tokens are predicted to fire."""
         answers = []
-        for example in examples:
-            predicted = self.predict(explanation, example.tokens)
+        predictions = predict_many(explanation, [example.tokens for example in examples])
+        for example, predicted in zip(examples, predictions):
             firing = sum(1 for i in example.highlighted if predicted[i] > 0)
             answers.append(bool(example.highlighted) and firing >= FUZZ_AGREEMENT * len(example.highlighted))
         return Judgement(answers=answers)
