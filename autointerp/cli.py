@@ -271,7 +271,7 @@ def _label_spec(args: argparse.Namespace):
     return LabelSpec(
         explainer=getattr(args, "explainer", "offline"), simulator=getattr(args, "simulator", "offline"),
         base_url=args.base_url, scorers=getattr(args, "scorers", "simulation").split(","), max_cost=args.max_cost,
-        concurrency=args.concurrency, timeout=args.timeout, max_attempts=args.max_attempts, prices=args.prices,
+        concurrency=args.concurrency, processes=args.processes, timeout=args.timeout, max_attempts=args.max_attempts, prices=args.prices,
         **{f"{role}_{option}": getattr(args, f"{role}_{option}", None)
            for role in ("explainer", "simulator") for option in ("base_url", "key_env")},
     )
@@ -391,6 +391,8 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
                    help="USD cap: each call reserves its worst-case cost first, so the cap is kept")
     p.add_argument("--prices", default=None, help="a .json/.toml price table: {model: {input, output}} USD per 1M tokens")
     p.add_argument("--concurrency", type=int, default=8, help="LLM requests in flight")
+    p.add_argument("--processes", type=int, default=0,
+                   help="worker processes for the offline explainer/simulator (0: one per CPU; results do not depend on it)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request")
     p.add_argument("--max-attempts", type=int, default=5, help="attempts per LLM request, retries included")
 

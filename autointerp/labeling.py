@@ -20,6 +20,7 @@ from tqdm import tqdm
 from autointerp.errors import UserError
 from autointerp.explainers import Explainer, ExplainerError
 from autointerp.llm.errors import LLMCallError
+from autointerp.local_workers import explain_chunk, in_processes, runs_locally, score_chunk
 from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.scoring.common import score_settings_hash
@@ -75,11 +76,12 @@ async def explain_units(
     explainer: Explainer,
     *,
     concurrency: int = 8,
+    processes: int = 1,
     progress: bool = True,
 ) -> StageReport:
     """Explain every unit of `units` (all units of `source` when None) that has no usable explanation
     with `explainer.settings_hash` yet. Raises BudgetExceeded / other UserErrors after in-flight units
-    are finished and saved."""
+    are finished and saved. A local explainer runs in `processes` worker processes."""
     keys = _unit_keys(store, source, units)
     report = StageReport(stage="explain", units=len(keys))
     usable = {
@@ -90,6 +92,15 @@ async def explain_units(
     todo = [k for k in keys if k not in usable]
     report.skipped = len(keys) - len(todo)
 
+    label = f"explain ({explainer.name})"
+    if processes > 1 and runs_locally(explainer):
+        shared = (str(store.path), source, explainer)
+        for explanations in in_processes(explain_chunk, shared, todo, processes=processes, label=label, progress=progress):
+            store.put_explanations(source, explanations)
+            for explanation in explanations:
+                report.count(explanation)
+        return report
+
     async def explain_one(key: UnitKey) -> None:
         harvest = _load(store, source, key)
         try:
@@ -99,7 +110,7 @@ async def explain_units(
         store.put_explanation(source, explanation)
         report.count(explanation)
 
-    await _run_workers(todo, explain_one, concurrency, progress, f"explain ({explainer.name})")
+    await _run_workers(todo, explain_one, concurrency, progress, label)
     return report
 
 
@@ -140,11 +151,13 @@ async def score_units(
     simulator: Simulator,
     scorer_configs: dict[str, BaseModel] | None = None,
     concurrency: int = 8,
+    processes: int = 1,
     progress: bool = True,
 ) -> StageReport:
     """Score each unit's explanation (the one made with `explanation_settings_hash`) under every
     scorer in `scorers` not yet done with the same scorer and simulator settings. Units without a
-    usable explanation are counted in `not_explained` and left alone."""
+    usable explanation are counted in `not_explained` and left alone. A local simulator runs in
+    `processes` worker processes."""
     unknown = [s for s in scorers if s not in SCORERS]
     if unknown:
         raise UnknownScorerError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
@@ -173,6 +186,17 @@ async def score_units(
         else:
             report.skipped += 1
 
+    label = f"score ({simulator.name})"
+    if processes > 1 and runs_locally(simulator):
+        shared = (str(store.path), source, simulator, {name: SCORERS[name] for name in scorers}, configs)
+        work = [(key, names, explanations[key]) for key, names in todo]
+        for per_unit in in_processes(score_chunk, shared, work, processes=processes, label=label, progress=progress):
+            scores = [score for unit_scores in per_unit for score in unit_scores]
+            store.put_scores(source, scores)
+            for score in scores:
+                report.count(score)
+        return report
+
     async def score_one(item: tuple[UnitKey, list[str]]) -> None:
         key, names = item
         harvest = _load(store, source, key)
@@ -189,7 +213,7 @@ async def score_units(
         if errors:
             raise errors[0]
 
-    await _run_workers(todo, score_one, concurrency, progress, f"score ({simulator.name})")
+    await _run_workers(todo, score_one, concurrency, progress, label)
     return report
 
 

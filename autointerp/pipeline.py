@@ -45,6 +45,7 @@ from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
+from autointerp.local_workers import default_processes
 from autointerp.records import UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.simulators.base import Simulator
@@ -57,8 +58,10 @@ from sae.files import check_output_folder, check_sae_outputs, read_json_object
 from sae.harvest import (
     HarvestConfig,
     UnitFunction,
+    column_subset,
     harvest,
     harvest_units,
+    hook_neurons,
     sae_features,
     unit_records,
 )
@@ -142,6 +145,7 @@ class LabelSpec(BaseModel):
     scorers: list[str] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
     max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
     concurrency: int = Field(8, ge=1)
+    processes: int = Field(0, ge=0)  # worker processes for the offline explainer/simulator; 0: one per CPU
     timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1)  # per LLM request, retries included
     prices: str | None = None  # a .json/.toml price table overriding the built-in one
@@ -262,12 +266,14 @@ def source_name(subject: SubjectSpec, sae: SparseAutoencoder | None) -> str:
 def harvest_into_store(
     store: CatalogStore, source: str, subject: SubjectModel, hook: str, sae: SparseAutoencoder | None,
     cfg: HarvestConfig, described: dict, units: dict[UnitKind, UnitFunction] | None = None,
+    keep: dict[UnitKind, list[int]] | None = None,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
     settings; returns whether it ran. A source harvested with other settings is an error: its
     explanations and scores describe those examples, and mixing them would mislabel units.
-    `units` replaces the default unit kinds (neurons, and the SAE's features) for controls."""
-    wanted = {**described, "harvest": cfg.model_dump()}
+    `units` replaces the default unit kinds (neurons, and the SAE's features) for controls, and
+    `keep` harvests only those indices of a kind (the units a control will label)."""
+    wanted = {**described, "harvest": cfg.model_dump(), **({"kept": {k: len(v) for k, v in keep.items()}} if keep else {})}
     if source in store.sources():
         done = store.source_config(source)
         if done.get("harvest_complete"):
@@ -278,11 +284,18 @@ def harvest_into_store(
                 f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
                 "use a new output folder / database"
             )
+    if keep:
+        units = {kind: column_subset(fn, keep[kind]) if kind in keep else fn for kind, fn in (units or {}).items()}
     kinds = harvest(subject, hook, sae, cfg) if units is None else harvest_units(subject, hook, cfg, units)
     for kind, state in kinds.items():
-        store.put_units(source, unit_records(kind, state, subject, hook, sae))
+        store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
     store.put_source(source, {**wanted, "harvest_complete": True})
     return True
+
+
+def random_sample(indices: list[int], n: int, seed: int, kind: UnitKind) -> list[int]:
+    """A seeded sample of n of the indices (all when there are no more), sorted."""
+    return indices if n >= len(indices) else sorted(random.Random(f"{seed}:{kind}").sample(indices, n))
 
 
 def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> list[UnitKey]:
@@ -293,8 +306,8 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
         indices = sorted(i for k, i in stored if k == kind)
         if selection.mode == "first":
             indices = indices[: selection.n]
-        elif selection.mode == "random" and selection.n is not None and selection.n < len(indices):
-            indices = sorted(random.Random(f"{selection.seed}:{kind}").sample(indices, selection.n))
+        elif selection.mode == "random" and selection.n is not None:
+            indices = random_sample(indices, selection.n, selection.seed, kind)
         elif selection.mode == "list":
             wanted = selection.indices.get(kind, [])
             missing = sorted(set(wanted) - set(indices))
@@ -336,10 +349,21 @@ def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:
     return None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.ledger.total_cost())
 
 
+def local_processes(spec: LabelSpec) -> int:
+    return spec.processes or default_processes()
+
+
 def explain_stage(
     store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
 ) -> StageReport:
-    return asyncio.run(closing(explain_units(store, source, units, explainer, concurrency=spec.concurrency), explainer))
+    return asyncio.run(
+        closing(
+            explain_units(
+                store, source, units, explainer, concurrency=spec.concurrency, processes=local_processes(spec)
+            ),
+            explainer,
+        )
+    )
 
 
 def warn_language_mismatch(spec: LabelSpec) -> None:
@@ -370,6 +394,7 @@ def score_stage(
             score_units(
                 store, source, units, explanation_settings_hash=explanations_hash,
                 scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+                processes=local_processes(spec),
             ),
             simulator,
         )
@@ -418,22 +443,38 @@ def run_controls(
             print(f"  skipped: {name} needs an SAE")
             continue
         described = {"control": name, "subject": cfg.subject.model_dump(), "seed": spec.seed}
+
+        def sample(kind: UnitKind, width: int) -> list[int]:  # the units select_units will pick below
+            return random_sample(list(range(width)), spec.n_units, spec.seed, kind)
+
         if name == "density_matched_neurons":
             assert sae is not None
-            k = density_matched_k(subject.hook_width(hook), sae.cfg.d_sae, float(sae_metrics.get("l0") or sae.cfg.k))
-            harvest_into_store(store, control, subject, hook, None, harvest_cfg, {**described, "k": k}, {"neuron": top_k_per_token(k)})
+            width = subject.hook_width(hook)
+            k = density_matched_k(width, sae.cfg.d_sae, float(sae_metrics.get("l0") or sae.cfg.k))
+            harvest_into_store(
+                store, control, subject, hook, None, harvest_cfg, {**described, "k": k},
+                {"neuron": top_k_per_token(k)}, keep={"neuron": sample("neuron", width)},
+            )
             kinds: list[UnitKind] = ["neuron"]
         elif name == "random_directions":
             assert sae is not None
             directions = random_direction_sae(sae, spec.seed)
-            harvest_into_store(store, control, subject, hook, directions, harvest_cfg, described, {"feature": sae_features(directions)})
+            harvest_into_store(
+                store, control, subject, hook, directions, harvest_cfg, described,
+                {"feature": sae_features(directions)}, keep={"feature": sample("feature", directions.cfg.d_sae)},
+            )
             kinds = ["feature"]
         else:  # random_model
             random_subject = random_init_subject(subject, spec.seed)
             tokens = spec.random_model_sae_tokens or cfg.sae.train.total_tokens
             sae_spec = cfg.sae.model_copy(update={"path": None, "train": cfg.sae.train.model_copy(update={"total_tokens": tokens})})
             random_sae, folder, _ = prepare_sae(random_subject, hook, sae_spec, cfg.corpus, out / "controls" / name)
-            harvest_into_store(store, control, random_subject, hook, random_sae, harvest_cfg, {**described, "sae": str(folder)})
+            width = random_subject.hook_width(hook)
+            harvest_into_store(
+                store, control, random_subject, hook, random_sae, harvest_cfg, {**described, "sae": str(folder)},
+                {"neuron": hook_neurons, "feature": sae_features(random_sae)},
+                keep={"neuron": sample("neuron", width), "feature": sample("feature", random_sae.cfg.d_sae)},
+            )
             kinds = ["neuron", "feature"]
         chosen = select_units(store, control, UnitSelection(kinds=kinds, mode="random", n=spec.n_units, seed=spec.seed))
         label_units(store, control, chosen, explainer, simulator, cfg.label)

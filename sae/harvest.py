@@ -195,10 +195,15 @@ def harvest(
     subject: SubjectModel, hook: str, sae: SparseAutoencoder | None, cfg: HarvestConfig
 ) -> dict[UnitKind, KindHarvester]:
     """Neurons always, features when an SAE is given (see `harvest_units`)."""
-    units: dict[UnitKind, UnitFunction] = {"neuron": lambda tokens, acts: acts}
+    units: dict[UnitKind, UnitFunction] = {"neuron": hook_neurons}
     if sae is not None:
         units["feature"] = sae_features(sae)
     return harvest_units(subject, hook, cfg, units)
+
+
+def hook_neurons(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    """The hook's own units: each neuron as it is."""
+    return acts
 
 
 def sae_features(sae: SparseAutoencoder) -> UnitFunction:
@@ -207,6 +212,18 @@ def sae_features(sae: SparseAutoencoder) -> UnitFunction:
             return sae.encode(acts.reshape(-1, acts.shape[-1])).reshape(*acts.shape[:2], -1)
 
     return encode
+
+
+def column_subset(units: UnitFunction, columns: list[int]) -> UnitFunction:
+    """The same units, keeping only `columns` (in that order): a control that labels a sample of a
+    dictionary computes all of it (a TopK needs every column) but keeps the books on the sample only."""
+    kept = torch.tensor(columns, dtype=torch.long)
+
+    def subset(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        out = units(tokens, acts)
+        return out[..., kept.to(out.device)]
+
+    return subset
 
 
 def harvest_units(
@@ -378,22 +395,26 @@ def unit_records(
     sae: SparseAutoencoder | None = None,
     units: list[int] | None = None,
     directions: torch.Tensor | None = None,
+    indices: list[int] | None = None,
 ) -> Iterator[UnitHarvest]:
     """UnitHarvest records for the chosen units (all by default), in index order. Logit effects
     come from each unit's direction at the hook: the SAE's decoder rows for features, the basis
-    vectors for neurons, or `directions` [U, d] when given; units with none get no logit effects."""
+    vectors for neurons, or `directions` [U, d] when given; units with none get no logit effects.
+    When the harvest kept only some units (see `column_subset`), `indices[i]` is the real index
+    of its i-th column: records, directions and top neurons use the real index."""
     cfg = h.cfg
     strings = subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size))
     n_units = h.state.stats.active.shape[0]
     units = list(range(n_units)) if units is None else units
+    real = list(range(n_units)) if indices is None else indices
     if directions is None and kind == "feature" and sae is not None:
         directions = sae.W_dec.detach()
     elif directions is None and kind == "neuron":
-        directions = torch.eye(n_units, device=subject.device)
+        directions = torch.eye(n_units if indices is None else subject.hook_width(hook), device=subject.device)
     effects: torch.Tensor | None = None
     for position, unit in enumerate(units):
         if position % 256 == 0 and directions is not None:  # logit effects of the next 256 units in one product
-            effects = logit_effects(subject, hook, directions[units[position : position + 256]])
+            effects = logit_effects(subject, hook, directions[[real[u] for u in units[position : position + 256]]])
         promoted = suppressed = []
         if effects is not None:
             effect = effects[position % 256]
@@ -403,12 +424,12 @@ def unit_records(
             suppressed = [TokenWeight(token=strings[i], weight=round(-float(v), 4)) for v, i in zip(*bottom)]
         neurons = []
         if kind == "feature" and sae is not None:
-            weights = sae.W_dec[unit].detach()
+            weights = sae.W_dec[real[unit]].detach()
             picked = weights.abs().topk(min(cfg.n_top_neurons, len(weights))).indices
             neurons = [NeuronWeight(neuron=int(i), weight=round(float(weights[i]), 4)) for i in picked]
         yield UnitHarvest(
             kind=kind,
-            index=unit,
+            index=real[unit],
             stats=_stats(h, unit),
             examples=_split_examples(h, unit, "explain", cfg.per_quantile_explain, strings)
             + _split_examples(h, unit, "score", cfg.per_quantile_score, strings),

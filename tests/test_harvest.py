@@ -13,8 +13,8 @@ import torch
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.harvest import (
-    HarvestConfig, KindHarvester, content_in_score_split, example_slice, harvest, harvest_units, in_score_split,
-    unit_records, window_in_score_split,
+    HarvestConfig, KindHarvester, column_subset, content_in_score_split, example_slice, harvest, harvest_units,
+    hook_neurons, in_score_split, sae_features, unit_records, window_in_score_split,
 )
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
 from sae.logit_effects import logit_effects
@@ -375,3 +375,29 @@ def test_harvest_units_takes_any_unit_function(subject: SubjectModel) -> None:
     assert record.promoted_tokens == []  # no direction at the hook: no logit effects
     top = record.examples_for("explain", "top")
     assert top and all(e.tokens[e.activations.index(max(e.activations))] == "(" for e in top)
+
+
+def test_a_column_subset_harvests_those_units_under_their_own_indices(subject: SubjectModel, sae) -> None:
+    """A control labelling a sample harvests only it: the same statistics, top windows, logit effects
+    and top neurons as the full harvest gives those units, filed under their real indices."""
+    cfg = CFG.model_copy(update={"n_tokens": 64 * 64, "n_hard_negative": 0})
+    kept = {"feature": [3, 40, 7], "neuron": [300, 5]}
+    full = harvest_units(subject, BUILTIN_HOOK, cfg, {"feature": sae_features(sae), "neuron": hook_neurons})
+    part = harvest_units(
+        subject, BUILTIN_HOOK, cfg,
+        {"feature": column_subset(sae_features(sae), kept["feature"]), "neuron": column_subset(hook_neurons, kept["neuron"])},
+    )  # fmt: skip
+    for kind, indices in kept.items():
+        whole = {r.index: r for r in unit_records(kind, full[kind], subject, BUILTIN_HOOK, sae, units=indices)}
+        records = list(unit_records(kind, part[kind], subject, BUILTIN_HOOK, sae, indices=indices))
+        assert [r.index for r in records] == indices
+        for record in records:
+            reference = whole[record.index]
+            # the same sums, added in another order: equal to float32 rounding
+            means = ("mean_activation", "mean_active_activation")
+            assert record.stats.model_dump(exclude=set(means)) == reference.stats.model_dump(exclude=set(means))
+            for mean in means:
+                assert getattr(record.stats, mean) == pytest.approx(getattr(reference.stats, mean), rel=1e-5)
+            assert record.promoted_tokens == reference.promoted_tokens
+            assert record.top_neurons == reference.top_neurons
+            assert record.examples_for("explain", "top") == reference.examples_for("explain", "top")

@@ -60,6 +60,31 @@ def test_offline_pipeline_labels_every_unit_once(store: CatalogStore) -> None:
     assert _rows(store, "explanations") == 6 and _rows(store, "scores") == 18
 
 
+def _labels(store: CatalogStore) -> tuple[list[tuple], list[tuple]]:
+    explanations = sorted((e.unit_kind, e.unit_index, e.text, e.settings_hash) for e in store.explanations(SOURCE))
+    scores = sorted((s.unit_kind, s.unit_index, s.scorer, s.value, repr(s.parts)) for s in store.scores(SOURCE))
+    return explanations, scores
+
+
+def test_worker_processes_give_the_same_records_as_one_process(tmp_path: Path) -> None:
+    """The offline explainer and simulator spread over processes write exactly what one process writes."""
+    results = []
+    for processes in (1, 2):
+        with open_store(tmp_path / f"p{processes}.db") as s:
+            s.put_source(SOURCE, {"planted": True})
+            s.put_units(SOURCE, [planted_harvest(u) for u in planted_units(40)])
+            explainer, simulator = OfflineExplainer(), OfflineSimulator()
+            explained = asyncio.run(explain_units(s, SOURCE, None, explainer, processes=processes, progress=False))
+            scored = asyncio.run(
+                score_units(s, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
+                            simulator=simulator, processes=processes, progress=False)
+            )  # fmt: skip
+            assert (explained.written, scored.written) == (40, 120)
+            results.append(_labels(s))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 40 and len(results[0][1]) == 120
+
+
 def test_llm_pipeline_through_the_fake_server(store: CatalogStore, fake_llm_server: FakeLLMServer) -> None:
     responder = SimulatingResponder()
     fake_llm_server.responder = responder

@@ -91,6 +91,7 @@ class OfflineExplainer:
     """Explains a unit from its explain-split examples in the explanation language; the pipeline default."""
 
     name = EXPLAINER_NAME
+    local = True  # computes in-process: the explain stage may spread it over worker processes
     model: str | None = None
     prompt_version: str | None = None
 

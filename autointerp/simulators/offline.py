@@ -20,6 +20,7 @@ FUZZ_AGREEMENT = 0.5
 
 class OfflineSimulator:
     name = SIMULATOR_NAME
+    local = True  # computes in-process: the score stage may spread it over worker processes
 
     def __init__(self) -> None:
         # Bump "version" when matching rules change, so old scores are not mistaken for new ones.
