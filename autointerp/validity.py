@@ -25,7 +25,6 @@ from scipy.stats import spearmanr
 from autointerp.compare import KINDS, StatSummary, latest_explanation, score_of, valid_value
 from autointerp.records import CatalogEntry, Score
 from autointerp.scoring.ceiling import lookup_ceiling
-from autointerp.scoring.common import balanced_accuracy
 from autointerp.scoring.examples import PROTOCOL_VERSION, STRATA
 
 N_EXAMPLE_DRAWS = 200  # example-level resamples per unit
@@ -73,11 +72,11 @@ def example_draws(score: Score, n: int = N_EXAMPLE_DRAWS, seed: int = 0) -> np.n
         return np.where(var_a > 1e-12, np.clip(r, -1, 1), value)
     answers = np.array([float(d.predicted) for d in details]) > 0.5  # type: ignore[arg-type]
     actual = np.array([float(d.actual) for d in details]) > 0.5  # type: ignore[arg-type]
-    out = np.empty(n)
-    for i, row in enumerate(picks):
-        accuracy = balanced_accuracy(answers[row].tolist(), actual[row].tolist())
-        out[i] = value if accuracy is None else accuracy
-    return out
+    said, was = answers[picks], actual[picks]  # [n, examples]: the balanced accuracy of each resample
+    positives, negatives = was.sum(axis=1), (~was).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = 0.5 * ((said & was).sum(axis=1) / positives + (~said & ~was).sum(axis=1) / negatives)
+    return np.where((positives > 0) & (negatives > 0), accuracy, value)
 
 
 def _moments(predicted: object, actual: object) -> tuple[float, ...]:

@@ -66,7 +66,7 @@ def control_entries(controls_db: Path | None) -> dict[str, list[CatalogEntry]]:
         return {}
     store = open_store(controls_db)
     try:
-        return {name.removeprefix("control:"): list(store.catalog_entries(name)) for name in store.sources()}
+        return {name.removeprefix("control:"): list(store.catalog_entries(name, examples=False)) for name in store.sources()}
     finally:
         store.close()
 

@@ -10,44 +10,53 @@ lookup-predictable signal the explanation captured, separately from how lexical 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 
-from autointerp.records import ExampleScore, UnitHarvest
+import numpy as np
+
+from autointerp.records import ActivationExample, ExampleScore, UnitHarvest
 from autointerp.scoring.examples import ProtocolVersion, simulation_examples
 from autointerp.scoring.simulation import simulation_parts
 
 
-def fit_lookup(harvest: UnitHarvest) -> tuple[dict[tuple[str, str], float], dict[str, float], float]:
-    """(pair means, token means, overall mean) over the explain split's token positions."""
-    pair_sum: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    token_sum: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    total = count = 0.0
-    for example in harvest.examples_for("explain"):
-        for i, (token, act) in enumerate(zip(example.tokens, example.activations)):
-            act = max(act, 0.0)
-            token_sum[token][0] += act
-            token_sum[token][1] += 1
-            if i > 0:
-                pair = pair_sum[(example.tokens[i - 1], token)]
-                pair[0] += act
-                pair[1] += 1
-            total += act
-            count += 1
-    pairs = {key: s / n for key, (s, n) in pair_sum.items()}
-    tokens = {key: s / n for key, (s, n) in token_sum.items()}
-    return pairs, tokens, total / count if count else 0.0
-
-
 def lookup_ceiling(harvest: UnitHarvest, protocol: ProtocolVersion = 2) -> dict[str, float | None]:
     """The fitted table's simulation parts on the score split ({"all": r, "top": r, ...})."""
-    pairs, tokens, overall = fit_lookup(harvest)
-    details = []
-    for example in simulation_examples(harvest, protocol):
-        predicted = []
-        for i, token in enumerate(example.tokens):
-            value = pairs.get((example.tokens[i - 1], token)) if i > 0 else None
-            predicted.append(value if value is not None else tokens.get(token, overall))
-        details.append(
-            ExampleScore(window_id=example.window_id, sampling=example.sampling, predicted=predicted, actual=example.activations)
-        )
+    fitted = harvest.examples_for("explain")
+    scored = simulation_examples(harvest, protocol)
+    vocab: dict[str, int] = {}
+    fit_tokens, fit_first = _token_ids(fitted, vocab)
+    score_tokens, score_first = _token_ids(scored, vocab)
+    size = len(vocab)
+    acts = np.maximum(np.array([a for e in fitted for a in e.activations], dtype=float), 0.0)
+    overall = float(acts.mean()) if len(acts) else 0.0
+    # token means, backing off to the unit's mean for tokens never seen
+    token_sums = np.bincount(fit_tokens, weights=acts, minlength=size)
+    token_counts = np.bincount(fit_tokens, minlength=size)
+    token_means = np.where(token_counts > 0, token_sums / np.maximum(token_counts, 1), overall)
+    # (previous token, token) means, for pairs inside one excerpt
+    has_previous = ~fit_first
+    pairs, where = np.unique(_pair_keys(fit_tokens, size)[has_previous], return_inverse=True)
+    pair_means = np.bincount(where, weights=acts[has_previous]) / np.maximum(np.bincount(where), 1)
+    keys = _pair_keys(score_tokens, size)
+    slot = np.minimum(np.searchsorted(pairs, keys), max(len(pairs) - 1, 0))
+    known = ~score_first & (len(pairs) > 0) & (pairs[slot] == keys) if len(pairs) else np.zeros(len(keys), dtype=bool)
+    predicted = np.where(known, pair_means[slot] if len(pairs) else 0.0, token_means[score_tokens])
+    starts = np.cumsum([len(e.tokens) for e in scored])[:-1]
+    details = [
+        ExampleScore(window_id=e.window_id, sampling=e.sampling, predicted=part.tolist(), actual=e.activations)
+        for e, part in zip(scored, np.split(predicted, starts))
+    ]
     return simulation_parts(details)
+
+
+def _token_ids(examples: Sequence[ActivationExample], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Every position's token id (new tokens added to `vocab`), and whether it starts its excerpt."""
+    ids = [vocab.setdefault(token, len(vocab)) for e in examples for token in e.tokens]
+    first = np.zeros(len(ids), dtype=bool)
+    first[np.cumsum([0] + [len(e.tokens) for e in examples[:-1]])[[len(e.tokens) > 0 for e in examples]]] = True
+    return np.array(ids, dtype=np.int64), first
+
+
+def _pair_keys(tokens: np.ndarray, size: int) -> np.ndarray:
+    """previous token id * size + token id, per position (the first position's "previous" is arbitrary)."""
+    return np.roll(tokens, 1) * size + tokens

@@ -107,17 +107,19 @@ class CatalogStore:
         """(kind, index) of every stored unit of a source, sorted."""
         return units.unit_keys(self.db, source, kind)
 
-    def get_unit(self, source: str, kind: UnitKind, index: int) -> UnitHarvest | None:
-        return units.read_unit(self.db, source, kind, index, self._windows)
+    def get_unit(self, source: str, kind: UnitKind, index: int, *, examples: bool = True) -> UnitHarvest | None:
+        """One unit; `examples=False` leaves its examples out (statistics and weights only)."""
+        return units.read_unit(self.db, source, kind, index, self._windows, examples=examples)
 
     def iter_units(
-        self, source: str, kind: UnitKind | None = None, indices: Iterable[int] | None = None
+        self, source: str, kind: UnitKind | None = None, indices: Iterable[int] | None = None, *, examples: bool = True
     ) -> Iterator[UnitHarvest]:
-        """Units of a source with all their examples, sorted by (kind, index); loads one at a time."""
+        """Units of a source (with all their examples unless told not), sorted by (kind, index);
+        loads one at a time."""
         wanted = set(indices) if indices is not None else None
         keys = [k for k in self.unit_keys(source, kind) if wanted is None or k[1] in wanted]
         for unit_kind, index in keys:
-            harvest = self.get_unit(source, unit_kind, index)
+            harvest = self.get_unit(source, unit_kind, index, examples=examples)
             if harvest is not None:  # deleted between listing and reading: skip
                 yield harvest
 
@@ -172,15 +174,24 @@ class CatalogStore:
         order = ' ORDER BY kind, "index", scorer, explanation_settings_hash, settings_hash'
         return [row_record(Score, SCORES, row) for row in self.db.query(sql + order, params)]
 
-    def catalog_entries(self, source: str, kind: UnitKind | None = None) -> Iterator[CatalogEntry]:
-        """Each unit with its explanations and scores, sorted by (kind, index)."""
-        for harvest in self.iter_units(source, kind):
-            yield CatalogEntry(
-                source=source,
-                harvest=harvest,
-                explanations=self.explanations(source, harvest.kind, harvest.index),
-                scores=self.scores(source, kind=harvest.kind, index=harvest.index),
-            )
+    def catalog_entries(self, source: str, kind: UnitKind | None = None, *, examples: bool = True) -> Iterator[CatalogEntry]:
+        """Each unit with its explanations and scores, sorted by (kind, index). Streams: three
+        ordered queries read side by side, one unit in memory at a time. `examples=False` leaves
+        the units' examples out, for readers that need only the labels and scores."""
+        explanations = _UnitRows(self._ordered(EXPLANATIONS, Explanation, source, kind, "settings_hash"))
+        scores = _UnitRows(
+            self._ordered(SCORES, Score, source, kind, "scorer, explanation_settings_hash, settings_hash")
+        )
+        for harvest in self.iter_units(source, kind, examples=examples):
+            key = (harvest.kind, harvest.index)
+            yield CatalogEntry(source=source, harvest=harvest, explanations=explanations.take(key), scores=scores.take(key))
+
+    def _ordered(
+        self, table: Table, model: type[Explanation | Score], source: str, kind: UnitKind | None, then: str
+    ) -> Iterator[Any]:
+        sql, params = self._unit_filter(table.name, source, kind, None)
+        for row in self.db.query(f'{sql} ORDER BY kind, "index", {then}', params):
+            yield row_record(model, table, row)
 
     def _put_records(self, table: Table, source: str, records: Iterable[BaseModel]) -> None:
         """Write (or replace) unit-level records in one transaction."""
@@ -198,3 +209,20 @@ class CatalogStore:
             sql += ' AND "index" = ?'
             params.append(index)
         return sql, params
+
+
+class _UnitRows:
+    """Records sorted by unit, handed out one unit's worth at a time to a reader walking the units
+    in the same order."""
+
+    def __init__(self, records: Iterator[Any]):
+        self._records = records
+        self._next = next(records, None)
+
+    def take(self, key: tuple[str, int]) -> list[Any]:
+        taken = []
+        while self._next is not None and (self._next.unit_kind, self._next.unit_index) <= key:
+            if (self._next.unit_kind, self._next.unit_index) == key:
+                taken.append(self._next)
+            self._next = next(self._records, None)
+        return taken

@@ -103,7 +103,7 @@ def unit_keys(db: sqlite_utils.Database, source: str, kind: UnitKind | None = No
 
 
 def read_unit(
-    db: sqlite_utils.Database, source: str, kind: UnitKind, index: int, cache: WindowCache
+    db: sqlite_utils.Database, source: str, kind: UnitKind, index: int, cache: WindowCache, *, examples: bool = True
 ) -> UnitHarvest | None:
     row = db.execute(
         "SELECT stats, promoted_tokens, suppressed_tokens, top_neurons FROM units "
@@ -113,13 +113,13 @@ def read_unit(
     if row is None:
         return None
     stats, promoted, suppressed, neurons = row
-    rows = db.execute(
+    rows = [] if not examples else db.execute(
         "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
         "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
         'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
         [source, kind, index],
     ).fetchall()
-    examples = []
+    read = []
     for window_id, start, tokens, activations, split, sampling, quantile in rows:
         window = cache.get((source, window_id))
         if window is None:
@@ -127,7 +127,7 @@ def read_unit(
         acts = loads(activations)
         # model_construct: these rows were validated on the way in; re-validating ~100 examples per
         # unit would cost more than reading them. An example's own span of its window is never null.
-        examples.append(
+        read.append(
             ActivationExample.model_construct(
                 window_id=window_id,
                 start=start,
@@ -142,7 +142,7 @@ def read_unit(
         kind=kind,
         index=index,
         stats=UnitStats.model_validate_json(stats),
-        examples=examples,
+        examples=read,
         promoted_tokens=[TokenWeight(**t) for t in loads(promoted)],
         suppressed_tokens=[TokenWeight(**t) for t in loads(suppressed)],
         top_neurons=[NeuronWeight(**n) for n in loads(neurons)],
