@@ -23,7 +23,7 @@ class OfflineSimulator:
 
     def __init__(self) -> None:
         # Bump "version" when matching rules change, so old scores are not mistaken for new ones.
-        self.settings: dict[str, Any] = {"simulator": self.name, "version": 3, "fuzz_agreement": FUZZ_AGREEMENT}
+        self.settings: dict[str, Any] = {"simulator": self.name, "version": 4, "fuzz_agreement": FUZZ_AGREEMENT}
 
     def predict(self, explanation: str, tokens: list[str]) -> list[float]:
         """0-10 per token, synchronously."""
