@@ -167,10 +167,10 @@ GRADED_REPEAT_WORDS = (
     "increasingly strongly each time it repeats, more strongly the more it repeats, "
     "more strongly on each repeat, more strongly on each later occurrence"
 )
-NUMBER_WORDS = (
-    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
-    "eighteen nineteen twenty"
-).split()
+NUMBER_WORDS = [
+    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
+    "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+]  # fmt: skip
 REPEAT_STEPS = 3  # a graded repeat: the second occurrence at a third, the fourth and later in full
 # Words that carry no content: they neither add to nor take from coverage.
 FILLER = frozenset(
@@ -498,8 +498,10 @@ _PLURAL = {"it": "they", "its": "their", "is": "are", "has": "have"}
 
 
 def _plural(phrase: str) -> str:
-    """ "when it repeats" said of several tokens: "when they repeat" (verbs are normalised anyway)."""
+    """A phrase said of several tokens: "when they repeat" (verbs are normalised anyway)."""
     return " ".join(_PLURAL.get(word, word) for word in phrase.split())
+
+
 _ARTICLES = frozenset({"a", "an", "the", "each", "every"})
 
 
@@ -835,8 +837,8 @@ class _ClauseParser:
             self._attach(Condition("at" if where == "place" else where, target, span=span))
 
     def _context(self, where: str, span: int) -> None:
-        """"X when "Y" is among the N tokens before it": the targets since "when" (or the last one)
-        leave the group and become the context of the rest of it."""
+        """The context of 'X when "Y" is among the N tokens before it': the targets since "when" (or
+        the last one) leave the group and become what must stand near the rest of it."""
         start = self.when_at if self.group_start < self.when_at < len(self.drafts) else len(self.drafts) - 1
         if start <= self.group_start:
             return
