@@ -9,7 +9,7 @@ from autointerp.agent.render import render
 from autointerp.agent.rules import Clause, Contexts, Hypothesis, Vocab, execute
 from autointerp.simulators.offline import OfflineSimulator
 
-CODE = ["def", " f", "(", "x", "):", "\n   ", " y", " =", ' "', "a", " b", '"', "  #", " note", " x", "\n", "x", " x"]
+CODE = ["\n", "def", " f", "(", "x", "):", "\n   ", " y", " =", ' "', "a", " b", '"', "  #", " note", " x", "\n", "x", " x"]
 VOCAB = Vocab(sorted(set(CODE) | {" A", " B", " C", " z", "don", "'", "t"}))
 
 
@@ -21,12 +21,14 @@ def flags(name: str, strings: list[str]) -> list[bool]:
     return Contexts(ids(strings), VOCAB)[name][0].tolist()
 
 
-def test_contexts_follow_strings_comments_def_lines_and_line_starts():
-    assert [s for s, f in zip(CODE, flags("in_def", CODE)) if f] == [" f", "(", "x", "):"]
-    assert [s for s, f in zip(CODE, flags("in_string", CODE)) if f] == ["a", " b", '"']
-    assert [s for s, f in zip(CODE, flags("in_comment", CODE)) if f] == [" note", " x"]
-    assert [s for s, f in zip(CODE, flags("line_start", CODE)) if f] == [" y", "x"]  # the first: unknown
+def test_contexts_are_the_places_the_explanation_language_reads():
+    assert [s for s, f in zip(CODE, flags("in_def", CODE)) if f] == ["def", " f", "(", "x", "):", "\n   "]
+    assert [s for s, f in zip(CODE, flags("in_string", CODE)) if f] == [' "', "a", " b", '"']
+    assert [s for s, f in zip(CODE, flags("in_comment", CODE)) if f] == ["  #", " note", " x"]
+    assert [s for s, f in zip(CODE, flags("line_start", CODE)) if f] == ["def", " y", "x"]
+    assert flags("in_def", CODE[1:])[:5] == [False] * 5  # the line starts before the text: unknown
     assert flags("in_string", ["don", "'", "t", " A"]) == [False] * 4  # an apostrophe
+    assert flags("in_string", [" x", " =", ' "', "a"]) == [False] * 4  # a string must close on its line
 
 
 def fires(clause: Clause, strings: list[str]) -> list[float]:
@@ -41,9 +43,9 @@ def test_each_condition_fires_where_it_says():
     assert fires(Clause(token=" A", condition="early", within=4), seq) == [1, 0, 0, 1, 0, 0, 0]
     repeats = fires(Clause(token=" A", condition="repeated"), seq)
     assert repeats[0] == 0 and 0 < repeats[3] < repeats[4] < repeats[6] == 1.0
-    assert fires(Clause(token=" x", condition="in_comment", strength=0.5), CODE)[14] == 0.5
-    assert fires(Clause(token=" x", condition="in_comment"), CODE)[17] == 0
-    assert fires(Clause(token="x", condition="in_def"), CODE)[3] == 1
+    assert fires(Clause(token=" x", condition="in_comment", strength=0.5), CODE)[15] == 0.5
+    assert fires(Clause(token=" x", condition="in_comment"), CODE)[18] == 0
+    assert fires(Clause(token="x", condition="in_def"), CODE)[4] == 1
 
 
 def test_the_strongest_clause_wins():
