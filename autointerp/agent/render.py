@@ -2,10 +2,11 @@
 (and `read_clauses`, the only place a text's quoted tokens become clauses).
 
 Every clause is one "; "-separated part, so a strength word never leaks into the next part. The
-phrases follow the offline simulator's explanation language ("right after", "but not on ... right
-after", "inside a string", "at the start of a line", "in a def line"); where that language has no
-words for a condition yet ("among the 3 tokens before it", "among the first 8 tokens", "when it
-repeats") the phrase is still plain English, so a reader or an LLM simulator can follow it.
+phrases are plain English in the offline simulator's explanation language ("right after", "but not
+on ... right after", "inside a string", "at the start of a line", "in a def line", "when ... is
+among the 3 tokens before it", "among the first 8 tokens", "when it repeats, more strongly each
+time"), so the simulator reads a rendered rule as the rule itself (tests/test_agent.py checks this
+on held-out probes) and a person or an LLM simulator can follow it too.
 """
 
 from __future__ import annotations
