@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autointerp.agent.render import render
+from autointerp.agent.render import read_clauses, render
 from autointerp.agent.rules import Clause, Contexts, Hypothesis, Vocab, execute
 from autointerp.simulators.offline import OfflineSimulator
 
@@ -70,7 +70,7 @@ def test_every_condition_is_written_in_plain_english():
         'fires on " A" (exact tokens)',
         'fires on " A" right after " B" (exact tokens)',
         'fires on " A" when " B" is among the 3 tokens before it (exact tokens)',
-        'fires on " A", but not on " A" right after " B" (exact tokens)',
+        'fires on " A", but not right after " B" (exact tokens)',
         'fires on " A" inside a string (exact tokens)',
         'fires on " A" inside a comment (exact tokens)',
         'fires on " A" in a def line (exact tokens)',
@@ -90,3 +90,34 @@ def test_the_offline_simulator_reads_the_token_conditions_it_has_words_for():
     not_after = render(Hypothesis(clauses=[Clause(token=" A", condition="not_after", other=" B")]))
     assert [v > 0 for v in sim.predict(after, seq)] == [False, True, False, False]
     assert [v > 0 for v in sim.predict(not_after, seq)] == [False, False, False, True]
+
+
+def test_read_clauses_reads_back_every_rendered_condition():
+    vocab = Vocab([" A", " B", " C"])
+    clauses = [
+        Clause(token=" A"),
+        Clause(token=" A", condition="after", other=" B"),
+        Clause(token=" A", condition="after", other=" B", within=3),
+        Clause(token=" A", condition="not_after", other=" B"),
+        Clause(token=" A", condition="in_string"),
+        Clause(token=" A", condition="in_comment"),
+        Clause(token=" A", condition="in_def"),
+        Clause(token=" A", condition="line_start"),
+        Clause(token=" A", condition="early", within=8),
+        Clause(token=" A", condition="repeated"),
+    ]
+    for clause in clauses:
+        assert read_clauses(render(Hypothesis(clauses=[clause])), vocab) == [clause]
+    mixed = Hypothesis(clauses=[Clause(token=" B", strength=0.4), Clause(token=" A"), Clause(token=" C", strength=0.2)])
+    assert read_clauses(render(mixed), vocab) == [mixed.clauses[1], mixed.clauses[0], mixed.clauses[2]]
+
+
+def test_read_clauses_reads_what_an_explanation_says_fires():
+    vocab = Vocab([" A", " B", " C", "x"])
+    text = 'strongly on " A" (after " B"), the `x` token, but not " C"; numbers; weakly on " A" too'
+    assert read_clauses(text, vocab) == [
+        Clause(token=" A", condition="after", other=" B", strength=0.7),
+        Clause(token="x", strength=0.7),
+    ]
+    # a condition no rule has leaves the token firing always; an unknown context token, too
+    assert read_clauses('" A" inside brackets; " B" right after " Z"', vocab) == [Clause(token=" A"), Clause(token=" B")]
