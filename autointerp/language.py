@@ -719,8 +719,8 @@ class _ClauseParser:
             self.negated = False
         elif meaning == "graded":
             self._amend("repeat", graded=True)
-        elif meaning == "window":
-            self._amend("after", span=int(value)) or self._amend("before", span=int(value))  # type: ignore[call-overload]
+        elif meaning == "window" and not self._amend("after", span=value):
+            self._amend("before", span=value)
 
     def _class(self, name: str, start: int) -> None:
         """A class target; right after another class ("upper-case identifiers") it narrows that one."""
@@ -846,8 +846,8 @@ class _ClauseParser:
             self.when_word.understood = True  # "if" is a content word: here it was understood
         context = [d.target for d in self.drafts[start:]]
         del self.drafts[start:]
-        options = tuple(t for t in context if not isinstance(t, OneOf))
-        target = context[0] if len(context) == 1 else OneOf(options)  # type: ignore[arg-type]
+        options = tuple(o for t in context for o in (t.options if isinstance(t, OneOf) else (t,)))
+        target = context[0] if len(context) == 1 else OneOf(options)
         self._attach(Condition(where, target, span=span))
 
     def _attach(self, condition: Condition) -> None:
