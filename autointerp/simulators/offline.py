@@ -1,8 +1,8 @@
 """The offline simulator: predictions from what an explanation says, read by `autointerp.language`.
 
 It is deterministic and free, so the whole pipeline scores without a key, and it is the matching used
-by the offline detection and fuzzing scorers. It reads English (token classes, places, unquoted words,
-negation, strength words), and says how much of an explanation it understood (`parse_coverage`), so a
+by the offline detection and fuzzing scorers. It reads English (token classes, places, neighbours
+within N tokens, the first N tokens, repeats, unquoted words, negation, strength words), and says how much of an explanation it understood (`parse_coverage`), so a
 score from text it could not read is never mistaken for a verdict on the explanation.
 """
 
