@@ -2,8 +2,9 @@
 
 It is deterministic and free, so the whole pipeline scores without a key, and it is the matching used
 by the offline detection and fuzzing scorers. It reads English (token classes, places, neighbours
-within N tokens, the first N tokens, repeats, unquoted words, negation, strength words), and says how much of an explanation it understood (`parse_coverage`), so a
-score from text it could not read is never mistaken for a verdict on the explanation.
+within N tokens, the first N tokens, repeats, unquoted words, negation, strength words), and says
+how much of an explanation it understood (`parse_coverage`), so a score from text it could not read
+is never mistaken for a verdict on the explanation.
 """
 
 from __future__ import annotations
