@@ -23,9 +23,20 @@ Grammar (words match in any case, singular or plural, British or American spelli
                                           "in a def line", "in code", "in prose", "inside brackets"
                  | NEGATION TARGETS       "not", "but not", "except", "excluding", "other than", "never"
                  | NEGATION modifier      "not after X", "except in comments": the group must not be there
+                 | WINDOW "after" TARGETS "within 3 tokens after X", "up to 3 tokens after": X is among the
+                                          N tokens before; WINDOW "before" likewise the N tokens after
+                 | "when" TARGETS SPAN-IT "when X is among the 3 tokens before it", "in the previous 3
+                                          tokens", "right before it"; "... after it", "in the next N tokens"
+                 | "within N tokens"      right after an after/before modifier: widens it to N tokens
+                 | FIRST-N                "among the first 8 tokens", "in the first 8 tokens (of the text)"
+                 | REPEAT                 "when it repeats", "each time it repeats", "the second and later
+                                          occurrences (of)": the same token came earlier in the text
+                 | GRADED                 "more strongly each time (it repeats)", "increasingly": the repeat
+                                          counts, a third more with each one up to the fourth occurrence
                  | "(case-sensitive)" | "(in any case)"
     strength    := "most strongly" 10 | "strongly" 7 | "moderately" 4 | "weakly" 2 (and synonyms)
     WORDS       := item { ("," | "or" | "and" | "/") item }      bare words, symbols or quotes
+    N           := digits, or a number word from "two" to "twenty"
 
 Meaning:
 - Each target becomes an `Item` with the strength in force (10 at the start of every clause).
@@ -42,6 +53,11 @@ Meaning:
 - Negation is scoped: it covers the targets that follow it up to the next ":", ";", strength word,
   "but", or the closing parenthesis of its group. A negated target forces 0 where it matches at
   least as precisely as what fires there (so "'the' but not 'The'" keeps " the" and drops " The").
+- "when" starts the context of a SPAN-IT modifier: the targets after it (or else the group's last
+  target) leave the group and become what must stand near the rest of it. A REPEAT modifier
+  followed by "of" applies to the targets after it ("the second and later occurrences of X").
+- Repeats count earlier tokens the item's target matches that read the same (leading whitespace and
+  case aside, unless the quote is exact), so "numbers when they repeat" is the same number again.
 - A strength word followed by a modifier ('"bank", especially after "river"') repeats the targets
   before it with that modifier at that strength.
 - At each token the most specific item wins, then the strongest: a quote counts 2, a class 1, any
@@ -96,6 +112,66 @@ CASE_WORDS = {
     "insensitive": "case-insensitive, in any case, any case, regardless of case, any capitalisation, ignoring case",
 }
 SILENT_WORDS = "never fires, never fire, does not fire, no clear pattern, dead"
+# Conditions with a count N ("#" stands for a number: digits, or a number word from two to twenty).
+WINDOW_AFTER_WORDS = (
+    "within # tokens after, up to # tokens after, at most # tokens after, no more than # tokens after, "
+    "# or fewer tokens after, in the # tokens after, among the # tokens after, within # tokens following, "
+    "up to # tokens following, within # positions after, up to # positions after"
+)
+WINDOW_BEFORE_WORDS = (
+    "within # tokens before, up to # tokens before, at most # tokens before, no more than # tokens before, "
+    "# or fewer tokens before, within # positions before, up to # positions before"
+)
+# "... when "Y" is among the N tokens before it": the targets since "when" are the context.
+CONTEXT_BEFORE_WORDS = (
+    "among the # tokens before it, within the # tokens before it, within # tokens before it, "
+    "in the # tokens before it, one of the # tokens before it, among the # tokens preceding it, "
+    "within # tokens preceding it, among the previous # tokens, in the previous # tokens, "
+    "within the previous # tokens, among the # previous tokens, among the # preceding tokens, "
+    "in the # preceding tokens, within the # preceding tokens, among the last # tokens, "
+    "in the last # tokens, up to # tokens before it, at most # tokens before it, up to # tokens earlier, "
+    "within # tokens earlier, at most # tokens earlier"
+)
+CONTEXT_RIGHT_BEFORE_WORDS = "right before it, just before it, immediately before it, directly before it, the token before it"
+CONTEXT_AFTER_WORDS = (
+    "among the # tokens after it, within the # tokens after it, within # tokens after it, "
+    "in the # tokens after it, among the next # tokens, in the next # tokens, within the next # tokens, "
+    "among the # following tokens, in the # following tokens, up to # tokens later, within # tokens later"
+)
+CONTEXT_RIGHT_AFTER_WORDS = "right after it, just after it, immediately after it, directly after it, the token after it"
+WINDOW_WORDS = "within # tokens, up to # tokens, at most # tokens, no more than # tokens, within # positions"
+FIRST_WORDS = (
+    "among the first # tokens, in the first # tokens, within the first # tokens, among the first # positions, "
+    "in the first # positions, within the first # positions"
+)
+FIRST_OF_WORDS = "of the text, of the input, of the sequence, of the window, of the document, of the excerpt, of the example, of the context"
+REPEAT_WORDS = (
+    "when it repeats, each time it repeats, every time it repeats, whenever it repeats, if it repeats, "
+    "when it recurs, when repeated, if repeated, once repeated, on repeats, on its repeats, on repetitions, "
+    "when it is repeated, second and later occurrences, second and subsequent occurrences, "
+    "second or later occurrences, later occurrences, repeat occurrences, repeated occurrences, "
+    "every occurrence after the first, each occurrence after the first, after its first occurrence, "
+    "after the first occurrence, when it has appeared before, when it has occurred before, "
+    "when it appeared earlier, when it has already appeared, when it already appeared, when seen before, "
+    "when it has been seen before, when it appears again, each time it appears again"
+)
+# Graded: more strongly with each repeat ("reaches full strength on the fourth occurrence").
+GRADED_WORDS = (
+    "more strongly each time, more strongly every time, stronger each time, more each time, "
+    "increasingly, increasingly strongly, more strongly with each repeat, more strongly with each repetition, "
+    "stronger with each repeat, stronger with each repetition, more strongly with each occurrence, "
+    "growing stronger each time, the more it repeats the stronger"
+)
+GRADED_REPEAT_WORDS = (
+    "more strongly each time it repeats, more strongly every time it repeats, stronger each time it repeats, "
+    "increasingly strongly each time it repeats, more strongly the more it repeats, "
+    "more strongly on each repeat, more strongly on each later occurrence"
+)
+NUMBER_WORDS = [
+    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
+    "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+]  # fmt: skip
+REPEAT_STEPS = 3  # a graded repeat: the second occurrence at a third, the fourth and later in full
 # Words that carry no content: they neither add to nor take from coverage.
 FILLER = frozenset(
     """
@@ -254,11 +330,17 @@ Target = Literal | ClassOf | AnyToken | OneOf
 
 @dataclass(frozen=True)
 class Condition:
-    """Where the target must be: `at` a class of positions, `after` or `before` another target."""
+    """Where the target must be: `at` a class of positions; `after` / `before` another target, which is
+    among the `span` tokens before / after it; `first`: among the first `span` tokens of the text
+    (the target is AnyToken); `repeat`: a token the item's target matches, with the same text
+    (leading whitespace and case aside, unless the target is an exact quote), came earlier, the
+    degree rising with each repeat when `graded` (the target is the item's own)."""
 
-    where: str  # "at" | "after" | "before"
+    where: str  # "at" | "after" | "before" | "first" | "repeat"
     target: Target
     negated: bool = False
+    span: int = 1
+    graded: bool = False
 
 
 @dataclass(frozen=True)
@@ -393,12 +475,33 @@ def _phrases() -> dict[tuple[str, ...], tuple[str, object]]:
     add(split(PLACE_WORDS), "place")
     for mode, words in CASE_WORDS.items():
         add(split(words), "case", mode)
+    add(split(WINDOW_AFTER_WORDS), "window after")
+    add(split(WINDOW_BEFORE_WORDS), "window before")
+    add(split(CONTEXT_BEFORE_WORDS), "context before")
+    add(split(CONTEXT_RIGHT_BEFORE_WORDS), "context before", 1)
+    add(split(CONTEXT_AFTER_WORDS), "context after")
+    add(split(CONTEXT_RIGHT_AFTER_WORDS), "context after", 1)
+    add(split(WINDOW_WORDS), "window")
+    add([f"{first} {of}" for first in split(FIRST_WORDS) for of in ["", *split(FIRST_OF_WORDS)]], "first")
+    repeats = [form for phrase in split(REPEAT_WORDS) for form in (phrase, _plural(phrase))]
+    add(repeats, "repeat", False)
+    add([f"{repeat} of" for repeat in repeats], "repeat of", False)
+    add([form for phrase in split(GRADED_REPEAT_WORDS) for form in (phrase, _plural(phrase))], "repeat", True)
+    add(split(GRADED_WORDS), "graded")
     for key, names in CLASS_NAMES.items():
         add([key, *split(names)], "class", key)
     return table
 
 
 _MAX_PHRASE = 8
+_PLURAL = {"it": "they", "its": "their", "is": "are", "has": "have"}
+
+
+def _plural(phrase: str) -> str:
+    """A phrase said of several tokens: "when they repeat" (verbs are normalised anyway)."""
+    return " ".join(_PLURAL.get(word, word) for word in phrase.split())
+
+
 _ARTICLES = frozenset({"a", "an", "the", "each", "every"})
 
 
@@ -409,21 +512,38 @@ def _phrase_words(words: tuple[str, ...], *, first: bool) -> tuple[str, ...]:
 
 
 def _phrase_at(lexemes: list[Lexeme], i: int) -> tuple[str, object, int] | None:
-    """(meaning, value, lexemes used) of the longest phrase starting at i."""
+    """(meaning, value, lexemes used) of the longest phrase starting at i. A number in the phrase
+    stands for the "#" of its entry and is the value."""
     table = _phrases()
     words: list[str] = []
     bounds: list[int] = []
+    numbers: list[int] = []
     j = i
     while j < len(lexemes) and lexemes[j].kind == "word" and len(words) < _MAX_PHRASE:
-        words.extend(_phrase_words(lexemes[j].words, first=j == i))
+        number = _number(lexemes[j].text)
+        if number is not None:
+            words.append("#")
+            numbers.append(number)
+        else:
+            words.extend(_phrase_words(lexemes[j].words, first=j == i))
         bounds.append(len(words))
         j += 1
     for count in range(len(bounds), 0, -1):
         key = tuple(words[: bounds[count - 1]])
         if key in table:
             meaning, value = table[key]
+            if "#" in key:
+                value = numbers[0]
             return meaning, value, count
     return None
+
+
+def _number(word: str) -> int | None:
+    """A count written in digits or words ("3", "three"), at least 1."""
+    if word.isascii() and word.isdigit() and int(word) >= 1:
+        return int(word)
+    lowered = word.lower()
+    return NUMBER_WORDS.index(lowered) + 2 if lowered in NUMBER_WORDS else None
 
 
 # ---- parsing --------------------------------------------------------------------------------------
@@ -455,6 +575,10 @@ class _ClauseParser:
         self.group_closed = False
         self.silent = False
         self.class_end = -1  # lexeme index just after the last class phrase
+        self.when_at = -1  # drafts index at the last "when": the targets after it may be a context
+        self.when_word: Lexeme | None = None
+        self.pending: list[Condition] = []  # "the second and later occurrences of": for targets to come
+        self.amendable: list[_Draft] = []  # the drafts the last condition went to ("..., within 3 tokens")
 
     # -- helpers
 
@@ -472,11 +596,16 @@ class _ClauseParser:
             self.previous_group = (self.group_start, len(self.drafts))
         self.group_start = len(self.drafts)
         self.group_closed = False
+        self.pending = []
 
     def _add(self, target: Target) -> None:
         if self.group_closed:
             self._new_group()
-        self.drafts.append(_Draft(target, self.strength, self.negated and self.depth >= self.negation_depth))
+        draft = _Draft(target, self.strength, self.negated and self.depth >= self.negation_depth)
+        draft.conditions.extend(_fitted(c, draft) for c in self.pending)
+        self.drafts.append(draft)
+        if self.pending:
+            self.amendable = self.drafts[self.group_start :]
 
     def _literal(self, text: str) -> Literal:
         return Literal(text, exact=self.exact, case=self.case)
@@ -519,6 +648,8 @@ class _ClauseParser:
             return
         phrase = self._phrase_at_cursor()
         if phrase is None:
+            if lexeme.text.lower() in _WHEN_WORDS:
+                self.when_at, self.when_word = len(self.drafts), lexeme
             if lexeme.text.lower() == "but":  # "not X but Y": the negation is over
                 self.negated = False
             elif lexeme.content and self._stands_alone():  # "fires on God and Lord": the words themselves
@@ -574,6 +705,22 @@ class _ClauseParser:
             self._examples()
         elif meaning in ("after", "before", "place"):
             self._condition(meaning)
+        elif meaning in ("window after", "window before"):
+            self._condition(meaning.split()[1], span=int(value))  # type: ignore[call-overload]
+        elif meaning in ("context before", "context after"):
+            self._context("after" if meaning == "context before" else "before", int(value))  # type: ignore[call-overload]
+        elif meaning == "first":
+            self._attach(Condition("first", AnyToken(), span=int(value)))  # type: ignore[call-overload]
+        elif meaning == "repeat":
+            self._attach(Condition("repeat", AnyToken(), graded=bool(value)))
+        elif meaning == "repeat of":
+            self._new_group()
+            self.pending = [Condition("repeat", AnyToken(), negated=self.negated, graded=bool(value))]
+            self.negated = False
+        elif meaning == "graded":
+            self._amend("repeat", graded=True)
+        elif meaning == "window" and not self._amend("after", span=value):
+            self._amend("before", span=value)
 
     def _class(self, name: str, start: int) -> None:
         """A class target; right after another class ("upper-case identifiers") it narrows that one."""
@@ -684,33 +831,68 @@ class _ClauseParser:
             return None
         return options[0] if len(options) == 1 else OneOf(tuple(options))
 
-    def _condition(self, where: str) -> None:
+    def _condition(self, where: str, span: int = 1) -> None:
         target = self._condition_target("at" if where == "place" else where)
-        if target is None:
+        if target is not None:
+            self._attach(Condition("at" if where == "place" else where, target, span=span))
+
+    def _context(self, where: str, span: int) -> None:
+        """The context of 'X when "Y" is among the N tokens before it': the targets since "when" (or
+        the last one) leave the group and become what must stand near the rest of it."""
+        start = self.when_at if self.group_start < self.when_at < len(self.drafts) else len(self.drafts) - 1
+        if start <= self.group_start:
             return
-        condition = Condition("at" if where == "place" else where, target)
+        if start == self.when_at and self.when_word is not None:
+            self.when_word.understood = True  # "if" is a content word: here it was understood
+        context = [d.target for d in self.drafts[start:]]
+        del self.drafts[start:]
+        options = tuple(o for t in context for o in (t.options if isinstance(t, OneOf) else (t,)))
+        target = context[0] if len(context) == 1 else OneOf(options)
+        self._attach(Condition(where, target, span=span))
+
+    def _attach(self, condition: Condition) -> None:
+        """Put a condition on the targets it modifies (see *Meaning* in the module docstring)."""
         if self.negated and len(self.drafts) == self.group_start:
             # "not after X": the group before the negation must not be there
             self.negated = False
             start, end = self.previous_group
-            for draft in self.drafts[start:end]:
-                draft.conditions.append(replace(condition, negated=True))
+            self._condition_on(self.drafts[start:end], replace(condition, negated=True))
             return
         if len(self.drafts) == self.group_start:
             if self.previous_group[1] > self.previous_group[0]:  # "..., especially after X"
                 start, end = self.previous_group
                 for draft in self.drafts[start:end]:
-                    self.drafts.append(_Draft(draft.target, self.strength, draft.excluded, [*draft.conditions, condition]))
+                    self.drafts.append(_Draft(draft.target, self.strength, draft.excluded, list(draft.conditions)))
             else:
-                self.drafts.append(_Draft(AnyToken(), self.strength, self.negated, [condition]))
+                self.drafts.append(_Draft(AnyToken(), self.strength, self.negated))
+            self._condition_on(self.drafts[self.group_start :], condition)
             self.group_closed = True
             return
         if self.depth > 0 or isinstance(self.drafts[-1].target, AnyToken):
-            self.drafts[-1].conditions.append(condition)  # "(after X)", "any token after X": the last target
+            self._condition_on(self.drafts[-1:], condition)  # "(after X)", "any token after X": the last target
         else:
-            for draft in self.drafts[self.group_start :]:
-                draft.conditions.append(condition)
+            self._condition_on(self.drafts[self.group_start :], condition)
             self.group_closed = True
+
+    def _condition_on(self, drafts: list[_Draft], condition: Condition) -> None:
+        for draft in drafts:
+            draft.conditions.append(_fitted(condition, draft))
+        self.amendable = drafts
+
+    def _amend(self, where: str, **changes: object) -> bool:
+        """Change the last condition put on targets ("..., more strongly each time"), if it is a `where`."""
+        drafts = [d for d in self.amendable if d.conditions and d.conditions[-1].where == where]
+        for draft in drafts:
+            draft.conditions[-1] = replace(draft.conditions[-1], **changes)  # type: ignore[arg-type]
+        return bool(drafts)
+
+
+_WHEN_WORDS = frozenset({"when", "whenever", "if", "where", "while", "with"})
+
+
+def _fitted(condition: Condition, draft: _Draft) -> Condition:
+    """A repeat condition is about the draft's own target."""
+    return replace(condition, target=draft.target) if condition.where == "repeat" else condition
 
 
 def _clauses(lexemes: list[Lexeme]) -> list[list[Lexeme]]:
@@ -803,20 +985,26 @@ class _Batch:
     excerpts: list[tuple[str, ...]]
     tokens: list[str]
     starts: np.ndarray  # first position of each excerpt
-    first: np.ndarray  # the position starts an excerpt
-    last: np.ndarray  # the position ends an excerpt
     memo: dict[tuple[Target, bool], np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, excerpts: list[list[str]]) -> _Batch:
         lengths = np.array([len(e) for e in excerpts], dtype=np.int64)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(excerpts) else np.zeros(0, np.int64)
-        n = int(lengths.sum())
-        first, last = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-        first[starts[lengths > 0]] = True
-        last[(starts + lengths - 1)[lengths > 0]] = True
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(excerpts) else np.zeros(0, np.int64)
         tokens = [t for e in excerpts for t in e]
-        return cls([tuple(e) for e in excerpts], tokens, starts, first, last)
+        return cls([tuple(e) for e in excerpts], tokens, starts)
+
+    @cached_property
+    def offset(self) -> np.ndarray:
+        """Each position's index within its excerpt."""
+        lengths = np.diff(np.append(self.starts, len(self.tokens)))
+        return np.arange(len(self.tokens)) - np.repeat(self.starts, lengths)
+
+    @cached_property
+    def remaining(self) -> np.ndarray:
+        """Tokens after each position in its excerpt."""
+        lengths = np.diff(np.append(self.starts, len(self.tokens)))
+        return np.repeat(lengths, lengths) - 1 - self.offset
 
     @cached_property
     def positions(self) -> dict[str, list[int]]:
@@ -839,18 +1027,46 @@ def _item_quality(item: Item, batch: _Batch) -> np.ndarray:
     """How well the item's target and conditions match each token, 0 (not at all) to 1."""
     quality = _target_quality(item.target, batch, partial=True)
     for condition in item.conditions:
-        holds = _condition_holds(condition, batch)
-        quality = np.where(holds != condition.negated, quality, 0.0)
+        degree = _condition_degree(condition, batch)
+        quality = np.where(degree == 0, quality, 0.0) if condition.negated else quality * degree
     return quality
 
 
-def _condition_holds(condition: Condition, batch: _Batch) -> np.ndarray:
+def _condition_degree(condition: Condition, batch: _Batch) -> np.ndarray:
+    """How far the condition holds at each token: 1 or 0, or a step of a graded repeat. No
+    condition looks past the token's own excerpt."""
+    if condition.where == "first":
+        return (batch.offset < condition.span).astype(float)
     hits = _target_quality(condition.target, batch, partial=False) > 0
-    if condition.where == "after":  # the previous token, in the same excerpt
-        return np.concatenate(([False], hits[:-1])) & ~batch.first if len(hits) else hits
-    if condition.where == "before":
-        return np.concatenate((hits[1:], [False])) & ~batch.last if len(hits) else hits
-    return hits
+    if condition.where == "repeat":
+        return np.concatenate(
+            [_repeat_degree(condition, hits[start : start + len(e)], e) for start, e in zip(batch.starts.tolist(), batch.excerpts)]
+        ) if batch.excerpts else np.zeros(0)  # fmt: skip
+    if condition.where in ("after", "before"):
+        n, held = len(hits), np.zeros(len(hits), dtype=bool)
+        room = batch.offset if condition.where == "after" else batch.remaining  # tokens of the excerpt on that side
+        for distance in range(1, min(condition.span, n) + 1):
+            if condition.where == "after":
+                held[distance:] |= hits[:-distance] & (room[distance:] >= distance)
+            else:
+                held[:-distance] |= hits[distance:] & (room[:-distance] >= distance)
+        return held.astype(float)
+    return hits.astype(float)
+
+
+def _repeat_degree(condition: Condition, hits: np.ndarray, tokens: tuple[str, ...]) -> np.ndarray:
+    """Per token: whether (graded: how often, up to REPEAT_STEPS) the same text came earlier where
+    the target matched."""
+    exact = isinstance(condition.target, Literal) and condition.target.exact
+    seen: dict[str, int] = {}
+    out = []
+    for token, hit in zip(tokens, hits.tolist()):
+        key = token if exact else token.strip().casefold()
+        earlier = seen.get(key, 0)
+        out.append(min(earlier, REPEAT_STEPS) / REPEAT_STEPS if condition.graded else float(earlier > 0))
+        if hit:
+            seen[key] = earlier + 1
+    return np.array(out, dtype=float)
 
 
 def _target_quality(target: Target, batch: _Batch, *, partial: bool) -> np.ndarray:
@@ -952,14 +1168,26 @@ def describe_item(item: Item, examples: Iterable[str] = ()) -> str:
     if shown and isinstance(item.target, ClassOf) and not CLASSES[item.target.names[0]].positional:
         text += f" (such as {join_words(shown)})"
     for condition in item.conditions:
-        phrase = f"{condition.where} {describe_target(condition.target)}"
-        if condition.where == "at" and isinstance(condition.target, ClassOf):
-            phrase = PLACE_PHRASES.get(condition.target.names[0], f"in {condition.target.names[0]}")
+        phrase = describe_condition(condition)
         if isinstance(item.target, AnyToken):
             text += f" {phrase}"
         else:
             text += f" ({phrase})"
     return text
+
+
+def describe_condition(condition: Condition) -> str:
+    """English for one condition, e.g. `after "("`, `within 3 tokens after "if"`, `when it repeats`."""
+    if condition.where == "at" and isinstance(condition.target, ClassOf):
+        return PLACE_PHRASES.get(condition.target.names[0], f"in {condition.target.names[0]}")
+    if condition.where == "first":
+        return f"among the first {condition.span} tokens"
+    if condition.where == "repeat":
+        return "when it repeats" + (", more strongly each time" if condition.graded else "")
+    target = describe_target(condition.target)
+    if condition.span > 1:
+        return f"within {condition.span} tokens {condition.where} {target}"
+    return f"{condition.where} {target}"
 
 
 def join_words(items: list[str]) -> str:

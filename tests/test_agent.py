@@ -9,9 +9,12 @@ import sqlite3
 import pytest
 import torch
 
+from autointerp.agent.counterfactuals import HELDOUT_SNIPPETS, SnippetTokens
+from autointerp.agent.evaluate import planted_probe_set
 from autointerp.agent.offline_driver import OfflineAgentConfig, OfflineDriver
 from autointerp.agent.planted import (
     FAMILIES,
+    VARIANTS,
     generate_planted,
     harvest_planted,
     sample_stats,
@@ -30,6 +33,8 @@ from autointerp.agent.rules import execute
 from autointerp.cli import main
 from autointerp.errors import UserError
 from autointerp.explainers.offline import OfflineExplainer
+from autointerp.language import parse
+from autointerp.simulators.offline import OfflineSimulator
 from sae.harvest import HarvestConfig
 from sae.subject.models import BUILTIN_HOOK
 
@@ -91,6 +96,24 @@ def test_prober_counts_calls_and_runs_every_kind_of_unit(subject, planted, vocab
     neurons = Prober(subject, HOOK, neuron_unit(7), vocab, budget=1).run_texts(["def f(x):"])[0]
     ids = torch.tensor([subject.tokenizer.encode_batch(["def f(x):"])[0]])
     assert neurons == pytest.approx(subject.activations(ids, HOOK)[0, :, 7].tolist(), abs=1e-4)
+
+
+def test_rendered_rules_read_back_exactly_on_held_out_probes(subject, planted, vocab, corpus):
+    """What the renderer writes, the offline simulator reads as the rule itself: on each unit's
+    held-out probes the same tokens fire, and where every clause has one strength, as strongly."""
+    heldout = SnippetTokens(subject.tokenizer, HELDOUT_SNIPPETS)
+    simulator = OfflineSimulator()
+    assert {u.variant for u in planted} == {variant for _, variant in VARIANTS}
+    for unit in planted:
+        probes = planted_probe_set(unit, corpus, heldout, vocab, n=40)
+        text = render(unit.rule)
+        assert parse(text).coverage == 1.0, text
+        one_strength = len({c.strength for c in unit.rule.clauses}) == 1
+        for tokens, actual in zip(probes.tokens, probes.activations):
+            predicted = simulator.predict(text, [vocab.strings[t] for t in tokens])
+            assert [p > 0 for p in predicted] == [a > 0 for a in actual], (unit.variant, text)
+            if one_strength:
+                assert predicted == pytest.approx([10 * a for a in actual], abs=1e-3), (unit.variant, text)
 
 
 def test_corpus_search_and_window_edits(corpus, vocab):

@@ -4,6 +4,8 @@ not understand. Tokens are written as the built-in model's BPE gives them (leadi
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from autointerp.language import (
@@ -15,6 +17,7 @@ from autointerp.language import (
     describe_item,
     parse,
     predict,
+    predict_many,
 )
 from autointerp.token_classes import CLASSES, view_of
 
@@ -176,3 +179,162 @@ def test_llm_quotes_of_every_kind() -> None:
 def test_the_token_after_names_a_position_not_a_word() -> None:
     assert fires('the token after "("', ["f", "(", "x", ")"]) == ["x"]
     assert fires("the token 'self'", [" self", " x"]) == [" self"]
+
+
+# ---- distances, positions and repeats -------------------------------------------------------------
+
+NEAR = [" B", " x", " A", " y", " z", " w", " A", " B", " A"]  # " A" at 2 (2 after " B"), 6 (5 after), 8 (1 after)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'fires on " A" when " B" is among the 3 tokens before it (exact tokens)',  # what the agent writes
+        '" A" within 3 tokens after " B"',
+        '" A" within three tokens after "B"',
+        '" A" up to 3 tokens after " B"',
+        '" A" at most 3 tokens after " B"',
+        '" A" no more than 3 tokens after " B"',
+        '" A" within 3 tokens following " B"',
+        '" A" after " B" (within 3 tokens)',
+        '" A" preceded by " B" within 3 tokens',
+        '" A" when " B" appears in the previous 3 tokens',
+        '" A" when " B" is within 3 tokens before it',
+        '" A" if " B" occurs among the 3 preceding tokens',
+        '" A" when " B" is in the last 3 tokens',
+        '" A" with " B" up to 3 tokens earlier',
+    ],
+)
+def test_within_n_tokens_after(text: str) -> None:
+    assert [i for i, v in enumerate(predict(text, NEAR)) if v > 0] == [2, 8]
+    assert parse(text).coverage == 1.0, parse(text).unknown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '" B" within 2 tokens before " A"',
+        '" B" up to two tokens before " A"',
+        '" B" when " A" is among the 2 tokens after it',
+        '" B" when " A" is in the next 2 tokens',
+        '" B" when " A" is within 2 tokens later',
+    ],
+)
+def test_within_n_tokens_before(text: str) -> None:
+    assert [i for i, v in enumerate(predict(text, NEAR)) if v > 0] == [0, 7]
+    assert parse(text).coverage == 1.0, parse(text).unknown
+
+
+def test_right_before_and_after_it_and_the_distance_one() -> None:
+    assert fires('" A" when " B" is right before it', NEAR) == [" A"]
+    assert [i for i, v in enumerate(predict('" A" when " B" is right before it', NEAR)) if v > 0] == [8]
+    assert [i for i, v in enumerate(predict('" B" when " x" is right after it', NEAR)) if v > 0] == [0]
+    assert [i for i, v in enumerate(predict('" A" within 1 tokens after " B"', NEAR)) if v > 0] == [8]
+    # without "when" (or "if", "where", "with", "whenever", "while") the last target is the context
+    assert [i for i, v in enumerate(predict('" A" once " B" is among the 2 tokens before it', NEAR)) if v > 0] == [2, 8]
+
+
+FIRST = [" A", " x", " A", " y", " A", " z", " A", " w", " A"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'fires on " A" among the first 5 tokens (exact tokens)',  # what the agent writes
+        '" A" in the first 5 tokens',
+        '" A" in the first five tokens',
+        '" A" within the first 5 tokens of the text',
+        '" A" in the first 5 positions of the input',
+        '"A" among the first 5 tokens of the window',
+    ],
+)
+def test_among_the_first_n_tokens(text: str) -> None:
+    assert [i for i, v in enumerate(predict(text, FIRST)) if v > 0] == [0, 2, 4]
+    assert parse(text).coverage == 1.0, parse(text).unknown
+
+
+def test_position_negated_and_on_any_token() -> None:
+    assert [i for i, v in enumerate(predict('" A", but not in the first 5 tokens', FIRST)) if v > 0] == [6, 8]
+    assert [i for i, v in enumerate(predict("any token among the first 2 tokens", FIRST)) if v > 0] == [0, 1]
+
+
+REPEATS = [" A", " x", " A", " a", "A", " B", " A", " A"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '" A" when it repeats',
+        '" A" each time it repeats',
+        '" A" every time it repeats',
+        '" A" when repeated',
+        '" A" on its repeats',
+        '" A" on its second and later occurrences',
+        'the second and later occurrences of " A"',
+        'second or later occurrences of " A"',
+        '" A", every occurrence after the first',
+        '" A" after its first occurrence',
+        '" A" when it has appeared before',
+        '" A" when it appears again',
+    ],
+)
+def test_repeats(text: str) -> None:
+    # " a" and "A" are the same word as " A" (case and spacing aside), and count as repeats
+    assert [i for i, v in enumerate(predict(text, REPEATS)) if v > 0] == [2, 6, 7]
+    assert parse(text).coverage == 1.0, parse(text).unknown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'fires on " A" when it repeats, more strongly each time (exact tokens)',  # what the agent writes
+        '" A" more strongly each time it repeats (exact tokens)',
+        '" A" when it repeats, increasingly (exact tokens)',
+        '" A" when repeated, stronger with each repeat (exact tokens)',
+        '" A" more strongly the more it repeats (exact tokens)',
+        'the second and later occurrences of " A", more strongly each time (exact tokens)',
+    ],
+)
+def test_graded_repeats(text: str) -> None:
+    tokens = [" A", " x", " A", " A", "A", " A", " A"]  # "A" is another exact token: no repeat, no match
+    assert [round(v, 2) for v in predict(text, tokens)] == [0.0, 0.0, 3.33, 6.67, 0.0, 10.0, 10.0]
+    assert parse(text).coverage == 1.0, parse(text).unknown
+
+
+def test_repeats_of_a_class_are_the_same_token_again() -> None:
+    tokens = [" 1", " 2", " 1", " 3", " 2"]
+    assert [i for i, v in enumerate(predict("numbers when they repeat", tokens)) if v > 0] == [2, 4]
+    assert [i for i, v in enumerate(predict('" 1", but not when it repeats', tokens)) if v > 0] == [0]
+
+
+def test_new_conditions_are_written_and_read_back() -> None:
+    exact = Literal(" A", exact=True)
+    items = [
+        Item(exact, 10.0, (Condition("after", Literal(" B", exact=True), span=3),)),
+        Item(exact, 10.0, (Condition("before", Literal(" B", exact=True), span=2),)),
+        Item(exact, 10.0, (Condition("first", AnyToken(), span=8),)),
+        Item(exact, 10.0, (Condition("repeat", exact),)),
+        Item(exact, 10.0, (Condition("repeat", exact, graded=True),)),
+        Item(AnyToken(), 10.0, (Condition("first", AnyToken(), span=4),)),
+    ]
+    for item in items:
+        text = describe_item(item) + " (exact tokens)"
+        assert parse(text).items == (item,), text
+        assert parse(text).coverage == 1.0, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"x" within 3 tokens after "a"',
+        '"b" within 2 tokens before "a"',
+        'any token among the first 3 tokens',
+        '"x" when it repeats, more strongly each time',
+        'numbers, but not right after "a"; weakly on "b" (after "x")',
+    ],
+)
+def test_many_excerpts_at_once_predict_what_each_alone_does(text: str) -> None:
+    """No condition reaches across excerpts laid end to end: the batch equals one excerpt at a time."""
+    rng = random.Random(0)
+    excerpts = [[rng.choice(["a", "b", "x", " 1", "(", "\n"]) for _ in range(rng.randint(0, 9))] for _ in range(40)]
+    assert predict_many(text, excerpts) == [predict(text, tokens) for tokens in excerpts]

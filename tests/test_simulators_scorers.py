@@ -76,7 +76,7 @@ def test_parse_coverage_reports_what_was_not_understood() -> None:
     assert simulator.parse_coverage("closing parentheses") == 1.0
     assert simulator.parse_coverage("the word of in prepositional phrases") == 0.5
     assert simulator.parse_coverage("") == 0.0
-    assert simulator.settings["version"] == 3
+    assert simulator.settings["version"] == 4
 
 
 # ---- metrics -----------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ probes - the token inserted into neutral text and into each context, moved early
 at each distance after each candidate token, repeated, its firing examples with the preceding
 context deleted or swapped - and runs, each time, the probe on which the rules still standing
 disagree most evenly. Rules a probe contradicts fall; the simplest survivor is the revised
-hypothesis. With budget left it runs corpus windows free of the tokens it knows, and tests the
-tokens the unit fires on there that the hypothesis misses (a rare branch of an OR).
+hypothesis. With budget left it tests the tokens the unit fires on that the hypothesis misses, first
+in the harvest's own examples, then in corpus windows free of the tokens it knows (a rare branch of
+an OR).
 """
 
 from __future__ import annotations
@@ -282,24 +283,33 @@ class _Session:
             self.revisions.append(Revision(calls=self.prober.calls, before=before, after=after, reason=reason))
 
     def _explore(self) -> None:
-        """Run corpus windows free of known tokens; test tokens that fire there unexplained."""
+        """Test the tokens the unit fires on that the hypothesis misses: first in the harvest's own
+        examples (free), then in corpus windows free of known tokens (a rare branch of an OR)."""
+        self._test_missed(self.rows, self.acts)
         n = min(max(self.cfg.explore_windows, self.prober.remaining // 2), self.prober.remaining)
         if n <= 0:
             return
         known = [self._id(t) for t in self.clauses] + [self.vocab.id_of(t) for t in self.tested]
         windows = self.d.corpus.search(r"\w", n + self.cfg.n_bases, without=known)[self.cfg.n_bases :]
-        if not windows:
+        if windows:
+            self._test_missed(windows, self.prober.run(windows, "corpus window free of the known tokens"))
+
+    def _test_missed(self, rows: list[list[int]], acts: list[list[float]]) -> None:
+        """Test (up to two of) the untested tokens firing in `rows` where the hypothesis predicts nothing."""
+        if not rows or self.prober.remaining <= 0:
             return
-        acts = self.prober.run(windows, "corpus window free of the known tokens")
-        predicted = execute(self.hypothesis(), torch.tensor(windows), self.vocab)
         missed: dict[int, float] = defaultdict(float)
-        for row, values, pred in zip(windows, acts, predicted.tolist()):
-            for t, a, p in zip(row, values, pred):
+        for row, values in zip(rows, acts):
+            if not row:
+                continue
+            predicted = execute(self.hypothesis(), torch.tensor([row]), self.vocab)[0].tolist()
+            for t, a, p in zip(row, values, predicted):
                 if a > self.theta and p == 0:
                     missed[t] += a
-        for t, _ in _ranked(missed)[:2]:
+        untested = [t for t, _ in _ranked(missed) if self.vocab.strings[t] not in self.tested]
+        for t in untested[:2]:
             token = self.vocab.strings[t]
-            if self.prober.remaining <= 0 or token in self.tested or len(self.vocab.ids[token]) != 1:
+            if self.prober.remaining <= 0 or len(self.vocab.ids[token]) != 1:
                 continue
             self._test(token, max(2, self.prober.remaining // 2))
 

@@ -2,18 +2,20 @@
 (and `read_clauses`, the only place a text's quoted tokens become clauses).
 
 Every clause is one "; "-separated part, so a strength word never leaks into the next part. The
-phrases follow the offline simulator's explanation language ("right after", "but not on ... right
-after", "inside a string", "at the start of a line", "in a def line"); where that language has no
-words for a condition yet ("among the 3 tokens before it", "among the first 8 tokens", "when it
-repeats") the phrase is still plain English, so a reader or an LLM simulator can follow it.
+phrases are plain English in the offline simulator's explanation language ("right after", "but not
+right after", "inside a string", "at the start of a line", "in a def line", "when ... is
+among the 3 tokens before it", "among the first 8 tokens", "when it repeats, more strongly each
+time"), so the simulator reads a rendered rule as the rule itself (tests/test_agent.py checks this
+on held-out probes) and a person or an LLM simulator can follow it too.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import replace
 
-from autointerp.agent.rules import Clause, Hypothesis, Vocab
+from autointerp.agent.rules import CONTEXT_CLASSES, Clause, Hypothesis, Vocab
+from autointerp.language import FULL_STRENGTH, ClassOf, Condition, Literal, parse
 
 NOTHING = "fires on nothing in particular"
 EXACT_MARK = "(exact tokens)"  # the quotes are exact token strings
@@ -40,7 +42,7 @@ def _clause(c: Clause) -> str:
         "always": token,
         "after": f"{token} right after {other}" if c.within == 1
         else f"{token} when {other} is among the {c.within} tokens before it",
-        "not_after": f"{token}, but not on {token} right after {other}",
+        "not_after": f"{token}, but not right after {other}",
         "in_string": f"{token} inside a string",
         "in_comment": f"{token} inside a comment",
         "in_def": f"{token} in a def line",
@@ -52,34 +54,44 @@ def _clause(c: Clause) -> str:
 
 
 def read_clauses(explanation: str, vocab: Vocab) -> list[Clause]:
-    """The tokens an explanation quotes (in JSON double quotes, as the offline explainers write
-    them), read back as clauses: a token right after another when it says `(after "X")` or `right
-    after "X"`, at the strength of the tier word of its part; quotes in a negated part are skipped.
-    Where the agent starts from, and what held-out probes for a text are built from."""
+    """The token clauses an explanation states, as the explanation language reads it: each quoted
+    token of the vocabulary that it says fires, with the first of its conditions that a rule has
+    (else always), at its strength word's level (1.0, 0.7, 0.4, 0.2); "but not right after X" makes
+    it a not-after clause. Classes, and excluded tokens, give no clause. Where the agent starts
+    from, and what held-out probes for a text are built from."""
+    items = parse(explanation).items
     out: dict[str, Clause] = {}
-    for part in re.split(r"[;\n]", explanation):
-        lowered = part.lower()
-        tier = next((level for word, level in _READ_TIERS if word in lowered), 1.0)
-        negated_from = min((m.start() for m in _NEGATION.finditer(part)), default=len(part))
-        for m in _QUOTED.finditer(part):
-            token = json.loads(m.group(0))
-            after = _AFTER.match(part, m.end())
-            if m.start() >= negated_from or token not in vocab.ids or token in out or _is_context(part, m.start()):
-                continue
-            other = json.loads(after.group(1)) if after else None
-            known = other is not None and other in vocab.ids
-            out[token] = Clause(
-                token=token, condition="after" if known else "always", other=other if known else None, strength=tier
-            )
+    for item in items:
+        token = item.target.text if isinstance(item.target, Literal) else None
+        if item.excluded or token is None or token not in vocab.ids or token in out:
+            continue
+        clause = Clause(token=token, strength=item.strength / FULL_STRENGTH)
+        out[token] = next((c for c in (_with(clause, k, vocab) for k in item.conditions) if c), clause)
+    for item in items:  # 'X, but not on X right after Y': the excluded item narrows X
+        token = item.target.text if isinstance(item.target, Literal) else None
+        if item.excluded and token in out and out[token].condition == "always" and len(item.conditions) == 1:
+            narrowed = _with(out[token], replace(item.conditions[0], negated=True), vocab)
+            if narrowed is not None:
+                out[token] = narrowed
     return list(out.values())
 
 
-_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_AFTER = re.compile(r'\s*\(?(?:right )?after ("(?:[^"\\\n]|\\.)*")\)?')
-_NEGATION = re.compile(r"\b(?:not|except|never)\b")
-_READ_TIERS = [("most strongly", 1.0), ("strongly", 0.7), ("moderately", 0.4), ("weakly", 0.2)]
+_PLACES = {place: condition for condition, place in CONTEXT_CLASSES.items()}
 
 
-def _is_context(part: str, start: int) -> bool:
-    """Whether the quote at `start` is the "X" of an "after X" (a context, not a trigger)."""
-    return re.search(r"after\s*$", part[:start]) is not None
+def _with(clause: Clause, condition: Condition, vocab: Vocab) -> Clause | None:
+    """`clause` under `condition`, if a rule can say it."""
+    target = condition.target
+    other = target.text if isinstance(target, Literal) and target.text in vocab.ids else None
+    if condition.where == "after" and other is not None and (not condition.negated or condition.span == 1):
+        kind = "not_after" if condition.negated else "after"
+        return clause.model_copy(update={"condition": kind, "other": other, "within": condition.span})
+    if condition.negated:
+        return None
+    if condition.where == "at" and isinstance(target, ClassOf) and target.names[0] in _PLACES:
+        return clause.model_copy(update={"condition": _PLACES[target.names[0]]})
+    if condition.where == "first":
+        return clause.model_copy(update={"condition": "early", "within": condition.span})
+    if condition.where == "repeat":
+        return clause.model_copy(update={"condition": "repeated"})
+    return None

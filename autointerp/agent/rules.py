@@ -5,17 +5,11 @@ A rule (`Hypothesis`) is a list of clauses; each clause names a token and the co
 it fires. Executing a rule gives an activation per token: the strongest clause that fires there.
 The conditions are what a reader of code and prose would name: right after / within k tokens after
 another token, not right after one, inside a string, inside a comment, in a def line, at the start of
-a line, among the first k tokens, and on a repeat of the token. Contexts are read from the token text
-alone, restarting at the first token (a window or a probe text is all the model sees):
-
-- a string opens at a quote character outside strings and comments (triple quotes span lines, single
-  quotes end at the line's end; an apostrophe between letters opens none) and a token is inside it
-  when the string is open just before it;
-- a comment opens at "#" outside strings and runs to the end of the line;
-- a def line is what follows a "def" token up to the end of that line;
-- a token starts a line when only whitespace lies between it and the previous newline (the first
-  token does not: what came before it is unknown);
-- a token that begins with a newline is in no comment, def line or single-line string.
+a line, among the first k tokens, and on a repeat of the token. A window or a probe text is all
+there is to read: the first token starts no line, and the places (string, comment, def line, line
+start) are those the explanation language reads (autointerp.token_classes: a single-quoted string
+counts where it closes on its line, a def line is one whose first word in the text is "def" or
+"async"), so the English a rule is written as means exactly the rule.
 """
 
 from __future__ import annotations
@@ -23,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+from autointerp.token_classes import TokenView
 
 Condition = Literal[
     "always", "after", "not_after", "in_string", "in_comment", "in_def", "line_start", "early", "repeated"
@@ -79,72 +76,28 @@ class Vocab:
         return self.ids[token][0]
 
 
+# the place each context condition names, as a class of the explanation language
+CONTEXT_CLASSES: dict[str, str] = {
+    "in_string": "strings",
+    "in_comment": "comments",
+    "in_def": "def lines",
+    "line_start": "the start of a line",
+}
+
+
 class Contexts:
     """Per-position context flags [W, T] of a batch of token ids (see the module docstring)."""
 
     def __init__(self, tokens: torch.Tensor, vocab: Vocab) -> None:
-        rows = tokens.tolist()
-        flags = [_row_contexts([vocab.strings[t] for t in row]) for row in rows]
+        views = [TokenView(tuple(vocab.strings[t] for t in row)) for row in tokens.reshape(-1, tokens.shape[-1]).tolist()]
         self.flags: dict[str, torch.Tensor] = {
-            name: torch.tensor([[f[k] for f in row] for row in flags], dtype=torch.bool, device=tokens.device)
+            name: torch.tensor(np.stack([view.mask(place) for view in views]), dtype=torch.bool, device=tokens.device)
             .reshape(tokens.shape)
-            for k, name in enumerate(CONTEXTS)
+            for name, place in CONTEXT_CLASSES.items()
         }
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.flags[name]
-
-
-def _row_contexts(strings: list[str]) -> list[tuple[bool, bool, bool, bool]]:
-    """(in_string, in_comment, in_def, line_start) for each token of one sequence."""
-    text = "".join(strings)
-    out = []
-    state = "code"  # code, comment, or the open quote: ', ", ''' or \"\"\"
-    in_def = False
-    line_start = False  # what precedes the first token is unknown
-    at = 0  # offset of the current token in `text`
-    for s in strings:
-        if s.startswith("\n"):  # a newline token ends the line: it is in no comment, def line or short string
-            out.append((state in ("'''", '"""'), False, False, False))
-        else:
-            out.append((state not in ("code", "comment"), state == "comment", in_def, line_start and bool(s.strip())))
-        if s.strip() in ("def", "async def") and state == "code":
-            in_def = True
-        i = at
-        while i < at + len(s):
-            c = text[i]
-            if c == "\n":
-                in_def = False
-                if state in ("comment", "'", '"'):
-                    state = "code"
-            elif state == "code":
-                if text.startswith(c * 3, i) and c in "'\"":
-                    state = c * 3
-                    i += 2
-                elif c == '"' or (c == "'" and not _apostrophe(text, i)):
-                    state = c
-                elif c == "#":
-                    state = "comment"
-            elif state in ("'", '"'):
-                if c == "\\":
-                    i += 1
-                elif c == state:
-                    state = "code"
-            elif state in ("'''", '"""') and text.startswith(state, i):
-                state = "code"
-                i += 2
-            i += 1
-        at += len(s)
-        if "\n" in s:
-            line_start = not s[s.rindex("\n") + 1 :].strip()
-        elif s.strip():
-            line_start = False
-    return out
-
-
-def _apostrophe(text: str, i: int) -> bool:
-    """A single quote between two letters ("don't") opens no string."""
-    return 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
 
 
 def execute(rule: Hypothesis, tokens: torch.Tensor, vocab: Vocab, contexts: Contexts | None = None) -> torch.Tensor:

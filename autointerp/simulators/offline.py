@@ -1,9 +1,10 @@
 """The offline simulator: predictions from what an explanation says, read by `autointerp.language`.
 
 It is deterministic and free, so the whole pipeline scores without a key, and it is the matching used
-by the offline detection and fuzzing scorers. It reads English (token classes, places, unquoted words,
-negation, strength words), and says how much of an explanation it understood (`parse_coverage`), so a
-score from text it could not read is never mistaken for a verdict on the explanation.
+by the offline detection and fuzzing scorers. It reads English (token classes, places, neighbours
+within N tokens, the first N tokens, repeats, unquoted words, negation, strength words), and says
+how much of an explanation it understood (`parse_coverage`), so a score from text it could not read
+is never mistaken for a verdict on the explanation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class OfflineSimulator:
 
     def __init__(self) -> None:
         # Bump "version" when matching rules change, so old scores are not mistaken for new ones.
-        self.settings: dict[str, Any] = {"simulator": self.name, "version": 3, "fuzz_agreement": FUZZ_AGREEMENT}
+        self.settings: dict[str, Any] = {"simulator": self.name, "version": 4, "fuzz_agreement": FUZZ_AGREEMENT}
 
     def predict(self, explanation: str, tokens: list[str]) -> list[float]:
         """0-10 per token, synchronously."""
