@@ -59,7 +59,7 @@ from sae.harvest import (
     HarvestConfig,
     UnitFunction,
     column_subset,
-    harvest,
+    default_units,
     harvest_units,
     hook_neurons,
     sae_features,
@@ -175,6 +175,7 @@ class RunConfig(BaseModel):
     label: LabelSpec = LabelSpec()
     controls: ControlSpec = ControlSpec(run=[])  # the demo turns them all on
     export: bool = True  # False: report.json/md only (no JSONL, Neuronpedia or HTML catalog)
+    harvest_selected_only: bool = False  # harvest only the units `units` picks: faster, but the catalog holds only them
 
 
 class RunSummary(BaseModel):
@@ -284,9 +285,10 @@ def harvest_into_store(
                 f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
                 "use a new output folder / database"
             )
-    if keep:
-        units = {kind: column_subset(fn, keep[kind]) if kind in keep else fn for kind, fn in (units or {}).items()}
-    kinds = harvest(subject, hook, sae, cfg) if units is None else harvest_units(subject, hook, cfg, units)
+    units = units or default_units(sae)
+    if keep is not None:
+        units = {kind: column_subset(fn, keep[kind]) for kind, fn in units.items() if kind in keep}
+    kinds = harvest_units(subject, hook, cfg, units)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
     store.put_source(source, {**wanted, "harvest_complete": True})
@@ -300,10 +302,18 @@ def random_sample(indices: list[int], n: int, seed: int, kind: UnitKind) -> list
 
 def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> list[UnitKey]:
     """The units to label: all, the first N, a seeded random N, or a list, per kind."""
-    chosen: list[UnitKey] = []
     stored = store.unit_keys(source)
+    chosen = choose_units({kind: sorted(i for k, i in stored if k == kind) for kind in selection.kinds}, selection)
+    if not chosen:
+        raise UserError(f"the unit selection {selection.model_dump()} picks no unit of {source}")
+    return chosen
+
+
+def choose_units(available: dict[UnitKind, list[int]], selection: UnitSelection) -> list[UnitKey]:
+    """`selection` applied to the sorted indices available per kind."""
+    chosen: list[UnitKey] = []
     for kind in selection.kinds:
-        indices = sorted(i for k, i in stored if k == kind)
+        indices = available.get(kind, [])
         if selection.mode == "first":
             indices = indices[: selection.n]
         elif selection.mode == "random" and selection.n is not None:
@@ -315,8 +325,6 @@ def select_units(store: CatalogStore, source: str, selection: UnitSelection) -> 
                 raise UserError(f"{kind} units {missing[:10]} are not in the catalog (it has {len(indices)})")
             indices = list(wanted)
         chosen.extend((kind, i) for i in indices)
-    if not chosen:
-        raise UserError(f"the unit selection {selection.model_dump()} picks no unit of {source}")
     return chosen
 
 
@@ -535,7 +543,12 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     source = source_name(cfg.subject, sae)
     described = {"subject": cfg.subject.model_dump(), "sae": str(sae_folder), "corpus": cfg.corpus}
     harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
-    harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described)
+    keep = None
+    if cfg.harvest_selected_only:
+        widths = {"neuron": subject.hook_width(hook), **({"feature": sae.cfg.d_sae} if sae is not None else {})}
+        chosen = choose_units({kind: list(range(width)) for kind, width in widths.items()}, cfg.units)
+        keep = {kind: [i for k, i in chosen if k == kind] for kind in cfg.units.kinds if kind in widths}
+    harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described, keep=keep)
     lap("harvest")
     units = select_units(store, source, cfg.units)
     warn_language_mismatch(cfg.label)

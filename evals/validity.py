@@ -52,6 +52,7 @@ def run_config(out: Path, sae_seed: int, harvest_seed: int, first_harvest: Path,
         label=LabelSpec(explainer="offline", simulator="offline", scorers=["simulation", "detection", "fuzzing"]),
         controls=ControlSpec(run=controls, n_units=256, harvest_tokens=args.harvest_tokens // 2, seed=sae_seed),
         export=False,
+        harvest_selected_only=True,  # the same units as a full harvest would label, in a fraction of the time
     )
 
 

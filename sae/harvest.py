@@ -195,10 +195,15 @@ def harvest(
     subject: SubjectModel, hook: str, sae: SparseAutoencoder | None, cfg: HarvestConfig
 ) -> dict[UnitKind, KindHarvester]:
     """Neurons always, features when an SAE is given (see `harvest_units`)."""
+    return harvest_units(subject, hook, cfg, default_units(sae))
+
+
+def default_units(sae: SparseAutoencoder | None) -> dict[UnitKind, UnitFunction]:
+    """The hook's neurons, and the SAE's features when there is one."""
     units: dict[UnitKind, UnitFunction] = {"neuron": hook_neurons}
     if sae is not None:
         units["feature"] = sae_features(sae)
-    return harvest_units(subject, hook, cfg, units)
+    return units
 
 
 def hook_neurons(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ import pytest
 
 from autointerp.controls import CONTROL_NAMES, ControlSpec
 from autointerp.errors import UserError
-from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
+from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline, select_units
+from autointerp.store import open_store
 from sae.harvest import HarvestConfig
 from sae.training import SAETrainConfig
 
@@ -79,6 +80,21 @@ def test_store_holds_all_harvested_units_and_the_run_config(first_run):
     config = json.loads(db.execute("SELECT config FROM runs").fetchone()[0])
     assert config["sae"]["train"]["d_sae"] == 256
     assert summary.source == "builtin/blocks.0.mlp.act/topk-256"
+
+
+def test_harvesting_only_the_selected_units_labels_the_same_units(first_run, tmp_path):
+    """`harvest_selected_only` picks the units `units` would pick from a full harvest, and stores only them."""
+    out, _ = first_run
+    cfg = tiny_config(tmp_path / "selected").model_copy(
+        update={"harvest_selected_only": True, "units": UnitSelection(mode="random", n=5, seed=3),
+                "controls": ControlSpec(run=[]), "export": False,
+                "sae": SAESpec(path=str(out / "sae"), eval_tokens=4096)}
+    )  # fmt: skip
+    run_pipeline(cfg)
+    stored = sqlite3.connect(tmp_path / "selected" / "catalog.db").execute('SELECT kind, "index" FROM units').fetchall()
+    with open_store(out / "catalog.db") as full:
+        expected = select_units(full, full.sources()[0], cfg.units)
+    assert sorted(stored) == sorted(expected) and len(expected) == 10
 
 
 def test_second_run_redoes_nothing(first_run):
