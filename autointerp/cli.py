@@ -340,12 +340,13 @@ def cmd_score(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from autointerp.compare import report_markdown, write_report
     from autointerp.controls import CONTROLS_DB
+    from autointerp.validity import slim_entry
     from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
-    entries = list(store.catalog_entries(source))
+    entries = [slim_entry(e) for e in store.catalog_entries(source)]  # one unit's examples in memory at a time
     report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     path = write_report(report, out)
     print(report_markdown(report))

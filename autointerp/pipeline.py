@@ -15,6 +15,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -46,12 +47,13 @@ from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
 from autointerp.local_workers import default_processes
-from autointerp.records import UnitKind
+from autointerp.records import CatalogEntry, UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
+from autointerp.validity import slim_entry
 from autointerp.validity_report import build_report
 from sae.autoencoder import SparseAutoencoder
 from sae.files import check_output_folder, check_sae_outputs, read_json_object
@@ -559,9 +561,16 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
-    # The catalog shows the labelled units (all of them when nothing is labelled yet).
-    entries = list(store.catalog_entries(source))
-    entries = [e for e in entries if e.explanations] or entries
+    # The catalog shows the labelled units (all of them when nothing is labelled yet). The report
+    # reads slim entries; the exporters stream the whole units again, one at a time.
+    entries = [slim_entry(e) for e in store.catalog_entries(source)]
+    labelled = {(e.harvest.kind, e.harvest.index) for e in entries if e.explanations}
+    entries = [e for e in entries if (e.harvest.kind, e.harvest.index) in labelled] or entries
+    shown = {(e.harvest.kind, e.harvest.index) for e in entries}
+
+    def whole_entries() -> Iterator[CatalogEntry]:
+        return (e for e in store.catalog_entries(source) if (e.harvest.kind, e.harvest.index) in shown)
+
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:
         report = build_report(entries, cfg.label.scorers[0], this_run, controls_db, out)
@@ -570,7 +579,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         print(f"no comparison yet: {err}")
     if cfg.export:
         paths = export_catalog(
-            entries, out, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
+            entries, out, full_entries=whole_entries, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
         )
     else:
         paths = {"report": write_report(report, out)} if report else {}

@@ -101,7 +101,7 @@ def uncertainty_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]], sco
     out = {}
     for kind, pairs in chosen.items():
         values = [float(s.value) for _, s in pairs]  # type: ignore[arg-type]
-        draws = np.stack([example_draws(s) for _, s in pairs]) if pairs else None
+        draws = np.stack([_draws(e, s) for e, s in pairs]) if pairs else None
         out[kind] = summarize(values, f"{scorer}:{kind}:two-level", draws)
     return out
 
@@ -125,13 +125,53 @@ def protocol_of(score: Score) -> int:
     return PROTOCOL_VERSION if any(d.sampling in ("quantile", "hard_negative") for d in score.details) else 1
 
 
+# ---- slim entries: what the report needs of a unit, without its examples --------------------------
+
+_FACTS = "validity"  # the key in CatalogEntry.extra
+
+
+def _score_key(score: Score) -> tuple[str, str, str]:
+    return (score.scorer, score.explanation_settings_hash, score.settings_hash)
+
+
+def slim_entry(entry: CatalogEntry) -> CatalogEntry:
+    """The entry without its examples and per-example score details, carrying instead what the
+    report computes from them (each score's example-level draws and protocol, the lookup ceiling):
+    a catalog of any size then fits in memory for the report, one full unit read at a time."""
+    protocols = {_score_key(s): protocol_of(s) for s in entry.scores}
+    facts = {
+        "draws": {_score_key(s): example_draws(s) for s in entry.scores if not s.failed and s.value is not None},
+        "protocols": protocols,
+        "ceilings": {p: lookup_ceiling(entry.harvest, p)["all"] for p in set(protocols.values())},  # type: ignore[arg-type]
+    }
+    return entry.model_copy(
+        update={
+            "harvest": entry.harvest.model_copy(update={"examples": []}),
+            "scores": [s.model_copy(update={"details": []}) for s in entry.scores],
+            "extra": {**entry.extra, _FACTS: facts},
+        }
+    )
+
+
+def _draws(entry: CatalogEntry, score: Score) -> np.ndarray:
+    facts = entry.extra.get(_FACTS)
+    return facts["draws"][_score_key(score)] if facts else example_draws(score)
+
+
+def _ceiling(entry: CatalogEntry, score: Score) -> float | None:
+    facts = entry.extra.get(_FACTS)
+    if facts:
+        return facts["ceilings"][facts["protocols"][_score_key(score)]]
+    return lookup_ceiling(entry.harvest, protocol_of(score))["all"]  # type: ignore[arg-type,return-value]
+
+
 def ceiling_section(simulation: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict[str, dict[str, StatSummary | None]]:
     """Per kind: the lookup ceiling, and explanation score / ceiling where the ceiling >= CEILING_FLOOR."""
     out = {}
     for kind, pairs in simulation.items():
         ceilings, fractions = [], []
         for entry, score in pairs:
-            ceiling = lookup_ceiling(entry.harvest, protocol_of(score))["all"]  # type: ignore[arg-type]
+            ceiling = _ceiling(entry, score)
             if ceiling is None:
                 continue
             ceilings.append(ceiling)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from autointerp.compare import ComparisonReport, compare, write_report
 from autointerp.errors import UserError
-from autointerp.export.html import write_html_catalog
-from autointerp.export.jsonl import read_jsonl, write_jsonl
-from autointerp.export.neuronpedia import read_neuronpedia, write_neuronpedia
+from autointerp.export.html import finish_html_catalog, plan_html_catalog, write_html_catalog, write_unit_page
+from autointerp.export.jsonl import CATALOG_JSONL, jsonl_line, read_jsonl, write_jsonl
+from autointerp.export.neuronpedia import feature_record, read_neuronpedia, write_neuronpedia, write_neuronpedia_records
 from autointerp.records import CatalogEntry
 
 __all__ = [
@@ -28,6 +28,7 @@ def export_catalog(
     entries: Sequence[CatalogEntry],
     out_dir: str | Path,
     *,
+    full_entries: Callable[[], Iterable[CatalogEntry]] | None = None,
     report: ComparisonReport | None = None,
     scorer: str = "simulation",
     explainer: str | None = None,
@@ -40,6 +41,10 @@ def export_catalog(
     (no scores yet, only one kind of unit), the catalog is still written and its front page says why.
     Everything is written into a staging folder first and moved into place at the end, so a failure
     part way leaves the previous export whole instead of half old, half new.
+
+    `entries` may be slim (without examples, see `autointerp.validity.slim_entry`) when
+    `full_entries` streams the same units whole: every format is then written in one pass over the
+    stream, one unit in memory at a time.
     """
     note = None
     if report is None:
@@ -52,15 +57,19 @@ def export_catalog(
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         staging, replaced = Path(tmp) / "new", Path(tmp) / "old"
         replaced.mkdir()
-        paths = {
-            "jsonl": write_jsonl(entries, staging),
-            "neuronpedia": write_neuronpedia(entries, staging, model_id=neuronpedia_model_id),
-        }
+        staging.mkdir()
+        plan = plan_html_catalog(entries, staging, report=report, scorer=scorer, explainer=explainer)
+        features = []
+        jsonl = staging / CATALOG_JSONL
+        with jsonl.open("w", encoding="utf-8") as lines:
+            for entry in (full_entries or (lambda: entries))():
+                lines.write(jsonl_line(entry))
+                features.append(feature_record(entry, model_id=neuronpedia_model_id))
+                write_unit_page(plan, entry)
+        paths = {"jsonl": jsonl, "neuronpedia": write_neuronpedia_records(features, staging)}
         if report is not None:
             paths["report"] = write_report(report, staging)
-        paths["html"] = write_html_catalog(
-            entries, staging, report=report, comparison_note=note, scorer=scorer, explainer=explainer
-        )
+        paths["html"] = finish_html_catalog(plan, report, note)
         for item in sorted(staging.iterdir()):
             _move_into_place(item, out / item.name, replaced)
     return {name: out / path.relative_to(staging) for name, path in paths.items()}

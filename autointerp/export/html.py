@@ -21,6 +21,7 @@ import re
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -510,6 +511,33 @@ def write_html_catalog(
     page says there is no comparison, and why when `comparison_note` is given. The list's score column uses the report's scorer and explainer
     unless `scorer` / `explainer` are given. Stale unit pages from an earlier export are removed.
     """
+    plan = plan_html_catalog(entries, out_dir, report=report, scorer=scorer, explainer=explainer,
+                             examples_per_group=examples_per_group)  # fmt: skip
+    for entry in entries:
+        write_unit_page(plan, entry)
+    return finish_html_catalog(plan, report, comparison_note)
+
+
+@dataclass
+class HtmlPlan:
+    """What every unit page needs before any is written: the list's rows (prev/next links, the
+    neuron pages a feature links to) and where the pages go."""
+
+    html_dir: Path
+    rows: list[_UnitRow]
+    position: dict[tuple[str, str, int], int]  # (source, kind, index) -> row number
+    neurons: dict[int, list[_UnitRow]]
+    scorer: str
+    explainer: str | None
+    simulator: str | None
+    per_group: int
+
+
+def plan_html_catalog(
+    entries: Sequence[CatalogEntry], out_dir: str | Path, *, report: ComparisonReport | None = None,
+    scorer: str | None = None, explainer: str | None = None, examples_per_group: int = 6,
+) -> HtmlPlan:
+    """Rows from `entries` (their examples are not needed here), a fresh html/ folder with its static files."""
     if not entries:
         raise UserError("The catalog is empty: nothing to export.")
     if examples_per_group < 1:
@@ -522,25 +550,33 @@ def write_html_catalog(
     ordered = sorted(entries, key=lambda e: (e.harvest.kind != "neuron", e.source, e.harvest.index))
     simulator = report.simulator if report is not None and report.scorer == scorer and report.simulator else None
     rows = [_UnitRow(e, page, scorer, explainer, simulator) for e, page in zip(ordered, page_names(ordered))]
-
     html_dir = Path(out_dir) / HTML_DIR
     units_dir = html_dir / UNITS_DIR
     if units_dir.is_dir():
         shutil.rmtree(units_dir)
     units_dir.mkdir(parents=True)
     _copy_static(html_dir)
+    position = {(r.entry.source, r.entry.harvest.kind, r.entry.harvest.index): i for i, r in enumerate(rows)}
+    return HtmlPlan(html_dir, rows, position, _neuron_pages(rows), scorer, explainer, simulator, examples_per_group)
 
-    neurons = _neuron_pages(rows)
-    for i, row in enumerate(rows):
-        page = unit_page(
-            row,
-            prev_row=rows[i - 1] if i > 0 else None,
-            next_row=rows[i + 1] if i + 1 < len(rows) else None,
-            neurons=neurons,
-            per_group=examples_per_group,
-        )
-        (units_dir / f"{row.page}.html").write_text(page, encoding="utf-8")
 
+def write_unit_page(plan: HtmlPlan, entry: CatalogEntry) -> None:
+    """The unit's page, from the full entry (with its examples); entries may come in any order."""
+    i = plan.position[(entry.source, entry.harvest.kind, entry.harvest.index)]
+    row = _UnitRow(entry, plan.rows[i].page, plan.scorer, plan.explainer, plan.simulator)
+    page = unit_page(
+        row,
+        prev_row=plan.rows[i - 1] if i > 0 else None,
+        next_row=plan.rows[i + 1] if i + 1 < len(plan.rows) else None,
+        neurons=plan.neurons,
+        per_group=plan.per_group,
+    )
+    (plan.html_dir / UNITS_DIR / f"{row.page}.html").write_text(page, encoding="utf-8")
+
+
+def finish_html_catalog(plan: HtmlPlan, report: ComparisonReport | None, comparison_note: str | None) -> Path:
+    """Plots and the front page, once every unit page is written."""
+    html_dir, ordered = plan.html_dir, [row.entry for row in plan.rows]
     if report is not None:
         plot_score_distributions(score_samples(report), html_dir / SCORE_PLOT)
         chosen = chosen_scores(ordered, report.scorer, report.explainer, report.simulator)
@@ -549,7 +585,6 @@ def write_html_catalog(
     for e in ordered:
         densities[e.harvest.kind].append(e.harvest.stats.density)
     plot_density_histogram(densities, html_dir / DENSITY_PLOT)
-
     index = html_dir / "index.html"
-    index.write_text(index_page(rows, report, comparison_note, scorer, has_density_plot=True), encoding="utf-8")
+    index.write_text(index_page(plan.rows, report, comparison_note, plan.scorer, has_density_plot=True), encoding="utf-8")
     return index

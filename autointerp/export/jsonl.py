@@ -7,8 +7,9 @@ details, which stay in the store) and its top examples as tokens + activations.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from autointerp.errors import UserError
 from autointerp.export.selection import json_safe, top_examples
@@ -54,9 +55,13 @@ def write_jsonl(entries: Iterable[CatalogEntry], out_dir: str | Path, *, max_exa
     path = out / CATALOG_JSONL
     with path.open("w", encoding="utf-8") as f:
         for entry in entries:
-            f.write(json.dumps(unit_record(entry, max_examples=max_examples), allow_nan=False))
-            f.write("\n")
+            f.write(jsonl_line(entry, max_examples=max_examples))
     return path
+
+
+def jsonl_line(entry: CatalogEntry, *, max_examples: int = 10) -> str:
+    """One unit as a line of catalog.jsonl."""
+    return json.dumps(unit_record(entry, max_examples=max_examples), allow_nan=False) + "\n"
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

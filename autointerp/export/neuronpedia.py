@@ -13,10 +13,12 @@ Written into out_dir/neuronpedia/:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from autointerp.errors import UserError
 from autointerp.export.selection import finite_or_none, json_safe, top_examples
@@ -85,7 +87,7 @@ def _histogram_bars(edges: list[float], counts: list[int]) -> tuple[list[float],
     """Bar positions (bin midpoints) and heights, as Neuronpedia's freq_hist_data_* fields."""
     if len(edges) != len(counts) + 1:
         return [], []
-    return [(lo + hi) / 2 for lo, hi in zip(edges, edges[1:])], list(counts)
+    return [(lo + hi) / 2 for lo, hi in itertools.pairwise(edges)], list(counts)
 
 
 def feature_record(
@@ -134,6 +136,11 @@ def write_neuronpedia(
     subject model has on Neuronpedia, e.g. 'gpt2-small', when sharing there).
     """
     features = [feature_record(e, model_id=model_id, max_activations=max_activations) for e in entries]
+    return write_neuronpedia_records(features, out_dir)
+
+
+def write_neuronpedia_records(features: list[dict[str, Any]], out_dir: str | Path) -> Path:
+    """Write feature records (from `feature_record`) as out_dir/neuronpedia/{features,explanations}.json."""
     keys = [(f["modelId"], f["layer"], f["index"]) for f in features]
     if len(set(keys)) != len(keys):
         raise UserError("Two catalog entries map to the same Neuronpedia (modelId, layer, index); pass distinct sources.")
