@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from autointerp.agent.trace_store import attach_traces
 from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
     CONTROLS_DB,
@@ -546,8 +547,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
-    # The catalog shows the labelled units (all of them when nothing is labelled yet).
-    entries = list(store.catalog_entries(source))
+    # The catalog shows the labelled units (all of them when nothing is labelled yet), with the
+    # traces of any agent run on them.
+    entries = attach_traces(list(store.catalog_entries(source)), store.path)
     entries = [e for e in entries if e.explanations] or entries
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autointerp.cli import main
 from autointerp.controls import CONTROL_NAMES, ControlSpec
 from autointerp.errors import UserError
 from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline
@@ -92,6 +93,19 @@ def test_second_run_redoes_nothing(first_run):
     assert db.execute("SELECT created_at FROM sources").fetchone() == harvested_at
     assert again.explain.written == 0 and again.explain.skipped == 24
     assert again.score.written == 0 and again.score.skipped == 24
+
+
+def test_a_rerun_shows_agent_traces_on_the_unit_pages(first_run, capsys):
+    out, _ = first_run
+    db = str(out / "catalog.db")
+    assert main(["agent", "--db", db, "--kinds", "neuron", "--units", "list:0", "--budget", "4"]) == 0
+    capsys.readouterr()
+    run_pipeline(tiny_config(out))
+    pages = [p for p in (out / "html").rglob("*.html") if 'id="agent"' in p.read_text()]
+    assert len(pages) == 1 and "Agent trace" in pages[0].read_text()
+    catalog = [json.loads(line) for line in (out / "catalog.jsonl").read_text().splitlines()]
+    traced = [(e["kind"], e["index"]) for e in catalog if e.get("extra", {}).get("agent_traces")]
+    assert traced == [("neuron", 0)]
 
 
 def test_changed_harvest_settings_are_refused_not_mixed(first_run):
