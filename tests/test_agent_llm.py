@@ -184,3 +184,18 @@ def test_kill_9_mid_run_then_resume_pays_only_for_the_rest(db, tmp_path):
         server.reset()
         assert main(args) == 0
         assert server.request_count == 2 * len(SCRIPT) - 2
+
+
+def test_bad_tool_calls_get_errors_the_model_can_read_and_the_unit_goes_on(db, capsys):
+    bad = [("run_texts", {}), ("guess", {}), ("search_corpus", {"pattern": "("}), ("finish", {"explanation": FINAL})]
+
+    def responder(body: dict, api: str) -> FakeReply:
+        return FakeReply(text="", tool_calls=[bad[turns(body)]], prompt_tokens=1000, completion_tokens=50)
+
+    with FakeLLMServer(responder=responder) as server:
+        assert agent(db, server, "openai:gpt-4o-mini", "--units", "list:0") == 0
+        last = max((r.body for r in server.requests), key=turns)
+    errors = [json.loads(m["content"])["error"] for m in last["messages"] if m["role"] == "tool"]
+    assert errors[0] == "missing argument 'texts'" and errors[1] == "unknown tool 'guess'"
+    assert errors[2]  # the regular expression's own complaint
+    assert json.loads(capsys.readouterr().out)["done"] == 1

@@ -112,7 +112,9 @@ class _Session:
     def call(self, name: str, args: dict) -> str:
         try:
             return json.dumps(self._call(name, args))
-        except (BudgetSpent, UserError, ValueError, TypeError, KeyError, IndexError) as err:
+        except KeyError as err:
+            return json.dumps({"error": f"missing argument {err}"})
+        except (BudgetSpent, UserError, ValueError, TypeError, IndexError) as err:
             return json.dumps({"error": str(err)})
 
     def _call(self, name: str, args: dict) -> Any:

@@ -123,10 +123,10 @@ class OpenAIClient(BaseLLMClient):
             message = choice["message"]
             usage = body.get("usage") or {}
             content = (choice.get("logprobs") or {}).get("content")
+            calls = [_tool_call(c) for c in message.get("tool_calls") or []]
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise MalformedResponseError(f"{self.name}: response lacks {exc}") from exc
         text = message.get("content") or ""
-        calls = [_tool_call(c) for c in message.get("tool_calls") or []]
         prompt_tokens = usage.get("prompt_tokens") or 0
         completion_tokens = usage.get("completion_tokens") or 0
         response = ChatResponse(
@@ -159,14 +159,11 @@ def _wire_message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _tool_call(wire: dict[str, Any]) -> ToolCall:
-    """A tool call of a reply; arguments that are not a JSON object become {"_unreadable": text}, so
-    the tool answers with an error the model can read rather than the run failing."""
+    """A tool call of a reply. Arguments that are not a JSON object become {}: the tool then answers
+    that an argument is missing, which the model can act on, rather than the unit failing."""
     function = wire["function"]
-    raw = function.get("arguments") or "{}"
     try:
-        arguments = json.loads(raw)
+        arguments = json.loads(function.get("arguments") or "{}")
     except json.JSONDecodeError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        arguments = {"_unreadable": raw}
-    return ToolCall(id=wire["id"], name=function["name"], arguments=arguments)
+        arguments = {}
+    return ToolCall(id=wire["id"], name=function["name"], arguments=arguments if isinstance(arguments, dict) else {})
