@@ -41,6 +41,7 @@ from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.client import closing
 from autointerp.llm.errors import LLMCallError
 from autointerp.llm.factory import make_llm_client
+from autointerp.llm.redact import safe_url
 from autointerp.records import Explanation, UnitHarvest, UnitKind
 from autointerp.settings_hash import settings_hash
 from autointerp.store import CatalogStore
@@ -112,7 +113,7 @@ def _llm_driver(spec: AgentSpec, store: CatalogStore, corpus: CorpusWindows) -> 
     """The LLM driver `spec` names, on a client sharing the catalog's cache and call log under one
     budget for the whole run; its settings (for the settings hash) and the run id."""
     config = LLMAgentConfig(max_rounds=spec.max_rounds)
-    run_id = store.new_run("agent", spec.model_dump())
+    run_id = store.new_run("agent", spec.model_dump() | {"base_url": safe_url(spec.base_url)})  # no credential
     budget = None if spec.max_cost is None else Budget(spec.max_cost, spent_usd=store.ledger.total_cost())
     client = make_llm_client(spec.driver, ledger=store.ledger, base_url=spec.base_url, concurrency=spec.concurrency,
                              timeout=spec.timeout, budget=budget, run_id=run_id)  # fmt: skip
