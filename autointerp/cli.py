@@ -357,17 +357,21 @@ def cmd_export(args: argparse.Namespace) -> None:
     from autointerp.agent.trace_store import attach_traces
     from autointerp.controls import CONTROLS_DB
     from autointerp.export import export_catalog
+    from autointerp.validity import slim_entry
     from autointerp.validity_report import build_report
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
-    entries = attach_traces(list(store.catalog_entries(source)), args.db)
+    entries = [slim_entry(e) for e in store.catalog_entries(source)]  # one unit's examples in memory at a time
     try:  # the report with its validity sections; without scores the catalog says why instead
         report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
     except UserError:
         report = None
-    paths = export_catalog(entries, out, report=report, scorer=args.scorer, explainer=args.explainer)
+    paths = export_catalog(
+        entries, out, full_entries=lambda: attach_traces(store.catalog_entries(source), args.db), report=report,
+        scorer=args.scorer, explainer=args.explainer,
+    )
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
 

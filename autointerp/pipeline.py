@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from autointerp.agent.trace_store import attach_traces
 from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
     CONTROLS_DB,
@@ -562,14 +563,16 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
     )
     # The catalog shows the labelled units (all of them when nothing is labelled yet). The report
-    # reads slim entries; the exporters stream the whole units again, one at a time.
+    # reads slim entries; the exporters stream the whole units again, one at a time, with the
+    # traces of any agent run on them.
     entries = [slim_entry(e) for e in store.catalog_entries(source)]
     labelled = {(e.harvest.kind, e.harvest.index) for e in entries if e.explanations}
     entries = [e for e in entries if (e.harvest.kind, e.harvest.index) in labelled] or entries
     shown = {(e.harvest.kind, e.harvest.index) for e in entries}
 
     def whole_entries() -> Iterator[CatalogEntry]:
-        return (e for e in store.catalog_entries(source) if (e.harvest.kind, e.harvest.index) in shown)
+        units = (e for e in store.catalog_entries(source) if (e.harvest.kind, e.harvest.index) in shown)
+        return attach_traces(units, store.path)
 
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:

@@ -25,9 +25,11 @@ from autointerp.llm import (
     LLMCallError,
     LLMUnreachableError,
     RetryPolicy,
+    ToolSpec,
     UnpricedModelError,
     make_llm_client,
 )
+from autointerp.llm.client import request_cache_key
 from autointerp.llm.pricing import prompt_token_bound, worst_case_cost
 from autointerp.store import open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken, Fault
@@ -272,3 +274,53 @@ def test_only_line_end_numbers_are_kept_from_logprobs(fake_llm_server, ledger) -
     assert set(response.line_end_numbers.values()) == {5.0}  # uniform over 0..10
     (size,) = ledger.db.execute("SELECT LENGTH(response) FROM llm_cache").fetchone()
     assert size <= 5000
+
+
+LOOKUP = ToolSpec(name="lookup", description="Find a word.", parameters={"type": "object", "properties": {"word": {"type": "string"}}})
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_tool_calls_round_trip_in_both_wire_formats_and_replay_from_the_cache(api, ledger) -> None:
+    def responder(body: dict, wire: str) -> FakeReply:
+        answered = any(m["role"] == "assistant" for m in body["messages"])
+        return FakeReply(text="done" if answered else "", tool_calls=None if answered else [("lookup", {"word": "cat"})])
+
+    with FakeLLMServer(responder=responder) as server:
+        client = client_for(server, api, ledger=ledger)
+        first = ChatRequest(messages=[ChatMessage(role="user", content="go")], tools=[LOOKUP])
+        called = run(client.complete(first))
+        assert [(c.name, c.arguments) for c in called.tool_calls] == [("lookup", {"word": "cat"})]
+        then = first.model_copy(update={"messages": [
+            *first.messages,
+            ChatMessage(role="assistant", content=called.text, tool_calls=called.tool_calls),
+            ChatMessage(role="tool", tool_call_id=called.tool_calls[0].id, content="a small animal"),
+        ]})  # fmt: skip
+        assert run(client.complete(then)).text == "done"
+        assert run(client.complete(first)).tool_calls == called.tool_calls  # from the cache, calls intact
+        bodies = [r.body for r in server.requests]
+    assert len(bodies) == 2
+    call_id = called.tool_calls[0].id
+    if api == "openai":
+        assert bodies[0]["tools"] == [{"type": "function", "function": LOOKUP.model_dump()}]
+        assert bodies[1]["messages"][1]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": '{"word": "cat"}'}
+        assert bodies[1]["messages"][2] == {"role": "tool", "tool_call_id": call_id, "content": "a small animal"}
+    else:
+        assert bodies[0]["tools"] == [{"name": "lookup", "description": "Find a word.", "input_schema": LOOKUP.parameters}]
+        assert bodies[1]["messages"][1]["content"] == [{"type": "tool_use", "id": call_id, "name": "lookup", "input": {"word": "cat"}}]
+        assert bodies[1]["messages"][2] == {
+            "role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "a small animal"}]
+        }  # fmt: skip
+
+
+def test_plain_requests_keep_the_cache_keys_they_had_before_tool_calling() -> None:
+    """Caches filled before tools existed must still answer: the tool fields are left out when unset."""
+    plain = ChatRequest(messages=[ChatMessage(role="system", content="s"), ChatMessage(role="user", content="q")],
+                        json_schema={"type": "object"})  # fmt: skip
+    assert request_cache_key("openai", plain) == "8f23c9076338ec2c478fd0b42c4bfe785b144687c1d08dce65cd39a4234431a7"
+
+
+def test_malformed_tool_conversations_are_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="tool_call_id"):
+        ChatMessage(role="tool", content="result without its call")
+    with pytest.raises(ValueError, match="not both"):
+        ask("q", tools=[LOOKUP], json_schema={"type": "object"})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autointerp.cli import main
 from autointerp.controls import CONTROL_NAMES, ControlSpec
 from autointerp.errors import UserError
 from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, run_pipeline, select_units
@@ -174,3 +175,18 @@ def test_compare_and_export_commands_keep_the_validity_sections(first_run, tmp_p
         report = json.loads((tmp_path / folder / "report.json").read_text())
         assert report["protocol_version"] == 2 and set(report["controls"]) == set(CONTROL_NAMES)
     assert "Conclusions" in (tmp_path / "e" / "html" / "index.html").read_text()
+
+
+def test_a_rerun_shows_agent_traces_on_the_unit_pages(first_run, capsys):
+    """Last in this file: the agent's explanations join the shared run's catalog (a copied run folder
+    would not do: its SAE path differs, so the rerun would refuse it)."""
+    out, _ = first_run
+    db = str(out / "catalog.db")
+    assert main(["agent", "--db", db, "--kinds", "neuron", "--units", "list:0", "--budget", "4"]) == 0
+    capsys.readouterr()
+    run_pipeline(tiny_config(out))
+    pages = [p for p in (out / "html").rglob("*.html") if 'id="agent"' in p.read_text()]
+    assert len(pages) == 1 and "Agent trace" in pages[0].read_text()
+    catalog = [json.loads(line) for line in (out / "catalog.jsonl").read_text().splitlines()]
+    traced = [(e["kind"], e["index"]) for e in catalog if e.get("extra", {}).get("agent_traces")]
+    assert traced == [("neuron", 0)]

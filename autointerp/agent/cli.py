@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from autointerp.errors import UserError
@@ -17,9 +18,16 @@ def cmd_agent(args: argparse.Namespace) -> None:
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
     spec = AgentSpec(driver=args.driver, budget=args.budget, device=args.device, base_url=args.base_url,
-                     max_rounds=args.rounds, max_cost=args.max_cost)  # fmt: skip
+                     max_rounds=args.rounds, max_cost=args.max_cost, concurrency=args.concurrency)  # fmt: skip
     report = run_agent(store, source, select_units(store, source, _selection(args)), spec)
     print(json.dumps(report.model_dump(), indent=2))
+    if report.stopped:
+        print(f"stopped early: {report.stopped}", file=sys.stderr)
+    if report.failed:
+        raise UserError(
+            f"{len(report.failed)} units failed (first: {report.failed[0]}); finished units are saved and the "
+            "replies paid for are cached: run again to resume"
+        )
 
 
 def cmd_plant(args: argparse.Namespace) -> None:
@@ -46,7 +54,9 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--driver", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
     agent.add_argument("--base-url", default=None, help="LLM drivers: base URL of the server")
     agent.add_argument("--rounds", type=int, default=12, help="LLM drivers: model turns per unit")
-    agent.add_argument("--max-cost", type=float, default=None, help="LLM drivers: stop a unit once this many USD are spent")
+    agent.add_argument("--max-cost", type=float, default=None,
+                       help="LLM drivers: USD cap on the catalog's LLM spend (earlier runs count); stops cleanly")
+    agent.add_argument("--concurrency", type=int, default=4, help="LLM drivers: conversations in flight")
     agent.add_argument("--device", default="cpu")
     agent.set_defaults(func=cmd_agent)
 

@@ -5,6 +5,7 @@ unit, driver and budget, so a re-run with the same settings skips units already 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,12 +104,15 @@ class TraceStore:
         self.db.close()
 
 
-def attach_traces(entries: list[CatalogEntry], path: str | Path) -> list[CatalogEntry]:
-    """The entries with their units' agent traces in `extra["agent_traces"]` (for the exporters)."""
+def attach_traces(entries: Iterable[CatalogEntry], path: str | Path) -> Iterator[CatalogEntry]:
+    """The entries, as they stream by, with their units' agent traces in `extra["agent_traces"]`
+    (for the exporters)."""
     store = TraceStore(path)
-    for entry in entries:
-        found = store.traces(entry.source, entry.harvest.kind, entry.harvest.index)
-        if found:
-            entry.extra["agent_traces"] = [t.model_dump(mode="json", exclude={"hypothesis"}) for t in found]
-    store.close()
-    return entries
+    try:
+        for entry in entries:
+            found = store.traces(entry.source, entry.harvest.kind, entry.harvest.index)
+            if found:
+                entry.extra["agent_traces"] = [t.model_dump(mode="json", exclude={"hypothesis"}) for t in found]
+            yield entry
+    finally:
+        store.close()

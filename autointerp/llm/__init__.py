@@ -1,6 +1,6 @@
 """LLM backends behind one interface (`LLMClient` in base.py); build one with `make_llm_client`."""
 
-from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, LLMClient, ToolCall, ToolSpec
 from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.errors import (
     InvalidReplyError,
@@ -29,6 +29,8 @@ __all__ = [
     "MalformedResponseError",
     "MissingAPIKeyError",
     "RetryPolicy",
+    "ToolCall",
+    "ToolSpec",
     "UnpricedModelError",
     "make_llm_client",
     "parse_spec",

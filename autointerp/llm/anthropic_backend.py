@@ -14,7 +14,7 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from autointerp.llm.base import ChatRequest, ChatResponse
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MalformedResponseError
 
@@ -37,10 +37,14 @@ class AnthropicClient(BaseLLMClient):
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+            "messages": _wire_messages([m for m in request.messages if m.role != "system"]),
         }
         if system:
             params["system"] = system
+        if request.tools is not None:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
+            ]
         if request.json_schema is not None:
             params["tools"] = [
                 {
@@ -73,6 +77,11 @@ class AnthropicClient(BaseLLMClient):
             completion_tokens=completion_tokens,
             model=message.model or request.model,
             finish_reason=message.stop_reason,
+            tool_calls=[
+                ToolCall(id=b.id, name=b.name, arguments=b.input if isinstance(b.input, dict) else {})
+                for b in message.content
+                if b.type == "tool_use" and b.name != ANSWER_TOOL
+            ],
         )
         cost = self._cost(
             request.model,
@@ -92,6 +101,26 @@ def sdk_base_url(base_url: str | None) -> str | None:
         return None
     trimmed = base_url.rstrip("/")
     return trimmed.removesuffix("/v1")
+
+
+def _wire_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as the Messages API takes them: an assistant turn's tool calls become tool_use blocks,
+    and the results that follow it become tool_result blocks of one user turn."""
+    wire: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            if wire and wire[-1]["role"] == "user" and isinstance(wire[-1]["content"], list):
+                wire[-1]["content"].append(block)
+            else:
+                wire.append({"role": "user", "content": [block]})
+        elif m.tool_calls:
+            text = [{"type": "text", "text": m.content}] if m.content else []
+            calls = [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
+            wire.append({"role": m.role, "content": text + calls})
+        else:
+            wire.append({"role": m.role, "content": m.content})
+    return wire
 
 
 def _answer_text(blocks: list[Any], *, want_tool: bool) -> str:

@@ -6,14 +6,46 @@ Explainers and simulators build a `ChatRequest`, await `client.complete(request)
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
+
+
+def _unset(value: object) -> bool:
+    """Fields that a plain chat never sets are left out of dumps, so the cache keys of requests made
+    before tool calling existed stay what they were."""
+    return value is None
+
+
+class ToolSpec(BaseModel):
+    """A function the model may call: its name, what it does, and a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ToolCall(BaseModel):
+    """One call the model asked for; `id` pairs it with its result in the next request."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    # An assistant turn that called tools (repeated in the next request, as both wire formats want).
+    tool_calls: list[ToolCall] | None = Field(None, exclude_if=_unset)
+    # A "tool" message is the result of the call with this id.
+    tool_call_id: str | None = Field(None, exclude_if=_unset)
+
+    @model_validator(mode="after")
+    def _tool_result_names_its_call(self) -> ChatMessage:
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("a tool message, and only a tool message, names the tool_call_id it answers")
+        return self
 
 
 class ChatRequest(BaseModel):
@@ -26,6 +58,14 @@ class ChatRequest(BaseModel):
     top_logprobs: int = 0  # 0..20
     # When set, ask the backend for JSON matching this schema (structured output / tool use).
     json_schema: dict | None = None
+    # Functions the model may call instead of (or besides) answering in text; not with json_schema.
+    tools: list[ToolSpec] | None = Field(None, exclude_if=_unset)
+
+    @model_validator(mode="after")
+    def _one_way_to_structure(self) -> ChatRequest:
+        if self.tools is not None and self.json_schema is not None:
+            raise ValueError("a request asks for a json_schema answer or offers tools, not both")
+        return self
 
 
 class ChatResponse(BaseModel):
@@ -41,6 +81,7 @@ class ChatResponse(BaseModel):
     cached: bool = False  # served from the response cache: no call was made
     model: str = ""
     finish_reason: str | None = None
+    tool_calls: list[ToolCall] = []  # the tools the model called, in its order
 
 
 class LLMClient(Protocol):

@@ -117,6 +117,9 @@ class BaseLLMClient:
     def prompt_texts(self, request: ChatRequest) -> list[str]:
         """Every text the wire request carries, for counting prompt tokens before sending."""
         texts = [m.content for m in request.messages]
+        texts += [json.dumps([c.model_dump() for c in m.tool_calls]) for m in request.messages if m.tool_calls]
+        if request.tools is not None:
+            texts.append(json.dumps([t.model_dump() for t in request.tools]))
         return [*texts, json.dumps(request.json_schema)] if request.json_schema is not None else texts
 
     # ---- the call ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import orjson
 
-from autointerp.llm.base import ChatRequest, ChatResponse
+from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MalformedResponseError
 from autointerp.llm.logprobs import line_end_numbers
@@ -58,8 +58,10 @@ class OpenAIClient(BaseLLMClient):
         return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = [_wire_message(m) for m in request.messages]
         params: dict[str, Any] = {"model": request.model, "messages": messages}
+        if request.tools is not None:
+            params["tools"] = [{"type": "function", "function": t.model_dump()} for t in request.tools]
         reasoning = self.backend == "openai" and is_reasoning_model(request.model)
         if self.backend == "openai":
             params["max_completion_tokens"] = self.max_output_tokens(request)
@@ -121,6 +123,7 @@ class OpenAIClient(BaseLLMClient):
             message = choice["message"]
             usage = body.get("usage") or {}
             content = (choice.get("logprobs") or {}).get("content")
+            calls = [_tool_call(c) for c in message.get("tool_calls") or []]
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise MalformedResponseError(f"{self.name}: response lacks {exc}") from exc
         text = message.get("content") or ""
@@ -133,7 +136,34 @@ class OpenAIClient(BaseLLMClient):
             completion_tokens=completion_tokens,
             model=body.get("model") or request.model,
             finish_reason=choice.get("finish_reason"),
+            tool_calls=calls,
         )
         if self.backend == "openai-compatible" and price_for(request.model, self.prices) is None:
             return response, 0.0  # a self-hosted model: free, and no warning about a missing price
         return response, self._cost(request.model, prompt_tokens, completion_tokens, batch=batch)
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as chat completions take it: tool calls ride on the assistant turn, with their
+    arguments as a JSON string; a tool result is a "tool" message naming its call."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["content"] = message.content or None
+        wire["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    return wire
+
+
+def _tool_call(wire: dict[str, Any]) -> ToolCall:
+    """A tool call of a reply. Arguments that are not a JSON object become {}: the tool then answers
+    that an argument is missing, which the model can act on, rather than the unit failing."""
+    function = wire["function"]
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except json.JSONDecodeError:
+        arguments = {}
+    return ToolCall(id=wire["id"], name=function["name"], arguments=arguments if isinstance(arguments, dict) else {})
