@@ -158,10 +158,16 @@ def _draws(entry: CatalogEntry, score: Score) -> np.ndarray:
     return facts["draws"][_score_key(score)] if facts else example_draws(score)
 
 
+def score_protocol(entry: CatalogEntry, score: Score) -> int:
+    """`protocol_of(score)`, also for a slim entry's scores (whose details are gone)."""
+    facts = entry.extra.get(_FACTS)
+    return facts["protocols"][_score_key(score)] if facts else protocol_of(score)
+
+
 def _ceiling(entry: CatalogEntry, score: Score) -> float | None:
     facts = entry.extra.get(_FACTS)
     if facts:
-        return facts["ceilings"][facts["protocols"][_score_key(score)]]
+        return facts["ceilings"][score_protocol(entry, score)]
     return lookup_ceiling(entry.harvest, protocol_of(score))["all"]  # type: ignore[arg-type,return-value]
 
 

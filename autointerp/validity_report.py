@@ -23,7 +23,7 @@ from autointerp.validity import (
     coverage_section,
     density_points,
     density_section,
-    protocol_of,
+    score_protocol,
     strata_section,
     summarize,
     uncertainty_section,
@@ -85,7 +85,7 @@ def add_validity(
             strata[kind][scorer] = rows
         coverage[scorer] = coverage_section(chosen)
         if protocol is None and any(chosen.values()):
-            protocol = protocol_of(next(s for pairs in chosen.values() for _, s in pairs))
+            protocol = score_protocol(*next(pair for pairs in chosen.values() for pair in pairs))
     primary = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
     simulation = chosen_scores(entries, "simulation", report.explainer, None) if "simulation" in report.by_scorer else {}
     updated = report.model_copy(

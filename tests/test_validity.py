@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -24,15 +25,17 @@ from autointerp.controls import (
 )
 from autointerp.errors import UserError
 from autointerp.explainers import OfflineExplainer
-from autointerp.records import ActivationExample, ExampleScore, Score, UnitHarvest
+from autointerp.labeling import DEFAULT_SCORER_CONFIGS
+from autointerp.records import ActivationExample, CatalogEntry, ExampleScore, Score, UnitHarvest
 from autointerp.scoring import SCORERS, score_simulation
 from autointerp.scoring.ceiling import lookup_ceiling
 from autointerp.scoring.fuzzing import FuzzingScorerConfig, score_fuzzing
 from autointerp.simulators import OfflineSimulator
-from autointerp.validity import example_draws, summarize
+from autointerp.testing.planted import FILLER, PlantedUnit, planted_harvest, planted_units
+from autointerp.validity import example_draws, slim_entry, summarize
+from autointerp.validity_report import build_report
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.subject.models import SubjectModel
-from autointerp.testing.planted import FILLER, PlantedUnit, planted_harvest, planted_units
 
 GATED = PlantedUnit(index=7, triggers={" river": 5.0}, context={" river": " the"})
 
@@ -163,3 +166,28 @@ def test_grid_valued_scores_get_a_ci_from_their_examples() -> None:
     two_level = summarize(values, "grid", draws=np.stack([example_draws(s) for s in scores]))
     low, high = two_level.mean_ci95
     assert low < 0.9 - 0.005 and high > 0.9 - 0.02 and high - low > 0.01
+
+
+def scored_catalog() -> list[CatalogEntry]:
+    """Planted units, half filed as neurons and half as features, explained and scored offline."""
+    explainer, simulator = OfflineExplainer(), OfflineSimulator()
+    entries = []
+    for i, unit in enumerate(planted_units(16)):
+        harvest = planted_harvest(unit).model_copy(update={"kind": "neuron" if i % 2 else "feature", "index": i})
+        explanation = explainer.explain_now(harvest)
+        scores = [
+            asyncio.run(SCORERS[name](harvest, explanation, simulator, DEFAULT_SCORER_CONFIGS[name]()))
+            for name in ("simulation", "detection", "fuzzing")
+        ]
+        entries.append(CatalogEntry(source="planted", harvest=harvest, explanations=[explanation], scores=scores))
+    return entries
+
+
+def test_slim_entries_give_the_report_full_entries_give(tmp_path: Path) -> None:
+    """The report read from slim entries (no examples, no per-example details: what a streamed export
+    keeps in memory) is the report read from the whole units."""
+    entries = scored_catalog()
+    full = build_report(entries, "simulation", None, None, tmp_path / "full")
+    slim = build_report([slim_entry(e) for e in entries], "simulation", None, None, tmp_path / "slim")
+    assert slim.model_dump() == full.model_dump()
+    assert slim.ceiling and slim.uncertainty and full.protocol_version == 2
