@@ -78,8 +78,15 @@ def _sae_train_config(args: argparse.Namespace):
     from sae.training import SAETrainConfig
 
     return SAETrainConfig(
-        architecture=args.arch, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1, total_tokens=args.tokens,
-        batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
+        architecture=args.arch,
+        d_sae=args.d_sae,
+        k=args.k,
+        l1_coefficient=args.l1,
+        total_tokens=args.tokens,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        corpus=args.corpus,
+        seed=args.seed,
         resample_steps=[int(s) for s in args.resample_steps.split(",") if s] if args.resample_steps else [],
     )
 
@@ -129,8 +136,10 @@ def cmd_sae_sweep(args: argparse.Namespace) -> None:
     rows = sweep_sizes(subject, args.hook, cfg, sizes, out, args.eval_tokens)
     print(f"{'d_sae':>7} {'L0':>6} {'FVU':>6} {'dead':>6} {'dense':>6} {'loss_rec':>8}")
     for r in rows:
-        print(f"{r['d_sae']:>7} {r['l0']:>6.1f} {r['fvu']:>6.3f} {r['dead_fraction']:>6.3f} "
-              f"{r['dense_fraction']:>6.3f} {r['loss_recovered']:>8.3f}")
+        print(
+            f"{r['d_sae']:>7} {r['l0']:>6.1f} {r['fvu']:>6.3f} {r['dead_fraction']:>6.3f} "
+            f"{r['dense_fraction']:>6.3f} {r['loss_recovered']:>8.3f}"
+        )
 
 
 def _add_sae_training_options(p: argparse.ArgumentParser) -> None:
@@ -139,7 +148,9 @@ def _add_sae_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="topk", choices=["topk", "batchtopk", "relu_l1"])
     p.add_argument("--d-sae", type=int, default=4096, help="number of features")
     p.add_argument("--k", type=int, default=32, help="active features per token (topk, batchtopk)")
-    p.add_argument("--l1", type=float, default=0.1, help="L1 coefficient (relu_l1), on inputs scaled to unit mean squared norm")
+    p.add_argument(
+        "--l1", type=float, default=0.1, help="L1 coefficient (relu_l1), on inputs scaled to unit mean squared norm"
+    )
     p.add_argument("--resample-steps", default="", help="relu_l1: comma-separated steps to resample dead features")
     p.add_argument("--tokens", type=int, default=2_000_000, help="training tokens")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -184,15 +195,19 @@ def _print_summary(summary) -> None:
     print(f"catalog: {summary.out}/catalog.db   html: {summary.html_path}")
     if summary.sae_metrics:
         m = summary.sae_metrics
-        print(f"SAE: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, dead {m['dead_fraction']:.3f}, "
-              f"loss recovered {m['loss_recovered']:.3f}")
+        print(
+            f"SAE: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, dead {m['dead_fraction']:.3f}, "
+            f"loss recovered {m['loss_recovered']:.3f}"
+        )
     if summary.report_path:
         report = json.loads(Path(summary.report_path).read_text())
         n, f = report["neurons"], report["features"]
-        print(f"{report['scorer']} score medians: neurons {n['median']:.3f} {n['median_ci95']} (n={n['n']}), "
-              f"features {f['median']:.3f} {f['median_ci95']} (n={f['n']}); "
-              f"difference {report['median_difference']['value']:.3f} {report['median_difference']['ci95']}, "
-              f"p={report['p_value']:.2g}")
+        print(
+            f"{report['scorer']} score medians: neurons {n['median']:.3f} {n['median_ci95']} (n={n['n']}), "
+            f"features {f['median']:.3f} {f['median_ci95']} (n={f['n']}); "
+            f"difference {report['median_difference']['value']:.3f} {report['median_difference']['ci95']}, "
+            f"p={report['p_value']:.2g}"
+        )
     if summary.stopped_by_budget:
         print(f"stopped early: {summary.stopped_by_budget}")
     print("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary.stage_seconds.items()))
@@ -241,7 +256,9 @@ def _pick_source(store, source: str | None) -> str:
         store.source_config(source)  # fails clearly on an unknown name
         return source
     if len(sources) != 1:
-        raise UserError(f"{store.path} holds {len(sources)} sources ({', '.join(sources) or 'none'}); pick one with --source")
+        raise UserError(
+            f"{store.path} holds {len(sources)} sources ({', '.join(sources) or 'none'}); pick one with --source"
+        )
     return sources[0]
 
 
@@ -269,11 +286,21 @@ def _label_spec(args: argparse.Namespace):
     from autointerp.pipeline import LabelSpec
 
     return LabelSpec(
-        explainer=getattr(args, "explainer", "offline"), simulator=getattr(args, "simulator", "offline"),
-        base_url=args.base_url, scorers=getattr(args, "scorers", "simulation").split(","), max_cost=args.max_cost,
-        concurrency=args.concurrency, processes=args.processes, timeout=args.timeout, max_attempts=args.max_attempts, prices=args.prices,
-        **{f"{role}_{option}": getattr(args, f"{role}_{option}", None)
-           for role in ("explainer", "simulator") for option in ("base_url", "key_env")},
+        explainer=getattr(args, "explainer", "offline"),
+        simulator=getattr(args, "simulator", "offline"),
+        base_url=args.base_url,
+        scorers=getattr(args, "scorers", "simulation").split(","),
+        max_cost=args.max_cost,
+        concurrency=args.concurrency,
+        processes=args.processes,
+        timeout=args.timeout,
+        max_attempts=args.max_attempts,
+        prices=args.prices,
+        **{
+            f"{role}_{option}": getattr(args, f"{role}_{option}", None)
+            for role in ("explainer", "simulator")
+            for option in ("base_url", "key_env")
+        },
     )
 
 
@@ -369,8 +396,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     except UserError:
         report = None
     paths = export_catalog(
-        entries, out, full_entries=lambda: attach_traces(store.catalog_entries(source), args.db), report=report,
-        scorer=args.scorer, explainer=args.explainer,
+        entries,
+        out,
+        full_entries=lambda: attach_traces(store.catalog_entries(source), args.db),
+        report=report,
+        scorer=args.scorer,
+        explainer=args.explainer,
     )
     for name, path in paths.items():
         print(f"{name:>12}: {path}")
@@ -383,8 +414,9 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     p.add_argument("--units", default="all", help="all, first:N, random:N or list:I,J,...")
     p.add_argument("--seed", type=int, default=0, help="for --units random:N")
     if explainer:
-        p.add_argument("--explainer", default="offline",
-                       help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+        p.add_argument(
+            "--explainer", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL"
+        )
     if simulator:
         p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
         p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")
@@ -392,12 +424,22 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     role = "simulator" if simulator else "explainer"  # the one whose LLM this command calls
     p.add_argument(f"--{role}-base-url", default=None, help=f"the {role}'s own base URL (default: --base-url)")
     p.add_argument(f"--{role}-key-env", default=None, help=f"env variable holding the {role}'s API key")
-    p.add_argument("--max-cost", type=float, default=None,
-                   help="USD cap: each call reserves its worst-case cost first, so the cap is kept")
-    p.add_argument("--prices", default=None, help="a .json/.toml price table: {model: {input, output}} USD per 1M tokens")
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        help="USD cap: each call reserves its worst-case cost first, so the cap is kept",
+    )
+    p.add_argument(
+        "--prices", default=None, help="a .json/.toml price table: {model: {input, output}} USD per 1M tokens"
+    )
     p.add_argument("--concurrency", type=int, default=8, help="LLM requests in flight")
-    p.add_argument("--processes", type=int, default=0,
-                   help="worker processes for the offline explainer/simulator (0: one per CPU; results do not depend on it)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="worker processes for the offline explainer/simulator (0: one per CPU; results do not depend on it)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request")
     p.add_argument("--max-attempts", type=int, default=5, help="attempts per LLM request, retries included")
 

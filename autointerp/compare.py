@@ -139,7 +139,9 @@ def resolve_explainer(entries: Sequence[CatalogEntry], explainer: str | None) ->
         return labels[0]
     if explainer in labels:
         return explainer
-    by_name = sorted({explanation_label(e) for entry in entries for e in entry.explanations if e.explainer == explainer})
+    by_name = sorted(
+        {explanation_label(e) for entry in entries for e in entry.explanations if e.explainer == explainer}
+    )
     if len(by_name) == 1:
         return by_name[0]
     if by_name:
@@ -428,9 +430,11 @@ def report_markdown(report: ComparisonReport, plot_name: str | None = SCORE_PLOT
     lines = [
         "# Neurons vs features",
         "",
-        f"Explainer `{report.explainer}`, primary scorer `{report.scorer}` (simulator `{report.simulator}`); "
-        f"bootstrap CIs from {report.n_resamples} resamples (seed {report.seed}); "
-        "p from a two-sided Mann-Whitney U test. Failed scores are excluded and counted.",
+        (
+            f"Explainer `{report.explainer}`, primary scorer `{report.scorer}` (simulator `{report.simulator}`); "
+            f"bootstrap CIs from {report.n_resamples} resamples (seed {report.seed}); "
+            "p from a two-sided Mann-Whitney U test. Failed scores are excluded and counted."
+        ),
         "",
         f"**{verdict(report)}**",
         "",

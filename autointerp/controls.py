@@ -66,7 +66,9 @@ def top_k_per_token(k: int) -> UnitFunction:
 def random_direction_sae(sae: SparseAutoencoder, seed: int) -> SparseAutoencoder:
     """Same shape, k and b_dec as `sae`; decoder rows drawn uniformly on the sphere, W_enc = W_decᵀ,
     b_enc = 0, always TopK (so the control is as sparse as a TopK SAE of that k)."""
-    cfg = sae.cfg.model_copy(update={"architecture": "topk", "extra": {**sae.cfg.extra, "control": "random_directions"}})
+    cfg = sae.cfg.model_copy(
+        update={"architecture": "topk", "extra": {**sae.cfg.extra, "control": "random_directions"}}
+    )
     control = SparseAutoencoder(cfg).to(sae.W_dec.device)
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(cfg.d_sae, cfg.d_in, generator=generator)

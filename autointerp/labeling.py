@@ -95,7 +95,9 @@ async def explain_units(
     label = f"explain ({explainer.name})"
     if processes > 1 and runs_locally(explainer):
         shared = (str(store.path), source, explainer)
-        for explanations in in_processes(explain_chunk, shared, todo, processes=processes, label=label, progress=progress):
+        for explanations in in_processes(
+            explain_chunk, shared, todo, processes=processes, label=label, progress=progress
+        ):
             store.put_explanations(source, explanations)
             for explanation in explanations:
                 report.count(explanation)

@@ -132,7 +132,9 @@ CONTEXT_BEFORE_WORDS = (
     "in the last # tokens, up to # tokens before it, at most # tokens before it, up to # tokens earlier, "
     "within # tokens earlier, at most # tokens earlier"
 )
-CONTEXT_RIGHT_BEFORE_WORDS = "right before it, just before it, immediately before it, directly before it, the token before it"
+CONTEXT_RIGHT_BEFORE_WORDS = (
+    "right before it, just before it, immediately before it, directly before it, the token before it"
+)
 CONTEXT_AFTER_WORDS = (
     "among the # tokens after it, within the # tokens after it, within # tokens after it, "
     "in the # tokens after it, among the next # tokens, in the next # tokens, within the next # tokens, "
@@ -801,7 +803,9 @@ class _ClauseParser:
         """The target of a modifier: a class (possibly after "a", "the"), a quote, or bare words."""
         options: list[Literal | ClassOf | AnyToken] = []
         while True:
-            while (lexeme := self._peek()) is not None and lexeme.kind == "word" and set(lexeme.words) <= FILLER - {"or"}:
+            while (
+                (lexeme := self._peek()) is not None and lexeme.kind == "word" and set(lexeme.words) <= FILLER - {"or"}
+            ):
                 if self._phrase_at_cursor() is not None:
                     break
                 self.i += 1
@@ -990,7 +994,9 @@ class _Batch:
     @classmethod
     def of(cls, excerpts: list[list[str]]) -> _Batch:
         lengths = np.array([len(e) for e in excerpts], dtype=np.int64)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(excerpts) else np.zeros(0, np.int64)
+        starts = (
+            np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(excerpts) else np.zeros(0, np.int64)
+        )
         tokens = [t for e in excerpts for t in e]
         return cls([tuple(e) for e in excerpts], tokens, starts)
 

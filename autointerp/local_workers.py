@@ -62,7 +62,11 @@ def explain_chunk(path: str, source: str, explainer: Any, keys: list[UnitKey]) -
 
 
 def score_chunk(
-    path: str, source: str, simulator: Any, scorers: dict[str, Callable[..., Any]], configs: dict[str, BaseModel],
+    path: str,
+    source: str,
+    simulator: Any,
+    scorers: dict[str, Callable[..., Any]],
+    configs: dict[str, BaseModel],
     items: list[tuple[UnitKey, list[str], Explanation]],
 ) -> list[list[Score]]:
     """Worker: every asked score of each unit in `items` (key, scorer names, explanation), per unit."""
@@ -86,7 +90,12 @@ def _unit(store: CatalogStore, source: str, key: UnitKey) -> Any:
 
 
 def in_processes(
-    work: Callable[..., list[Any]], shared: Sequence[Any], items: Sequence[Item], *, processes: int, label: str,
+    work: Callable[..., list[Any]],
+    shared: Sequence[Any],
+    items: Sequence[Item],
+    *,
+    processes: int,
+    label: str,
     progress: bool,
 ) -> Iterator[list[Any]]:
     """`work(*shared, chunk)` over chunks of `items` in `processes` workers; yields each chunk's

@@ -211,7 +211,7 @@ def load_run_config(path: Path) -> RunConfig:
             raise UserError(f"run config {path} must end in .toml, .yaml or .yml")
     except UserError:
         raise
-    except Exception as err:  # tomllib and yaml raise their own parse errors
+    except Exception as err:  # noqa: BLE001 (tomllib and yaml raise their own parse errors)
         raise UserError(f"cannot parse {path}: {err}") from None
     if not data:  # nothing set would silently run the whole default job into ./autointerp_run
         raise UserError(f"{path} sets nothing; a minimal run config is: {MINIMAL_CONFIG} (see configs/)")
@@ -226,7 +226,9 @@ def load_run_config(path: Path) -> RunConfig:
 # --- stage 1: the SAE -------------------------------------------------------------------------------
 
 
-def prepare_sae(subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, out: Path) -> tuple[SparseAutoencoder, Path, dict]:
+def prepare_sae(
+    subject: SubjectModel, hook: str, spec: SAESpec, corpus: str, out: Path
+) -> tuple[SparseAutoencoder, Path, dict]:
     """Load the configured SAE, or train one into OUT/sae (resuming a killed training); evaluate it
     once (metrics.json and density.png beside it) unless that was done already. A finished SAE
     trained with other settings is an error, never silently reused."""
@@ -268,8 +270,14 @@ def source_name(subject: SubjectSpec, sae: SparseAutoencoder | None) -> str:
 
 
 def harvest_into_store(
-    store: CatalogStore, source: str, subject: SubjectModel, hook: str, sae: SparseAutoencoder | None,
-    cfg: HarvestConfig, described: dict, units: dict[UnitKind, UnitFunction] | None = None,
+    store: CatalogStore,
+    source: str,
+    subject: SubjectModel,
+    hook: str,
+    sae: SparseAutoencoder | None,
+    cfg: HarvestConfig,
+    described: dict,
+    units: dict[UnitKind, UnitFunction] | None = None,
     keep: dict[UnitKind, list[int]] | None = None,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
@@ -277,7 +285,11 @@ def harvest_into_store(
     explanations and scores describe those examples, and mixing them would mislabel units.
     `units` replaces the default unit kinds (neurons, and the SAE's features) for controls, and
     `keep` harvests only those indices of a kind (the units a control will label)."""
-    wanted = {**described, "harvest": cfg.model_dump(), **({"kept": {k: len(v) for k, v in keep.items()}} if keep else {})}
+    wanted = {
+        **described,
+        "harvest": cfg.model_dump(),
+        **({"kept": {k: len(v) for k, v in keep.items()}} if keep else {}),
+    }
     if source in store.sources():
         done = store.source_config(source)
         if done.get("harvest_complete"):
@@ -337,9 +349,16 @@ def choose_units(available: dict[UnitKind, list[int]], selection: UnitSelection)
 def _llm_client(role: str, spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str):
     """The client of the explainer or the simulator (`role`), each with its own server and key."""
     return make_llm_client(
-        getattr(spec, role), ledger=store.ledger, base_url=getattr(spec, f"{role}_base_url") or spec.base_url,
-        concurrency=spec.concurrency, timeout=spec.timeout, budget=budget, max_attempts=spec.max_attempts,
-        prices=spec.prices, run_id=run_id, api_key_env=getattr(spec, f"{role}_key_env"),
+        getattr(spec, role),
+        ledger=store.ledger,
+        base_url=getattr(spec, f"{role}_base_url") or spec.base_url,
+        concurrency=spec.concurrency,
+        timeout=spec.timeout,
+        budget=budget,
+        max_attempts=spec.max_attempts,
+        prices=spec.prices,
+        run_id=run_id,
+        api_key_env=getattr(spec, f"{role}_key_env"),
     )
 
 
@@ -396,15 +415,24 @@ def explanation_settings_hash(spec: LabelSpec) -> str:
 
 
 def score_stage(
-    store: CatalogStore, source: str, units: list[UnitKey], explanations_hash: str, simulator: Simulator,
+    store: CatalogStore,
+    source: str,
+    units: list[UnitKey],
+    explanations_hash: str,
+    simulator: Simulator,
     spec: LabelSpec,
 ) -> StageReport:
     """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
         closing(
             score_units(
-                store, source, units, explanation_settings_hash=explanations_hash,
-                scorers=spec.scorers, simulator=simulator, concurrency=spec.concurrency,
+                store,
+                source,
+                units,
+                explanation_settings_hash=explanations_hash,
+                scorers=spec.scorers,
+                simulator=simulator,
+                concurrency=spec.concurrency,
                 processes=local_processes(spec),
             ),
             simulator,
@@ -413,7 +441,11 @@ def score_stage(
 
 
 def label_units(
-    store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, simulator: Simulator,
+    store: CatalogStore,
+    source: str,
+    units: list[UnitKey],
+    explainer: Explainer,
+    simulator: Simulator,
     spec: LabelSpec,
 ) -> tuple[StageReport, StageReport | None, str | None]:
     """Explain, then score, the chosen units; a spent budget ends labelling with work kept."""
@@ -432,8 +464,15 @@ def label_units(
 
 
 def run_controls(
-    cfg: RunConfig, out: Path, main_store: CatalogStore, source: str, subject: SubjectModel,
-    sae: SparseAutoencoder | None, sae_metrics: dict, explainer: Explainer, simulator: Simulator,
+    cfg: RunConfig,
+    out: Path,
+    main_store: CatalogStore,
+    source: str,
+    subject: SubjectModel,
+    sae: SparseAutoencoder | None,
+    sae_metrics: dict,
+    explainer: Explainer,
+    simulator: Simulator,
 ) -> Path | None:
     """Harvest, explain and score each control of `cfg.controls` into OUT/controls.db, with the
     run's own explainer, simulator and scorers; returns the file (None when no control runs).
@@ -463,26 +502,48 @@ def run_controls(
             width = subject.hook_width(hook)
             k = density_matched_k(width, sae.cfg.d_sae, float(sae_metrics.get("l0") or sae.cfg.k))
             harvest_into_store(
-                store, control, subject, hook, None, harvest_cfg, {**described, "k": k},
-                {"neuron": top_k_per_token(k)}, keep={"neuron": sample("neuron", width)},
+                store,
+                control,
+                subject,
+                hook,
+                None,
+                harvest_cfg,
+                {**described, "k": k},
+                {"neuron": top_k_per_token(k)},
+                keep={"neuron": sample("neuron", width)},
             )
             kinds: list[UnitKind] = ["neuron"]
         elif name == "random_directions":
             assert sae is not None
             directions = random_direction_sae(sae, spec.seed)
             harvest_into_store(
-                store, control, subject, hook, directions, harvest_cfg, described,
-                {"feature": sae_features(directions)}, keep={"feature": sample("feature", directions.cfg.d_sae)},
+                store,
+                control,
+                subject,
+                hook,
+                directions,
+                harvest_cfg,
+                described,
+                {"feature": sae_features(directions)},
+                keep={"feature": sample("feature", directions.cfg.d_sae)},
             )
             kinds = ["feature"]
         else:  # random_model
             random_subject = random_init_subject(subject, spec.seed)
             tokens = spec.random_model_sae_tokens or cfg.sae.train.total_tokens
-            sae_spec = cfg.sae.model_copy(update={"path": None, "train": cfg.sae.train.model_copy(update={"total_tokens": tokens})})
+            sae_spec = cfg.sae.model_copy(
+                update={"path": None, "train": cfg.sae.train.model_copy(update={"total_tokens": tokens})}
+            )
             random_sae, folder, _ = prepare_sae(random_subject, hook, sae_spec, cfg.corpus, out / "controls" / name)
             width = random_subject.hook_width(hook)
             harvest_into_store(
-                store, control, random_subject, hook, random_sae, harvest_cfg, {**described, "sae": str(folder)},
+                store,
+                control,
+                random_subject,
+                hook,
+                random_sae,
+                harvest_cfg,
+                {**described, "sae": str(folder)},
                 {"neuron": hook_neurons, "feature": sae_features(random_sae)},
                 keep={"neuron": sample("neuron", width), "feature": sample("feature", random_sae.cfg.d_sae)},
             )
@@ -494,8 +555,13 @@ def run_controls(
 
 
 def _shuffled_control(
-    store: CatalogStore, control: str, main_store: CatalogStore, source: str, explainer: Explainer,
-    simulator: Simulator, cfg: RunConfig,
+    store: CatalogStore,
+    control: str,
+    main_store: CatalogStore,
+    source: str,
+    explainer: Explainer,
+    simulator: Simulator,
+    cfg: RunConfig,
 ) -> None:
     """A sample of the run's units, each scored with another same-kind unit's explanation."""
     spec = cfg.controls
@@ -557,7 +623,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     warn_language_mismatch(cfg.label)
     explained, scored, stopped = label_units(store, source, units, explainer, simulator, cfg.label)
     lap("explain+score")
-    controls_db = None if stopped else run_controls(cfg, out, store, source, subject, sae, metrics, explainer, simulator)
+    controls_db = (
+        None if stopped else run_controls(cfg, out, store, source, subject, sae, metrics, explainer, simulator)
+    )
     lap("controls")
     summary = RunSummary(
         out=str(out), source=source, sae_metrics=metrics, explain=explained, score=scored, stopped_by_budget=stopped
@@ -582,7 +650,12 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
         print(f"no comparison yet: {err}")
     if cfg.export:
         paths = export_catalog(
-            entries, out, full_entries=whole_entries, report=report, scorer=cfg.label.scorers[0], explainer=this_run if report else None
+            entries,
+            out,
+            full_entries=whole_entries,
+            report=report,
+            scorer=cfg.label.scorers[0],
+            explainer=this_run if report else None,
         )
     else:
         paths = {"report": write_report(report, out)} if report else {}

@@ -7,8 +7,8 @@ need no display, leave no global state behind and are safe to make from any thre
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -26,9 +26,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_score_distributions(
-    samples: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path
-) -> Path:
+def plot_score_distributions(samples: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -> Path:
     """One panel per scorer: neuron and feature score histograms overlaid, medians marked.
 
     `samples` is {scorer: {"neuron": scores, "feature": scores}}. Histograms are normalised to

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -43,9 +43,7 @@ class PromptTemplate(BaseModel):
         text = self.sections[section]
         wanted = set(_PLACEHOLDER.findall(text))
         if wanted != set(values):
-            raise PromptError(
-                f"prompt {self.version}/{section} needs {sorted(wanted)}, got {sorted(values)}"
-            )
+            raise PromptError(f"prompt {self.version}/{section} needs {sorted(wanted)}, got {sorted(values)}")
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
@@ -65,7 +63,7 @@ def available_versions(name: str) -> list[int]:
     return sorted(found)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str, version: int | None = None) -> PromptTemplate:
     """The template `name` at `version` (the newest when None)."""
     versions = available_versions(name)
@@ -90,7 +88,7 @@ def _split_sections(text: str, label: str) -> dict[str, str]:
     sections: dict[str, str] = {}
     for mark, following in zip(marks, marks[1:] + [None]):
         end = following.start() if following else len(text)
-        sections[mark.group(1)] = text[mark.end() :end].strip("\n")
+        sections[mark.group(1)] = text[mark.end() : end].strip("\n")
     return sections
 
 

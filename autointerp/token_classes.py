@@ -52,9 +52,7 @@ PREPOSITIONS = _vocabulary(
     "within across against among around before after behind below above beside near toward towards upon"
 )
 CONJUNCTIONS = _vocabulary("and or but nor so yet because although though unless whereas while if")
-PRONOUNS = _vocabulary(
-    "i me my you your he him his she her it its we us our they them their this that these those"
-)
+PRONOUNS = _vocabulary("i me my you your he him his she her it its we us our they them their this that these those")
 COMPARISON_OPERATORS = _vocabulary("== != < > <= >= <>")
 ARITHMETIC_OPERATORS = _vocabulary("+ - * / // % ** @")
 ASSIGNMENT_OPERATORS = _vocabulary("= += -= *= /= //= %= **= |= &= ^= >>= <<= := @=")
@@ -348,7 +346,12 @@ def _bracket_delta(token: str) -> int:
 
 
 def _glued(before: str, token: str) -> bool:
-    return bool(before) and bool(token) and (before[-1].isalnum() or before[-1] == "_") and (token[0].isalnum() or token[0] == "_")
+    return (
+        bool(before)
+        and bool(token)
+        and (before[-1].isalnum() or before[-1] == "_")
+        and (token[0].isalnum() or token[0] == "_")
+    )
 
 
 @dataclass(frozen=True)
@@ -418,7 +421,9 @@ CLASSES: dict[str, TokenClass] = {
         _token_class("builtins", _in(BUILTIN_NAMES, fold=False)),
         _token_class("exception names", _in(EXCEPTION_NAMES, fold=False)),
         _token_class("identifiers", _is_identifier),
-        _token_class("dunder names", lambda t: len(_shape(t)) > 4 and _shape(t).startswith("__") and _shape(t).endswith("__")),
+        _token_class(
+            "dunder names", lambda t: len(_shape(t)) > 4 and _shape(t).startswith("__") and _shape(t).endswith("__")
+        ),
         _token_class("non-ASCII characters", _is_non_ascii),
         _token_class("colour words", _in(COLORS)),
         _token_class("month names", _in(MONTHS)),
@@ -486,7 +491,11 @@ def class_masks(excerpts: list[tuple[str, ...]], vocab: list[str], token_ids: np
     positions; `token_ids` maps each position to its token in `vocab`."""
     rows = np.stack([token_class_row(t) for t in vocab]) if vocab else np.zeros((0, len(TOKEN_CLASS_NAMES)), bool)
     by_token = rows[token_ids].T
-    by_place = np.concatenate([place_masks(e) for e in excerpts], axis=1) if excerpts else np.zeros((len(PLACE_CLASS_NAMES), 0), bool)
+    by_place = (
+        np.concatenate([place_masks(e) for e in excerpts], axis=1)
+        if excerpts
+        else np.zeros((len(PLACE_CLASS_NAMES), 0), bool)
+    )
     order = {name: k for k, name in enumerate(CLASSES)}
     masks = np.zeros((len(CLASSES), len(token_ids)), dtype=bool)
     masks[[order[n] for n in TOKEN_CLASS_NAMES]] = by_token

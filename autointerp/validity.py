@@ -36,7 +36,9 @@ def _rng(*keys: str) -> np.random.Generator:
     return np.random.default_rng([zlib.crc32(k.encode()) for k in keys])
 
 
-def summarize(values: Sequence[float], key: str, draws: np.ndarray | None = None, n_resamples: int = 1000) -> StatSummary | None:
+def summarize(
+    values: Sequence[float], key: str, draws: np.ndarray | None = None, n_resamples: int = 1000
+) -> StatSummary | None:
     """Bootstrap over units; with `draws` [n_units, R] (each unit's value re-computed on resampled
     examples) every resample also takes one example-level draw per unit. None for no values."""
     v = np.asarray(values, dtype=float)
@@ -49,7 +51,9 @@ def summarize(values: Sequence[float], key: str, draws: np.ndarray | None = None
         sample = v[units] if draws is None else draws[units, r % draws.shape[1]]
         means[r], medians[r] = sample.mean(), np.median(sample)
     ci = lambda d: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5)))
-    return StatSummary(n=len(v), mean=float(v.mean()), mean_ci95=ci(means), median=float(np.median(v)), median_ci95=ci(medians))
+    return StatSummary(
+        n=len(v), mean=float(v.mean()), mean_ci95=ci(means), median=float(np.median(v)), median_ci95=ci(medians)
+    )
 
 
 def example_draws(score: Score, n: int = N_EXAMPLE_DRAWS, seed: int = 0) -> np.ndarray:
@@ -85,7 +89,9 @@ def _moments(predicted: object, actual: object) -> tuple[float, ...]:
     return (float(len(p)), p.sum(), a.sum(), (p * p).sum(), (a * a).sum(), (p * a).sum())
 
 
-def chosen_scores(entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str | None) -> dict[str, list[tuple[CatalogEntry, Score]]]:
+def chosen_scores(
+    entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str | None
+) -> dict[str, list[tuple[CatalogEntry, Score]]]:
     """Per kind, (entry, score) for every unit whose explanation from `explainer` has a valid score."""
     out: dict[str, list[tuple[CatalogEntry, Score]]] = {kind: [] for kind in KINDS}
     for entry in entries:
@@ -96,7 +102,9 @@ def chosen_scores(entries: Sequence[CatalogEntry], scorer: str, explainer: str, 
     return out
 
 
-def uncertainty_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]], scorer: str) -> dict[str, StatSummary | None]:
+def uncertainty_section(
+    chosen: dict[str, list[tuple[CatalogEntry, Score]]], scorer: str
+) -> dict[str, StatSummary | None]:
     """Per kind: the scorer's summary with the two-level (units x examples) bootstrap."""
     out = {}
     for kind, pairs in chosen.items():
@@ -106,14 +114,18 @@ def uncertainty_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]], sco
     return out
 
 
-def strata_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]], scorer: str) -> dict[str, dict[str, StatSummary]]:
+def strata_section(
+    chosen: dict[str, list[tuple[CatalogEntry, Score]]], scorer: str
+) -> dict[str, dict[str, StatSummary]]:
     """Per kind, per stratum: the units' within-stratum values (units where it is defined)."""
     out: dict[str, dict[str, StatSummary]] = {}
     for kind, pairs in chosen.items():
         rows = {}
         for stratum in STRATUM_PARTS:
             values = [s.parts[stratum] for _, s in pairs if isinstance(s.parts.get(stratum), (int, float))]
-            summary = summarize([float(v) for v in values if v is not None and math.isfinite(v)], f"{scorer}:{kind}:{stratum}")
+            summary = summarize(
+                [float(v) for v in values if v is not None and math.isfinite(v)], f"{scorer}:{kind}:{stratum}"
+            )
             if summary is not None:
                 rows[stratum] = summary
         out[kind] = rows
@@ -171,7 +183,9 @@ def _ceiling(entry: CatalogEntry, score: Score) -> float | None:
     return lookup_ceiling(entry.harvest, protocol_of(score))["all"]  # type: ignore[arg-type,return-value]
 
 
-def ceiling_section(simulation: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict[str, dict[str, StatSummary | None]]:
+def ceiling_section(
+    simulation: dict[str, list[tuple[CatalogEntry, Score]]],
+) -> dict[str, dict[str, StatSummary | None]]:
     """Per kind: the lookup ceiling, and explanation score / ceiling where the ceiling >= CEILING_FLOOR."""
     out = {}
     for kind, pairs in simulation.items():
@@ -216,7 +230,10 @@ def coverage_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dic
 
 def density_points(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict[str, tuple[list[float], list[float]]]:
     """Per kind: (densities, scores), the input of the score-vs-density plot."""
-    return {kind: ([e.harvest.stats.density for e, _ in pairs], [float(s.value) for _, s in pairs]) for kind, pairs in chosen.items()}  # type: ignore[arg-type]
+    return {
+        kind: ([e.harvest.stats.density for e, _ in pairs], [float(s.value) for _, s in pairs])
+        for kind, pairs in chosen.items()
+    }  # type: ignore[arg-type]
 
 
 def budget_section(entries: Sequence[CatalogEntry], explainer: str) -> dict[str, dict[str, float | None]]:
@@ -225,7 +242,11 @@ def budget_section(entries: Sequence[CatalogEntry], explainer: str) -> dict[str,
     only shows up. Empty values when the explainer does not report it."""
     out = {}
     for kind in KINDS:
-        metas = [e.meta for e in (latest_explanation(x, explainer) for x in entries if x.harvest.kind == kind) if e and e.meta]
+        metas = [
+            e.meta
+            for e in (latest_explanation(x, explainer) for x in entries if x.harvest.kind == kind)
+            if e and e.meta
+        ]
         binding = [bool(m["binding"]) for m in metas if "binding" in m]
         named = [float(m["named"]) for m in metas if "named" in m]
         candidates = [float(m["candidates"]) for m in metas if "candidates" in m]

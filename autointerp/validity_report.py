@@ -66,13 +66,17 @@ def control_entries(controls_db: Path | None) -> dict[str, list[CatalogEntry]]:
         return {}
     store = open_store(controls_db)
     try:
-        return {name.removeprefix("control:"): list(store.catalog_entries(name, examples=False)) for name in store.sources()}
+        return {
+            name.removeprefix("control:"): list(store.catalog_entries(name, examples=False)) for name in store.sources()
+        }
     finally:
         store.close()
 
 
 def add_validity(
-    report: ComparisonReport, entries: Sequence[CatalogEntry], controls: Mapping[str, Sequence[CatalogEntry]] | None = None
+    report: ComparisonReport,
+    entries: Sequence[CatalogEntry],
+    controls: Mapping[str, Sequence[CatalogEntry]] | None = None,
 ) -> ComparisonReport:
     """The comparison report with every validity section filled from `entries` (the compared units)
     and `controls` ({control name: its entries}, e.g. from controls.db)."""
@@ -87,7 +91,9 @@ def add_validity(
         if protocol is None and any(chosen.values()):
             protocol = score_protocol(*next(pair for pairs in chosen.values() for pair in pairs))
     primary = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
-    simulation = chosen_scores(entries, "simulation", report.explainer, None) if "simulation" in report.by_scorer else {}
+    simulation = (
+        chosen_scores(entries, "simulation", report.explainer, None) if "simulation" in report.by_scorer else {}
+    )
     updated = report.model_copy(
         update={
             "protocol_version": protocol,
@@ -126,7 +132,11 @@ def control_summaries(
 
 
 def _median(summary: StatSummary | None) -> str:
-    return "n/a" if summary is None else f"{summary.median:.3f} [{summary.median_ci95[0]:.3f}, {summary.median_ci95[1]:.3f}]"
+    return (
+        "n/a"
+        if summary is None
+        else f"{summary.median:.3f} [{summary.median_ci95[0]:.3f}, {summary.median_ci95[1]:.3f}]"
+    )
 
 
 def conclusions(report: ComparisonReport) -> list[str]:
@@ -157,7 +167,8 @@ def conclusions(report: ComparisonReport) -> list[str]:
             reference = real.features if kind == "feature" else real.neurons
             lines.append(
                 f"control {name}, {KIND_NAMES[kind]}: {report.scorer} median {_median(control)} "
-                f"vs {reference.median:.3f} for the real {KIND_NAMES[kind]}" + _control_note(name, kind, report, control)
+                f"vs {reference.median:.3f} for the real {KIND_NAMES[kind]}"
+                + _control_note(name, kind, report, control)
             )
     for kind, section in report.ceiling.items():
         ceiling, fraction = section.get("ceiling"), section.get("explanation_fraction")
@@ -207,7 +218,9 @@ def validity_tables(report: ComparisonReport) -> list[tuple[str, list[list[str]]
     for scorer, kinds in report.uncertainty.items():
         for kind, s in kinds.items():
             if s is not None:
-                rows.append([scorer, kind, str(s.n), f"{s.mean:.3f} [{s.mean_ci95[0]:.3f}, {s.mean_ci95[1]:.3f}]", _median(s)])
+                rows.append(
+                    [scorer, kind, str(s.n), f"{s.mean:.3f} [{s.mean_ci95[0]:.3f}, {s.mean_ci95[1]:.3f}]", _median(s)]
+                )
     tables.append(("Means and medians with 95% CIs over units and examples", rows))
     rows = [["scorer", "stratum", "neurons (n units)", "features (n units)"]]
     for scorer in report.by_scorer:
@@ -223,11 +236,23 @@ def validity_tables(report: ComparisonReport) -> list[tuple[str, list[list[str]]
         rows = [["control", "kind", *report.by_scorer]]
         for name, by_kind in report.controls.items():
             for kind, scorers in by_kind.items():
-                rows.append([name, kind, *(f"{_median(scorers[sc])} (n {scorers[sc].n})" if sc in scorers else "n/a" for sc in report.by_scorer)])
+                rows.append(
+                    [
+                        name,
+                        kind,
+                        *(
+                            f"{_median(scorers[sc])} (n {scorers[sc].n})" if sc in scorers else "n/a"
+                            for sc in report.by_scorer
+                        ),
+                    ]
+                )
         tables.append(("Controls (median [95% CI])", rows))
     if report.ceiling:
         rows = [["kind", "lookup ceiling", "explanation / ceiling"]]
-        rows += [[kind, _median(sec.get("ceiling")), _median(sec.get("explanation_fraction"))] for kind, sec in report.ceiling.items()]
+        rows += [
+            [kind, _median(sec.get("ceiling")), _median(sec.get("explanation_fraction"))]
+            for kind, sec in report.ceiling.items()
+        ]
         tables.append(("Token-lookup ceiling (simulation, median [95% CI])", rows))
     return tables
 

@@ -139,17 +139,24 @@ def run_real(db: str, per_kind: int, seed: int, budget: int) -> dict:
             texts["agent"] = driver.run(harvest, initial, Prober(subject, hook, unit, vocab, budget)).final
             scores = {}
             for name, text in texts.items():
-                probes = explanation_probes(read_rule(text, vocab), eval_corpus, heldout, vocab, f"{seed}:{kind}:{index}")
+                probes = explanation_probes(
+                    read_rule(text, vocab), eval_corpus, heldout, vocab, f"{seed}:{kind}:{index}"
+                )
                 if not probes:
                     scores[name] = ProbeScore(balanced_accuracy=0.5, correlation=0.0)
                     continue
                 acts = Prober(subject, hook, unit, vocab, len(probes)).activations([p.tokens for p in probes])
                 actual = [a[p.target] for a, p in zip(acts, probes)]
                 scores[name] = score_at_targets(text, probes, actual, threshold, vocab)
-            rows.append({"kind": kind, "unit": index, "texts": texts, "scores": {k: v.model_dump() for k, v in scores.items()}})
+            rows.append(
+                {"kind": kind, "unit": index, "texts": texts, "scores": {k: v.model_dump() for k, v in scores.items()}}
+            )
     store.close()
     return {
-        kind: {metric: _paired([r for r in rows if r["kind"] == kind], metric) for metric in ("balanced_accuracy", "correlation")}
+        kind: {
+            metric: _paired([r for r in rows if r["kind"] == kind], metric)
+            for metric in ("balanced_accuracy", "correlation")
+        }
         for kind in ("neuron", "feature")
     } | {"seconds": round(time.perf_counter() - started, 1)}
 

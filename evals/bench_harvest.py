@@ -35,7 +35,7 @@ def timed(fn) -> float:
 def throughput(sae_dir: Path, tokens: int) -> None:
     subject = load_subject("builtin")
     sae = load_sae(sae_dir, subject.hook_width(BUILTIN_HOOK))
-    docs = lambda: select_split(open_corpus("stdlib"), "heldout")  # noqa: E731
+    docs = lambda: select_split(open_corpus("stdlib"), "heldout")
 
     def forward_only() -> None:
         for _ in stream_activations(subject, docs(), BUILTIN_HOOK, max_tokens=tokens):
@@ -46,11 +46,15 @@ def throughput(sae_dir: Path, tokens: int) -> None:
             sae.encode(item.activations)
 
     cfg = HarvestConfig(n_tokens=tokens)
-    rows = [("forward to the hook", timed(forward_only)),
-            ("+ SAE encoder", timed(forward_and_encode)),
-            ("full harvest (neurons+features)", timed(lambda: harvest(subject, BUILTIN_HOOK, sae, cfg)))]
+    rows = [
+        ("forward to the hook", timed(forward_only)),
+        ("+ SAE encoder", timed(forward_and_encode)),
+        ("full harvest (neurons+features)", timed(lambda: harvest(subject, BUILTIN_HOOK, sae, cfg))),
+    ]
     base = rows[0][1]
-    print(f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons")
+    print(
+        f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons"
+    )
     print(f"{'':34}{'seconds':>9}{'tokens/s':>10}{'x forward':>10}")
     for name, secs in rows:
         print(f"{name:34}{secs:9.2f}{tokens / secs:10.0f}{secs / base:10.2f}")

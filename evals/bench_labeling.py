@@ -119,7 +119,9 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
         store = open_store(Path(folder) / "bench.db")
         store.put_source(SOURCE, {"bench": True})
         store.put_units(SOURCE, harvests)
-        client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30)
+        client = make_llm_client(
+            "openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger, concurrency=concurrency, timeout=30
+        )
         explainer, simulator = LLMExplainer(client), LLMSimulator(client)
         raw_rate = asyncio.run(_raw_rate(client, concurrency))
         calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
@@ -164,7 +166,10 @@ async def _raw_rate(client, concurrency: int) -> float:
     count = max(64, 8 * concurrency)
     started = time.perf_counter()
     await asyncio.gather(
-        *(client.complete(ChatRequest(messages=[ChatMessage(role="user", content=f"calibration {i}")])) for i in range(count))
+        *(
+            client.complete(ChatRequest(messages=[ChatMessage(role="user", content=f"calibration {i}")]))
+            for i in range(count)
+        )
     )
     return count / (time.perf_counter() - started)
 

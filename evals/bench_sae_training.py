@@ -128,9 +128,15 @@ def saelens_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device: str)
     counter = iter(range(10**9))
 
     def step(x: torch.Tensor) -> None:
-        out = model.training_forward_pass(TrainStepInput(
-            sae_in=x, coefficients={}, dead_neuron_mask=dead, n_training_steps=next(counter), is_logging_step=False,
-        ))
+        out = model.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={},
+                dead_neuron_mask=dead,
+                n_training_steps=next(counter),
+                is_logging_step=False,
+            )
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -199,8 +205,10 @@ def main() -> None:
     bf16 = uses_bf16_encoder(SAETrainConfig(encoder_precision="auto"), torch.device(device))
 
     w = torch.randn(d_in, d_sae, device=device)
-    print(f"{device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
-          f"{d_in} -> {d_sae}, k {k}, aux_k {AUX_K}")
+    print(
+        f"{device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
+        f"{d_in} -> {d_sae}, k {k}, aux_k {AUX_K}"
+    )
     if not bf16:
         print("bf16 encoder product: not used here (no AMX/AVX512-BF16 CPU or bf16 GPU)")
     for fraction in (float(f) for f in args.dead.split(",")):

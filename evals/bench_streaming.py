@@ -79,9 +79,13 @@ def bench(
     with torch.inference_mode():  # warm-up: first-call allocations and kernel selection
         subject.logits(batches[0])
         subject.activations(batches[0], hook)
-    runs = (("stream_activations", streaming), ("tokenize + window only", tokenize_only),
-            ("open corpus, first batch", first_batch), ("forward, stop at hook", stop_at_hook),
-            ("forward, full logits", full_forward))
+    runs = (
+        ("stream_activations", streaming),
+        ("tokenize + window only", tokenize_only),
+        ("open corpus, first batch", first_batch),
+        ("forward, stop at hook", stop_at_hook),
+        ("forward, full logits", full_forward),
+    )
     best: dict[str, tuple[float, float, int]] = {}
     for _ in range(repeats):  # interleaved, so a burst of outside load hits every row alike
         for name, run in runs:
@@ -107,18 +111,25 @@ def main() -> None:
     rows = bench(subject, args.hook, args.tokens, args.batch, args.repeats)
     by_name = {name: (wall, cpu) for name, wall, cpu, _ in rows}
     full_wall, full_cpu = by_name["forward, full logits"]
-    print(f"subject {subject.name}, hook {args.hook}, device {subject.device}, "
-          f"torch threads {torch.get_num_threads()}, batch {args.batch} windows of {subject.n_ctx} tokens, "
-          f"best of {args.repeats}")
+    print(
+        f"subject {subject.name}, hook {args.hook}, device {subject.device}, "
+        f"torch threads {torch.get_num_threads()}, batch {args.batch} windows of {subject.n_ctx} tokens, "
+        f"best of {args.repeats}"
+    )
     print(f"{'':26}{'tokens':>8}{'wall s':>8}{'tokens/s':>10}{'cpu s':>8}{'wall / full':>13}{'cpu / full':>12}")
     for name, wall, cpu, tokens in rows:
-        print(f"{name:26}{tokens:8d}{wall:8.2f}{tokens / wall:10.0f}{cpu:8.2f}"
-              f"{wall / full_wall:13.2f}{cpu / full_cpu:12.2f}")
+        print(
+            f"{name:26}{tokens:8d}{wall:8.2f}{tokens / wall:10.0f}{cpu:8.2f}"
+            f"{wall / full_wall:13.2f}{cpu / full_cpu:12.2f}"
+        )
     for clock, col in (("wall", 0), ("cpu", 1)):
-        stream, stop, full = (by_name[n][col] for n in ("stream_activations", "forward, stop at hook",
-                                                         "forward, full logits"))
-        print(f"{clock:>4}: stream_activations has {full / stream:.2f}x the throughput of the full forward "
-              f"and {stop / stream:.2f}x that of the forward stopping at the hook")
+        stream, stop, full = (
+            by_name[n][col] for n in ("stream_activations", "forward, stop at hook", "forward, full logits")
+        )
+        print(
+            f"{clock:>4}: stream_activations has {full / stream:.2f}x the throughput of the full forward "
+            f"and {stop / stream:.2f}x that of the forward stopping at the hook"
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ class Tally:
             self.scores.append(score.value)
         items = parse(explanation.text).items
         self.units += 1
-        self.classes += any(isinstance(i.target, ClassOf) or any(isinstance(c.target, ClassOf) for c in i.conditions) for i in items)
+        self.classes += any(
+            isinstance(i.target, ClassOf) or any(isinstance(c.target, ClassOf) for c in i.conditions) for i in items
+        )
         self.class_or_context += any(isinstance(i.target, ClassOf) or i.conditions for i in items)
         self.binding += bool(explanation.meta.get("binding"))
         self.coverage.append(simulator.parse_coverage(explanation.text))

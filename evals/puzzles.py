@@ -80,11 +80,15 @@ def main(argv: list[str] | None = None) -> None:
         mark = "ok  " if result.solved else "MISS"
         true = result.puzzle.true
         rivals = ", ".join(f"{result.scores[d]:.2f}" for d in result.puzzle.decoys)
-        print(f"{mark} {result.puzzle.name:28s} true {result.scores[true]:.2f} (coverage {result.coverage[true]:.2f}); decoys {rivals}")
+        print(
+            f"{mark} {result.puzzle.name:28s} true {result.scores[true]:.2f} (coverage {result.coverage[true]:.2f}); decoys {rivals}"
+        )
     coverages = [c for r in results for c in r.coverage.values()]
     solved = sum(r.solved for r in results)
     print(f"\nranked first: {solved}/{len(results)} = {solved / len(results):.0%}")
-    print(f"parse coverage over {len(coverages)} explanations: mean {sum(coverages) / len(coverages):.2f}, min {min(coverages):.2f}")
+    print(
+        f"parse coverage over {len(coverages)} explanations: mean {sum(coverages) / len(coverages):.2f}, min {min(coverages):.2f}"
+    )
 
 
 if __name__ == "__main__":

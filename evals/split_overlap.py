@@ -54,7 +54,9 @@ def main() -> None:
     for rule in ("index", "content"):
         is_score = in_score_split(tokens, ids, cfg.model_copy(update={"split_by": rule})).numpy()
         share = shared_fraction(stacked, is_score, args.run)
-        print(f"split by {rule:<8} score share {is_score.mean():.3f}; score-split runs also in the explain split: {share:.1%}")
+        print(
+            f"split by {rule:<8} score share {is_score.mean():.3f}; score-split runs also in the explain split: {share:.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,13 +41,17 @@ def run_config(out: Path, sae_seed: int, harvest_seed: int, first_harvest: Path,
         controls = ["shuffled", "density_matched_neurons", "random_directions"]
         if args.random_model and sae_seed == args.sae_seeds[0]:
             controls.append("random_model")
-    sae = SAESpec(train=DEMO_SAE.model_copy(update={"seed": sae_seed, "total_tokens": args.sae_tokens}), eval_tokens=50_000)
+    sae = SAESpec(
+        train=DEMO_SAE.model_copy(update={"seed": sae_seed, "total_tokens": args.sae_tokens}), eval_tokens=50_000
+    )
     if out != first_harvest:  # later harvests of the same SAE load it
         sae = SAESpec(path=str(first_harvest / "sae"), eval_tokens=50_000)
     return RunConfig(
         out=str(out),
         sae=sae,
-        harvest=HarvestConfig(n_tokens=args.harvest_tokens, hard_negative_tokens=args.harvest_tokens // 2, seed=harvest_seed),
+        harvest=HarvestConfig(
+            n_tokens=args.harvest_tokens, hard_negative_tokens=args.harvest_tokens // 2, seed=harvest_seed
+        ),
         units=UnitSelection(mode="random", n=args.features, seed=harvest_seed),
         label=LabelSpec(explainer="offline", simulator="offline", scorers=["simulation", "detection", "fuzzing"]),
         controls=ControlSpec(run=controls, n_units=256, harvest_tokens=args.harvest_tokens // 2, seed=sae_seed),
@@ -97,10 +101,14 @@ def main() -> None:
     parser.add_argument("--out", default="runs/validity", help="folder for the run folders and validity.json")
     parser.add_argument("--sae-seeds", default="0,1,2", help="comma list of SAE training seeds")
     parser.add_argument("--harvest-seeds", default="0,1", help="comma list of harvest seeds")
-    parser.add_argument("--sae-tokens", type=int, default=DEMO_SAE.total_tokens, help="SAE training tokens (the demo's)")
+    parser.add_argument(
+        "--sae-tokens", type=int, default=DEMO_SAE.total_tokens, help="SAE training tokens (the demo's)"
+    )
     parser.add_argument("--harvest-tokens", type=int, default=200_000, help="held-out tokens per harvest")
     parser.add_argument("--features", type=int, default=512, help="features labelled per run (all neurons are)")
-    parser.add_argument("--random-model", action="store_true", help="add the random-init model control (trains one more SAE)")
+    parser.add_argument(
+        "--random-model", action="store_true", help="add the random-init model control (trains one more SAE)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
     args.sae_seeds = [int(s) for s in args.sae_seeds.split(",")]
@@ -127,7 +135,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{len(rows)} runs ({len(args.sae_seeds)} SAE seeds x {len(args.harvest_seeds)} harvest seeds) in {result['minutes']} min")
+    print(
+        f"{len(rows)} runs ({len(args.sae_seeds)} SAE seeds x {len(args.harvest_seeds)} harvest seeds) in {result['minutes']} min"
+    )
     print(f"{'metric':<48} {'runs':>4} {'mean':>8} {'sd':>7} {'min':>8} {'max':>8}")
     for name, n, mean, sd, low, high in table:
         print(f"{name:<48} {n:>4} {mean:>8.3f} {sd:>7.3f} {low:>8.3f} {high:>8.3f}")

@@ -111,9 +111,7 @@ class _SelectedPreactivations(torch.autograd.Function):
     def backward(ctx, grad):
         x_c, W_enc, rows, cols = ctx.saved_tensors
         d_sae = W_enc.shape[1]
-        g_t = torch.sparse_coo_tensor(
-            torch.stack([cols, rows]), grad, (d_sae, x_c.shape[0]), check_invariants=False
-        )
+        g_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), grad, (d_sae, x_c.shape[0]), check_invariants=False)
         grad_W = torch.sparse.mm(g_t, x_c).t()  # [d_in, d_sae] with W_enc's (transposed) strides
         grad_b_enc = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
         grad_b_dec = -(W_enc @ grad_b_enc)
@@ -203,9 +201,7 @@ class SparseAutoencoder(nn.Module):
 
     def decode_sparse(self, code: SparseCode, bias: bool = True) -> torch.Tensor:
         """x̂ = f @ W_dec + b_dec (or f @ W_dec alone), reading only the active rows of W_dec."""
-        out = F.embedding_bag(
-            code.cols, self.W_dec.detach(), code.offsets(), mode="sum", per_sample_weights=code.vals
-        )
+        out = F.embedding_bag(code.cols, self.W_dec.detach(), code.offsets(), mode="sum", per_sample_weights=code.vals)
         out = _DecoderWeightGrad.apply(out, self.W_dec, code.rows, code.cols, code.vals.detach())
         return out + self.b_dec if bias else out
 

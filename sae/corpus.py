@@ -42,9 +42,7 @@ def select_split(docs: Iterable[Document], split: Split) -> Iterator[Document]:
 def stdlib_corpus() -> Iterator[Document]:
     """The standard library's .py files in sorted path order, then each pydoc topic as prose."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    paths = sorted(
-        p for p in root.rglob("*.py") if "site-packages" not in p.parts and "__pycache__" not in p.parts
-    )
+    paths = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and "__pycache__" not in p.parts)
     for path in paths:
         rel = path.relative_to(root).as_posix()
         try:
@@ -65,9 +63,7 @@ def _read_utf8(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise UserError(
-            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it or remove it"
-        ) from None
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it or remove it") from None
 
 
 def folder_corpus(folder: Path, pattern: str = "**/*.txt") -> Iterator[Document]:
@@ -107,7 +103,7 @@ def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train")
         raise UserError("hf: corpora need the `datasets` package: pip install datasets") from None
     try:
         ds = datasets.load_dataset(name, split=split, streaming=True)
-    except Exception as err:  # the hub raises many types; all mean "cannot load it here"
+    except Exception as err:  # noqa: BLE001 (the hub raises many types; all mean "cannot load it here")
         raise UserError(f"cannot load dataset {name!r}: {err}") from None
     for i, row in enumerate(ds):
         if text_field not in row:

@@ -126,7 +126,11 @@ class KindHarvester:
             self.hard[split].merge_slots(other.hard[split])
 
     def update(
-        self, acts: torch.Tensor, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
+        self,
+        acts: torch.Tensor,
+        tokens: torch.Tensor,
+        window_ids: torch.Tensor,
+        is_score: torch.Tensor,
         generator: torch.Generator,
     ) -> None:
         """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
@@ -162,8 +166,13 @@ class KindHarvester:
         self.triggers = torch.from_numpy(chosen).to(self.triggers.device)
 
     def update_hard(
-        self, acts: torch.Tensor, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
-        generator: torch.Generator, vocab_size: int,
+        self,
+        acts: torch.Tensor,
+        tokens: torch.Tensor,
+        window_ids: torch.Tensor,
+        is_score: torch.Tensor,
+        generator: torch.Generator,
+        vocab_size: int,
     ) -> None:
         """Second pass: keep a uniform sample of windows holding a trigger where the unit stays quiet."""
         n_windows, _, units = acts.shape
@@ -286,7 +295,7 @@ def _stats(h: KindHarvester, unit: int) -> UnitStats:
     seen = int(s.tokens_seen)
     active = int(s.active[unit])
     total = float(s.total[unit])
-    edges = (10 ** HIST_EDGES_LOG10).tolist()
+    edges = (10**HIST_EDGES_LOG10).tolist()
     return UnitStats(
         tokens_seen=seen,
         active_count=active,
@@ -320,8 +329,14 @@ def example_slice(acts: torch.Tensor, sampling: str, length: int | None, focus: 
 
 
 def _examples(
-    slots: WindowSlots, unit: int, order: list[int], split: ExampleSplit, sampling: str,
-    strings: list[str], length: int | None, quantiles: list[int | None] | None = None,
+    slots: WindowSlots,
+    unit: int,
+    order: list[int],
+    split: ExampleSplit,
+    sampling: str,
+    strings: list[str],
+    length: int | None,
+    quantiles: list[int | None] | None = None,
     triggers: set[int] | None = None,
 ) -> list[ActivationExample]:
     out = []
@@ -347,7 +362,9 @@ def _examples(
     return out
 
 
-def _quantile_order(slots: WindowSlots, unit: int, n_quantiles: int, per_quantile: int) -> tuple[list[int], list[int | None]]:
+def _quantile_order(
+    slots: WindowSlots, unit: int, n_quantiles: int, per_quantile: int
+) -> tuple[list[int], list[int | None]]:
     """Reservoir slots sorted by window max, cut into equal-count bands, `per_quantile` from each."""
     valid = (slots.window_id[unit] >= 0).nonzero().squeeze(1)
     if len(valid) == 0:

@@ -36,7 +36,7 @@ class WindowSlots:
     acts: torch.Tensor  # [U, K, ctx] float32
 
     @classmethod
-    def empty(cls, units: int, k: int, ctx: int, device: torch.device) -> "WindowSlots":
+    def empty(cls, units: int, k: int, ctx: int, device: torch.device) -> WindowSlots:
         return cls(
             key=torch.full((units, k), -torch.inf, device=device),
             window_id=torch.full((units, k), -1, dtype=torch.long, device=device),
@@ -64,7 +64,7 @@ class WindowSlots:
         kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
         # Per unit, evicted slots and winning candidates are equally many; nonzero() lists both in
         # row-major order, so the i-th winner goes into the i-th evicted slot.
-        evicted_rows, evicted_slots = (kept == 0).nonzero(as_tuple=True)
+        _, evicted_slots = (kept == 0).nonzero(as_tuple=True)
         new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
         cand = pick[new_rows, new_pos] - k
         units = changed[new_rows]
@@ -76,7 +76,7 @@ class WindowSlots:
         self.tokens[units, evicted_slots] = tokens.to(self.tokens.dtype)
         self.acts[units, evicted_slots] = acts.to(self.acts.dtype)
 
-    def merge_slots(self, other: "WindowSlots") -> None:
+    def merge_slots(self, other: WindowSlots) -> None:
         """Fold another shard's slots in (for sharded harvests)."""
         self.merge(other.key, other.window_id, lambda u, c: (other.tokens[u, c], other.acts[u, c]))
 
@@ -90,7 +90,7 @@ class UnitStatsState:
     hist: torch.Tensor  # [U, bins] int64
 
     @classmethod
-    def empty(cls, units: int, device: torch.device) -> "UnitStatsState":
+    def empty(cls, units: int, device: torch.device) -> UnitStatsState:
         return cls(
             tokens_seen=torch.zeros((), dtype=torch.long, device=device),
             active=torch.zeros(units, dtype=torch.long, device=device),
@@ -108,11 +108,9 @@ class UnitStatsState:
         tok, unit = (flat > 0).nonzero(as_tuple=True)
         edges = HIST_EDGES_LOG10.to(flat.device)
         bins = (torch.bucketize(flat[tok, unit].log10(), edges) - 1).clamp(0, len(edges) - 2)
-        self.hist.view(-1).index_add_(
-            0, unit * self.hist.shape[1] + bins, torch.ones_like(bins, dtype=torch.long)
-        )
+        self.hist.view(-1).index_add_(0, unit * self.hist.shape[1] + bins, torch.ones_like(bins, dtype=torch.long))
 
-    def merge(self, other: "UnitStatsState") -> None:
+    def merge(self, other: UnitStatsState) -> None:
         self.tokens_seen += other.tokens_seen
         self.active += other.active
         self.total += other.total
@@ -136,7 +134,7 @@ class HarvestState:
     @classmethod
     def empty(
         cls, units: int, ctx: int, device: torch.device, n_top: int, n_top_score: int, reservoir: int, silent: int
-    ) -> "HarvestState":
+    ) -> HarvestState:
         def split(top: int) -> SplitSlots:
             return SplitSlots(
                 WindowSlots.empty(units, top, ctx, device),
@@ -146,7 +144,7 @@ class HarvestState:
 
         return cls(UnitStatsState.empty(units, device), split(n_top), split(n_top_score))
 
-    def merge(self, other: "HarvestState") -> None:
+    def merge(self, other: HarvestState) -> None:
         self.stats.merge(other.stats)
         for name in ("explain", "score"):
             mine, theirs = getattr(self, name), getattr(other, name)

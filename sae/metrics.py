@@ -79,7 +79,7 @@ def evaluate_sae(
         spliced = acts.clone()
         spliced[keep.expand_as(acts)] = recon.reshape(-1).to(spliced.dtype)
         sae_logits, _ = subject.run_with_hook(tokens, hook, replace=spliced)
-        zero_logits, _ = subject.run_with_hook(tokens, hook, replace=lambda a: a * ~keep)
+        zero_logits, _ = subject.run_with_hook(tokens, hook, replace=lambda a, keep=keep: a * ~keep)
         ce["clean"] += float(_next_token_loss(clean_logits, tokens))
         ce["sae"] += float(_next_token_loss(sae_logits, tokens))
         ce["zero"] += float(_next_token_loss(zero_logits, tokens))

@@ -87,6 +87,4 @@ class UnitHarvest(BaseModel):
 
     def examples_for(self, split: ExampleSplit, *samplings: Sampling) -> list[ActivationExample]:
         """The examples of one split, optionally only those of the given samplings."""
-        return [
-            e for e in self.examples if e.split == split and (not samplings or e.sampling in samplings)
-        ]
+        return [e for e in self.examples if e.split == split and (not samplings or e.sampling in samplings)]

@@ -135,7 +135,12 @@ def load_sae(folder: Path, expected_d_in: int | None = None, device: str = "cpu"
         weights = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as err:  # truncated, empty or not safetensors at all
         raise UserError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file ({err})") from None
-    expected = {"W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_in), "b_enc": (cfg.d_sae,), "b_dec": (cfg.d_in,)}
+    expected = {
+        "W_enc": (cfg.d_in, cfg.d_sae),
+        "W_dec": (cfg.d_sae, cfg.d_in),
+        "b_enc": (cfg.d_sae,),
+        "b_dec": (cfg.d_in,),
+    }
     for name, shape in expected.items():
         if name not in weights:
             raise UserError(f"{folder / WEIGHTS_FILE} has no tensor {name!r}")

@@ -124,9 +124,7 @@ def topk_loss(
     return loss, code, fvu.detach()
 
 
-def relu_l1_loss(
-    sae: SparseAutoencoder, x: torch.Tensor, l1: float
-) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
+def relu_l1_loss(sae: SparseAutoencoder, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
     """(loss, the batch's code, its FVU)."""
     f = torch.relu(sae.preactivations(x))
     recon = sae.decode(f)
@@ -138,9 +136,7 @@ def relu_l1_loss(
 
 
 @torch.no_grad()
-def resample_dead(
-    sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x: torch.Tensor, seed: int
-) -> int:
+def resample_dead(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x: torch.Tensor, seed: int) -> int:
     """Re-point dead features at inputs the SAE reconstructs worst (probability ∝ loss²)."""
     dead_idx = dead.nonzero().squeeze(1)
     if len(dead_idx) == 0:
@@ -187,8 +183,13 @@ def make_optimizer(sae: SparseAutoencoder, cfg: SAETrainConfig) -> torch.optim.A
 
 
 def training_step(
-    sae: SparseAutoencoder, opt: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig,
-    step: int, bf16: bool = False,
+    sae: SparseAutoencoder,
+    opt: torch.optim.Adam,
+    x: torch.Tensor,
+    dead: torch.Tensor,
+    cfg: SAETrainConfig,
+    step: int,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
     """One optimizer step on a scaled batch x [batch, d_in]; returns (loss, the batch's code, its FVU)."""
     for group in opt.param_groups:
@@ -222,8 +223,14 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     d_in = subject.hook_width(hook)
     sae_cfg = SAEConfig(
-        architecture=cfg.architecture, d_in=d_in, d_sae=cfg.d_sae, k=cfg.k,
-        model_name=subject.name, hook_name=hook, context_size=cfg.context, dataset_path=cfg.corpus,
+        architecture=cfg.architecture,
+        d_in=d_in,
+        d_sae=cfg.d_sae,
+        k=cfg.k,
+        model_name=subject.name,
+        hook_name=hook,
+        context_size=cfg.context,
+        dataset_path=cfg.corpus,
     )
     sae = SparseAutoencoder(sae_cfg).to(device)
     opt = make_optimizer(sae, cfg)
@@ -276,22 +283,37 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
         fvu_ema = fvu if fvu_ema is None else 0.95 * fvu_ema + 0.05 * fvu
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", L0=f"{l0_ema:.1f}", fvu=f"{fvu_ema:.3f}",
-                        dead=f"{float(dead.float().mean()):.3f}")
+        bar.set_postfix(
+            loss=f"{loss.item():.4f}",
+            L0=f"{l0_ema:.1f}",
+            fvu=f"{fvu_ema:.3f}",
+            dead=f"{float(dead.float().mean()):.3f}",
+        )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(ckpt_path, {
-                "config": cfg.model_dump(), "sae": sae.state_dict(), "optimizer": opt.state_dict(),
-                "step": step, "scale": scale, "windows_consumed": buffer.windows_consumed,
-                "tokens_since_fired": tokens_since_fired,
-            })
+            _save_checkpoint(
+                ckpt_path,
+                {
+                    "config": cfg.model_dump(),
+                    "sae": sae.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "scale": scale,
+                    "windows_consumed": buffer.windows_consumed,
+                    "tokens_since_fired": tokens_since_fired,
+                },
+            )
     bar.close()
     if step < cfg.steps:
         raise UserError(f"the corpus ran out after {step} of {cfg.steps} steps; lower --tokens")
     summary = {
-        "steps": step, "tokens": step * cfg.batch_size, "seconds_this_run": round(time.time() - started, 1),
-        "final_l0": l0_ema, "final_fvu": fvu_ema,
+        "steps": step,
+        "tokens": step * cfg.batch_size,
+        "seconds_this_run": round(time.time() - started, 1),
+        "final_l0": l0_ema,
+        "final_fvu": fvu_ema,
         "dead_fraction_train": float((tokens_since_fired > cfg.dead_after_tokens).float().mean()),
-        "input_scale": scale, "train_config": cfg.model_dump(),
+        "input_scale": scale,
+        "train_config": cfg.model_dump(),
     }
     save_sae(sae, out_dir, input_scale=scale, training=summary)
     return summary
@@ -305,7 +327,11 @@ def _training_batches(
     while True:
         docs = select_split(open_corpus(cfg.corpus), "train")
         stream = stream_activations(
-            subject, docs, hook, batch_size=cfg.subject_batch_size, ctx=cfg.context,
+            subject,
+            docs,
+            hook,
+            batch_size=cfg.subject_batch_size,
+            ctx=cfg.context,
             skip_windows=start_window if first_pass else 0,
         )
         produced = False

@@ -21,6 +21,7 @@ def fake_llm_server() -> Iterator[FakeLLMServer]:
 
 # --- the sae/ package: the shipped built-in subject model, loaded once per test session ---------
 
+
 @pytest.fixture(scope="session")
 def subject():
     """The built-in subject model (sae/data/subject) on CPU; tests must not modify it."""
@@ -30,6 +31,7 @@ def subject():
 
 
 # --- a Hugging Face model from a local folder (the path real users take with GPT-2, Pythia...) ----
+
 
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -42,7 +44,9 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(hf_texts(), trainer=trainer)

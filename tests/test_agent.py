@@ -139,7 +139,9 @@ def traced(subject, planted, vocab, corpus):
     runs = []
     for unit, harvest in zip(units, harvests):
         initial = OfflineExplainer().explain_now(harvest).text
-        traces = [driver.run(harvest, initial, Prober(subject, HOOK, planted_unit(unit, vocab), vocab, 30)) for _ in range(2)]
+        traces = [
+            driver.run(harvest, initial, Prober(subject, HOOK, planted_unit(unit, vocab), vocab, 30)) for _ in range(2)
+        ]
         runs.append((unit, traces))
     return runs
 

@@ -85,11 +85,23 @@ def test_llm_driver_calls_tools_in_both_wire_formats_and_stores_the_trace(db, dr
     assert len(bodies) == 2 * len(SCRIPT)  # the two conversations ran side by side (--concurrency 4)
     last = max(bodies, key=turns)
     if driver.startswith("openai"):
-        assert {t["function"]["name"] for t in last["tools"]} == {"run_texts", "search_corpus", "edit_window", "revise", "finish"}
+        assert {t["function"]["name"] for t in last["tools"]} == {
+            "run_texts",
+            "search_corpus",
+            "edit_window",
+            "revise",
+            "finish",
+        }
         results = [m for m in last["messages"] if m["role"] == "tool"]
     else:
         assert {t["name"] for t in last["tools"]} == {"run_texts", "search_corpus", "edit_window", "revise", "finish"}
-        results = [b for m in last["messages"] if isinstance(m["content"], list) for b in m["content"] if b.get("type") == "tool_result"]
+        results = [
+            b
+            for m in last["messages"]
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "tool_result"
+        ]
     assert len(results) == len(SCRIPT) - 1
     activations = json.loads(results[0]["content"])
     assert [pair[0] for pair in activations[0]][:2] == ["x", " ="]  # tokens with the unit's activations

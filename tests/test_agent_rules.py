@@ -9,7 +9,27 @@ from autointerp.agent.render import read_clauses, render
 from autointerp.agent.rules import Clause, Contexts, Hypothesis, Vocab, execute
 from autointerp.simulators.offline import OfflineSimulator
 
-CODE = ["\n", "def", " f", "(", "x", "):", "\n   ", " y", " =", ' "', "a", " b", '"', "  #", " note", " x", "\n", "x", " x"]
+CODE = [
+    "\n",
+    "def",
+    " f",
+    "(",
+    "x",
+    "):",
+    "\n   ",
+    " y",
+    " =",
+    ' "',
+    "a",
+    " b",
+    '"',
+    "  #",
+    " note",
+    " x",
+    "\n",
+    "x",
+    " x",
+]
 VOCAB = Vocab(sorted(set(CODE) | {" A", " B", " C", " z", "don", "'", "t"}))
 
 
@@ -78,7 +98,9 @@ def test_every_condition_is_written_in_plain_english():
         'fires on " A" among the first 8 tokens (exact tokens)',
         'fires on " A" when it repeats, more strongly each time (exact tokens)',
     ]
-    mixed = Hypothesis(clauses=[Clause(token=" B", strength=0.35), Clause(token=" A"), Clause(token=" C", strength=0.2)])
+    mixed = Hypothesis(
+        clauses=[Clause(token=" B", strength=0.35), Clause(token=" A"), Clause(token=" C", strength=0.2)]
+    )
     assert render(mixed) == 'fires on " A"; moderately on " B"; weakly on " C" (exact tokens)'
     assert render(Hypothesis()) == "fires on nothing in particular"
 
@@ -120,4 +142,7 @@ def test_read_clauses_reads_what_an_explanation_says_fires():
         Clause(token="x", strength=0.7),
     ]
     # a condition no rule has leaves the token firing always; an unknown context token, too
-    assert read_clauses('" A" inside brackets; " B" right after " Z"', vocab) == [Clause(token=" A"), Clause(token=" B")]
+    assert read_clauses('" A" inside brackets; " B" right after " Z"', vocab) == [
+        Clause(token=" A"),
+        Clause(token=" B"),
+    ]

@@ -18,7 +18,9 @@ BUILTIN_WIDTH = 512  # blocks.0.mlp.act of the built-in subject model
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def assert_refused(root: Path, args: list[str], *needles: str) -> None:

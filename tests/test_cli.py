@@ -18,8 +18,13 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     inherited = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
     full_env = {**inherited, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "autointerp.cli", *args], capture_output=True, text=True,
-        env=full_env, cwd=cwd or REPO, timeout=300,
+        [sys.executable, "-m", "autointerp.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=300,
+        check=False,
     )
 
 

@@ -118,8 +118,14 @@ def test_latest_explanation_and_its_score_count():
     newer = Explanation(unit_kind="neuron", unit_index=0, text="newer", explainer=EXPLAINER, settings_hash="v2")
     neuron.explanations.append(newer)
     neuron.scores.append(
-        Score(unit_kind="neuron", unit_index=0, explanation_settings_hash="v2", scorer="simulation",
-              simulator="offline", value=-0.75)
+        Score(
+            unit_kind="neuron",
+            unit_index=0,
+            explanation_settings_hash="v2",
+            scorer="simulation",
+            simulator="offline",
+            value=-0.75,
+        )
     )
     report = compare(entries, n_resamples=100)
     assert -0.75 in report.neurons.values
@@ -142,10 +148,26 @@ def test_a_kind_without_scores_is_a_clear_error():
 def _add_llm_explanation(entry, model: str, value: float, simulator: str = "offline") -> None:
     h = entry.harvest
     settings = f"llm-{model}-{h.kind}-{h.index}"
-    entry.explanations.append(Explanation(unit_kind=h.kind, unit_index=h.index, text=f"by {model}",
-                                          explainer="llm", model=model, settings_hash=settings))
-    entry.scores.append(Score(unit_kind=h.kind, unit_index=h.index, explanation_settings_hash=settings,
-                              scorer="simulation", simulator=simulator, value=value))
+    entry.explanations.append(
+        Explanation(
+            unit_kind=h.kind,
+            unit_index=h.index,
+            text=f"by {model}",
+            explainer="llm",
+            model=model,
+            settings_hash=settings,
+        )
+    )
+    entry.scores.append(
+        Score(
+            unit_kind=h.kind,
+            unit_index=h.index,
+            explanation_settings_hash=settings,
+            scorer="simulation",
+            simulator=simulator,
+            value=value,
+        )
+    )
 
 
 def test_unknown_or_ambiguous_explainer_is_a_clear_error():
@@ -173,9 +195,16 @@ def test_scores_from_several_simulators_are_never_mixed():
     entries = make_catalog(n_neurons=3, n_features=3)
     for e in entries:
         h = e.harvest
-        e.scores.append(Score(unit_kind=h.kind, unit_index=h.index,
-                              explanation_settings_hash=e.explanations[0].settings_hash,
-                              scorer="simulation", simulator="openai:gpt-4o-mini", value=-0.5))
+        e.scores.append(
+            Score(
+                unit_kind=h.kind,
+                unit_index=h.index,
+                explanation_settings_hash=e.explanations[0].settings_hash,
+                scorer="simulation",
+                simulator="openai:gpt-4o-mini",
+                value=-0.5,
+            )
+        )
     with pytest.raises(UserError, match="several simulators"):
         compare(entries)
     report = compare(entries, simulator="openai:gpt-4o-mini", n_resamples=50)
@@ -188,9 +217,16 @@ def test_scorer_missing_for_one_kind_is_skipped_with_reason():
     entries = make_catalog(n_neurons=3, n_features=3)
     for e in entries:
         if e.harvest.kind == "feature":
-            e.scores.append(Score(unit_kind="feature", unit_index=e.harvest.index,
-                                  explanation_settings_hash=e.explanations[0].settings_hash,
-                                  scorer="embedding", simulator="offline", value=0.5))
+            e.scores.append(
+                Score(
+                    unit_kind="feature",
+                    unit_index=e.harvest.index,
+                    explanation_settings_hash=e.explanations[0].settings_hash,
+                    scorer="embedding",
+                    simulator="offline",
+                    value=0.5,
+                )
+            )
     report = compare(entries, n_resamples=50)
     assert "embedding" not in report.by_scorer
     assert "No neuron" in report.skipped_scorers["embedding"]

@@ -76,7 +76,9 @@ def test_folder_corpus_reads_matching_files_in_sorted_order(tmp_path: Path) -> N
     (tmp_path / "notes.md").write_text("not matched", encoding="utf-8")
     docs = list(open_corpus(str(tmp_path)))
     assert [(d.id, d.text) for d in docs] == [
-        ("file:a.txt", "first"), ("file:b.txt", "second"), ("file:sub/c.txt", "third — ünïcode"),
+        ("file:a.txt", "first"),
+        ("file:b.txt", "second"),
+        ("file:sub/c.txt", "third — ünïcode"),
     ]
     md = list(open_corpus(CorpusSpec(source=str(tmp_path), pattern="*.md")))
     assert [d.id for d in md] == ["file:notes.md"]
@@ -99,7 +101,9 @@ def test_jsonl_corpus_uses_ids_when_given(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n")
     docs = list(open_corpus(str(path)))
     assert [(d.id, d.text) for d in docs] == [
-        ("alpha", "x = 1"), ("docs.jsonl:2", "no id here"), ("7", "numeric id"),
+        ("alpha", "x = 1"),
+        ("docs.jsonl:2", "no id here"),
+        ("7", "numeric id"),
     ]
 
 

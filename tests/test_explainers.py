@@ -46,7 +46,9 @@ def test_offline_explainer_names_the_planted_triggers(unit: PlantedUnit) -> None
     explanation = OfflineExplainer().explain_now(planted_harvest(unit))
     for trigger in unit.triggers:
         assert quote(trigger) in explanation.text
-    parsed = {(_text(item.target), tuple(_text(c.target) for c in item.conditions)) for item in parse(explanation.text).items}
+    parsed = {
+        (_text(item.target), tuple(_text(c.target) for c in item.conditions)) for item in parse(explanation.text).items
+    }
     for trigger, required in unit.context.items():
         assert (trigger, (required,)) in parsed, explanation.text
     assert explanation.explainer == "offline-ngram" and explanation.model is None
@@ -104,7 +106,9 @@ def test_offline_explainer_names_a_class_when_the_triggers_share_one() -> None:
 
 
 def test_explanations_read_back_as_the_items_found() -> None:
-    harvest = planted_harvest(PlantedUnit(index=8, triggers={f" {n}": 5.0 for n in range(1, 6)} | {" river": 2.0}, context={" river": " the"}))
+    harvest = planted_harvest(
+        PlantedUnit(index=8, triggers={f" {n}": 5.0 for n in range(1, 6)} | {" river": 2.0}, context={" river": " the"})
+    )
     found = find_patterns(harvest, OfflineExplainerConfig())
     parsed = {(item.target, item.conditions) for item in parse(describe_patterns(found.patterns)).items}
     assert {(p.item.target, p.item.conditions) for p in found.patterns} <= parsed
@@ -112,7 +116,9 @@ def test_explanations_read_back_as_the_items_found() -> None:
 
 
 def test_word_budget_is_the_same_for_every_kind_and_recorded() -> None:
-    triggers = {w: 6.0 - 0.4 * i for i, w in enumerate([" house", " water", " tree", " stone", " road", " city", " paper"])}
+    triggers = {
+        w: 6.0 - 0.4 * i for i, w in enumerate([" house", " water", " tree", " stone", " road", " city", " paper"])
+    }
     for kind in ("neuron", "feature"):
         harvest = planted_harvest(PlantedUnit(index=9, triggers=triggers, kind=kind))
         roomy = OfflineExplainer().explain_now(harvest)
@@ -149,8 +155,8 @@ def test_tokens_with_quotes_and_newlines_round_trip() -> None:
     ("reply", "expected"),
     [
         ('Explanation: fires on " God" and " Lord"', 'fires on " God" and " Lord"'),
-        ('Sure! Here is my answer.\n\nExplanation: month names\n\nThis is because...', "month names"),
-        ("**Explanation:** the word \"bank\"", 'the word "bank"'),
+        ("Sure! Here is my answer.\n\nExplanation: month names\n\nThis is because...", "month names"),
+        ('**Explanation:** the word "bank"', 'the word "bank"'),
         ('"references to rivers"', "references to rivers"),
         ('" God" and " Lord"', '" God" and " Lord"'),  # quotes that belong to the text stay
         ("Here's the explanation:\nclosing brackets in code", "closing brackets in code"),

@@ -122,8 +122,15 @@ def test_neuronpedia_rejects_duplicate_units(tmp_path):
 def test_export_catalog_writes_every_format(tmp_path):
     paths = export_catalog(make_catalog(), tmp_path)
     assert set(paths) == {"jsonl", "neuronpedia", "report", "html"}
-    for name in ("catalog.jsonl", "report.json", "report.md", "score_distributions.png",
-                 "neuronpedia/features.json", "html/index.html", "html/units/feature-0.html"):
+    for name in (
+        "catalog.jsonl",
+        "report.json",
+        "report.md",
+        "score_distributions.png",
+        "neuronpedia/features.json",
+        "html/index.html",
+        "html/units/feature-0.html",
+    ):
         assert (tmp_path / name).is_file(), name
     assert "Features score higher" in (tmp_path / "html" / "index.html").read_text()
 
@@ -149,14 +156,22 @@ def test_thousands_of_units_export(tmp_path):
     assert len(read_jsonl(paths["jsonl"])) == 2000
     index = paths["html"].read_text()
     start = index.index('id="unit-data">') + len('id="unit-data">')
-    rows = json.loads(index[start:index.index("</script>", start)])
+    rows = json.loads(index[start : index.index("</script>", start)])
     assert len(rows) == 2000 and {r[0] for r in rows} == {"neuron", "feature"}
 
 
 def test_explanation_model_falls_back_to_explainer_name(tmp_path):
     entry = make_catalog(n_neurons=1, n_features=1)[1]
-    entry.explanations.append(Explanation(unit_kind="feature", unit_index=0, text="second", explainer="llm",
-                                          model="anthropic:claude", settings_hash="s2"))
+    entry.explanations.append(
+        Explanation(
+            unit_kind="feature",
+            unit_index=0,
+            text="second",
+            explainer="llm",
+            model="anthropic:claude",
+            settings_hash="s2",
+        )
+    )
     write_neuronpedia([entry], tmp_path)
     names = [e["explanationModelName"] for e in read_neuronpedia(tmp_path)["explanations"]]
     assert names == [entry.explanations[0].explainer, "anthropic:claude"]

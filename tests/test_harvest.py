@@ -13,8 +13,18 @@ import torch
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
 from sae.harvest import (
-    HarvestConfig, KindHarvester, column_subset, content_in_score_split, example_slice, harvest, harvest_units,
-    hook_neurons, in_score_split, sae_features, unit_records, window_in_score_split,
+    HarvestConfig,
+    KindHarvester,
+    column_subset,
+    content_in_score_split,
+    example_slice,
+    harvest,
+    harvest_units,
+    hook_neurons,
+    in_score_split,
+    sae_features,
+    unit_records,
+    window_in_score_split,
 )
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
 from sae.logit_effects import logit_effects
@@ -23,8 +33,18 @@ from sae.subject.models import BUILTIN_HOOK, SubjectModel
 
 N_TOKENS = 64 * 160
 CFG = HarvestConfig(
-    n_tokens=N_TOKENS, batch_size=32, n_top=5, n_top_score=4, reservoir=6, n_quantiles=3, per_quantile_explain=1,
-    per_quantile_score=1, n_random=4, n_silent=3, example_length=None, seed=0,
+    n_tokens=N_TOKENS,
+    batch_size=32,
+    n_top=5,
+    n_top_score=4,
+    reservoir=6,
+    n_quantiles=3,
+    per_quantile_explain=1,
+    per_quantile_score=1,
+    n_random=4,
+    n_silent=3,
+    example_length=None,
+    seed=0,
 )
 
 
@@ -285,8 +305,11 @@ def test_merging_two_halves_equals_one_pass(dense: Dense, kind: str) -> None:
     acts = dense.acts[kind][..., :MERGE_UNITS]
     for split in ("explain", "score"):
         for slot_field in fields(getattr(one_pass.state, split)):
-            _same_slots(getattr(getattr(first.state, split), slot_field.name),
-                        getattr(getattr(one_pass.state, split), slot_field.name), acts)
+            _same_slots(
+                getattr(getattr(first.state, split), slot_field.name),
+                getattr(getattr(one_pass.state, split), slot_field.name),
+                acts,
+            )
         _same_slots(first.random[split], one_pass.random[split], acts)
 
 

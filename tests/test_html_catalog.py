@@ -6,9 +6,8 @@ tests skip with the reason when they are missing. The escaping checks on the wri
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -38,10 +37,15 @@ def _hostile_catalog():
     feature = next(e for e in entries if e.harvest.kind == "feature" and e.harvest.index == 2)
     feature.explanations[0].text = "quotes like " + PAYLOADS[1] + " and " + PAYLOADS[2]
     feature.harvest.promoted_tokens.append(TokenWeight(token=PAYLOADS[3], weight=3.0))
-    tokens = ["x", " =", " \""] + PAYLOADS + ["\n", "end"]
+    tokens = ["x", " =", ' "'] + PAYLOADS + ["\n", "end"]
     feature.harvest.examples.append(
-        ActivationExample(window_id=999_999, tokens=tokens, activations=[0.0, 0.0, 0.0, 9.0, 8.0, 7.0, 6.0, 1.0, 0.0],
-                          split="explain", sampling="top")
+        ActivationExample(
+            window_id=999_999,
+            tokens=tokens,
+            activations=[0.0, 0.0, 0.0, 9.0, 8.0, 7.0, 6.0, 1.0, 0.0],
+            split="explain",
+            sampling="top",
+        )
     )
     feature.source = "builtin/" + PAYLOADS[0]
     neuron = next(e for e in entries if e.harvest.kind == "neuron" and e.harvest.index == 1)
@@ -113,9 +117,18 @@ def browser():
     profile = tempfile.mkdtemp(prefix="autointerp-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", "--window-size=1280,1600"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(flag)
     options.unhandled_prompt_behavior = "ignore"  # leave alerts open so the test can see them
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -92,7 +92,11 @@ def test_llm_pipeline_through_the_fake_server(store: CatalogStore, fake_llm_serv
 
     def stages() -> tuple:
         client = make_llm_client(
-            "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, ledger=store.ledger, concurrency=4, retry=FAST
+            "openai:gpt-4o-mini",
+            base_url=fake_llm_server.openai_base_url,
+            ledger=store.ledger,
+            concurrency=4,
+            retry=FAST,
         )
         explainer, simulator = LLMExplainer(client), LLMSimulator(client)
         explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=4, progress=False))
@@ -133,7 +137,9 @@ def test_llm_pipeline_through_the_fake_server(store: CatalogStore, fake_llm_serv
     assert (explained.skipped, scored.skipped) == (6, 6)
 
 
-def test_spent_budget_stops_the_stage_and_keeps_finished_work(store: CatalogStore, fake_llm_server: FakeLLMServer) -> None:
+def test_spent_budget_stops_the_stage_and_keeps_finished_work(
+    store: CatalogStore, fake_llm_server: FakeLLMServer
+) -> None:
     fake_llm_server.responder = SimulatingResponder()
     prices = {"gpt-4o-mini": {"input": 0.0, "output": 1_000_000.0}}  # $1 per completion token
 
@@ -162,7 +168,9 @@ def test_spent_budget_stops_the_stage_and_keeps_finished_work(store: CatalogStor
 
 def test_units_can_be_chosen_and_bad_choices_are_user_errors(store: CatalogStore) -> None:
     explainer = OfflineExplainer()
-    report = asyncio.run(explain_units(store, SOURCE, [("feature", 2), ("feature", 2), ("feature", 0)], explainer, progress=False))
+    report = asyncio.run(
+        explain_units(store, SOURCE, [("feature", 2), ("feature", 2), ("feature", 0)], explainer, progress=False)
+    )
     assert report.units == 2 and {e.unit_index for e in store.explanations(SOURCE)} == {0, 2}
     with pytest.raises(UserError, match="feature:99"):
         asyncio.run(explain_units(store, SOURCE, [("feature", 99)], explainer, progress=False))

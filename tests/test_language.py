@@ -150,7 +150,11 @@ def test_token_classes(name: str, tokens: list[str], expected: list[bool]) -> No
 
 def test_every_class_has_a_name_the_parser_reads_back() -> None:
     for name, token_class in CLASSES.items():
-        item = Item(AnyToken(), 10.0, (Condition("at", ClassOf((name,))),)) if token_class.positional else Item(ClassOf((name,)), 10.0)
+        item = (
+            Item(AnyToken(), 10.0, (Condition("at", ClassOf((name,))),))
+            if token_class.positional
+            else Item(ClassOf((name,)), 10.0)
+        )
         assert parse(describe_item(item)).items == (item,), name
         where = "at" if token_class.positional else "after"
         narrowed = Item(Literal(" x", exact=True), 10.0, (Condition(where, ClassOf((name,))),))
@@ -328,7 +332,7 @@ def test_new_conditions_are_written_and_read_back() -> None:
     [
         '"x" within 3 tokens after "a"',
         '"b" within 2 tokens before "a"',
-        'any token among the first 3 tokens',
+        "any token among the first 3 tokens",
         '"x" when it repeats, more strongly each time',
         'numbers, but not right after "a"; weakly on "b" (after "x")',
     ],

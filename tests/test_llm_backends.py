@@ -112,9 +112,7 @@ def test_reasoning_models_get_no_logprobs_or_temperature_and_room_to_reason(fake
 
 def test_openai_compatible_server_needs_no_key(fake_llm_server: FakeLLMServer, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
-    client = make_llm_client(
-        "openai-compatible:llama3", base_url=fake_llm_server.openai_base_url, retry=FAST
-    )
+    client = make_llm_client("openai-compatible:llama3", base_url=fake_llm_server.openai_base_url, retry=FAST)
     response = run(client.complete(user("hello")))
     assert response.text == "echo: hello" and response.cost_usd == 0.0
     sent = fake_llm_server.requests[0]
@@ -123,7 +121,9 @@ def test_openai_compatible_server_needs_no_key(fake_llm_server: FakeLLMServer, m
 
 
 def test_anthropic_system_prompt_text_and_cost(fake_llm_server: FakeLLMServer) -> None:
-    fake_llm_server.responder = lambda body, api: FakeReply("a feature for commas", prompt_tokens=200, completion_tokens=5)
+    fake_llm_server.responder = lambda body, api: FakeReply(
+        "a feature for commas", prompt_tokens=200, completion_tokens=5
+    )
     client = anthropic_client(fake_llm_server)
     response = run(client.complete(user("explain", system="You explain neurons.", logprobs=True)))
 
@@ -295,7 +295,9 @@ def test_client_survives_several_event_loops(fake_llm_server) -> None:
 # ---- configuration and keys ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "variable"), [("openai:gpt-4o", "OPENAI_API_KEY"), ("anthropic:claude-haiku-4-5", "ANTHROPIC_API_KEY")])
+@pytest.mark.parametrize(
+    ("spec", "variable"), [("openai:gpt-4o", "OPENAI_API_KEY"), ("anthropic:claude-haiku-4-5", "ANTHROPIC_API_KEY")]
+)
 def test_missing_key_names_the_variable(monkeypatch, spec, variable) -> None:
     monkeypatch.delenv(variable)
     with pytest.raises(MissingAPIKeyError, match=variable) as info:

@@ -147,7 +147,9 @@ def test_a_killed_run_repays_only_what_had_no_recorded_answer(tmp_path) -> None:
 
 @pytest.mark.parametrize(("api", "reason"), [("openai", "length"), ("anthropic", "max_tokens")])
 def test_a_cut_off_explanation_is_a_failure_and_not_cached(fake_llm_server, ledger, api, reason) -> None:
-    fake_llm_server.responder = lambda body, wire: FakeReply('Explanation: {"explanation": "the tok', finish_reason=reason)
+    fake_llm_server.responder = lambda body, wire: FakeReply(
+        'Explanation: {"explanation": "the tok', finish_reason=reason
+    )
     client = client_for(fake_llm_server, api, ledger=ledger)
     explainer = LLMExplainer(client)
     harvest = planted_harvest(planted_units(1)[0])
@@ -268,7 +270,9 @@ def test_only_line_end_numbers_are_kept_from_logprobs(fake_llm_server, ledger) -
     text = "".join(t.token for t in tokens) + ', "bytes": [1, 2] stays text'
     tokens.append(FakeToken(', "bytes": [1, 2] stays text', -0.1, [("x", -0.1)] * 20))
     fake_llm_server.responder = lambda body, wire: FakeReply(text=text, logprobs=tokens)
-    response = run(client_for(fake_llm_server, "openai", ledger=ledger).complete(ask("sim", logprobs=True, top_logprobs=20)))
+    response = run(
+        client_for(fake_llm_server, "openai", ledger=ledger).complete(ask("sim", logprobs=True, top_logprobs=20))
+    )
     assert response.text == text  # the cut-out "bytes" fields are never message text
     assert len(response.line_end_numbers) == 40  # the numbers ending lines; not the line indices
     assert set(response.line_end_numbers.values()) == {5.0}  # uniform over 0..10
@@ -276,14 +280,18 @@ def test_only_line_end_numbers_are_kept_from_logprobs(fake_llm_server, ledger) -
     assert size <= 5000
 
 
-LOOKUP = ToolSpec(name="lookup", description="Find a word.", parameters={"type": "object", "properties": {"word": {"type": "string"}}})
+LOOKUP = ToolSpec(
+    name="lookup", description="Find a word.", parameters={"type": "object", "properties": {"word": {"type": "string"}}}
+)
 
 
 @pytest.mark.parametrize("api", APIS)
 def test_tool_calls_round_trip_in_both_wire_formats_and_replay_from_the_cache(api, ledger) -> None:
     def responder(body: dict, wire: str) -> FakeReply:
         answered = any(m["role"] == "assistant" for m in body["messages"])
-        return FakeReply(text="done" if answered else "", tool_calls=None if answered else [("lookup", {"word": "cat"})])
+        return FakeReply(
+            text="done" if answered else "", tool_calls=None if answered else [("lookup", {"word": "cat"})]
+        )
 
     with FakeLLMServer(responder=responder) as server:
         client = client_for(server, api, ledger=ledger)
@@ -302,11 +310,18 @@ def test_tool_calls_round_trip_in_both_wire_formats_and_replay_from_the_cache(ap
     call_id = called.tool_calls[0].id
     if api == "openai":
         assert bodies[0]["tools"] == [{"type": "function", "function": LOOKUP.model_dump()}]
-        assert bodies[1]["messages"][1]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": '{"word": "cat"}'}
+        assert bodies[1]["messages"][1]["tool_calls"][0]["function"] == {
+            "name": "lookup",
+            "arguments": '{"word": "cat"}',
+        }
         assert bodies[1]["messages"][2] == {"role": "tool", "tool_call_id": call_id, "content": "a small animal"}
     else:
-        assert bodies[0]["tools"] == [{"name": "lookup", "description": "Find a word.", "input_schema": LOOKUP.parameters}]
-        assert bodies[1]["messages"][1]["content"] == [{"type": "tool_use", "id": call_id, "name": "lookup", "input": {"word": "cat"}}]
+        assert bodies[0]["tools"] == [
+            {"name": "lookup", "description": "Find a word.", "input_schema": LOOKUP.parameters}
+        ]
+        assert bodies[1]["messages"][1]["content"] == [
+            {"type": "tool_use", "id": call_id, "name": "lookup", "input": {"word": "cat"}}
+        ]
         assert bodies[1]["messages"][2] == {
             "role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "a small animal"}]
         }  # fmt: skip

@@ -41,7 +41,7 @@ def test_unknown_model_costs_zero_and_warns_once(caplog) -> None:
 
 def test_price_files_json_and_toml(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text('{"gpt-4o": {"input": 1.0, "output": 2.0}}')
-    (tmp_path / "p.toml").write_text('[my-model]\ninput = 0.5\noutput = 1.5\n')
+    (tmp_path / "p.toml").write_text("[my-model]\ninput = 0.5\noutput = 1.5\n")
     assert load_prices(tmp_path / "p.json")["gpt-4o"].input == 1.0
     from_toml = load_prices(str(tmp_path / "p.toml"))
     assert from_toml["my-model"].output == 1.5 and "gpt-4o-mini" in from_toml  # defaults kept

@@ -89,13 +89,37 @@ def test_llm_explanations_are_scored_offline_without_the_key(tmp_path, monkeypat
     assert main(["harvest", "--db", db, "--tokens", "3000", "--top", "6"]) == 0
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     with FakeLLMServer(SimulatingResponder()) as server:
-        explain = ["explain", "--db", db, "--kinds", "neuron", "--units", "first:3",
-                   "--explainer", "anthropic:claude-test", "--base-url", server.anthropic_base_url]
+        explain = [
+            "explain",
+            "--db",
+            db,
+            "--kinds",
+            "neuron",
+            "--units",
+            "first:3",
+            "--explainer",
+            "anthropic:claude-test",
+            "--base-url",
+            server.anthropic_base_url,
+        ]
         assert main(explain) == 0
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     capsys.readouterr()
-    score = ["score", "--db", db, "--kinds", "neuron", "--units", "first:3", "--scorers", "simulation",
-             "--explainer", "anthropic:claude-test", "--simulator", "offline"]
+    score = [
+        "score",
+        "--db",
+        db,
+        "--kinds",
+        "neuron",
+        "--units",
+        "first:3",
+        "--scorers",
+        "simulation",
+        "--explainer",
+        "anthropic:claude-test",
+        "--simulator",
+        "offline",
+    ]
     assert main(score) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["written"] == 3 and report["not_explained"] == 0
@@ -118,8 +142,23 @@ def test_a_dead_server_ends_the_stage_with_one_error(tmp_path, keys, capsys):
     with FakeLLMServer() as server:
         dead = server.openai_base_url  # the port is closed once the server stops
     started = time.monotonic()
-    code = main(["explain", "--db", db, "--kinds", "feature", "--explainer", "openai:gpt-4o-mini",
-                 "--base-url", dead, "--max-attempts", "2", "--timeout", "2"])
+    code = main(
+        [
+            "explain",
+            "--db",
+            db,
+            "--kinds",
+            "feature",
+            "--explainer",
+            "openai:gpt-4o-mini",
+            "--base-url",
+            dead,
+            "--max-attempts",
+            "2",
+            "--timeout",
+            "2",
+        ]
+    )
     assert code == 2 and time.monotonic() - started < 30
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "cannot reach" in err
@@ -134,14 +173,53 @@ def test_explainer_and_simulator_on_their_own_servers_with_their_own_keys(tmp_pa
     monkeypatch.setenv("SIMULATOR_KEY", "sk-simulator-key-0123456789")
     db = planted_catalog(tmp_path, units=2)
     with FakeLLMServer(SimulatingResponder()) as hosted, FakeLLMServer(SimulatingResponder()) as local:
-        assert main(["explain", "--db", db, "--kinds", "feature", "--explainer", "anthropic:claude-test",
-                     "--explainer-base-url", hosted.url + "/v1", "--explainer-key-env", "EXPLAINER_KEY",
-                     "--base-url", local.openai_base_url]) == 0
+        assert (
+            main(
+                [
+                    "explain",
+                    "--db",
+                    db,
+                    "--kinds",
+                    "feature",
+                    "--explainer",
+                    "anthropic:claude-test",
+                    "--explainer-base-url",
+                    hosted.url + "/v1",
+                    "--explainer-key-env",
+                    "EXPLAINER_KEY",
+                    "--base-url",
+                    local.openai_base_url,
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
-        assert main(["score", "--db", db, "--kinds", "feature", "--scorers", "detection",
-                     "--explainer", "anthropic:claude-test", "--simulator", "openai:gpt-4o-mini",
-                     "--simulator-base-url", local.openai_base_url, "--simulator-key-env", "SIMULATOR_KEY",
-                     "--prices", str(_prices(tmp_path)), "--max-cost", "5"]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "--db",
+                    db,
+                    "--kinds",
+                    "feature",
+                    "--scorers",
+                    "detection",
+                    "--explainer",
+                    "anthropic:claude-test",
+                    "--simulator",
+                    "openai:gpt-4o-mini",
+                    "--simulator-base-url",
+                    local.openai_base_url,
+                    "--simulator-key-env",
+                    "SIMULATOR_KEY",
+                    "--prices",
+                    str(_prices(tmp_path)),
+                    "--max-cost",
+                    "5",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["written"] == 2
         assert {r.api for r in hosted.requests} == {"anthropic"} and {r.api for r in local.requests} == {"openai"}
         assert "sk-explainer-key-0123456789" in " ".join(hosted.requests[0].headers.values())

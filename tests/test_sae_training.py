@@ -29,8 +29,16 @@ EVAL_TOKENS = 1024
 def small_config(steps: int, **changes) -> SAETrainConfig:
     """Tiny but real settings: 128-token batches from a 1024-token shuffling buffer."""
     base = {
-        "d_sae": 256, "k": 16, "batch_size": 128, "total_tokens": 128 * steps, "buffer_tokens": 1024,
-        "subject_batch_size": 8, "checkpoint_every": 4, "dead_after_tokens": 2000, "aux_k": 64, "lr": 4e-3,
+        "d_sae": 256,
+        "k": 16,
+        "batch_size": 128,
+        "total_tokens": 128 * steps,
+        "buffer_tokens": 1024,
+        "subject_batch_size": 8,
+        "checkpoint_every": 4,
+        "dead_after_tokens": 2000,
+        "aux_k": 64,
+        "lr": 4e-3,
     }
     return SAETrainConfig(**{**base, **changes})
 

@@ -48,11 +48,21 @@ def write_folder(folder: Path, cfg: dict, weights: dict[str, torch.Tensor]) -> P
 
 def v6_cfg(architecture: str, **extra) -> dict:
     return {
-        "architecture": architecture, "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "device": "cpu",
-        "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
+        "architecture": architecture,
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
         "metadata": {
-            "model_name": "gpt2-small", "hook_name": "blocks.3.hook_mlp_out", "context_size": 128,
-            "dataset_path": "monology/pile-uncopyrighted", "prepend_bos": True, "sae_lens_version": "6.5.0",
+            "model_name": "gpt2-small",
+            "hook_name": "blocks.3.hook_mlp_out",
+            "context_size": 128,
+            "dataset_path": "monology/pile-uncopyrighted",
+            "prepend_bos": True,
+            "sae_lens_version": "6.5.0",
         },
         **extra,
     }
@@ -86,8 +96,14 @@ def assert_encodes(sae: SparseAutoencoder, x: torch.Tensor, expected_f: torch.Te
 def our_sae(architecture: str) -> SparseAutoencoder:
     torch.manual_seed(2)
     cfg = SAEConfig(
-        architecture=architecture, d_in=D_IN, d_sae=D_SAE, k=K, model_name="builtin",
-        hook_name="blocks.0.mlp.act", context_size=64, dataset_path="stdlib",
+        architecture=architecture,
+        d_in=D_IN,
+        d_sae=D_SAE,
+        k=K,
+        model_name="builtin",
+        hook_name="blocks.0.mlp.act",
+        context_size=64,
+        dataset_path="stdlib",
     )
     sae = SparseAutoencoder(cfg)
     with torch.no_grad():
@@ -171,10 +187,19 @@ def test_v6_jumprelu_folder(tmp_path: Path) -> None:
 def test_legacy_flat_topk_folder(tmp_path: Path) -> None:
     w = random_weights()
     cfg = {
-        "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "device": "cpu", "model_name": "pythia-70m-deduped",
-        "hook_name": "blocks.3.hook_resid_post", "hook_layer": 3, "context_size": 1024,
-        "dataset_path": "EleutherAI/the_pile_deduplicated", "activation_fn_str": "topk",
-        "activation_fn_kwargs": {"k": 3}, "apply_b_dec_to_input": True, "sae_lens_training_version": "3.13.0",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "model_name": "pythia-70m-deduped",
+        "hook_name": "blocks.3.hook_resid_post",
+        "hook_layer": 3,
+        "context_size": 1024,
+        "dataset_path": "EleutherAI/the_pile_deduplicated",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 3},
+        "apply_b_dec_to_input": True,
+        "sae_lens_training_version": "3.13.0",
     }
     sae = load_sae(write_folder(tmp_path, cfg, w), expected_d_in=D_IN)
     x = raw_inputs()
@@ -182,7 +207,9 @@ def test_legacy_flat_topk_folder(tmp_path: Path) -> None:
     assert_encodes(sae, x, f, saelens_decode(f, w))
     assert sae.cfg.architecture == "topk" and sae.cfg.k == 3
     assert (sae.cfg.model_name, sae.cfg.hook_name, sae.cfg.context_size) == (
-        "pythia-70m-deduped", "blocks.3.hook_resid_post", 1024,
+        "pythia-70m-deduped",
+        "blocks.3.hook_resid_post",
+        1024,
     )
 
 
@@ -190,8 +217,13 @@ def test_legacy_flat_relu_folder_with_hook_point(tmp_path: Path) -> None:
     """The oldest configs name the hook `hook_point` and have no `architecture`: a ReLU SAE."""
     w = random_weights()
     cfg = {
-        "d_in": D_IN, "d_sae": D_SAE, "model_name": "gpt2-small", "hook_point": "blocks.8.hook_resid_pre",
-        "hook_point_layer": 8, "context_size": 128, "activation_fn_str": "relu",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "model_name": "gpt2-small",
+        "hook_point": "blocks.8.hook_resid_pre",
+        "hook_point_layer": 8,
+        "context_size": 128,
+        "activation_fn_str": "relu",
     }
     sae = load_sae(write_folder(tmp_path, cfg, w))
     x = raw_inputs()

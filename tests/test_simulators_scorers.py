@@ -42,7 +42,9 @@ def explanations_for(unit_index: int):
 
 
 def test_offline_wording_parses_back_exactly() -> None:
-    text = 'fires most strongly on " God" (after " of"); strongly on " Lord" and any token after " the"; weakly on "\\n"'
+    text = (
+        'fires most strongly on " God" (after " of"); strongly on " Lord" and any token after " the"; weakly on "\\n"'
+    )
     assert parse(text).items == (
         Item(Literal(" God"), 10.0, (Condition("after", Literal(" of")),)),
         Item(Literal(" Lord"), 7.0),
@@ -180,7 +182,7 @@ def test_logprob_expected_value_at_the_number_positions() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["0\t\" a\"\t4\n", '0\t" a"\t4\n0\t" a"\t3\n1\t" b"\t1', '0\t" a"\t40\n1\t" b"\t1', "no numbers at all"],
+    ['0\t" a"\t4\n', '0\t" a"\t4\n0\t" a"\t3\n1\t" b"\t1', '0\t" a"\t40\n1\t" b"\t1', "no numbers at all"],
 )
 def test_malformed_number_lines_are_rejected(text: str) -> None:
     with pytest.raises(MalformedAnswer):
@@ -200,7 +202,9 @@ def test_malformed_simulator_output_is_retried_then_a_failed_score(fake_llm_serv
     fake_llm_server.responder = lambda body, wire: "I cannot do that."
     simulator = LLMSimulator(_client(fake_llm_server, api), LLMSimulatorConfig(max_retries=2))
     harvest, right, _ = explanations_for(0)
-    one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1] + harvest.examples_for("score", "random")[:1]})
+    one_example = harvest.model_copy(
+        update={"examples": harvest.examples_for("score", "top")[:1] + harvest.examples_for("score", "random")[:1]}
+    )
     score = asyncio.run(score_simulation(one_example, right, simulator))
     assert score.failed and score.value is None and score.details == []
     assert "malformed simulation answer after 3 attempts" in score.error
@@ -225,7 +229,7 @@ def test_simulator_settings_separate_models_and_prompts(fake_llm_server: FakeLLM
     anthropic_sim = LLMSimulator(_client(fake_llm_server, "anthropic"))
     assert openai_sim.settings != anthropic_sim.settings
     assert "simulate_v1" in openai_sim.settings["prompts"] and "simulate_json_v1" in anthropic_sim.settings["prompts"]
-    harvest, right, _ = explanations_for(0)
+    _, right, _ = explanations_for(0)
     assert isinstance(right, Explanation)
 
 
@@ -236,7 +240,9 @@ def test_unusable_answers_are_not_replayed_from_the_cache(fake_llm_server: FakeL
 
     store = open_store(tmp_path / "cache.db")
     fake_llm_server.responder = lambda body, wire: "I cannot do that."
-    client = make_llm_client("openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, ledger=store.ledger)
+    client = make_llm_client(
+        "openai:gpt-4o-mini", base_url=fake_llm_server.openai_base_url, retry=FAST, timeout=10, ledger=store.ledger
+    )
     simulator = LLMSimulator(client, LLMSimulatorConfig(max_retries=1))
     harvest, right, _ = explanations_for(0)
     one_example = harvest.model_copy(update={"examples": harvest.examples_for("score", "top")[:1]})

@@ -14,8 +14,8 @@ from sae.corpus import Document, open_corpus, select_split
 from sae.errors import UserError
 from sae.logit_effects import logit_effects
 from sae.streaming import stream_activations, token_batches
-from tests.conftest import hf_texts
 from sae.subject.models import BUILTIN_HOOK, SubjectModel, load_builtin, load_subject
+from tests.conftest import hf_texts
 
 GPT2_HOOK = "transformer.h.0.mlp.act"
 
@@ -144,7 +144,7 @@ def test_hf_model_streams_the_hooked_module_output(gpt2: SubjectModel) -> None:
     for batch in batches:
         assert batch.tokens.shape[1] == 32 and batch.activations.shape == (*batch.tokens.shape, 128)
         captured = []
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        handle = module.register_forward_hook(lambda _m, _i, out, captured=captured: captured.append(out))
         try:
             gpt2.model(input_ids=batch.tokens)
         finally:

@@ -120,7 +120,10 @@ def test_random_init_subject_has_the_architecture_but_not_the_weights(subject: S
         assert param.shape == trained[name].shape
     assert not torch.allclose(random_model.model.state_dict()["embed.weight"], trained["embed.weight"])
     tokens = torch.randint(0, 4000, (2, 16))
-    assert random_model.activations(tokens, "blocks.0.mlp.act").shape == subject.activations(tokens, "blocks.0.mlp.act").shape
+    assert (
+        random_model.activations(tokens, "blocks.0.mlp.act").shape
+        == subject.activations(tokens, "blocks.0.mlp.act").shape
+    )
     with pytest.raises(UserError, match="built-in"):
         random_init_subject(SubjectModel("gpt2", subject.model, subject.tokenizer, 64, subject.logits_fn), 0)
 
@@ -143,7 +146,10 @@ def test_fuzzing_marks_one_token_per_window_for_dense_and_sparse_units() -> None
             Recording.seen.extend(examples)
             return await super().fuzz(explanation, examples)
 
-    for unit in (PlantedUnit(index=1, triggers={" river": 5.0}, noise_rate=0.9), PlantedUnit(index=2, triggers={" river": 5.0})):
+    for unit in (
+        PlantedUnit(index=1, triggers={" river": 5.0}, noise_rate=0.9),
+        PlantedUnit(index=2, triggers={" river": 5.0}),
+    ):
         harvest = planted_harvest(unit)
         explanation = OfflineExplainer().explain_now(harvest)
         Recording.seen = []
@@ -157,7 +163,10 @@ def test_grid_valued_scores_get_a_ci_from_their_examples() -> None:
     scores = []
     for unit in range(40):  # every unit answers 9 of 10 right: the value sits on a 0.05 grid
         details = [ExampleScore(window_id=i, sampling="top", predicted=1.0, actual=1.0, correct=True) for i in range(5)]
-        details += [ExampleScore(window_id=5 + i, sampling="random", predicted=float(i == 0), actual=0.0, correct=i != 0) for i in range(5)]
+        details += [
+            ExampleScore(window_id=5 + i, sampling="random", predicted=float(i == 0), actual=0.0, correct=i != 0)
+            for i in range(5)
+        ]
         scores.append(Score(unit_kind="feature", unit_index=unit, explanation_settings_hash="e", scorer="detection",
                             simulator="offline", value=0.9, details=details))  # fmt: skip
     values = [s.value for s in scores]

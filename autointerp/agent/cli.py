@@ -51,11 +51,17 @@ def add_agent_commands(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--units", default="first:10", help="all, first:N, random:N or list:I,J,...")
     agent.add_argument("--seed", type=int, default=0, help="for --units random:N")
     agent.add_argument("--budget", type=int, default=40, help="subject-model calls per unit")
-    agent.add_argument("--driver", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+    agent.add_argument(
+        "--driver", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL"
+    )
     agent.add_argument("--base-url", default=None, help="LLM drivers: base URL of the server")
     agent.add_argument("--rounds", type=int, default=12, help="LLM drivers: model turns per unit")
-    agent.add_argument("--max-cost", type=float, default=None,
-                       help="LLM drivers: USD cap on the catalog's LLM spend (earlier runs count); stops cleanly")
+    agent.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        help="LLM drivers: USD cap on the catalog's LLM spend (earlier runs count); stops cleanly",
+    )
     agent.add_argument("--concurrency", type=int, default=4, help="LLM drivers: conversations in flight")
     agent.add_argument("--device", default="cpu")
     agent.set_defaults(func=cmd_agent)

@@ -128,8 +128,13 @@ def _score(predicted: list[list[float]], actual: list[list[float]], threshold: f
 
 
 def explanation_probes(
-    rule: Hypothesis, corpus: CorpusWindows, snippets: SnippetTokens, vocab: Vocab, key: str,
-    per_clause: int = 3, max_clauses: int = 4,
+    rule: Hypothesis,
+    corpus: CorpusWindows,
+    snippets: SnippetTokens,
+    vocab: Vocab,
+    key: str,
+    per_clause: int = 3,
+    max_clauses: int = 4,
 ) -> list[Probe]:
     """For each of the rule's strongest clauses: texts where it says the unit fires (its token where
     its condition holds) and near-misses where it says the unit stays silent (the condition broken,
@@ -164,7 +169,13 @@ def _fitting(clause: Clause, token: int, base: list[int], at: int, snippets: Sni
 
 
 def _breaking(
-    clause: Clause, token: int, misses: list[int], base: list[int], at: int, snippets: SnippetTokens, vocab: Vocab,
+    clause: Clause,
+    token: int,
+    misses: list[int],
+    base: list[int],
+    at: int,
+    snippets: SnippetTokens,
+    vocab: Vocab,
     rng: random.Random,
 ) -> Probe:
     cond = clause.condition

@@ -85,14 +85,20 @@ class LLMDriver:
                     final = str(args.get("explanation") or current)
                 elif call.name == "revise" and args.get("explanation"):
                     new = str(args["explanation"])
-                    revisions.append(Revision(calls=prober.calls, before=current, after=new, reason=str(args.get("reason", ""))))
+                    revisions.append(
+                        Revision(calls=prober.calls, before=current, after=new, reason=str(args.get("reason", "")))
+                    )
                     current = new
                 async with self.tool_lock:
                     result = await asyncio.to_thread(session.call, call.name, args)
                 results.append(ChatMessage(role="tool", tool_call_id=call.id, content=result))
             if final is not None:
                 break
-            messages = [*messages, ChatMessage(role="assistant", content=reply.text, tool_calls=reply.tool_calls), *results]
+            messages = [
+                *messages,
+                ChatMessage(role="assistant", content=reply.text, tool_calls=reply.tool_calls),
+                *results,
+            ]
         final = final or current
         if final != current:
             revisions.append(Revision(calls=prober.calls, before=current, after=final, reason="final answer"))
@@ -122,7 +128,10 @@ class _Session:
         if name == "run_texts":
             texts = [str(t) for t in args["texts"]][:8]
             limit = self.prober.subject.n_ctx  # longer texts are cut to what the model reads
-            tokens = [seq[:limit] or [self.prober.subject.tokenizer.bos_id] for seq in self.prober.subject.tokenizer.encode_batch(texts)]
+            tokens = [
+                seq[:limit] or [self.prober.subject.tokenizer.bos_id]
+                for seq in self.prober.subject.tokenizer.encode_batch(texts)
+            ]
             acts = self.prober.run(tokens, "text from the model")
             return [_pairs([vocab.strings[t] for t in seq], a) for seq, a in zip(tokens, acts)]
         if name == "search_corpus":
@@ -130,7 +139,9 @@ class _Session:
             return ["".join(vocab.strings[t] for t in w) for w in self.windows]
         if name == "edit_window":
             new = self.prober.subject.tokenizer.encode_batch([str(args.get("text", ""))])[0]
-            seq = edit(self.windows[int(args["window"])], args["op"], int(args["position"]), new, int(args.get("count", 1)))
+            seq = edit(
+                self.windows[int(args["window"])], args["op"], int(args["position"]), new, int(args.get("count", 1))
+            )
             seq = seq[: self.prober.subject.n_ctx]
             values = self.prober.run([seq], "edited corpus window")[0]
             return _pairs([vocab.strings[t] for t in seq], values)

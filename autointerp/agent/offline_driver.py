@@ -77,7 +77,9 @@ class OfflineDriver:
     def for_subject(
         cls, subject: SubjectModel, corpus: CorpusWindows, config: OfflineAgentConfig | None = None
     ) -> OfflineDriver:
-        return cls(corpus.vocab, corpus, SnippetTokens(subject.tokenizer, AGENT_SNIPPETS), config or OfflineAgentConfig())
+        return cls(
+            corpus.vocab, corpus, SnippetTokens(subject.tokenizer, AGENT_SNIPPETS), config or OfflineAgentConfig()
+        )
 
     def run(self, harvest: UnitHarvest, explanation: str, prober: Prober) -> AgentTrace:
         return _Session(self, harvest, explanation, prober).run()
@@ -150,7 +152,9 @@ class _Session:
                 order.append(s)
         return [t for t in order if t in self.vocab.ids][: self.cfg.max_triggers]
 
-    def _preceders(self, firing: list[_Occurrence], silent: list[_Occurrence], token: int) -> tuple[list[int], list[int]]:
+    def _preceders(
+        self, firing: list[_Occurrence], silent: list[_Occurrence], token: int
+    ) -> tuple[list[int], list[int]]:
         """Candidate tokens for "after" (near firing occurrences more than silent ones) and for
         "not after" (right before silent occurrences more than firing ones)."""
 
@@ -248,7 +252,12 @@ class _Session:
             for i in range(len(candidates)):
                 errors[i] += predicted[i][choice] != fired
             verdict = "fired" if fired else "stayed silent"
-            self._adopt(token, candidates[errors.index(min(errors))], fired_values, f"{token!r} {verdict} ({value:.2f}) when {probe.purpose}")
+            self._adopt(
+                token,
+                candidates[errors.index(min(errors))],
+                fired_values,
+                f"{token!r} {verdict} ({value:.2f}) when {probe.purpose}",
+            )
             if fired:
                 fired_at = probe
         if token in self.clauses and fired_at is not None:
@@ -273,11 +282,15 @@ class _Session:
         before = render(self.hypothesis()) if self.clauses else self.initial
         old = self.clauses.pop(token, None)
         if clause is not None:
-            strength = sum(fired_values) / len(fired_values) / self.top if fired_values else (old.strength if old else 1.0)
+            strength = (
+                sum(fired_values) / len(fired_values) / self.top if fired_values else (old.strength if old else 1.0)
+            )
             self.clauses[token] = clause.model_copy(update={"strength": round(min(1.0, strength), 3)})
         after = render(self.hypothesis())
         changed = (old is None) != (clause is None) or (
-            old is not None and clause is not None and old.model_copy(update={"strength": 1}) != clause.model_copy(update={"strength": 1})
+            old is not None
+            and clause is not None
+            and old.model_copy(update={"strength": 1}) != clause.model_copy(update={"strength": 1})
         )
         if changed:
             self.revisions.append(Revision(calls=self.prober.calls, before=before, after=after, reason=reason))

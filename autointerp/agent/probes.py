@@ -62,9 +62,7 @@ class BudgetSpent(Exception):
 class Prober:
     """Runs token sequences through the subject model for one unit, counting each as one call."""
 
-    def __init__(
-        self, subject: SubjectModel, hook: str, unit: UnitActivations, vocab: Vocab, budget: int
-    ) -> None:
+    def __init__(self, subject: SubjectModel, hook: str, unit: UnitActivations, vocab: Vocab, budget: int) -> None:
         self.subject, self.hook, self.unit, self.vocab = subject, hook, unit, vocab
         self.budget = budget
         self.calls = 0
@@ -75,7 +73,9 @@ class Prober:
         return self.budget - self.calls
 
     def run(
-        self, sequences: Sequence[Sequence[int]], purposes: Sequence[str] | str = "probe",
+        self,
+        sequences: Sequence[Sequence[int]],
+        purposes: Sequence[str] | str = "probe",
         targets: Sequence[int | None] | None = None,
     ) -> list[list[float]]:
         """The unit's activation at every token of each sequence (at most the model's context)."""
@@ -91,7 +91,9 @@ class Prober:
         targets = list(targets) if targets is not None else [None] * len(sequences)
         for seq, acts, purpose, target in zip(sequences, out, purposes, targets):
             self.log.append(
-                ProbeRecord(purpose=purpose, tokens=[self.vocab.strings[t] for t in seq], activations=acts, target=target)
+                ProbeRecord(
+                    purpose=purpose, tokens=[self.vocab.strings[t] for t in seq], activations=acts, target=target
+                )
             )
         return out
 
@@ -115,11 +117,19 @@ class CorpusWindows:
     stride-th window so a few hundred windows still span many documents."""
 
     def __init__(
-        self, subject: SubjectModel, corpus: str = "stdlib", split: Split = "train", count: int = 400,
-        stride: int = 7, offset: int = 0, ctx: int = 64,
+        self,
+        subject: SubjectModel,
+        corpus: str = "stdlib",
+        split: Split = "train",
+        count: int = 400,
+        stride: int = 7,
+        offset: int = 0,
+        ctx: int = 64,
     ) -> None:
         docs = select_split(open_corpus(corpus), split)
-        windows = itertools.islice(token_windows(docs, subject.tokenizer, min(ctx, subject.n_ctx)), offset, None, stride)
+        windows = itertools.islice(
+            token_windows(docs, subject.tokenizer, min(ctx, subject.n_ctx)), offset, None, stride
+        )
         self.windows = np.stack(list(itertools.islice(windows, count)))
         self.vocab = Vocab(subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size)))
         self.texts = ["".join(self.vocab.strings[t] for t in row) for row in self.windows.tolist()]
@@ -144,7 +154,10 @@ class CorpusWindows:
 
 
 def edit(
-    tokens: Sequence[int], op: Literal["replace", "delete", "insert"], position: int, new: Sequence[int] = (),
+    tokens: Sequence[int],
+    op: Literal["replace", "delete", "insert"],
+    position: int,
+    new: Sequence[int] = (),
     count: int = 1,
 ) -> list[int]:
     """`tokens` with `count` tokens at `position` replaced by `new`, deleted, or `new` inserted there."""

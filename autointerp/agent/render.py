@@ -40,7 +40,8 @@ def _clause(c: Clause) -> str:
     other = json.dumps(c.other or "", ensure_ascii=False)
     phrases = {
         "always": token,
-        "after": f"{token} right after {other}" if c.within == 1
+        "after": f"{token} right after {other}"
+        if c.within == 1
         else f"{token} when {other} is among the {c.within} tokens before it",
         "not_after": f"{token}, but not right after {other}",
         "in_string": f"{token} inside a string",

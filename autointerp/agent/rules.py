@@ -89,10 +89,13 @@ class Contexts:
     """Per-position context flags [W, T] of a batch of token ids (see the module docstring)."""
 
     def __init__(self, tokens: torch.Tensor, vocab: Vocab) -> None:
-        views = [TokenView(tuple(vocab.strings[t] for t in row)) for row in tokens.reshape(-1, tokens.shape[-1]).tolist()]
+        views = [
+            TokenView(tuple(vocab.strings[t] for t in row)) for row in tokens.reshape(-1, tokens.shape[-1]).tolist()
+        ]
         self.flags: dict[str, torch.Tensor] = {
-            name: torch.tensor(np.stack([view.mask(place) for view in views]), dtype=torch.bool, device=tokens.device)
-            .reshape(tokens.shape)
+            name: torch.tensor(
+                np.stack([view.mask(place) for view in views]), dtype=torch.bool, device=tokens.device
+            ).reshape(tokens.shape)
             for name, place in CONTEXT_CLASSES.items()
         }
 
@@ -122,9 +125,7 @@ def _shifted(mask: torch.Tensor, by: int) -> torch.Tensor:
     return out
 
 
-def _clause_activations(
-    clause: Clause, tokens: torch.Tensor, vocab: Vocab, contexts: Contexts | None
-) -> torch.Tensor:
+def _clause_activations(clause: Clause, tokens: torch.Tensor, vocab: Vocab, contexts: Contexts | None) -> torch.Tensor:
     hit = _is(clause.token, tokens, vocab)
     cond = clause.condition
     if cond == "after" or cond == "not_after":

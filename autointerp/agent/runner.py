@@ -66,7 +66,9 @@ class AgentSpec(BaseModel):
     def _known_driver(cls, driver: str) -> str:
         provider, _, model = driver.partition(":")
         if driver != DRIVER_NAME and (provider not in LLM_PROVIDERS or not model):
-            raise ValueError(f"driver {driver!r}: use offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL")
+            raise ValueError(
+                f"driver {driver!r}: use offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL"
+            )
         return driver
 
 
@@ -96,7 +98,9 @@ def plant(store: CatalogStore, n_units: int, seed: int, cfg: HarvestConfig, devi
     return source
 
 
-def _unit_activations(config: dict, kind: UnitKind, index: int, subject: SubjectModel, hook: str, vocab: Vocab, sae_cache: dict) -> UnitActivations:
+def _unit_activations(
+    config: dict, kind: UnitKind, index: int, subject: SubjectModel, hook: str, vocab: Vocab, sae_cache: dict
+) -> UnitActivations:
     if "planted" in config:
         units = [PlantedUnit.model_validate(u) for u in config["planted"]]
         return planted_unit(units[index], vocab)
@@ -140,7 +144,11 @@ class _Units:
         harvest = self.store.get_unit(self.source, kind, index)
         if harvest is None:
             raise UserError(f"{kind} {index} is not in source {self.source!r}")
-        stored = [e for e in self.store.explanations(self.source, kind, index) if e.explainer == EXPLAINER_NAME and not e.failed]
+        stored = [
+            e
+            for e in self.store.explanations(self.source, kind, index)
+            if e.explainer == EXPLAINER_NAME and not e.failed
+        ]
         initial = stored[0].text if stored else self.explainer.explain_now(harvest).text
         unit = _unit_activations(self.config, kind, index, self.subject, self.hook, self.corpus.vocab, self.sae_cache)
         return harvest, initial, Prober(self.subject, self.hook, unit, self.corpus.vocab, self.spec.budget)

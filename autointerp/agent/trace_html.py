@@ -37,7 +37,9 @@ def agent_trace_section(traces: list[dict]) -> str:
                 f"<mark>{escape(tok)}</mark>" if i == p.target else escape(tok) for i, tok in enumerate(p.tokens)
             )
             value = p.activations[p.target] if p.target is not None else max(p.activations, default=0.0)
-            out.append(f'<tr><td>{escape(p.purpose)}</td><td><code>{tokens}</code></td><td class="num">{value:.3f}</td></tr>')
+            out.append(
+                f'<tr><td>{escape(p.purpose)}</td><td><code>{tokens}</code></td><td class="num">{value:.3f}</td></tr>'
+            )
         out.append("</tbody></table></details>")
     out.append("</section>")
     return "".join(out)

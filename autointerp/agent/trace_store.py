@@ -68,7 +68,8 @@ class TraceStore:
 
     def has(self, source: str, kind: UnitKind, index: int, driver: str, budget: int) -> bool:
         row = self.db.execute(
-            f"SELECT 1 FROM agent_traces WHERE ({_KEY_COLUMNS}) = (?, ?, ?, ?, ?)", [source, kind, index, driver, budget]
+            f"SELECT 1 FROM agent_traces WHERE ({_KEY_COLUMNS}) = (?, ?, ?, ?, ?)",
+            [source, kind, index, driver, budget],
         ).fetchone()
         return row is not None
 

@@ -123,10 +123,15 @@ class LLMExplainer:
             messages = [
                 *messages,
                 ChatMessage(role="assistant", content=raw or "(empty)"),
-                ChatMessage(role="user", content="No explanation found in that reply. Reply with one line: Explanation: <your explanation>"),
+                ChatMessage(
+                    role="user",
+                    content="No explanation found in that reply. Reply with one line: Explanation: <your explanation>",
+                ),
             ]
         forget_unusable(self.client, sent)
-        raise ExplainerError(f"{self.model}: no explanation in the reply after {1 + self.config.max_retries} attempts", usage, raw)
+        raise ExplainerError(
+            f"{self.model}: no explanation in the reply after {1 + self.config.max_retries} attempts", usage, raw
+        )
 
 
 def discretise(activations: list[float], peak: float) -> list[int]:

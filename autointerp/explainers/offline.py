@@ -97,9 +97,7 @@ class OfflineExplainer:
 
     def __init__(self, config: OfflineExplainerConfig | None = None):
         self.config = config or OfflineExplainerConfig()
-        self.settings_hash = settings_hash(
-            {"explainer": self.name, "version": 3, "params": self.config.model_dump()}
-        )
+        self.settings_hash = settings_hash({"explainer": self.name, "version": 3, "params": self.config.model_dump()})
 
     async def explain(self, harvest: UnitHarvest) -> Explanation:
         return self.explain_now(harvest)
@@ -226,7 +224,9 @@ class _Family:
         if self.ids is None:
             return self.masks @ weights  # type: ignore[operator]
         if self.ids.ndim == 2:
-            return np.bincount(self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size)
+            return np.bincount(
+                self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size
+            )
         return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
 
 
@@ -266,7 +266,9 @@ class _Positions:
         }
         blocked = {"token": np.zeros(len(vocab), dtype=bool)}
         if config.use_context:
-            families["prev"] = _Family(prev_ids, None, len(prevs), lambda i, s: Item(AnyToken(), s, (after(str(prevs[i])),)))
+            families["prev"] = _Family(
+                prev_ids, None, len(prevs), lambda i, s: Item(AnyToken(), s, (after(str(prevs[i])),))
+            )
             families["pair"] = _Family(
                 pair_ids, None, len(pairs),
                 lambda i, s: Item(exact(int(pairs[i]) % len(vocab)), s, (after(str(prevs[int(pairs[i]) // len(vocab)])),)),
@@ -284,7 +286,10 @@ class _Positions:
                 shifted[:, 1:] = masks[:, :-1]
                 shifted[:, firsts] = False
                 families["prevclass"] = _Family(
-                    None, shifted, len(names), lambda i, s: Item(AnyToken(), s, (Condition("after", ClassOf((names[i],))),))
+                    None,
+                    shifted,
+                    len(names),
+                    lambda i, s: Item(AnyToken(), s, (Condition("after", ClassOf((names[i],))),)),
                 )
                 blocked["prevclass"] = np.array([n in _PLACES for n in names])
                 # a token after a class of tokens ('" self" (after indentation)') or in a place
@@ -336,9 +341,7 @@ def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_su
     firing = (positions.acts > 0).astype(np.float64)
     ones = np.ones_like(firing)
     counts = {f: fam.totals(ones) for f, fam in positions.families.items()}
-    allowed = {
-        f: (fam.totals(firing) >= min_support) & ~positions.blocked[f] for f, fam in positions.families.items()
-    }
+    allowed = {f: (fam.totals(firing) >= min_support) & ~positions.blocked[f] for f, fam in positions.families.items()}
     # Centred: the simulator's "0" for unmentioned tokens stands for the unit's typical activation,
     # so patterns must explain deviations from the mean. (For sparse units the mean is ~0 anyway;
     # for dense ones this stops frequent tokens that are merely average from winning on mass.)

@@ -101,9 +101,9 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 def _page_head(title: str, css_href: str) -> str:
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{_e(title)}</title><link rel=\"stylesheet\" href=\"{css_href}\"></head>\n<body><main>\n"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{_e(title)}</title><link rel="stylesheet" href="{css_href}"></head>\n<body><main>\n'
     )
 
 
@@ -201,9 +201,7 @@ def page_names(entries: Sequence[CatalogEntry]) -> list[str]:
     taken: dict[str, int] = defaultdict(int)
     for name in plain:
         taken[name] += 1
-    names = [
-        name if taken[name] == 1 else f"{_slug(e.source)}--{name}" for name, e in zip(plain, entries)
-    ]
+    names = [name if taken[name] == 1 else f"{_slug(e.source)}--{name}" for name, e in zip(plain, entries)]
     seen: set[str] = set()
     for name, entry in zip(names, entries):
         if name in seen:
@@ -226,7 +224,9 @@ def _neuron_link(feature: CatalogEntry, neuron: int, neurons: dict[int, list[_Un
     candidates = neurons.get(neuron, [])
     if len(candidates) == 1:
         return candidates[0]
-    related = [r for r in candidates if feature.source == r.entry.source or feature.source.startswith(r.entry.source + "/")]
+    related = [
+        r for r in candidates if feature.source == r.entry.source or feature.source.startswith(r.entry.source + "/")
+    ]
     return related[0] if len(related) == 1 else None
 
 
@@ -262,7 +262,9 @@ def _chips(tokens: Sequence[TokenWeight], cls: str) -> str:
     chips = []
     for t in tokens:
         shown, _ = display_token(t.token)
-        chips.append(f'<span class="chip {cls}" title="{_e(repr(t.token))}">{shown}<span class="w">{t.weight:+.3g}</span></span>')
+        chips.append(
+            f'<span class="chip {cls}" title="{_e(repr(t.token))}">{shown}<span class="w">{t.weight:+.3g}</span></span>'
+        )
     return f'<div class="chips">{"".join(chips)}</div>'
 
 
@@ -277,11 +279,11 @@ def _scores_table(scores: Sequence[Score]) -> str:
             value = _num(s.value)
         parts = ", ".join(f"{_e(k)} {_num(finite_or_none(v))}" for k, v in s.parts.items())
         rows.append(
-            f"<tr><td>{_e(s.scorer)}</td><td class=\"num\">{value}</td><td>{_e(s.simulator)}</td>"
+            f'<tr><td>{_e(s.scorer)}</td><td class="num">{value}</td><td>{_e(s.simulator)}</td>'
             f'<td class="small">{parts}</td></tr>'
         )
     return (
-        "<table><thead><tr><th>scorer</th><th class=\"num\">score</th><th>simulator</th><th>parts</th></tr></thead>"
+        '<table><thead><tr><th>scorer</th><th class="num">score</th><th>simulator</th><th>parts</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -298,7 +300,7 @@ def _examples_section(examples: Sequence[ActivationExample], unit_max: float, pe
         sampling, split = key
         chosen = sorted(groups[key], key=lambda e: (-e.max_activation, e.window_id))[:per_group]
         title = f"{SAMPLING_TITLES.get(sampling, sampling)}, {SPLIT_TITLES.get(split, split)}"
-        html.append(f"<h3>{_e(title)} ({len(chosen)} of {len(groups[key])})</h3><div class=\"examples\">")
+        html.append(f'<h3>{_e(title)} ({len(chosen)} of {len(groups[key])})</h3><div class="examples">')
         html.extend(example_html(ex, unit_max) for ex in chosen)
         html.append("</div>")
     return "".join(html) or '<p class="muted small">No examples harvested.</p>'
@@ -320,15 +322,21 @@ def unit_page(
     entry, harvest = row.entry, row.entry.harvest
     stats = harvest.stats
     shown_examples = harvest.examples
-    unit_max = stats.max_activation if stats.max_activation > 0 else max(
-        (e.max_activation for e in shown_examples), default=0.0
+    unit_max = (
+        stats.max_activation
+        if stats.max_activation > 0
+        else max((e.max_activation for e in shown_examples), default=0.0)
     )
     label = f"{harvest.kind} {harvest.index}"
     nav = ['<a href="../index.html">\u2190 all units</a>']
     if prev_row:
-        nav.append(f'<a href="{prev_row.page}.html" rel="prev">\u2039 {_e(prev_row.entry.harvest.kind)} {prev_row.entry.harvest.index}</a>')
+        nav.append(
+            f'<a href="{prev_row.page}.html" rel="prev">\u2039 {_e(prev_row.entry.harvest.kind)} {prev_row.entry.harvest.index}</a>'
+        )
     if next_row:
-        nav.append(f'<a href="{next_row.page}.html" rel="next">{_e(next_row.entry.harvest.kind)} {next_row.entry.harvest.index} \u203a</a>')
+        nav.append(
+            f'<a href="{next_row.page}.html" rel="next">{_e(next_row.entry.harvest.kind)} {next_row.entry.harvest.index} \u203a</a>'
+        )
     out = [_page_head(f"{label}: {row.explanation.text if row.explanation else 'unexplained'}", "../catalog.css")]
     out.append(f'<nav class="crumbs">{" ".join(nav)}</nav>')
     out.append(
@@ -345,7 +353,7 @@ def unit_page(
         older = [e for e in entry.explanations if e is not ex]
         if older:
             out.append(f"<details><summary>{len(older)} other explanation(s)</summary><ul>")
-            out.extend(f"<li>{_e(e.text)} <span class=\"muted small\">({_e(e.explainer)})</span></li>" for e in older)
+            out.extend(f'<li>{_e(e.text)} <span class="muted small">({_e(e.explainer)})</span></li>' for e in older)
             out.append("</ul></details>")
     else:
         out.append('<p class="muted">Not explained yet.</p>')
@@ -360,7 +368,7 @@ def unit_page(
         ("mean activation (all tokens)", f"{stats.mean_activation:.4g}"),
         ("mean activation (active tokens)", f"{stats.mean_active_activation:.4g}"),
     ]
-    kv_rows = "".join(f"<tr><td>{_e(k)}</td><td class=\"num\">{_e(v)}</td></tr>" for k, v in kv)
+    kv_rows = "".join(f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in kv)
     out.append(
         '<div class="grid2"><section class="card" id="stats"><h2>Activation stats</h2>'
         f'<table class="kv">{kv_rows}</table><h3>Histogram of positive activations</h3>'
@@ -377,7 +385,11 @@ def unit_page(
             target = _neuron_link(entry, nw.neuron, neurons)
             name = f"neuron {nw.neuron}"
             linked = f'<a href="{target.page}.html">{name}</a>' if target else name
-            expl = f' <span class="muted small">{_e(target.explanation.text)}</span>' if target and target.explanation else ""
+            expl = (
+                f' <span class="muted small">{_e(target.explanation.text)}</span>'
+                if target and target.explanation
+                else ""
+            )
             items.append(f'<tr><td>{linked}{expl}</td><td class="num">{nw.weight:+.3f}</td></tr>')
         table = (
             f'<table id="neurons"><thead><tr><th>neuron</th><th class="num">decoder weight</th></tr></thead><tbody>{"".join(items)}</tbody></table>'
@@ -414,11 +426,17 @@ def _comparison_section(report: ComparisonReport | None, note: str | None, has_d
         out.append(_validity_html(report))
     out.append('<div class="plots">')
     if report is not None:
-        out.append(f'<h3>Score distributions</h3><img src="{SCORE_PLOT}" alt="score distributions, neurons vs features">')
+        out.append(
+            f'<h3>Score distributions</h3><img src="{SCORE_PLOT}" alt="score distributions, neurons vs features">'
+        )
     if report is not None:
-        out.append(f'<h3>Score against density</h3><img src="{SCORE_VS_DENSITY_PLOT}" alt="score against activation density">')
+        out.append(
+            f'<h3>Score against density</h3><img src="{SCORE_VS_DENSITY_PLOT}" alt="score against activation density">'
+        )
     if has_density_plot:
-        out.append(f'<h3>Activation density</h3><img src="{DENSITY_PLOT}" alt="activation density, neurons vs features">')
+        out.append(
+            f'<h3>Activation density</h3><img src="{DENSITY_PLOT}" alt="activation density, neurons vs features">'
+        )
     out.append("</div></section>")
     return "".join(out)
 
@@ -433,11 +451,15 @@ def _validity_html(report: ComparisonReport) -> str:
         return ""
     out = [f"<h3>What the numbers mean (scoring protocol v{report.protocol_version})</h3><dl>"]
     out += [f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in report.measures.items()]
-    out.append("</dl><h3>Conclusions</h3><ul>" + "".join(f"<li>{_e(line)}</li>" for line in report.conclusions) + "</ul>")
+    out.append(
+        "</dl><h3>Conclusions</h3><ul>" + "".join(f"<li>{_e(line)}</li>" for line in report.conclusions) + "</ul>"
+    )
     for title, rows in validity_tables(report):
         head = "".join(f"<th>{_e(c)}</th>" for c in rows[0])
         body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
-        out.append(f'<h3>{_e(title)}</h3><table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+        out.append(
+            f'<h3>{_e(title)}</h3><table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        )
     return "".join(out)
 
 
@@ -461,12 +483,13 @@ def _unit_list_section(rows: Sequence[_UnitRow], scorer: str) -> str:
         '<p id="unit-count" class="muted small"></p>'
         f'<table id="unit-table"><thead><tr>{ths}</tr></thead><tbody></tbody></table>'
         '<button id="show-more" class="more" type="button" hidden>Show more</button>'
-        '<noscript><p>The unit list needs JavaScript; every unit page works without it.</p></noscript></section>'
+        "<noscript><p>The unit list needs JavaScript; every unit page works without it.</p></noscript></section>"
     )
 
 
-def index_page(rows: Sequence[_UnitRow], report: ComparisonReport | None, note: str | None, scorer: str,
-               has_density_plot: bool) -> str:
+def index_page(
+    rows: Sequence[_UnitRow], report: ComparisonReport | None, note: str | None, scorer: str, has_density_plot: bool
+) -> str:
     counts = defaultdict(int)
     for r in rows:
         counts[r.entry.harvest.kind] += 1
@@ -534,8 +557,13 @@ class HtmlPlan:
 
 
 def plan_html_catalog(
-    entries: Sequence[CatalogEntry], out_dir: str | Path, *, report: ComparisonReport | None = None,
-    scorer: str | None = None, explainer: str | None = None, examples_per_group: int = 6,
+    entries: Sequence[CatalogEntry],
+    out_dir: str | Path,
+    *,
+    report: ComparisonReport | None = None,
+    scorer: str | None = None,
+    explainer: str | None = None,
+    examples_per_group: int = 6,
 ) -> HtmlPlan:
     """Rows from `entries` (their examples are not needed here), a fresh html/ folder with its static files."""
     if not entries:
@@ -586,5 +614,7 @@ def finish_html_catalog(plan: HtmlPlan, report: ComparisonReport | None, compari
         densities[e.harvest.kind].append(e.harvest.stats.density)
     plot_density_histogram(densities, html_dir / DENSITY_PLOT)
     index = html_dir / "index.html"
-    index.write_text(index_page(plan.rows, report, comparison_note, plan.scorer, has_density_plot=True), encoding="utf-8")
+    index.write_text(
+        index_page(plan.rows, report, comparison_note, plan.scorer, has_density_plot=True), encoding="utf-8"
+    )
     return index

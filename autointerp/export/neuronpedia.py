@@ -143,7 +143,9 @@ def write_neuronpedia_records(features: list[dict[str, Any]], out_dir: str | Pat
     """Write feature records (from `feature_record`) as out_dir/neuronpedia/{features,explanations}.json."""
     keys = [(f["modelId"], f["layer"], f["index"]) for f in features]
     if len(set(keys)) != len(keys):
-        raise UserError("Two catalog entries map to the same Neuronpedia (modelId, layer, index); pass distinct sources.")
+        raise UserError(
+            "Two catalog entries map to the same Neuronpedia (modelId, layer, index); pass distinct sources."
+        )
     explanations = [explanation for f in features for explanation in f["explanations"]]
     folder = Path(out_dir) / NEURONPEDIA_DIR
     folder.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,9 @@ class OpenAIClient(BaseLLMClient):
         re-checking our plain-JSON params against its typed dicts ~8 ms more."""
         return await sdk.post("/chat/completions", cast_to=bytes, body=params)
 
-    def parse_reply(self, body: dict[str, Any], request: ChatRequest, *, batch: bool = False) -> tuple[ChatResponse, float]:
+    def parse_reply(
+        self, body: dict[str, Any], request: ChatRequest, *, batch: bool = False
+    ) -> tuple[ChatResponse, float]:
         """A chat completion's JSON body (live or from a batch output file) as our response and its cost."""
         try:
             choice = body["choices"][0]

@@ -84,9 +84,7 @@ def failed_score(
     usage: Usage | None = None,
     details: list[ExampleScore] | None = None,
 ) -> Score:
-    score = finished_score(
-        harvest, explanation, scorer, simulator, settings, None, {}, details or [], usage or Usage()
-    )
+    score = finished_score(harvest, explanation, scorer, simulator, settings, None, {}, details or [], usage or Usage())
     return score.model_copy(update={"failed": True, "error": error})
 
 

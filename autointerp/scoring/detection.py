@@ -46,13 +46,17 @@ async def score_detection(
     )
     if not positives or not negatives:
         missing = "activating" if not positives else "non-activating"
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, f"no {missing} examples in the score split")
+        return failed_score(
+            harvest, explanation, SCORER_NAME, simulator, settings, f"no {missing} examples in the score split"
+        )
     labelled = [(e, True) for e in positives] + [(e, False) for e in negatives]
     random.Random(f"{config.seed}:{harvest.key}").shuffle(labelled)
     try:
         judgement = await simulator.detect(explanation.text, [e.tokens for e, _ in labelled])
     except (SimulatorError, LLMCallError) as exc:
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None))
+        return failed_score(
+            harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None)
+        )
     answers = judgement.answers
     actual = [label for _, label in labelled]
     details = [
@@ -62,4 +66,6 @@ async def score_detection(
         )
         for (e, label), answer in zip(labelled, answers)
     ]  # fmt: skip
-    return judged_score(harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage)
+    return judged_score(
+        harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage
+    )

@@ -64,12 +64,16 @@ async def score_fuzzing(
     rng = random.Random(f"{config.seed}:{harvest.key}")
     items = _items_v1(harvest, config, rng) if config.protocol == 1 else _items_v2(harvest, config, rng)
     if not any(right for *_, right in items) or all(right for *_, right in items):
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, "not enough activating examples in the score split")
+        return failed_score(
+            harvest, explanation, SCORER_NAME, simulator, settings, "not enough activating examples in the score split"
+        )
     rng.shuffle(items)
     try:
         judgement = await simulator.fuzz(explanation.text, [example for _, _, example, _ in items])
     except (SimulatorError, LLMCallError) as exc:
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None))
+        return failed_score(
+            harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None)
+        )
     answers = judgement.answers
     actual = [right for *_, right in items]
     details = [
@@ -79,11 +83,18 @@ async def score_fuzzing(
         )
         for (window_id, sampling, _, right), answer in zip(items, answers)
     ]  # fmt: skip
-    return judged_score(harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage)
+    return judged_score(
+        harvest, explanation, SCORER_NAME, simulator, settings, answers, actual, details, judgement.usage
+    )
 
 
 def _marked(example: ActivationExample, positions: list[int], right: bool) -> Item:
-    return (example.window_id, example.sampling, HighlightedExample(tokens=example.tokens, highlighted=sorted(positions)), right)
+    return (
+        example.window_id,
+        example.sampling,
+        HighlightedExample(tokens=example.tokens, highlighted=sorted(positions)),
+        right,
+    )
 
 
 def _items_v1(harvest: UnitHarvest, config: FuzzingScorerConfig, rng: random.Random) -> list[Item]:

@@ -61,7 +61,9 @@ async def score_simulation(
     try:
         simulation = await simulator.simulate(explanation.text, [e.tokens for e in examples])
     except (SimulatorError, LLMCallError) as exc:
-        return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None))
+        return failed_score(
+            harvest, explanation, SCORER_NAME, simulator, settings, str(exc), getattr(exc, "usage", None)
+        )
     details = [
         ExampleScore(window_id=e.window_id, sampling=e.sampling, predicted=p, actual=e.activations)
         for e, p in zip(examples, simulation.predictions)

@@ -118,7 +118,10 @@ class LLMSimulator:
         user = prompt.render("user", explanation=explanation, examples=listing, count=str(len(excerpts)))
         request = ChatRequest(
             model="",
-            messages=[ChatMessage(role="system", content=prompt.render("system")), ChatMessage(role="user", content=user)],
+            messages=[
+                ChatMessage(role="system", content=prompt.render("system")),
+                ChatMessage(role="user", content=user),
+            ],
             max_tokens=8 * len(excerpts) + 32,
             json_schema=ANSWERS_SCHEMA,
         )
@@ -126,9 +129,7 @@ class LLMSimulator:
 
     # ---- asking until the answer reads -------------------------------------------------------
 
-    async def _ask(
-        self, request: ChatRequest, read: Callable[[ChatResponse], T], what: str
-    ) -> tuple[T, Usage]:
+    async def _ask(self, request: ChatRequest, read: Callable[[ChatResponse], T], what: str) -> tuple[T, Usage]:
         usage = Usage()
         problem = ""
         sent: list[ChatRequest] = []
@@ -224,7 +225,8 @@ def read_number_lines(response: ChatResponse, count: int) -> list[float]:
     missing = [i for i in range(count) if i not in values]
     if missing or len(values) != count:
         raise MalformedAnswer(
-            f"expected lines for indices 0..{count - 1}, missing {missing[:10]}" if missing
+            f"expected lines for indices 0..{count - 1}, missing {missing[:10]}"
+            if missing
             else f"expected {count} lines, got {len(values)}"
         )
     return [values[i] for i in range(count)]
@@ -266,4 +268,3 @@ def read_json_answers(text: str, count: int) -> list[bool]:
     if any(v not in (0.0, 1.0) for v in values):
         raise MalformedAnswer("answers must be 0 or 1")
     return [v == 1.0 for v in values]
-

@@ -174,7 +174,9 @@ class CatalogStore:
         order = ' ORDER BY kind, "index", scorer, explanation_settings_hash, settings_hash'
         return [row_record(Score, SCORES, row) for row in self.db.query(sql + order, params)]
 
-    def catalog_entries(self, source: str, kind: UnitKind | None = None, *, examples: bool = True) -> Iterator[CatalogEntry]:
+    def catalog_entries(
+        self, source: str, kind: UnitKind | None = None, *, examples: bool = True
+    ) -> Iterator[CatalogEntry]:
         """Each unit with its explanations and scores, sorted by (kind, index). Streams: three
         ordered queries read side by side, one unit in memory at a time. `examples=False` leaves
         the units' examples out, for readers that need only the labels and scores."""
@@ -184,7 +186,9 @@ class CatalogStore:
         )
         for harvest in self.iter_units(source, kind, examples=examples):
             key = (harvest.kind, harvest.index)
-            yield CatalogEntry(source=source, harvest=harvest, explanations=explanations.take(key), scores=scores.take(key))
+            yield CatalogEntry(
+                source=source, harvest=harvest, explanations=explanations.take(key), scores=scores.take(key)
+            )
 
     def _ordered(
         self, table: Table, model: type[Explanation | Score], source: str, kind: UnitKind | None, then: str

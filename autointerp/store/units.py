@@ -113,12 +113,16 @@ def read_unit(
     if row is None:
         return None
     stats, promoted, suppressed, neurons = row
-    rows = [] if not examples else db.execute(
-        "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
-        "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
-        'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
-        [source, kind, index],
-    ).fetchall()
+    rows = (
+        []
+        if not examples
+        else db.execute(
+            "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
+            "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
+            'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
+            [source, kind, index],
+        ).fetchall()
+    )
     read = []
     for window_id, start, tokens, activations, split, sampling, quantile in rows:
         window = cache.get((source, window_id))

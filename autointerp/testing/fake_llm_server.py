@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 Api = Literal["openai", "anthropic"]
 
@@ -89,9 +89,7 @@ def _message_text(messages: list[dict[str, Any]], system: Any = None) -> str:
 
 def _multipart_fields(content_type: str, raw: bytes) -> dict[str, str]:
     """The fields of a multipart/form-data body (an OpenAI file upload) as text."""
-    message = BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
-    )
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
     fields = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -149,7 +147,7 @@ class FakeLLMServer:
     def anthropic_base_url(self) -> str:
         return self.url
 
-    def start(self) -> FakeLLMServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
         )
@@ -163,7 +161,7 @@ class FakeLLMServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -201,10 +199,10 @@ class FakeLLMServer:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (batch status and result files)
+            def do_GET(self) -> None:
                 self.do_POST()
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -267,8 +265,15 @@ class FakeLLMServer:
                 return self._send_json(
                     handler,
                     200,
-                    {"id": file_id, "object": "file", "bytes": len(self._files[file_id]), "created_at": 0,
-                     "filename": "batch.jsonl", "purpose": body.get("purpose", ""), "status": "processed"},
+                    {
+                        "id": file_id,
+                        "object": "file",
+                        "bytes": len(self._files[file_id]),
+                        "created_at": 0,
+                        "filename": "batch.jsonl",
+                        "purpose": body.get("purpose", ""),
+                        "status": "processed",
+                    },
                 )
             if method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
                 return self._send_raw(handler, 200, self._files.get(parts[2], "").encode())
@@ -280,14 +285,27 @@ class FakeLLMServer:
                     if line["custom_id"] in self.batch_fail_ids:
                         response = {"status_code": 400, "request_id": "r", "body": {"error": {"message": "bad"}}}
                     else:
-                        response = {"status_code": 200, "request_id": "r", "body": self._reply_body("openai", line["body"])}
-                    output.append(json.dumps({"id": "x", "custom_id": line["custom_id"], "response": response, "error": None}))
+                        response = {
+                            "status_code": 200,
+                            "request_id": "r",
+                            "body": self._reply_body("openai", line["body"]),
+                        }
+                    output.append(
+                        json.dumps({"id": "x", "custom_id": line["custom_id"], "response": response, "error": None})
+                    )
                 out_id = f"file-{len(self._files)}"
                 self._files[out_id] = "\n".join(output) + "\n"
-                self._batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body.get("endpoint"),
-                                           "input_file_id": body.get("input_file_id"), "completion_window": "24h",
-                                           "created_at": 0, "output_file_id": out_id, "error_file_id": None,
-                                           "polls": 0}
+                self._batches[batch_id] = {
+                    "id": batch_id,
+                    "object": "batch",
+                    "endpoint": body.get("endpoint"),
+                    "input_file_id": body.get("input_file_id"),
+                    "completion_window": "24h",
+                    "created_at": 0,
+                    "output_file_id": out_id,
+                    "error_file_id": None,
+                    "polls": 0,
+                }
                 return self._send_json(handler, 200, self._openai_batch_view(batch_id))
             if method == "GET" and len(parts) == 3 and parts[1] == "batches":
                 return self._send_json(handler, 200, self._openai_batch_view(parts[2], poll=True))
@@ -296,7 +314,10 @@ class FakeLLMServer:
                 results = []
                 for item in body.get("requests", []):
                     if item["custom_id"] in self.batch_fail_ids:
-                        result = {"type": "errored", "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}}
+                        result = {
+                            "type": "errored",
+                            "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}},
+                        }
                     else:
                         result = {"type": "succeeded", "message": self._reply_body("anthropic", item["params"])}
                     results.append(json.dumps({"custom_id": item["custom_id"], "result": result}))
@@ -381,10 +402,20 @@ class FakeLLMServer:
                 {
                     "index": 0,
                     "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
-                    "message": {"role": "assistant", "content": reply.text or None, "tool_calls": [
-                        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                        for i, (name, args) in enumerate(reply.tool_calls)
-                    ]} if reply.tool_calls else {"role": "assistant", "content": reply.text},
+                    "message": {
+                        "role": "assistant",
+                        "content": reply.text or None,
+                        "tool_calls": [
+                            {
+                                "id": f"call_{i}",
+                                "type": "function",
+                                "function": {"name": name, "arguments": json.dumps(args)},
+                            }
+                            for i, (name, args) in enumerate(reply.tool_calls)
+                        ],
+                    }
+                    if reply.tool_calls
+                    else {"role": "assistant", "content": reply.text},
                     "logprobs": logprobs,
                 }
             ],

@@ -246,7 +246,7 @@ class SimulatingResponder:
 
 
 def _number_lines_with_logprobs(tokens: list[str], levels: list[int]) -> FakeReply:
-    """"i<TAB>token<TAB>n" lines whose number tokens carry a distribution peaked at n."""
+    """ "i<TAB>token<TAB>n" lines whose number tokens carry a distribution peaked at n."""
     pieces: list[FakeToken] = []
     for i, (token, level) in enumerate(zip(tokens, levels)):
         prefix = f"{i}\t{json.dumps(token, ensure_ascii=False)}\t"

@@ -47,9 +47,7 @@ def evaluate_subject(
         subject, select_split(open_corpus(corpus), "heldout"), batch_size=batch_size, max_tokens=max_tokens
     ):
         logits = subject.logits(tokens)
-        losses.append(
-            F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none")
-        )
+        losses.append(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"))
         windows.append(tokens.cpu().numpy())
     eval_windows = np.concatenate(windows)
     train_ids = tokenize_all(select_split(open_corpus(corpus), "train"), subject.tokenizer)
@@ -59,5 +57,5 @@ def evaluate_subject(
         unigram_loss=unigram,
         bigram_loss=bigram,
         heldout_tokens=int(eval_windows[:, 1:].size),
-        train_tokens=int(len(train_ids)),
+        train_tokens=len(train_ids),
     )

@@ -99,4 +99,3 @@ def train_subject(cfg: SubjectTrainConfig, out_dir: Path) -> dict:
     }
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2))
     return meta
-
