@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from autointerp.compare import ComparisonReport, compare, write_report
 from autointerp.errors import UserError
@@ -59,14 +60,17 @@ def export_catalog(
         replaced.mkdir()
         staging.mkdir()
         plan = plan_html_catalog(entries, staging, report=report, scorer=scorer, explainer=explainer)
-        features = []
         jsonl = staging / CATALOG_JSONL
-        with jsonl.open("w", encoding="utf-8") as lines:
-            for entry in (full_entries or (lambda: entries))():
-                lines.write(jsonl_line(entry))
-                features.append(feature_record(entry, model_id=neuronpedia_model_id))
-                write_unit_page(plan, entry)
-        paths = {"jsonl": jsonl, "neuronpedia": write_neuronpedia_records(features, staging)}
+
+        def each_unit() -> Iterator[dict[str, Any]]:
+            """Every unit once: its JSONL line and HTML page written, its Neuronpedia record handed on."""
+            with jsonl.open("w", encoding="utf-8") as lines:
+                for entry in (full_entries or (lambda: entries))():
+                    lines.write(jsonl_line(entry))
+                    write_unit_page(plan, entry)
+                    yield feature_record(entry, model_id=neuronpedia_model_id)
+
+        paths = {"neuronpedia": write_neuronpedia_records(each_unit(), staging), "jsonl": jsonl}
         if report is not None:
             paths["report"] = write_report(report, staging)
         paths["html"] = finish_html_catalog(plan, report, note)

@@ -139,17 +139,25 @@ def write_neuronpedia(
     return write_neuronpedia_records(features, out_dir)
 
 
-def write_neuronpedia_records(features: list[dict[str, Any]], out_dir: str | Path) -> Path:
-    """Write feature records (from `feature_record`) as out_dir/neuronpedia/{features,explanations}.json."""
-    keys = [(f["modelId"], f["layer"], f["index"]) for f in features]
-    if len(set(keys)) != len(keys):
-        raise UserError(
-            "Two catalog entries map to the same Neuronpedia (modelId, layer, index); pass distinct sources."
-        )
-    explanations = [explanation for f in features for explanation in f["explanations"]]
+def write_neuronpedia_records(features: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
+    """Write feature records (from `feature_record`) as out_dir/neuronpedia/{features,explanations}.json,
+    one record in memory at a time."""
     folder = Path(out_dir) / NEURONPEDIA_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / FEATURES_JSON).write_text(json.dumps(features, allow_nan=False), encoding="utf-8")
+    keys: set[tuple[Any, Any, Any]] = set()
+    explanations: list[dict[str, Any]] = []
+    with (folder / FEATURES_JSON).open("w", encoding="utf-8") as out:
+        out.write("[")
+        for n, feature in enumerate(features):
+            key = (feature["modelId"], feature["layer"], feature["index"])
+            if key in keys:
+                raise UserError(
+                    "Two catalog entries map to the same Neuronpedia (modelId, layer, index); pass distinct sources."
+                )
+            keys.add(key)
+            explanations.extend(feature["explanations"])
+            out.write((", " if n else "") + json.dumps(feature, allow_nan=False))
+        out.write("]")
     (folder / EXPLANATIONS_JSON).write_text(json.dumps(explanations, allow_nan=False, indent=1), encoding="utf-8")
     return folder
 
