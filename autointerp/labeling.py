@@ -20,7 +20,7 @@ from tqdm import tqdm
 from autointerp.errors import UserError
 from autointerp.explainers import Explainer, ExplainerError
 from autointerp.llm.errors import LLMCallError
-from autointerp.local_workers import explain_chunk, in_processes, runs_locally, score_chunk
+from autointerp.local_workers import explain_chunk, in_processes, load_unit, runs_locally, score_chunk
 from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.scoring.common import score_settings_hash
@@ -104,7 +104,7 @@ async def explain_units(
         return report
 
     async def explain_one(key: UnitKey) -> None:
-        harvest = _load(store, source, key)
+        harvest = load_unit(store, source, key)
         try:
             explanation = await explainer.explain(harvest)
         except (ExplainerError, LLMCallError) as exc:
@@ -201,7 +201,7 @@ async def score_units(
 
     async def score_one(item: tuple[UnitKey, list[str]]) -> None:
         key, names = item
-        harvest = _load(store, source, key)
+        harvest = load_unit(store, source, key)
         explanation = explanations[key]
 
         async def run(name: str) -> None:
@@ -233,13 +233,6 @@ def _unit_keys(store: CatalogStore, source: str, units: Iterable[UnitKey] | None
         shown = ", ".join(f"{kind}:{index}" for kind, index in missing[:5])
         raise UserError(f"source {source!r} has no unit(s) {shown}{' ...' if len(missing) > 5 else ''}")
     return wanted
-
-
-def _load(store: CatalogStore, source: str, key: UnitKey) -> UnitHarvest:
-    harvest = store.get_unit(source, key[0], key[1])
-    if harvest is None:
-        raise UserError(f"unit {key[0]}:{key[1]} of source {source!r} disappeared from the store")
-    return harvest
 
 
 async def _run_workers(

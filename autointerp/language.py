@@ -1001,16 +1001,18 @@ class _Batch:
         return cls([tuple(e) for e in excerpts], tokens, starts)
 
     @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.starts, len(self.tokens)))
+
+    @cached_property
     def offset(self) -> np.ndarray:
         """Each position's index within its excerpt."""
-        lengths = np.diff(np.append(self.starts, len(self.tokens)))
-        return np.arange(len(self.tokens)) - np.repeat(self.starts, lengths)
+        return np.arange(len(self.tokens)) - np.repeat(self.starts, self.lengths)
 
     @cached_property
     def remaining(self) -> np.ndarray:
         """Tokens after each position in its excerpt."""
-        lengths = np.diff(np.append(self.starts, len(self.tokens)))
-        return np.repeat(lengths, lengths) - 1 - self.offset
+        return np.repeat(self.lengths, self.lengths) - 1 - self.offset
 
     @cached_property
     def positions(self) -> dict[str, list[int]]:

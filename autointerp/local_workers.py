@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from autointerp.errors import UserError
-from autointerp.records import Explanation, Score, UnitKind
+from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
 from autointerp.store import CatalogStore
 
 UnitKey = tuple[UnitKind, int]
@@ -58,7 +58,7 @@ def _store(path: str) -> CatalogStore:
 def explain_chunk(path: str, source: str, explainer: Any, keys: list[UnitKey]) -> list[Explanation]:
     """Worker: explanations of the units in `keys`."""
     store = _store(path)
-    return [explainer.explain_now(_unit(store, source, key)) for key in keys]
+    return [explainer.explain_now(load_unit(store, source, key)) for key in keys]
 
 
 def score_chunk(
@@ -75,14 +75,15 @@ def score_chunk(
     async def run() -> list[list[Score]]:
         per_unit = []
         for key, names, explanation in items:
-            harvest = _unit(store, source, key)
+            harvest = load_unit(store, source, key)
             per_unit.append([await scorers[name](harvest, explanation, simulator, configs[name]) for name in names])
         return per_unit
 
     return asyncio.run(run())
 
 
-def _unit(store: CatalogStore, source: str, key: UnitKey) -> Any:
+def load_unit(store: CatalogStore, source: str, key: UnitKey) -> UnitHarvest:
+    """A unit to label; one deleted since it was listed is a user error, not a crash."""
     harvest = store.get_unit(source, key[0], key[1])
     if harvest is None:
         raise UserError(f"unit {key[0]}:{key[1]} of source {source!r} disappeared from the store")

@@ -634,8 +634,7 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     # reads slim entries; the exporters stream the whole units again, one at a time, with the
     # traces of any agent run on them.
     entries = [slim_entry(e) for e in store.catalog_entries(source)]
-    labelled = {(e.harvest.kind, e.harvest.index) for e in entries if e.explanations}
-    entries = [e for e in entries if (e.harvest.kind, e.harvest.index) in labelled] or entries
+    entries = [e for e in entries if e.explanations] or entries
     shown = {(e.harvest.kind, e.harvest.index) for e in entries}
 
     def whole_entries() -> Iterator[CatalogEntry]:

@@ -177,10 +177,8 @@ def score_protocol(entry: CatalogEntry, score: Score) -> int:
 
 
 def _ceiling(entry: CatalogEntry, score: Score) -> float | None:
-    facts = entry.extra.get(_FACTS)
-    if facts:
-        return facts["ceilings"][score_protocol(entry, score)]
-    return lookup_ceiling(entry.harvest, protocol_of(score))["all"]  # type: ignore[arg-type,return-value]
+    facts, protocol = entry.extra.get(_FACTS), score_protocol(entry, score)
+    return facts["ceilings"][protocol] if facts else lookup_ceiling(entry.harvest, protocol)["all"]  # type: ignore[arg-type,return-value]
 
 
 def ceiling_section(

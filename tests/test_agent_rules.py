@@ -73,19 +73,23 @@ def test_the_strongest_clause_wins():
     assert execute(rule, ids([" A", " A"]), VOCAB)[0].tolist() == pytest.approx([1.0, 0.3])
 
 
+# One clause of each condition the renderer writes.
+EVERY_CONDITION = [
+    Clause(token=" A"),
+    Clause(token=" A", condition="after", other=" B"),
+    Clause(token=" A", condition="after", other=" B", within=3),
+    Clause(token=" A", condition="not_after", other=" B"),
+    Clause(token=" A", condition="in_string"),
+    Clause(token=" A", condition="in_comment"),
+    Clause(token=" A", condition="in_def"),
+    Clause(token=" A", condition="line_start"),
+    Clause(token=" A", condition="early", within=8),
+    Clause(token=" A", condition="repeated"),
+]
+
+
 def test_every_condition_is_written_in_plain_english():
-    clauses = [
-        Clause(token=" A"),
-        Clause(token=" A", condition="after", other=" B"),
-        Clause(token=" A", condition="after", other=" B", within=3),
-        Clause(token=" A", condition="not_after", other=" B"),
-        Clause(token=" A", condition="in_string"),
-        Clause(token=" A", condition="in_comment"),
-        Clause(token=" A", condition="in_def"),
-        Clause(token=" A", condition="line_start"),
-        Clause(token=" A", condition="early", within=8),
-        Clause(token=" A", condition="repeated"),
-    ]
+    clauses = EVERY_CONDITION
     assert [render(Hypothesis(clauses=[c])) for c in clauses] == [
         'fires on " A" (exact tokens)',
         'fires on " A" right after " B" (exact tokens)',
@@ -116,18 +120,7 @@ def test_the_offline_simulator_reads_the_token_conditions_it_has_words_for():
 
 def test_read_clauses_reads_back_every_rendered_condition():
     vocab = Vocab([" A", " B", " C"])
-    clauses = [
-        Clause(token=" A"),
-        Clause(token=" A", condition="after", other=" B"),
-        Clause(token=" A", condition="after", other=" B", within=3),
-        Clause(token=" A", condition="not_after", other=" B"),
-        Clause(token=" A", condition="in_string"),
-        Clause(token=" A", condition="in_comment"),
-        Clause(token=" A", condition="in_def"),
-        Clause(token=" A", condition="line_start"),
-        Clause(token=" A", condition="early", within=8),
-        Clause(token=" A", condition="repeated"),
-    ]
+    clauses = EVERY_CONDITION
     for clause in clauses:
         assert read_clauses(render(Hypothesis(clauses=[clause])), vocab) == [clause]
     mixed = Hypothesis(clauses=[Clause(token=" B", strength=0.4), Clause(token=" A"), Clause(token=" C", strength=0.2)])
