@@ -341,6 +341,33 @@ def cmd_explain(args: argparse.Namespace) -> None:
     _print_json(report.model_dump())
 
 
+def _explainer_spec(explanation) -> str:
+    """The --explainer value that names who wrote an explanation (the model for LLM explainers)."""
+    from autointerp.explainers.offline import EXPLAINER_NAME as OFFLINE
+
+    return explanation.model or ("offline" if explanation.explainer == OFFLINE else explanation.explainer)
+
+
+def _pick_explainer(store, source: str, named: str | None) -> str:
+    """Whose explanations `score` scores: the one named, else the only explainer that wrote usable
+    explanations (offline when none did). Several and none named would score one of them silently,
+    perhaps with a paid simulator, so that is an error listing them."""
+    from collections import Counter
+
+    from autointerp.labeling import is_usable
+
+    if named is not None:
+        return named
+    found = Counter(_explainer_spec(e) for e in store.explanations(source) if is_usable(e))
+    if len(found) > 1:
+        listing = ", ".join(f"{name} ({count} units)" for name, count in sorted(found.items()))
+        raise UserError(
+            f"{store.path} holds explanations from {len(found)} explainers: {listing}; "
+            "name the ones to score with --explainer"
+        )
+    return next(iter(found), "offline")
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     from autointerp.pipeline import (
         explanation_settings_hash,
@@ -353,8 +380,11 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     store = _open_catalog(args.db)
     source = _pick_source(store, args.source)
+    args.explainer = _pick_explainer(store, source, args.explainer)
     spec = _label_spec(args)
     units = select_units(store, source, _selection(args))
+    found = sum(1 for e in store.explanations(source) if e.settings_hash == explanation_settings_hash(spec))
+    print(f"scoring the explanations of {spec.explainer} ({found} in the catalog)", file=sys.stderr)
     warn_language_mismatch(spec)
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
@@ -414,9 +444,9 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     p.add_argument("--units", default="all", help="all, first:N, random:N or list:I,J,...")
     p.add_argument("--seed", type=int, default=0, help="for --units random:N")
     if explainer:
-        p.add_argument(
-            "--explainer", default="offline", help="offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL"
-        )
+        specs = "offline, openai:MODEL, anthropic:MODEL or openai-compatible:MODEL"
+        scored = f"whose explanations to score: {specs} (default: the only explainer in the catalog)"
+        p.add_argument("--explainer", default=None if simulator else "offline", help=scored if simulator else specs)
     if simulator:
         p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
         p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")

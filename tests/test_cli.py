@@ -97,6 +97,32 @@ def test_stage_commands_work_step_by_step(tmp_path):
     assert json.loads(again.stdout)["skipped"] == 5
 
 
+def test_score_names_whose_explanations_it_scores_and_refuses_to_guess(tmp_path):
+    from autointerp.testing.fake_llm_server import FakeLLMServer
+    from autointerp.testing.planted import SimulatingResponder
+
+    db = str(tmp_path / "c.db")
+    first = ("--kinds", "neuron", "--units", "first:2")
+    assert cli("harvest", "--db", db, "--tokens", "3000", "--top", "6").returncode == 0
+    assert cli("explain", "--db", db, *first).returncode == 0
+    only_offline = cli("score", "--db", db, *first, "--scorers", "simulation")
+    assert only_offline.returncode == 0, only_offline.stderr
+    assert "scoring the explanations of offline (2 in the catalog)" in only_offline.stderr
+    with FakeLLMServer(SimulatingResponder()) as server:
+        llm = ("--explainer", "anthropic:claude-test", "--base-url", server.anthropic_base_url)
+        explained = cli("explain", "--db", db, *first, *llm, env={"ANTHROPIC_API_KEY": "k"})
+        assert explained.returncode == 0, explained.stderr
+    assert_clean_error(
+        cli("score", "--db", db, *first, "--scorers", "simulation"),
+        "2 explainers: anthropic:claude-test (2 units), offline (2 units)",
+        "--explainer",
+    )
+    named = cli("score", "--db", db, *first, "--scorers", "simulation", "--explainer", "anthropic:claude-test")
+    assert named.returncode == 0, named.stderr
+    assert "scoring the explanations of anthropic:claude-test (2 in the catalog)" in named.stderr
+    assert json.loads(named.stdout)["written"] == 2
+
+
 @pytest.mark.slow
 def test_subject_eval_json_beats_the_bigram():
     result = cli("subject", "eval", "--json", "--max-tokens", "50000")
