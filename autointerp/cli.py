@@ -296,6 +296,7 @@ def _label_spec(args: argparse.Namespace):
         timeout=args.timeout,
         max_attempts=args.max_attempts,
         prices=args.prices,
+        simulation_examples_per_call=getattr(args, "simulation_examples_per_call", 1),
         **{
             f"{role}_{option}": getattr(args, f"{role}_{option}", None)
             for role in ("explainer", "simulator")
@@ -450,6 +451,12 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     if simulator:
         p.add_argument("--simulator", default="offline", help="offline or an LLM spec as for --explainer")
         p.add_argument("--scorers", default="simulation,detection,fuzzing", help="comma-separated")
+        p.add_argument(
+            "--simulation-examples-per-call",
+            type=int,
+            default=1,
+            help="excerpts per LLM simulation request: N cuts requests N-fold; 1 keeps scores comparable",
+        )
     p.add_argument("--base-url", default=None, help="base URL of the LLM server (OpenAI-compatible, a proxy)")
     role = "simulator" if simulator else "explainer"  # the one whose LLM this command calls
     p.add_argument(f"--{role}-base-url", default=None, help=f"the {role}'s own base URL (default: --base-url)")

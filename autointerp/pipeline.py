@@ -51,7 +51,7 @@ from autointerp.local_workers import default_processes
 from autointerp.records import CatalogEntry, UnitKind
 from autointerp.scoring import SCORERS
 from autointerp.simulators.base import Simulator
-from autointerp.simulators.llm import LLMSimulator
+from autointerp.simulators.llm import LLMSimulator, LLMSimulatorConfig
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore, open_store
 from autointerp.validity import slim_entry
@@ -152,6 +152,8 @@ class LabelSpec(BaseModel):
     timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1)  # per LLM request, retries included
     prices: str | None = None  # a .json/.toml price table overriding the built-in one
+    # excerpts per LLM simulation request; 1 (one per call) keeps scores comparable with published ones
+    simulation_examples_per_call: int = Field(1, ge=1)
 
     @field_serializer("base_url", "explainer_base_url", "simulator_base_url")
     def _without_credentials(self, url: str | None) -> str | None:
@@ -371,7 +373,8 @@ def make_explainer(spec: LabelSpec, store: CatalogStore, budget: Budget | None, 
 def make_simulator(spec: LabelSpec, store: CatalogStore, budget: Budget | None, run_id: str) -> Simulator:
     if spec.simulator == "offline":
         return OfflineSimulator()
-    return LLMSimulator(_llm_client("simulator", spec, store, budget, run_id))
+    config = LLMSimulatorConfig(simulation_examples_per_call=spec.simulation_examples_per_call)
+    return LLMSimulator(_llm_client("simulator", spec, store, budget, run_id), config)
 
 
 def make_budget(spec: LabelSpec, store: CatalogStore) -> Budget | None:

@@ -21,7 +21,7 @@ import pytest
 from autointerp.explainers.llm import LLMExplainer
 from autointerp.llm import RetryPolicy, make_llm_client
 from autointerp.simulators.base import HighlightedExample
-from autointerp.simulators.llm import LLMSimulator
+from autointerp.simulators.llm import LLMSimulator, LLMSimulatorConfig
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, RecordedRequest
 from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
@@ -62,6 +62,13 @@ def _simulate(client: Any) -> Coroutine[Any, Any, object]:
     return LLMSimulator(client).simulate(EXPLANATION, [SCORE_TOP.tokens])
 
 
+def _simulate_several(client: Any) -> Coroutine[Any, Any, object]:
+    config = LLMSimulatorConfig(simulation_examples_per_call=3)
+    return LLMSimulator(client, config).simulate(
+        EXPLANATION, [e.tokens for e in (SCORE_TOP, SCORE_RANDOM, SCORE_SILENT)]
+    )
+
+
 def _detect(client: Any) -> Coroutine[Any, Any, object]:
     return LLMSimulator(client).detect(EXPLANATION, [e.tokens for e in (SCORE_TOP, SCORE_RANDOM, SCORE_SILENT)])
 
@@ -80,6 +87,8 @@ CASES: dict[str, Case] = {
     "simulate": ("openai", _simulate, False),
     "simulate_json": ("anthropic", _simulate, False),
     "simulate_json_retry": ("anthropic", _simulate, True),
+    "simulate_multi": ("openai", _simulate_several, False),
+    "simulate_multi_json": ("anthropic", _simulate_several, False),
     "detect": ("openai", _detect, False),
     "fuzz": ("openai", _fuzz, False),
 }

@@ -6,6 +6,7 @@ score."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 
 import pytest
@@ -16,9 +17,16 @@ from autointerp.llm import ChatResponse, RetryPolicy, make_llm_client
 from autointerp.llm.logprobs import line_end_numbers
 from autointerp.records import Explanation
 from autointerp.scoring import SCORERS, SimulationScorerConfig, balanced_accuracy, correlation, score_simulation
+from autointerp.scoring.examples import simulation_examples
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig, OfflineSimulator
-from autointerp.simulators.llm import MalformedAnswer, read_json_answers, read_number_lines
-from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
+from autointerp.simulators.llm import (
+    MalformedAnswer,
+    read_excerpt_number_lines,
+    read_json_answers,
+    read_json_excerpt_activations,
+    read_number_lines,
+)
+from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, Fault
 from autointerp.testing.planted import PlantedUnit, SimulatingResponder, planted_harvest, planted_units
 
 FAST = RetryPolicy(max_attempts=2, initial_wait_s=0.001, max_wait_s=0.01, jitter_s=0.001)
@@ -251,3 +259,89 @@ def test_unusable_answers_are_not_replayed_from_the_cache(fake_llm_server: FakeL
     assert store.db.execute("SELECT COUNT(*) FROM llm_cache").fetchone()[0] == 0
     assert asyncio.run(score_simulation(one_example, right, simulator)).failed
     assert fake_llm_server.request_count == 4  # asked again, not answered from the cache
+
+
+# ---- several examples per simulation request ---------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_several_examples_per_call_cut_the_requests_by_that_factor(fake_llm_server: FakeLLMServer, api: str) -> None:
+    responder = SimulatingResponder()
+    fake_llm_server.responder = responder
+    harvest, right, _ = explanations_for(1)
+    n = len(simulation_examples(harvest, SimulationScorerConfig().protocol))
+    scores = {}
+    for per_call in (1, 4):
+        simulator = LLMSimulator(
+            _client(fake_llm_server, api), LLMSimulatorConfig(simulation_examples_per_call=per_call)
+        )
+        before = responder.asked["simulate"]
+        scores[per_call] = asyncio.run(score_simulation(harvest, right, simulator))
+        assert responder.asked["simulate"] - before == math.ceil(n / per_call)
+        assert not scores[per_call].failed, scores[per_call].error
+    assert n >= 8  # enough examples that the factor shows
+    # The fake model judges each excerpt alone, so the excerpts must have been read back in order.
+    assert scores[4].value == pytest.approx(scores[1].value) and scores[4].value > 0.5
+    predicted = {k: [v for d in score.details for v in d.predicted] for k, score in scores.items()}  # type: ignore[union-attr]
+    assert predicted[4] == pytest.approx(predicted[1])
+    assert scores[4].settings_hash != scores[1].settings_hash  # the mode is part of the score's settings
+
+
+def _cut(reply: str | FakeReply, how: str) -> str | FakeReply:
+    """A several-excerpt answer made unusable: its last excerpt dropped, or cut off at the limit."""
+    text = reply.text if isinstance(reply, FakeReply) else reply
+    if how == "truncated":
+        return FakeReply(text=text[: len(text) // 2], finish_reason="length")
+    if isinstance(reply, FakeReply):
+        return text[: text.rindex("Excerpt ")]
+    return json.dumps({"activations": json.loads(text)["activations"][:-1]})
+
+
+@pytest.mark.parametrize("how", ["excerpt_missing", "truncated"])
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_an_unusable_several_example_answer_is_a_failed_score(
+    fake_llm_server: FakeLLMServer, api: str, how: str
+) -> None:
+    inner = SimulatingResponder()
+
+    def responder(body: dict, wire: str) -> str | FakeReply:
+        retried = "could not be read" in str(body["messages"][-1]["content"])  # answer the first ask again
+        return _cut(inner({**body, "messages": body["messages"][:-2]} if retried else body, wire), how)
+
+    fake_llm_server.responder = responder
+    config = LLMSimulatorConfig(simulation_examples_per_call=3, max_retries=1)
+    simulator = LLMSimulator(_client(fake_llm_server, api), config)
+    harvest, right, _ = explanations_for(1)
+    score = asyncio.run(score_simulation(harvest, right, simulator))
+    assert score.failed and score.value is None and score.details == []
+    assert "malformed simulation answer after 2 attempts" in score.error
+    n = len(simulation_examples(harvest, SimulationScorerConfig().protocol))
+    assert fake_llm_server.request_count == math.ceil(n / 3) * 2
+    assert score.prompt_tokens > 0
+
+
+def test_several_excerpt_number_lines_are_read_per_excerpt() -> None:
+    text = 'Excerpt 1:\n0\t" a"\t4\n1\t" b"\t0\n**Excerpt 2 (1 tokens):**\n0\t" c"\t7\n'
+    assert read_excerpt_number_lines(ChatResponse(text=text), [2, 1]) == [[4.0, 0.0], [7.0]]
+    bad = [
+        '0\t" a"\t4\nExcerpt 1:\n0\t" a"\t4\n1\t" b"\t0\nExcerpt 2:\n0\t" c"\t7',  # line before any header
+        'Excerpt 1:\n0\t" a"\t4\n1\t" b"\t0\n',  # excerpt 2 missing
+        'Excerpt 1:\n0\t" a"\t4\n1\t" b"\t0\nExcerpt 1:\n0\t" c"\t7',  # excerpt 1 twice
+        'Excerpt 1:\n0\t" a"\t4\n1\t" b"\t0\nExcerpt 3:\n0\t" c"\t7',  # no excerpt 3
+        'Excerpt 1:\n0\t" a"\t4\nExcerpt 2:\n0\t" c"\t7\n1\t" b"\t0',  # a line under the wrong excerpt
+    ]
+    for text in bad:
+        with pytest.raises(MalformedAnswer):
+            read_excerpt_number_lines(ChatResponse(text=text), [2, 1])
+
+
+def test_several_excerpt_json_is_read_per_excerpt() -> None:
+    assert read_json_excerpt_activations('{"activations": [[1, 0], [10]]}', [2, 1]) == [[1.0, 0.0], [10.0]]
+    for bad in (
+        '{"activations": [[1, 0]]}',
+        '{"activations": [[1], [10]]}',
+        '{"activations": [[1, 0], [11]]}',
+        "[1, 0, 10]",
+    ):
+        with pytest.raises(MalformedAnswer):
+            read_json_excerpt_activations(bad, [2, 1])

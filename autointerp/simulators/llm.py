@@ -5,6 +5,12 @@ number. Where the backend gives logprobs, each prediction is the expected value 
 from the top logprobs at that number's position, which is smoother and better calibrated than the
 written digit; without logprobs (Anthropic) the model answers a JSON list of integers instead.
 
+By default each excerpt is its own request, the layout published simulation scores use, so scores
+stay comparable with them and with earlier runs. `simulation_examples_per_call` > 1 sends several
+excerpts in one request (system prompt, few-shot and explanation once), which cuts the requests and
+prompt tokens per unit by that factor; a model may judge an excerpt differently beside others, so
+the mode is part of the simulator's settings and its scores never mix with the one-per-call ones.
+
 Output that cannot be read is asked for again, with the reason appended to the conversation (so the
 retry is a new request, not a replay from the response cache), a bounded number of times; after
 that the simulator raises SimulatorError and the scorer records a failed score. It never fills in
@@ -40,7 +46,14 @@ ANSWERS_SCHEMA: dict[str, Any] = {
     "required": ["answers"],
     "additionalProperties": False,
 }
+EXCERPT_ACTIVATIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"activations": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
+    "required": ["activations"],
+    "additionalProperties": False,
+}
 _NUMBER_LINE = re.compile(r"^[ \t]*(\d+)[\t ]+(.*?)[\t ]+(\d{1,2})\s*$")
+_EXCERPT_LINE = re.compile(r"^\W*Excerpt (\d+)\b[^\t]*$")  # "Excerpt 2:", "**Excerpt 2 (7 tokens):**"
 
 
 class MalformedAnswer(ValueError):
@@ -53,6 +66,7 @@ class LLMSimulatorConfig(BaseModel):
     max_retries: int = Field(2, ge=0)  # extra attempts after a malformed answer
     examples_per_prompt: int = Field(5, ge=1)  # detection and fuzzing excerpts per request
     completion_tokens_per_line: int = Field(16, ge=4)  # max_tokens budget per token line
+    simulation_examples_per_call: int = Field(1, ge=1)  # excerpts per simulation request (see module doc)
 
 
 class LLMSimulator:
@@ -61,7 +75,9 @@ class LLMSimulator:
         self.config = config or LLMSimulatorConfig()
         self.name = client.name
         self.use_logprobs = client.supports_logprobs if self.config.use_logprobs is None else self.config.use_logprobs
-        self.simulate_prompt = load_prompt("simulate" if self.use_logprobs else "simulate_json")
+        self.per_call = self.config.simulation_examples_per_call
+        layout = "simulate_multi" if self.per_call > 1 else "simulate"
+        self.simulate_prompt = load_prompt(layout if self.use_logprobs else f"{layout}_json")
         self.detect_prompt = load_prompt("detect")
         self.fuzz_prompt = load_prompt("fuzz")
         self.settings: dict[str, Any] = {
@@ -69,31 +85,53 @@ class LLMSimulator:
             "model": client.name,
             "logprobs": self.use_logprobs,
             "prompts": {p.version: p.digest for p in (self.simulate_prompt, self.detect_prompt, self.fuzz_prompt)},
-            "params": self.config.model_dump(exclude={"use_logprobs"}),
+            "params": self.config.model_dump(exclude={"use_logprobs", "simulation_examples_per_call"}),
         }
+        if self.per_call > 1:  # one per call adds nothing, so earlier scores keep their settings hash
+            self.settings["simulation_examples_per_call"] = self.per_call
 
     # ---- simulation --------------------------------------------------------------------------
 
     async def simulate(self, explanation: str, examples: list[list[str]]) -> Simulation:
-        """One request per example, all in flight at once (the client bounds concurrency)."""
-        predictions, usage = await _all_or_error([self._simulate_one(explanation, tokens) for tokens in examples])
-        return Simulation(predictions=predictions, usage=usage)
+        """One request per `simulation_examples_per_call` examples, all in flight at once (the
+        client bounds concurrency); any request without a readable answer fails the simulation."""
+        if self.per_call == 1:
+            predictions, usage = await _all_or_error([self._simulate_one(explanation, tokens) for tokens in examples])
+            return Simulation(predictions=predictions, usage=usage)
+        groups = [examples[i : i + self.per_call] for i in range(0, len(examples), self.per_call)]
+        per_group, usage = await _all_or_error([self._simulate_group(explanation, group) for group in groups])
+        return Simulation(predictions=[p for group in per_group for p in group], usage=usage)
 
     async def _simulate_one(self, explanation: str, tokens: list[str]) -> tuple[list[float], Usage]:
         user = self.simulate_prompt.render(
             "user", explanation=explanation, tokens=token_lines(tokens), count=str(len(tokens))
         )
-        request = ChatRequest(
-            model="",
-            messages=_with_fewshot(self.simulate_prompt, user),
-            max_tokens=self.config.completion_tokens_per_line * len(tokens) + 32,
-            logprobs=self.use_logprobs,
-            top_logprobs=self.config.top_logprobs if self.use_logprobs else 0,
-            json_schema=None if self.use_logprobs else ACTIVATIONS_SCHEMA,
-        )
+        request = self._simulation_request(user, len(tokens), ACTIVATIONS_SCHEMA)
         if self.use_logprobs:
             return await self._ask(request, lambda r: read_number_lines(r, len(tokens)), "simulation")
         return await self._ask(request, lambda r: read_json_activations(r.text, len(tokens)), "simulation")
+
+    async def _simulate_group(self, explanation: str, group: list[list[str]]) -> tuple[list[list[float]], Usage]:
+        blocks = "\n\n".join(
+            f"Excerpt {k} ({len(tokens)} tokens):\n{token_lines(tokens)}" for k, tokens in enumerate(group, start=1)
+        )
+        user = self.simulate_prompt.render("user", explanation=explanation, excerpts=blocks, count=str(len(group)))
+        counts = [len(tokens) for tokens in group]
+        request = self._simulation_request(user, sum(counts) + len(group), EXCERPT_ACTIVATIONS_SCHEMA)
+        if self.use_logprobs:
+            return await self._ask(request, lambda r: read_excerpt_number_lines(r, counts), "simulation")
+        return await self._ask(request, lambda r: read_json_excerpt_activations(r.text, counts), "simulation")
+
+    def _simulation_request(self, user: str, lines: int, schema: dict[str, Any]) -> ChatRequest:
+        """A simulation request whose answer has `lines` lines (token lines and excerpt headers)."""
+        return ChatRequest(
+            model="",
+            messages=_with_fewshot(self.simulate_prompt, user),
+            max_tokens=self.config.completion_tokens_per_line * lines + 32,
+            logprobs=self.use_logprobs,
+            top_logprobs=self.config.top_logprobs if self.use_logprobs else 0,
+            json_schema=None if self.use_logprobs else schema,
+        )
 
     # ---- detection and fuzzing ---------------------------------------------------------------
 
@@ -209,27 +247,51 @@ def _with_fewshot(prompt: PromptTemplate, user: str) -> list[ChatMessage]:
 def read_number_lines(response: ChatResponse, count: int) -> list[float]:
     """Predictions from "index<TAB>token<TAB>number" lines: the expected value from logprobs at each
     number where they are given, else the written number. Every index 0..count-1 must appear once."""
-    values: dict[int, float] = {}
+    return _read_number_lines(response, [count], headed=False)[0]
+
+
+def read_excerpt_number_lines(response: ChatResponse, counts: list[int]) -> list[list[float]]:
+    """The same, for several excerpts: each excerpt's lines follow its "Excerpt K:" line, and every
+    excerpt 1..len(counts) must be there whole (a reply cut short is malformed, not padded)."""
+    return _read_number_lines(response, counts, headed=True)
+
+
+def _read_number_lines(response: ChatResponse, counts: list[int], *, headed: bool) -> list[list[float]]:
+    values: list[dict[int, float]] = [{} for _ in counts]
+    seen: set[int] = set()
     expected = response.line_end_numbers or {}
+    current: int | None = None if headed else 0
     offset = 0
     for line in response.text.split("\n"):
-        match = _NUMBER_LINE.match(line)
-        if match:
+        header = _EXCERPT_LINE.match(line) if headed else None
+        match = None if header else _NUMBER_LINE.match(line)
+        if header:
+            k = int(header.group(1))
+            if not 1 <= k <= len(counts) or k in seen:
+                raise MalformedAnswer(f"excerpt {k} is unexpected (excerpts 1..{len(counts)}, each once)")
+            seen.add(k)
+            current = k - 1
+        elif match:
+            if current is None:
+                raise MalformedAnswer('token lines come before the first "Excerpt K:" line')
+            where = f"excerpt {current + 1}, " if headed else ""
             index, number = int(match.group(1)), int(match.group(3))
             if number > 10:
-                raise MalformedAnswer(f"line {index} has activation {number}, above 10")
-            if index in values:
-                raise MalformedAnswer(f"index {index} appears twice")
-            values[index] = expected.get(offset + match.end(3), float(number))
+                raise MalformedAnswer(f"{where}line {index} has activation {number}, above 10")
+            if index in values[current]:
+                raise MalformedAnswer(f"{where}index {index} appears twice")
+            values[current][index] = expected.get(offset + match.end(3), float(number))
         offset += len(line) + 1
-    missing = [i for i in range(count) if i not in values]
-    if missing or len(values) != count:
-        raise MalformedAnswer(
-            f"expected lines for indices 0..{count - 1}, missing {missing[:10]}"
-            if missing
-            else f"expected {count} lines, got {len(values)}"
-        )
-    return [values[i] for i in range(count)]
+    for k, (found, count) in enumerate(zip(values, counts, strict=True), start=1):
+        missing = [i for i in range(count) if i not in found]
+        if missing or len(found) != count:
+            where = f"excerpt {k}: " if headed else ""
+            raise MalformedAnswer(
+                f"{where}expected lines for indices 0..{count - 1}, missing {missing[:10]}"
+                if missing
+                else f"{where}expected {count} lines, got {len(found)}"
+            )
+    return [[found[i] for i in range(count)] for found, count in zip(values, counts, strict=True)]
 
 
 def _json_payload(text: str) -> Any:
@@ -257,7 +319,25 @@ def _numbers(payload: Any, key: str, count: int) -> list[float]:
 
 
 def read_json_activations(text: str, count: int) -> list[float]:
-    values = _numbers(_json_payload(text), "activations", count)
+    return _levels(_numbers(_json_payload(text), "activations", count))
+
+
+def read_json_excerpt_activations(text: str, counts: list[int]) -> list[list[float]]:
+    """{"activations": [[...], ...]}: one list per excerpt, each with one number per token."""
+    payload = _json_payload(text)
+    lists = payload.get("activations") if isinstance(payload, dict) else payload
+    if not isinstance(lists, list) or len(lists) != len(counts):
+        raise MalformedAnswer(f'expected {{"activations": [...]}} holding {len(counts)} lists, one per excerpt')
+    found = []
+    for k, (values, count) in enumerate(zip(lists, counts, strict=True), start=1):
+        try:
+            found.append(_levels(_numbers(values, "activations", count)))
+        except MalformedAnswer as exc:
+            raise MalformedAnswer(f"excerpt {k}: {exc}") from None
+    return found
+
+
+def _levels(values: list[float]) -> list[float]:
     if any(v < 0 or v > 10 for v in values):
         raise MalformedAnswer("activations must be between 0 and 10")
     return values

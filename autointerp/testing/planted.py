@@ -169,6 +169,7 @@ def planted_units(count: int = 6, *, seed: int = 0, kind: UnitKind = "feature") 
 
 _TOKEN_LINE = re.compile(r'^(\d+)\t(".*")$', re.MULTILINE)
 _EXCERPT = re.compile(r"^Excerpt (\d+): (.*)$", re.MULTILINE)
+_EXCERPT_BLOCK = re.compile(r"^Excerpt \d+ \(\d+ tokens\):$", re.MULTILINE)  # several per simulation request
 _PIECE = re.compile(r" ?<<.*?>>| ?[A-Za-z0-9_]+| ?[^\sA-Za-z0-9_]|\s")
 
 
@@ -214,13 +215,9 @@ class SimulatingResponder:
         if "Explanation: <your explanation>" in system:
             self.asked["explain"] += 1
             return self._explain(user)
-        if "Tokens (" in user:
+        if "Tokens (" in user or _EXCERPT_BLOCK.search(user):
             self.asked["simulate"] += 1
-            tokens = [json.loads(t) for _, t in _TOKEN_LINE.findall(user)]
-            levels = [round(v) for v in predict(explanation, tokens)]
-            if api == "openai" and body.get("logprobs"):
-                return _number_lines_with_logprobs(tokens, levels)
-            return json.dumps({"activations": levels})
+            return self._simulate(explanation, user, api == "openai" and bool(body.get("logprobs")))
         excerpts = [_excerpt_tokens(text) for _, text in _EXCERPT.findall(user)]
         if "random tokens" in system:
             self.asked["fuzz"] += 1
@@ -232,6 +229,22 @@ class SimulatingResponder:
             self.asked["detect"] += 1
             answers = [int(max(predict(explanation, tokens), default=0) > 0) for tokens, _ in excerpts]
         return json.dumps({"answers": answers})
+
+    def _simulate(self, explanation: str, user: str, logprobs: bool) -> str | FakeReply:
+        """One excerpt ("Tokens (n):") or several ("Excerpt K (n tokens):" blocks), answered in the
+        layout the prompt asks for: number lines (with logprobs) or JSON."""
+        blocks = _EXCERPT_BLOCK.split(user)[1:]
+        headed = bool(blocks)
+        excerpts = [[json.loads(t) for _, t in _TOKEN_LINE.findall(block)] for block in (blocks or [user])]
+        levels = [[round(v) for v in predict(explanation, tokens)] for tokens in excerpts]
+        if logprobs:
+            pieces = [
+                piece
+                for k, (tokens, excerpt_levels) in enumerate(zip(excerpts, levels), start=1)
+                for piece in _number_lines_with_logprobs(tokens, excerpt_levels, f"Excerpt {k}:\n" if headed else "")
+            ]
+            return FakeReply(text="".join(p.token for p in pieces), logprobs=pieces)
+        return json.dumps({"activations": levels if headed else levels[0]})
 
     def _explain(self, user: str) -> str:
         weights: Counter[str] = Counter()
@@ -245,9 +258,9 @@ class SimulatingResponder:
         return f"{preamble}Explanation: fires on {quoted}"
 
 
-def _number_lines_with_logprobs(tokens: list[str], levels: list[int]) -> FakeReply:
-    """ "i<TAB>token<TAB>n" lines whose number tokens carry a distribution peaked at n."""
-    pieces: list[FakeToken] = []
+def _number_lines_with_logprobs(tokens: list[str], levels: list[int], header: str = "") -> list[FakeToken]:
+    """ "i<TAB>token<TAB>n" lines (after `header`) whose number tokens carry a distribution peaked at n."""
+    pieces: list[FakeToken] = [FakeToken(header, 0.0, [(header, 0.0)])] if header else []
     for i, (token, level) in enumerate(zip(tokens, levels)):
         prefix = f"{i}\t{json.dumps(token, ensure_ascii=False)}\t"
         pieces.append(FakeToken(prefix, 0.0, [(prefix, 0.0)]))
@@ -255,4 +268,4 @@ def _number_lines_with_logprobs(tokens: list[str], levels: list[int]) -> FakeRep
         top = [(str(level), math.log(0.9)), (str(runner_up), math.log(0.1))]
         pieces.append(FakeToken(str(level), math.log(0.9), top))
         pieces.append(FakeToken("\n", 0.0, [("\n", 0.0)]))
-    return FakeReply(text="".join(p.token for p in pieces), logprobs=pieces)
+    return pieces
