@@ -11,9 +11,11 @@ The server runs in its own process, so its work does not share the measured proc
 column shows both processes' CPU per request: when their sum times req/s nears the free cores, the
 machine, not the pipeline, is the limit.
 
-The first table is the logprob simulation path alone (one request per example, as the OpenAI
-backend scores), against replies shaped like the real API's: ~6 tokens per line, 20 alternatives
-for every token. It prints its share of the ideal C / L and the bytes the cache keeps per answer.
+The first table is the logprob simulation path alone, one example per request (the default) and
+several, against replies shaped like the real API's: ~6 tokens per line, 20 alternatives for every
+token (~270 KB per one-example reply). The server first computes every reply in an unmeasured pass
+and then replays those bytes, so serving costs ~1 ms of CPU and the share of the ideal C / L is the
+client's own. It prints that share, requests per unit and the bytes the cache keeps per answer.
 
     python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """
@@ -29,16 +31,15 @@ import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.labeling import explain_units, score_units
-from autointerp.llm import ChatMessage, ChatRequest, make_llm_client
-from autointerp.simulators import LLMSimulator
+from autointerp.llm import ChatMessage, ChatRequest, LLMClient, make_llm_client
+from autointerp.simulators import LLMSimulator, LLMSimulatorConfig
 from autointerp.store import open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken
 from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
@@ -76,29 +77,32 @@ class APILikeResponder(SimulatingResponder):
         return top + [(f"alt{k}", -9.0 - k) for k in range(self.top - len(top))]
 
 
-def _serve(latency: float, port_pipe: Connection, stop: Event, api_like: bool = False) -> None:
-    """Child process: the fake server, out of the measured process's GIL."""
+def _serve(latency: float, pipe: Connection, api_like: bool, replay: bool) -> None:
+    """Child process: the fake server, out of the measured process's GIL; answers "cpu" with its
+    CPU seconds so far, and stops on anything else."""
     responder = APILikeResponder() if api_like else SimulatingResponder()
-    with FakeLLMServer(responder, latency_s=latency) as server:
-        port_pipe.send(server.openai_base_url)
-        stop.wait()
-    port_pipe.send(time.process_time())  # the server's CPU seconds, for the report
+    with FakeLLMServer(responder, latency_s=latency, replay=replay, keep_alive=True) as server:
+        pipe.send(server.openai_base_url)
+        while pipe.recv() == "cpu":
+            pipe.send(time.process_time())
 
 
 @contextmanager
-def _served(latency: float, api_like: bool = False) -> Iterator[tuple[str, list[float]]]:
-    """The fake server in a child process; yields its base URL and a list that gets the server's
-    CPU seconds once it stops."""
-    receive, send = multiprocessing.Pipe(duplex=False)
-    stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=_serve, args=(latency, send, stop, api_like), daemon=True)
+def _served(latency: float, api_like: bool = False, replay: bool = False) -> Iterator[tuple[str, Callable[[], float]]]:
+    """The fake server in a child process; yields its base URL and a function that reads the
+    server's CPU seconds so far."""
+    pipe, child_end = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(latency, child_end, api_like, replay), daemon=True)
     server.start()
-    cpu: list[float] = []
+
+    def server_cpu() -> float:
+        pipe.send("cpu")
+        return pipe.recv()
+
     try:
-        yield receive.recv(), cpu
+        yield pipe.recv(), server_cpu
     finally:
-        stop.set()
-        cpu.append(receive.recv() if receive.poll(10) else float("nan"))
+        pipe.send("stop")
         server.join(timeout=10)
 
 
@@ -125,13 +129,14 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
         explainer, simulator = LLMExplainer(client), LLMSimulator(client)
         raw_rate = asyncio.run(_raw_rate(client, concurrency))
         calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started, server_started = time.perf_counter(), time.process_time(), server_cpu()
         explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
         scored = asyncio.run(
             score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
                         simulator=simulator, concurrency=concurrency, progress=False)
         )  # fmt: skip
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        server_spent = server_cpu() - server_started
         tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
         for e in store.explanations(SOURCE):
             tokens["explain"][0] += e.prompt_tokens
@@ -152,7 +157,7 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
         "errors": retried,
         "wall_s": wall,
         "cpu_s": cpu,
-        "server_cpu_s": server_cpu[0],
+        "server_cpu_s": server_spent,
         "raw_rate": raw_rate,
         "failed": explained.failed + scored.failed,
         "tokens": {k: [v / units for v in values] for k, values in tokens.items()},
@@ -174,31 +179,43 @@ async def _raw_rate(client, concurrency: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run_simulation_path(units: int, latency: float, concurrency: int) -> dict:
-    """Simulate the score examples of `units` planted units through the logprob path only: requests
-    per second against the ideal C / L, and the bytes cached per simulation answer."""
+def run_simulation_path(units: int, latency: float, concurrency: int, per_call: int = 1) -> dict:
+    """Simulate the score examples of `units` planted units through the logprob path only, with
+    `per_call` examples per request: requests per second against the ideal C / L, requests per unit
+    and the bytes cached per simulation answer. A first, unmeasured pass has the server compute
+    every reply; the measured pass (a fresh cache, so every request goes out) is answered with
+    those bytes, so the server's CPU stays out of the client's way on a small machine."""
     harvests = [planted_harvest(u) for u in planted_units(units, seed=2)]
     offline = OfflineExplainer()
     jobs = [(offline.explain_now(h).text, [e.tokens for e in h.examples_for("score")]) for h in harvests]
-    with _served(latency, api_like=True) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+    config = LLMSimulatorConfig(simulation_examples_per_call=per_call)
+
+    def simulate_all(client: LLMClient) -> None:
+        simulator = LLMSimulator(client, config)
+
+        async def every_unit() -> None:
+            await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
+
+        asyncio.run(every_unit())
+
+    replayed = _served(latency, api_like=True, replay=True)
+    with replayed as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        simulate_all(make_llm_client("openai:gpt-4o-mini", base_url=base_url, concurrency=concurrency, timeout=30))
         store = open_store(Path(folder) / "bench.db")
         client = make_llm_client("openai:gpt-4o-mini", base_url=base_url, ledger=store.ledger,
                                  concurrency=concurrency, timeout=30)  # fmt: skip
-        simulator = LLMSimulator(client)
         asyncio.run(_raw_rate(client, concurrency))  # warm the connections up
-
-        async def simulate_all() -> list:
-            return await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
-
-        started, cpu_started = time.perf_counter(), time.process_time()
-        asyncio.run(simulate_all())
+        started, cpu_started, server_started = time.perf_counter(), time.process_time(), server_cpu()
+        simulate_all(client)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        server_spent = server_cpu() - server_started
         rows = store.db.execute(
             "SELECT LENGTH(response), LENGTH(request) FROM llm_cache WHERE request LIKE '%top_logprobs\":20%'"
         ).fetchall()
         store.close()
     return {
-        "server_cpu_ms": server_cpu[0] / len(rows) * 1000,
+        "per_unit": len(rows) / units,
+        "server_cpu_ms": server_spent / len(rows) * 1000,
         "requests": len(rows),
         "rate": len(rows) / wall,
         "ideal": concurrency / latency,
@@ -225,17 +242,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--offline-units", type=int, default=300)
     parser.add_argument("--simulation-units", type=int, default=12, help="units for the logprob path table")
+    parser.add_argument("--examples-per-call", type=int, default=8, help="the several-examples mode's N")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
 
-    sim = run_simulation_path(args.simulation_units, 0.1, 32)
     print(
-        f"Logprob simulation path, C = 32, L = 100 ms, 20 top logprobs per token: {sim['requests']} requests, "
-        f"{sim['rate']:.0f} req/s of ideal {sim['ideal']:.0f} = {sim['rate'] / sim['ideal']:.2f}; "
-        f"CPU per request: client {sim['cpu_ms']:.1f} ms (one core's ceiling {1000 / sim['cpu_ms']:.0f} req/s), "
-        f"server {sim['server_cpu_ms']:.1f} ms; cached per simulation answer: {sim['response_bytes']:,.0f} bytes "
-        f"(its request, kept for browsing: {sim['request_bytes']:,.0f} bytes)\n"
+        f"Logprob simulation path, C = 32, L = 100 ms, 20 top logprobs per token, {args.simulation_units} units "
+        "(server replies replayed as bytes, so the share of ideal is the client's)"
     )
+    print(
+        f"{'examples/request':>16} {'requests':>8} {'req/unit':>8} {'req/s':>6} {'C/L':>5} {'share':>5} "
+        f"{'client CPU ms/req':>17} {'server':>6} {'cached B/answer':>15} {'request B':>9}"
+    )
+    for per_call in sorted({1, args.examples_per_call}):
+        sim = run_simulation_path(args.simulation_units, 0.1, 32, per_call)
+        print(
+            f"{per_call:>16} {sim['requests']:>8} {sim['per_unit']:>8.1f} {sim['rate']:>6.1f} {sim['ideal']:>5.0f} "
+            f"{sim['rate'] / sim['ideal']:>5.2f} {sim['cpu_ms']:>17.1f} {sim['server_cpu_ms']:>6.1f} "
+            f"{sim['response_bytes']:>15,.0f} {sim['request_bytes']:>9,.0f}"
+        )
+    print()
 
     print(f"LLM path, fake server, L = {args.latency * 1000:.0f} ms, {args.units} units, scorers {', '.join(SCORERS)}")
     print(

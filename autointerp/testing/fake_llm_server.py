@@ -115,9 +115,22 @@ class FakeLLMServer:
     """Start with `with FakeLLMServer() as server:`; point SDKs at `openai_base_url` /
     `anthropic_base_url`."""
 
-    def __init__(self, responder: Responder | None = None, latency_s: float = 0.0):
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        latency_s: float = 0.0,
+        *,
+        replay: bool = False,
+        keep_alive: bool = False,
+    ):
         self.responder: Responder = responder or echo_responder
         self.latency_s = latency_s  # added to every reply
+        # replay: a request byte-identical to an earlier one gets that reply's bytes again, without
+        # the responder or serialising (benchmarks: serving then costs little, so the client is measured)
+        self._replies: dict[tuple[str, bytes], bytes] | None = {} if replay else None
+        # keep_alive: HTTP/1.1 connections that serve many requests, as providers' do (the default,
+        # one connection per request, lets a truncated-body fault end its connection)
+        self.keep_alive = keep_alive
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.batch_fail_ids: set[str] = set()  # batch requests with these custom ids get an error result
@@ -196,6 +209,8 @@ class FakeLLMServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if server.keep_alive else "HTTP/1.0"
+
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
@@ -245,8 +260,11 @@ class FakeLLMServer:
         if not path.endswith(("/chat/completions", "/messages")):
             self._handle_batch_api(handler, handler.command, path, body)
             return
-        payload = self._reply_body(api, body)
-        data = json.dumps(payload).encode()
+        data = self._replies.get((path, raw)) if self._replies is not None else None
+        if data is None:
+            data = json.dumps(self._reply_body(api, body)).encode()
+            if self._replies is not None:
+                self._replies[(path, raw)] = data
         if fault and fault.truncate:
             self._send_raw(handler, 200, data[: len(data) // 2], declared_length=len(data))
             return
