@@ -614,7 +614,10 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
     keep = None
     if cfg.harvest_selected_only:
-        widths = {"neuron": subject.hook_width(hook), **({"feature": sae.cfg.d_sae} if sae is not None else {})}
+        widths: dict[UnitKind, int] = {
+            "neuron": subject.hook_width(hook),
+            **({"feature": sae.cfg.d_sae} if sae is not None else {}),
+        }
         chosen = choose_units({kind: list(range(width)) for kind, width in widths.items()}, cfg.units)
         keep = {kind: [i for k, i in chosen if k == kind] for kind in cfg.units.kinds if kind in widths}
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described, keep=keep)
