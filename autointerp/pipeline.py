@@ -146,7 +146,9 @@ class LabelSpec(BaseModel):
     explainer_key_env: str | None = None  # env variable with the explainer's key (default: the provider's)
     simulator_key_env: str | None = None
     scorers: list[ScorerName] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
-    max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
+    max_cost: float | None = Field(
+        None, ge=0
+    )  # USD for the whole catalog (earlier runs count); stops cleanly when reached
     concurrency: int = Field(8, ge=1)
     processes: int = Field(0, ge=0)  # worker processes for the offline explainer/simulator; 0: one per CPU
     timeout: float = Field(60.0, gt=0)

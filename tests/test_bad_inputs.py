@@ -79,6 +79,7 @@ CONFIGS = {
     "d_sae": ("[sae.train]\nd_sae = -5\n", "sae.train.d_sae"),
     "tokens": ("[sae.train]\ntotal_tokens = 0\n", "sae.train.total_tokens"),
     "concurrency": ("[label]\nconcurrency = 0\n", "label.concurrency"),
+    "max_cost": ("[label]\nmax_cost = -1\n", "label.max_cost"),
     "sae_path": ('[sae]\npath = "/nonexistent"\n', "not a SAELens-layout SAE folder"),
     "misspelt": ("[harvest]\nn_tokenz = 5\n", "n_tokenz"),
     "not_toml": ("[harvest\n", "cannot parse"),
