@@ -482,16 +482,3 @@ def write_report(report: ComparisonReport, out_dir: str | Path) -> Path:
     path = out / REPORT_JSON
     path.write_text(json.dumps(report.model_dump(mode="json"), indent=2, allow_nan=False), encoding="utf-8")
     return path
-
-
-def load_report(path: str | Path) -> ComparisonReport:
-    """Read a report.json written by `write_report`."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / REPORT_JSON
-    if not path.is_file():
-        raise UserError(f"No comparison report at {path}.")
-    try:
-        return ComparisonReport.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{path} is not a comparison report: {exc}") from exc
