@@ -174,6 +174,17 @@ class RunConfig(BaseModel):
     export: bool = True  # False: report.json/md only (no JSONL, Neuronpedia or HTML catalog)
     harvest_selected_only: bool = False  # harvest only the units `units` picks: faster, but the catalog holds only them
 
+    @model_validator(mode="after")
+    def _one_corpus(self) -> RunConfig:
+        """The top-level corpus feeds every stage; a nested one that says otherwise would be ignored."""
+        for where, nested in (("sae.train", self.sae.train), ("harvest", self.harvest)):
+            if "corpus" in nested.model_fields_set and nested.corpus != self.corpus:
+                raise ValueError(
+                    f"{where}.corpus is {nested.corpus!r} but corpus is {self.corpus!r}: "
+                    "set the corpus once, at the top level"
+                )
+        return self
+
 
 class RunSummary(BaseModel):
     out: str

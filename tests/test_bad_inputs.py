@@ -82,6 +82,11 @@ CONFIGS = {
     "max_cost": ("[label]\nmax_cost = -1\n", "label.max_cost"),
     "sae_path": ('[sae]\npath = "/nonexistent"\n', "not a SAELens-layout SAE folder"),
     "misspelt": ("[harvest]\nn_tokenz = 5\n", "n_tokenz"),
+    "harvest_corpus": ('[harvest]\ncorpus = "other.jsonl"\n', "harvest.corpus is 'other.jsonl' but corpus is 'stdlib'"),
+    "train_corpus": (
+        'corpus = "a.jsonl"\n[sae.train]\ncorpus = "stdlib"\n',
+        "sae.train.corpus is 'stdlib' but corpus is 'a.jsonl'",
+    ),
     "not_toml": ("[harvest\n", "cannot parse"),
 }
 
