@@ -103,14 +103,17 @@ def evaluate_sae(
 
 
 def plot_sae_density(density: np.ndarray, path: Path, title: str = "Feature density") -> None:
-    """log10 firing-density histogram (the paper's view of dead, rare and dense features)."""
-    import matplotlib
+    """log10 firing-density histogram (the paper's view of dead, rare and dense features).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Built on `Figure` with an Agg canvas, never pyplot (as autointerp/plots.py): no display, no global state.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     alive = density[density > 0]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     if len(alive):
         ax.hist(np.log10(alive), bins=60, color="#3b6ea8")
     ax.axvline(-1, color="#b33", linestyle="--", linewidth=1, label="dense (10%)")
@@ -121,4 +124,3 @@ def plot_sae_density(density: np.ndarray, path: Path, title: str = "Feature dens
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
