@@ -30,10 +30,16 @@ def _print_json(obj) -> None:
 # --- subject -------------------------------------------------------------------------------------
 
 
-def cmd_subject_train(args: argparse.Namespace) -> None:
-    from sae.subject.training import SubjectTrainConfig, train_subject
+def _subject_train_config(args: argparse.Namespace):
+    from sae.subject.training import SubjectTrainConfig
 
-    cfg = SubjectTrainConfig(corpus=args.corpus, steps=args.steps, seed=args.seed)
+    return SubjectTrainConfig(corpus=args.corpus, steps=args.steps, seed=args.seed)
+
+
+def cmd_subject_train(args: argparse.Namespace) -> None:
+    from sae.subject.training import train_subject
+
+    cfg = _subject_train_config(args)
     meta = train_subject(cfg, check_output_folder(Path(args.out)))
     print(f"saved model and tokenizer to {args.out} ({meta['train_seconds']} s)")
 
@@ -262,15 +268,22 @@ def _pick_source(store, source: str | None) -> str:
     return sources[0]
 
 
-def cmd_harvest(args: argparse.Namespace) -> None:
-    from autointerp.pipeline import SubjectSpec, harvest_into_store, source_name
-    from autointerp.store import open_store
+def _harvest_settings(args: argparse.Namespace):
+    """The subject and the harvest settings that `harvest`'s options give."""
+    from autointerp.pipeline import SubjectSpec
     from sae.harvest import HarvestConfig
+
+    spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
+    return spec, HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+
+
+def cmd_harvest(args: argparse.Namespace) -> None:
+    from autointerp.pipeline import harvest_into_store, source_name
+    from autointerp.store import open_store
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
-    spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
-    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    spec, cfg = _harvest_settings(args)
     check_output_folder(Path(args.db).parent)
     subject = load_subject(spec.model, device=spec.device)
     sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
@@ -285,24 +298,10 @@ def cmd_harvest(args: argparse.Namespace) -> None:
 def _label_spec(args: argparse.Namespace):
     from autointerp.pipeline import LabelSpec
 
-    return LabelSpec(
-        explainer=getattr(args, "explainer", "offline"),
-        simulator=getattr(args, "simulator", "offline"),
-        base_url=args.base_url,
-        scorers=getattr(args, "scorers", "simulation").split(","),
-        max_cost=args.max_cost,
-        concurrency=args.concurrency,
-        processes=args.processes,
-        timeout=args.timeout,
-        max_attempts=args.max_attempts,
-        prices=args.prices,
-        simulation_examples_per_call=getattr(args, "simulation_examples_per_call", 1),
-        **{
-            f"{role}_{option}": getattr(args, f"{role}_{option}", None)
-            for role in ("explainer", "simulator")
-            for option in ("base_url", "key_env")
-        },
-    )
+    given = {name: getattr(args, name) for name in LabelSpec.model_fields if hasattr(args, name)}
+    if "scorers" in given:
+        given["scorers"] = given["scorers"].split(",")
+    return LabelSpec(**given)  # a setting this command has no option for keeps the model's default
 
 
 def _selection(args: argparse.Namespace):

@@ -17,6 +17,7 @@ import json
 import math
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -290,22 +291,28 @@ def compare_samples(
     )
 
 
-def _collect(
-    entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str
-) -> dict[str, dict[str, object]]:
-    """Per kind: the valid values and how many units failed or were never scored."""
-    collected: dict[str, dict[str, object]] = {k: {"values": [], "failed": 0, "unscored": 0} for k in KINDS}
+@dataclass
+class _KindTally:
+    """One kind's valid values and how many of its units failed or were never scored."""
+
+    values: list[float] = field(default_factory=list)
+    failed: int = 0
+    unscored: int = 0
+
+
+def _collect(entries: Sequence[CatalogEntry], scorer: str, explainer: str, simulator: str) -> dict[str, _KindTally]:
+    collected: dict[str, _KindTally] = {k: _KindTally() for k in KINDS}
     for entry in entries:
         bucket = collected[entry.harvest.kind]
         explanation = latest_explanation(entry, explainer)
         score = score_of(entry, explanation, scorer, simulator or None) if explanation is not None else None
         value = valid_value(score)
         if value is not None:
-            bucket["values"].append(value)  # type: ignore[union-attr]
+            bucket.values.append(value)
         elif score is not None:
-            bucket["failed"] += 1  # type: ignore[operator]
+            bucket.failed += 1
         else:
-            bucket["unscored"] += 1  # type: ignore[operator]
+            bucket.unscored += 1
     return collected
 
 
@@ -315,17 +322,17 @@ def _compare_one(
     simulator = resolve_simulator(entries, scorer, explainer, simulator)
     c = _collect(entries, scorer, explainer, simulator)
     return compare_samples(
-        c["neuron"]["values"],  # type: ignore[arg-type]
-        c["feature"]["values"],  # type: ignore[arg-type]
+        c["neuron"].values,
+        c["feature"].values,
         scorer=scorer,
         explainer=explainer,
         simulator=simulator,
         n_resamples=n_resamples,
         seed=seed,
-        neuron_failed=c["neuron"]["failed"],  # type: ignore[arg-type]
-        feature_failed=c["feature"]["failed"],  # type: ignore[arg-type]
-        neuron_unscored=c["neuron"]["unscored"],  # type: ignore[arg-type]
-        feature_unscored=c["feature"]["unscored"],  # type: ignore[arg-type]
+        neuron_failed=c["neuron"].failed,
+        feature_failed=c["feature"].failed,
+        neuron_unscored=c["neuron"].unscored,
+        feature_unscored=c["feature"].unscored,
     )
 
 
@@ -475,16 +482,3 @@ def write_report(report: ComparisonReport, out_dir: str | Path) -> Path:
     path = out / REPORT_JSON
     path.write_text(json.dumps(report.model_dump(mode="json"), indent=2, allow_nan=False), encoding="utf-8")
     return path
-
-
-def load_report(path: str | Path) -> ComparisonReport:
-    """Read a report.json written by `write_report`."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / REPORT_JSON
-    if not path.is_file():
-        raise UserError(f"No comparison report at {path}.")
-    try:
-        return ComparisonReport.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{path} is not a comparison report: {exc}") from exc

@@ -22,25 +22,12 @@ from autointerp.explainers import Explainer, ExplainerError
 from autointerp.llm.errors import LLMCallError
 from autointerp.local_workers import explain_chunk, in_processes, load_unit, runs_locally, score_chunk
 from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
-from autointerp.scoring import SCORERS
+from autointerp.scoring import SCORER_CONFIGS, SCORERS, ScorerConfig, ScorerName
 from autointerp.scoring.common import score_settings_hash
-from autointerp.scoring.detection import DetectionScorerConfig
-from autointerp.scoring.fuzzing import FuzzingScorerConfig
-from autointerp.scoring.simulation import SimulationScorerConfig
 from autointerp.simulators.base import Simulator
 from autointerp.store import CatalogStore
 
 UnitKey = tuple[UnitKind, int]
-
-DEFAULT_SCORER_CONFIGS: dict[str, type[BaseModel]] = {
-    "simulation": SimulationScorerConfig,
-    "detection": DetectionScorerConfig,
-    "fuzzing": FuzzingScorerConfig,
-}
-
-
-class UnknownScorerError(UserError):
-    """A scorer name that does not exist."""
 
 
 class StageReport(BaseModel):
@@ -149,9 +136,9 @@ async def score_units(
     units: Iterable[UnitKey] | None,
     *,
     explanation_settings_hash: str,
-    scorers: Sequence[str],
+    scorers: Sequence[ScorerName],
     simulator: Simulator,
-    scorer_configs: dict[str, BaseModel] | None = None,
+    scorer_configs: dict[ScorerName, ScorerConfig] | None = None,
     concurrency: int = 8,
     processes: int = 1,
     progress: bool = True,
@@ -160,11 +147,8 @@ async def score_units(
     scorer in `scorers` not yet done with the same scorer and simulator settings. Units without a
     usable explanation are counted in `not_explained` and left alone. A local simulator runs in
     `processes` worker processes."""
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise UnknownScorerError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
-    configs = {name: (scorer_configs or {}).get(name) or DEFAULT_SCORER_CONFIGS[name]() for name in scorers}
-    hashes = {name: score_settings_hash(name, configs[name].model_dump(), simulator) for name in scorers}
+    configs = {name: (scorer_configs or {}).get(name) or SCORER_CONFIGS[name]() for name in scorers}
+    hashes = {name: score_settings_hash(configs[name], simulator) for name in scorers}
     keys = _unit_keys(store, source, units)
     report = StageReport(stage="score", units=len(keys))
     explanations = {
@@ -172,7 +156,7 @@ async def score_units(
         for e in store.explanations(source)
         if e.settings_hash == explanation_settings_hash and is_usable(e)
     }
-    todo: list[tuple[UnitKey, list[str]]] = []
+    todo: list[tuple[UnitKey, list[ScorerName]]] = []
     for key in keys:
         explanation = explanations.get(key)
         if explanation is None:
@@ -199,13 +183,13 @@ async def score_units(
                 report.count(score)
         return report
 
-    async def score_one(item: tuple[UnitKey, list[str]]) -> None:
+    async def score_one(item: tuple[UnitKey, list[ScorerName]]) -> None:
         key, names = item
         harvest = load_unit(store, source, key)
         explanation = explanations[key]
 
-        async def run(name: str) -> None:
-            score = await SCORERS[name](harvest, explanation, simulator, configs[name])  # type: ignore[operator]
+        async def run(name: ScorerName) -> None:
+            score = await SCORERS[name](harvest, explanation, simulator, configs[name])
             store.put_score(source, score)
             report.count(score)
 
@@ -244,8 +228,6 @@ async def _run_workers(
 ) -> None:
     """`concurrency` workers take items in order. The first exception stops new work; the workers
     finish what they hold, then it is raised."""
-    if concurrency < 1:
-        raise UserError(f"concurrency must be >= 1, got {concurrency}")
     pending = iter(items)
     stop: list[BaseException] = []
     bar = tqdm(total=len(items), desc=label, unit="unit", disable=not progress or not items)

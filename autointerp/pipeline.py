@@ -40,7 +40,7 @@ from autointerp.explainers.llm import (
     LLMExplainerConfig,
     llm_explainer_settings_hash,
 )
-from autointerp.explainers.offline import OfflineExplainer
+from autointerp.explainers.offline import OfflineExplainer, OfflineExplainerConfig, offline_explainer_settings_hash
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
@@ -49,7 +49,7 @@ from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
 from autointerp.local_workers import default_processes
 from autointerp.records import CatalogEntry, UnitKind
-from autointerp.scoring import SCORERS
+from autointerp.scoring import ScorerName
 from autointerp.simulators.base import Simulator
 from autointerp.simulators.llm import LLMSimulator, LLMSimulatorConfig
 from autointerp.simulators.offline import OfflineSimulator
@@ -145,8 +145,10 @@ class LabelSpec(BaseModel):
     simulator_base_url: str | None = None  # the simulator's own server (default: base_url)
     explainer_key_env: str | None = None  # env variable with the explainer's key (default: the provider's)
     simulator_key_env: str | None = None
-    scorers: list[str] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
-    max_cost: float | None = None  # USD for the whole catalog (earlier runs count); stops cleanly when reached
+    scorers: list[ScorerName] = Field(default=["simulation", "detection", "fuzzing"], min_length=1)
+    max_cost: float | None = Field(
+        None, ge=0
+    )  # USD for the whole catalog (earlier runs count); stops cleanly when reached
     concurrency: int = Field(8, ge=1)
     processes: int = Field(0, ge=0)  # worker processes for the offline explainer/simulator; 0: one per CPU
     timeout: float = Field(60.0, gt=0)
@@ -158,14 +160,6 @@ class LabelSpec(BaseModel):
     @field_serializer("base_url", "explainer_base_url", "simulator_base_url")
     def _without_credentials(self, url: str | None) -> str | None:
         return safe_url(url)  # recorded run configs must not carry a URL's user:password
-
-    @field_validator("scorers")
-    @classmethod
-    def _known_scorers(cls, scorers: list[str]) -> list[str]:
-        unknown = [name for name in scorers if name not in SCORERS]
-        if unknown:
-            raise ValueError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
-        return scorers
 
 
 class RunConfig(BaseModel):
@@ -181,6 +175,17 @@ class RunConfig(BaseModel):
     controls: ControlSpec = ControlSpec(run=[])  # the demo turns them all on
     export: bool = True  # False: report.json/md only (no JSONL, Neuronpedia or HTML catalog)
     harvest_selected_only: bool = False  # harvest only the units `units` picks: faster, but the catalog holds only them
+
+    @model_validator(mode="after")
+    def _one_corpus(self) -> RunConfig:
+        """The top-level corpus feeds every stage; a nested one that says otherwise would be ignored."""
+        for where, nested in (("sae.train", self.sae.train), ("harvest", self.harvest)):
+            if "corpus" in nested.model_fields_set and nested.corpus != self.corpus:
+                raise ValueError(
+                    f"{where}.corpus is {nested.corpus!r} but corpus is {self.corpus!r}: "
+                    "set the corpus once, at the top level"
+                )
+        return self
 
 
 class RunSummary(BaseModel):
@@ -413,7 +418,7 @@ def warn_language_mismatch(spec: LabelSpec) -> None:
 def explanation_settings_hash(spec: LabelSpec) -> str:
     """Which explanations `spec.explainer` writes, known without building a client (or a key)."""
     if spec.explainer == "offline":
-        return OfflineExplainer().settings_hash
+        return offline_explainer_settings_hash(OfflineExplainerConfig())
     return llm_explainer_settings_hash(spec.explainer, LLMExplainerConfig())
 
 
@@ -617,7 +622,10 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
     keep = None
     if cfg.harvest_selected_only:
-        widths = {"neuron": subject.hook_width(hook), **({"feature": sae.cfg.d_sae} if sae is not None else {})}
+        widths: dict[UnitKind, int] = {
+            "neuron": subject.hook_width(hook),
+            **({"feature": sae.cfg.d_sae} if sae is not None else {}),
+        }
         chosen = choose_units({kind: list(range(width)) for kind, width in widths.items()}, cfg.units)
         keep = {kind: [i for k, i in chosen if k == kind] for kind in cfg.units.kinds if kind in widths}
     harvest_into_store(store, source, subject, hook, sae, harvest_cfg, described, keep=keep)

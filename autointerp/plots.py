@@ -61,11 +61,11 @@ def plot_score_distributions(samples: Mapping[str, Mapping[str, Sequence[float]]
     return _save(fig, path)
 
 
-def _bins(low: float, high: float, count: int) -> np.ndarray:
+def _bins(low: float, high: float, count: int) -> list[float]:
     """`count` equal bins over [low, high], widened by 0.5 each way when the range is a point."""
     if math.isclose(low, high):
         low, high = low - 0.5, high + 0.5
-    return np.linspace(low, high, count + 1)
+    return np.linspace(low, high, count + 1).tolist()
 
 
 def plot_density_histogram(densities: Mapping[str, Sequence[float]], path: str | Path) -> Path:

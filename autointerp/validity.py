@@ -102,13 +102,20 @@ def chosen_scores(
     return out
 
 
+def chosen_value(score: Score) -> float:
+    """The value of a score `chosen_scores` picked (it keeps only valid ones)."""
+    value = valid_value(score)
+    assert value is not None, "chosen_scores keeps only scores with a valid value"
+    return value
+
+
 def uncertainty_section(
     chosen: dict[str, list[tuple[CatalogEntry, Score]]], scorer: str
 ) -> dict[str, StatSummary | None]:
     """Per kind: the scorer's summary with the two-level (units x examples) bootstrap."""
     out = {}
     for kind, pairs in chosen.items():
-        values = [float(s.value) for _, s in pairs]  # type: ignore[arg-type]
+        values = [chosen_value(s) for _, s in pairs]
         draws = np.stack([_draws(e, s) for e, s in pairs]) if pairs else None
         out[kind] = summarize(values, f"{scorer}:{kind}:two-level", draws)
     return out
@@ -194,7 +201,7 @@ def ceiling_section(
                 continue
             ceilings.append(ceiling)
             if ceiling >= CEILING_FLOOR:
-                fractions.append(float(score.value) / ceiling)  # type: ignore[arg-type]
+                fractions.append(chosen_value(score) / ceiling)
         out[kind] = {
             "ceiling": summarize(ceilings, f"ceiling:{kind}"),
             "explanation_fraction": summarize(fractions, f"ceiling-fraction:{kind}"),
@@ -207,7 +214,7 @@ def density_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict
     out = {}
     for kind, pairs in chosen.items():
         density = [e.harvest.stats.density for e, _ in pairs]
-        values = [float(s.value) for _, s in pairs]  # type: ignore[arg-type]
+        values = [chosen_value(s) for _, s in pairs]
         rho = p = None
         if len(pairs) >= 3 and np.ptp(density) > 0 and np.ptp(values) > 0:
             result = spearmanr(density, values)
@@ -229,16 +236,16 @@ def coverage_section(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dic
 def density_points(chosen: dict[str, list[tuple[CatalogEntry, Score]]]) -> dict[str, tuple[list[float], list[float]]]:
     """Per kind: (densities, scores), the input of the score-vs-density plot."""
     return {
-        kind: ([e.harvest.stats.density for e, _ in pairs], [float(s.value) for _, s in pairs])
+        kind: ([e.harvest.stats.density for e, _ in pairs], [chosen_value(s) for _, s in pairs])
         for kind, pairs in chosen.items()
-    }  # type: ignore[arg-type]
+    }
 
 
 def budget_section(entries: Sequence[CatalogEntry], explainer: str) -> dict[str, dict[str, float | None]]:
     """Per kind: how often the explainer's length budget cut an explanation short (from the
     explainer's own `meta`: "binding", "named", "candidates"), so a cap that binds for one kind
     only shows up. Empty values when the explainer does not report it."""
-    out = {}
+    out: dict[str, dict[str, float | None]] = {}
     for kind in KINDS:
         metas = [
             e.meta

@@ -20,6 +20,7 @@ from autointerp.validity import (
     budget_section,
     ceiling_section,
     chosen_scores,
+    chosen_value,
     coverage_section,
     density_points,
     density_section,
@@ -124,7 +125,7 @@ def control_summaries(
         rows: dict[str, dict[str, StatSummary]] = {}
         for scorer, comparison in report.by_scorer.items():
             for kind, pairs in chosen_scores(entries, scorer, label, comparison.simulator).items():
-                summary = summarize([float(s.value) for _, s in pairs], f"control:{name}:{scorer}:{kind}")  # type: ignore[arg-type]
+                summary = summarize([chosen_value(s) for _, s in pairs], f"control:{name}:{scorer}:{kind}")
                 if summary is not None:
                     rows.setdefault(kind, {})[scorer] = summary
         out[name] = rows

@@ -39,13 +39,14 @@ from pathlib import Path
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import ChatMessage, ChatRequest, LLMClient, make_llm_client
+from autointerp.scoring import ScorerName
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig
 from autointerp.store import open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, FakeReply, FakeToken
 from autointerp.testing.planted import SimulatingResponder, planted_harvest, planted_units
 
 SOURCE = "planted/bench"
-SCORERS = ["simulation", "detection", "fuzzing"]
+SCORERS: list[ScorerName] = ["simulation", "detection", "fuzzing"]
 
 
 # Pieces a tokenizer makes of a simulation line "12<TAB>" the"<TAB>3": digits, tabs, quotes, words.

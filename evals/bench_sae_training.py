@@ -95,12 +95,13 @@ def embedding_bag_step(d_in: int, d_sae: int, k: int, dead: torch.Tensor, device
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            parallel = (model.W_dec.grad * model.W_dec).sum(1, keepdim=True)
-            model.W_dec.grad -= parallel * model.W_dec
+            grad = model.W_dec.grad
+            assert grad is not None  # loss.backward() has just filled it
+            grad -= (grad * model.W_dec).sum(1, keepdim=True) * model.W_dec
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            model.W_dec /= model.W_dec.norm(dim=1, keepdim=True)
+            model.W_dec.div_(model.W_dec.norm(dim=1, keepdim=True))
 
     return step
 

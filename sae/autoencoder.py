@@ -139,6 +139,8 @@ class _DecoderWeightGrad(torch.autograd.Function):
 
 
 class SparseAutoencoder(nn.Module):
+    threshold: torch.Tensor  # a registered buffer (declared so the type checker sees a tensor)
+
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -182,7 +184,8 @@ class SparseAutoencoder(nn.Module):
             mask = (pre > self.threshold[None, :]) & (pre > 0)
         else:
             mask = pre > 0
-        return mask.nonzero(as_tuple=True)
+        rows, cols = mask.nonzero(as_tuple=True)
+        return rows, cols
 
     def encode_sparse(self, x: torch.Tensor) -> SparseCode:
         """Active features without building the dense [batch, d_sae] result (inference)."""
@@ -278,7 +281,7 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:

@@ -15,5 +15,8 @@ def describe_validation_error(err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"])
-        problems.append(f"{where + ': ' if where else ''}{e['msg'].removeprefix('Value error, ')}")
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "literal_error":  # say which value was refused, not only what is allowed
+            message += f" (got {e['input']!r})"
+        problems.append(f"{where + ': ' if where else ''}{message}")
     return "; ".join(problems)

@@ -157,9 +157,9 @@ class KindHarvester:
         """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows."""
         top = self.state.explain.top
         peaks = top.tokens.gather(2, top.acts.argmax(dim=2, keepdim=True)).squeeze(2).long()  # [U, K]
-        peaks = torch.where(top.window_id >= 0, peaks, -1).cpu().numpy()
+        peak_ids = torch.where(top.window_id >= 0, peaks, -1).cpu().numpy()
         chosen = np.full(self.triggers.shape, -1, dtype=np.int64)
-        for unit, row in enumerate(peaks):
+        for unit, row in enumerate(peak_ids):
             values, counts = np.unique(row[row >= 0], return_counts=True)
             order = np.lexsort((values, -counts))[: chosen.shape[1]]  # most frequent, then lowest id
             chosen[unit, : len(order)] = values[order]
@@ -372,7 +372,8 @@ def _quantile_order(
     maxima = slots.acts[unit, valid].amax(dim=1)
     ranked = valid[maxima.argsort()].tolist()
     bands = np.array_split(np.arange(len(ranked)), min(n_quantiles, len(ranked)))
-    order, quantile = [], []
+    order: list[int] = []
+    quantile: list[int | None] = []
     for q, band in enumerate(bands):
         # evenly spaced within the band: deterministic and spread over the band's range
         picks = np.linspace(0, len(band) - 1, num=min(per_quantile, len(band))).round().astype(int)

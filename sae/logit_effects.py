@@ -35,8 +35,9 @@ def _output_projection(subject: SubjectModel, hook: str) -> torch.Tensor | None:
 def _unembedding(subject: SubjectModel) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     model = subject.model
     head = getattr(model, "unembed", None)
-    if head is None and hasattr(model, "get_output_embeddings"):
-        head = model.get_output_embeddings()
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    if head is None and output_embeddings is not None:
+        head = output_embeddings()
     if head is None:
         return None
     final_norm = getattr(model, "ln_f", None)

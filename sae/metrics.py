@@ -57,7 +57,7 @@ def evaluate_sae(
     fires = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=subject.device)
     n_tokens = n_active = 0
     sq_err = 0.0
-    sum_x = None
+    sum_x = torch.zeros(sae.cfg.d_in, device=subject.device)
     sum_sq_x = 0.0
     ce = {"clean": 0.0, "zero": 0.0, "sae": 0.0}
     n_predicted = 0
@@ -73,13 +73,13 @@ def evaluate_sae(
         n_active += code.rows.numel()
         n_tokens += flat.shape[0]
         sq_err += float((recon - flat).pow(2).sum())
-        sum_x = flat.sum(0) if sum_x is None else sum_x + flat.sum(0)
+        sum_x += flat.sum(0)
         sum_sq_x += float(flat.pow(2).sum())
 
         spliced = acts.clone()
         spliced[keep.expand_as(acts)] = recon.reshape(-1).to(spliced.dtype)
         sae_logits, _ = subject.run_with_hook(tokens, hook, replace=spliced)
-        zero_logits, _ = subject.run_with_hook(tokens, hook, replace=lambda a, keep=keep: a * ~keep)
+        zero_logits, _ = subject.run_with_hook(tokens, hook, replace=acts * ~keep)
         ce["clean"] += float(_next_token_loss(clean_logits, tokens))
         ce["sae"] += float(_next_token_loss(sae_logits, tokens))
         ce["zero"] += float(_next_token_loss(zero_logits, tokens))
@@ -103,14 +103,17 @@ def evaluate_sae(
 
 
 def plot_sae_density(density: np.ndarray, path: Path, title: str = "Feature density") -> None:
-    """log10 firing-density histogram (the paper's view of dead, rare and dense features)."""
-    import matplotlib
+    """log10 firing-density histogram (the paper's view of dead, rare and dense features).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Built on `Figure` with an Agg canvas, never pyplot (as autointerp/plots.py): no display, no global state.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     alive = density[density > 0]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     if len(alive):
         ax.hist(np.log10(alive), bins=60, color="#3b6ea8")
     ax.axvline(-1, color="#b33", linestyle="--", linewidth=1, label="dense (10%)")
@@ -121,4 +124,3 @@ def plot_sae_density(density: np.ndarray, path: Path, title: str = "Feature dens
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)

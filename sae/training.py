@@ -305,6 +305,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
     bar.close()
     if step < cfg.steps:
         raise UserError(f"the corpus ran out after {step} of {cfg.steps} steps; lower --tokens")
+    assert scale is not None  # cfg.steps >= 1, and the first step (or the checkpoint) sets it
     summary = {
         "steps": step,
         "tokens": step * cfg.batch_size,

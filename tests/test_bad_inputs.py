@@ -79,8 +79,14 @@ CONFIGS = {
     "d_sae": ("[sae.train]\nd_sae = -5\n", "sae.train.d_sae"),
     "tokens": ("[sae.train]\ntotal_tokens = 0\n", "sae.train.total_tokens"),
     "concurrency": ("[label]\nconcurrency = 0\n", "label.concurrency"),
+    "max_cost": ("[label]\nmax_cost = -1\n", "label.max_cost"),
     "sae_path": ('[sae]\npath = "/nonexistent"\n', "not a SAELens-layout SAE folder"),
     "misspelt": ("[harvest]\nn_tokenz = 5\n", "n_tokenz"),
+    "harvest_corpus": ('[harvest]\ncorpus = "other.jsonl"\n', "harvest.corpus is 'other.jsonl' but corpus is 'stdlib'"),
+    "train_corpus": (
+        'corpus = "a.jsonl"\n[sae.train]\ncorpus = "stdlib"\n',
+        "sae.train.corpus is 'stdlib' but corpus is 'a.jsonl'",
+    ),
     "not_toml": ("[harvest\n", "cannot parse"),
 }
 

@@ -8,12 +8,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from autointerp.errors import UserError
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.explainers.llm import LLMExplainerConfig
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import Budget, BudgetExceeded, RetryPolicy, make_llm_client
+from autointerp.pipeline import LabelSpec
 from autointerp.simulators import LLMSimulator, OfflineSimulator
 from autointerp.store import CatalogStore, open_store
 from autointerp.testing.fake_llm_server import FakeLLMServer, Fault
@@ -174,7 +176,5 @@ def test_units_can_be_chosen_and_bad_choices_are_user_errors(store: CatalogStore
     assert report.units == 2 and {e.unit_index for e in store.explanations(SOURCE)} == {0, 2}
     with pytest.raises(UserError, match="feature:99"):
         asyncio.run(explain_units(store, SOURCE, [("feature", 99)], explainer, progress=False))
-    with pytest.raises(UserError, match="unknown scorer"):
-        asyncio.run(
-            score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=["vibes"], simulator=OfflineSimulator(), progress=False)
-        )  # fmt: skip
+    with pytest.raises(ValidationError, match="vibes"):  # scorer names are checked where a config is read
+        LabelSpec(scorers=["simulation", "vibes"])

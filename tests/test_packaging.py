@@ -52,3 +52,12 @@ def test_the_store_loads_without_the_provider_sdks() -> None:
     code = "import sys, autointerp.store; print(sorted({'openai', 'anthropic'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The README's "Run the tests" command is a line of .ci/run, so what CI checks is what it says."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Run the tests:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    (command,) = block.strip().splitlines()
+    assert "--durations=15" in command
+    assert command in (ROOT / ".ci/run").read_text().splitlines()

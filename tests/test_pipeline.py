@@ -160,6 +160,14 @@ def test_the_shipped_builtin_config_is_the_demo() -> None:
     assert shipped.model_dump(exclude={"out"}) == demo_config("x").model_dump(exclude={"out"})
 
 
+def test_a_nested_corpus_that_agrees_with_the_top_level_is_accepted() -> None:
+    """The conflicting case is refused (tests/test_bad_inputs.py); repeating the corpus is harmless."""
+    from autointerp.pipeline import RunConfig
+
+    cfg = RunConfig.model_validate({"corpus": "a.jsonl", "sae": {"train": {"corpus": "a.jsonl"}}, "harvest": {}})
+    assert cfg.sae.train.corpus == cfg.corpus == "a.jsonl"
+
+
 def test_llm_explanations_scored_offline_are_flagged(capsys) -> None:
     from autointerp.pipeline import warn_language_mismatch
 

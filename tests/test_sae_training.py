@@ -256,3 +256,26 @@ def test_rerunning_a_finished_training_returns_its_summary_without_work(subject:
     assert again == json.loads((out / "training.json").read_text())
     assert again["final_l0"] == summary["final_l0"] and again["final_l0"] is not None
     assert calls == [1]  # only the one-row probe of the hook width: no activations streamed
+
+
+def test_plots_are_made_without_pyplot(tmp_path: Path) -> None:
+    """Every figure (the SAE density plot and the catalog's) uses the object API: pyplot is never imported."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+import numpy as np
+from autointerp.plots import plot_density_histogram, plot_score_distributions
+from sae.metrics import plot_sae_density
+out = Path({str(tmp_path)!r})
+plot_sae_density(np.array([0.0, 0.001, 0.2, 0.02]), out / "sae.png")
+plot_density_histogram({{"feature": [0.001, 0.2], "neuron": [0.02]}}, out / "units.png")
+plot_score_distributions({{"detection": {{"feature": [0.5, 0.7], "neuron": [0.6]}}}}, out / "scores.png")
+print("matplotlib.pyplot" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"
+    for name in ("sae.png", "units.png", "scores.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

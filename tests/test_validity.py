@@ -25,9 +25,8 @@ from autointerp.controls import (
 )
 from autointerp.errors import UserError
 from autointerp.explainers import OfflineExplainer
-from autointerp.labeling import DEFAULT_SCORER_CONFIGS
 from autointerp.records import ActivationExample, CatalogEntry, ExampleScore, Score, UnitHarvest
-from autointerp.scoring import SCORERS, score_simulation
+from autointerp.scoring import SCORER_CONFIGS, SCORERS, score_simulation
 from autointerp.scoring.ceiling import lookup_ceiling
 from autointerp.scoring.fuzzing import FuzzingScorerConfig, score_fuzzing
 from autointerp.simulators import OfflineSimulator
@@ -185,7 +184,7 @@ def scored_catalog() -> list[CatalogEntry]:
         harvest = planted_harvest(unit).model_copy(update={"kind": "neuron" if i % 2 else "feature", "index": i})
         explanation = explainer.explain_now(harvest)
         scores = [
-            asyncio.run(SCORERS[name](harvest, explanation, simulator, DEFAULT_SCORER_CONFIGS[name]()))
+            asyncio.run(SCORERS[name](harvest, explanation, simulator, SCORER_CONFIGS[name]()))
             for name in ("simulation", "detection", "fuzzing")
         ]
         entries.append(CatalogEntry(source="planted", harvest=harvest, explanations=[explanation], scores=scores))

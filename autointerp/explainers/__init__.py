@@ -10,9 +10,12 @@ from autointerp.records import Explanation, UnitHarvest
 
 
 class Explainer(Protocol):
-    """What the explain stage needs: a name, the settings hash its results carry, and `explain`."""
+    """What the explain stage needs: a name, the model and prompt version that tell its results apart
+    (None where it has none), the settings hash its results carry, and `explain`."""
 
     name: str
+    model: str | None
+    prompt_version: str | None
     settings_hash: str
 
     async def explain(self, harvest: UnitHarvest) -> Explanation: ...

@@ -87,6 +87,11 @@ class Pattern:
         return describe_item(self.item, self.examples)
 
 
+def offline_explainer_settings_hash(config: OfflineExplainerConfig) -> str:
+    """The settings hash of the explanations an OfflineExplainer with `config` writes."""
+    return settings_hash({"explainer": EXPLAINER_NAME, "version": 3, "params": config.model_dump()})
+
+
 class OfflineExplainer:
     """Explains a unit from its explain-split examples in the explanation language; the pipeline default."""
 
@@ -97,7 +102,7 @@ class OfflineExplainer:
 
     def __init__(self, config: OfflineExplainerConfig | None = None):
         self.config = config or OfflineExplainerConfig()
-        self.settings_hash = settings_hash({"explainer": self.name, "version": 3, "params": self.config.model_dump()})
+        self.settings_hash = offline_explainer_settings_hash(self.config)
 
     async def explain(self, harvest: UnitHarvest) -> Explanation:
         return self.explain_now(harvest)

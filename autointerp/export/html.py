@@ -490,7 +490,7 @@ def _unit_list_section(rows: Sequence[_UnitRow], scorer: str) -> str:
 def index_page(
     rows: Sequence[_UnitRow], report: ComparisonReport | None, note: str | None, scorer: str, has_density_plot: bool
 ) -> str:
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for r in rows:
         counts[r.entry.harvest.kind] += 1
     sources = sorted({r.entry.source for r in rows})
@@ -584,7 +584,9 @@ def plan_html_catalog(
         shutil.rmtree(units_dir)
     units_dir.mkdir(parents=True)
     _copy_static(html_dir)
-    position = {(r.entry.source, r.entry.harvest.kind, r.entry.harvest.index): i for i, r in enumerate(rows)}
+    position: dict[tuple[str, str, int], int] = {
+        (r.entry.source, r.entry.harvest.kind, r.entry.harvest.index): i for i, r in enumerate(rows)
+    }
     return HtmlPlan(html_dir, rows, position, _neuron_pages(rows), scorer, explainer, simulator, examples_per_group)
 
 

@@ -36,9 +36,8 @@ class BudgetExceeded(UserError):
 
 class Budget:
     def __init__(self, max_cost_usd: float | None, spent_usd: float = 0.0):
-        """`spent_usd` lets a resumed run count what earlier runs already spent."""
-        if max_cost_usd is not None and max_cost_usd < 0:
-            raise UserError(f"budget must be >= 0 USD, got {max_cost_usd}")
+        """`spent_usd` lets a resumed run count what earlier runs already spent. A negative cap is
+        refused by the settings models (LabelSpec, AgentSpec) before a budget is made."""
         self.max_cost_usd = max_cost_usd
         self.spent_usd = spent_usd
         self.reserved_usd = 0.0  # worst-case cost of the calls in flight

@@ -79,8 +79,6 @@ class BaseLLMClient:
         prices: dict[str, ModelPrice] | None = None,
         run_id: str | None = None,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.model = model
         self.name = f"{self.backend}:{model}"
         self.base_url = base_url

@@ -70,14 +70,10 @@ def make_llm_client(
     or a .json/.toml file); `api_key_env` names the variable holding the key when it is not the
     provider's usual one. Raises MissingAPIKeyError naming the variable when a key is needed, and
     UnpricedModelError for a model without a price under a budget (the cap could never fire).
+    `concurrency`, `timeout` and `max_attempts` arrive checked by the settings models (LabelSpec,
+    AgentSpec) that the commands read.
     """
     backend, model = parse_spec(spec)
-    if concurrency < 1:
-        raise LLMSpecError(f"concurrency must be >= 1, got {concurrency}")
-    if timeout <= 0:
-        raise LLMSpecError(f"timeout must be > 0 seconds, got {timeout}")
-    if max_attempts < 1:
-        raise LLMSpecError(f"max attempts must be >= 1, got {max_attempts}")
     table = load_prices(prices)
     if budget is not None and budget.limited and price_for(model, table) is None:
         raise UnpricedModelError(

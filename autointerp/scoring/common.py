@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
+
+from pydantic import BaseModel
 
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
 from autointerp.settings_hash import settings_hash
 from autointerp.simulators.base import Simulator, Usage
 
 
-def score_settings_hash(scorer: str, params: dict[str, Any], simulator: Simulator) -> str:
-    """Changes whenever the scorer, its parameters, or anything about the simulator changes."""
-    return settings_hash({"scorer": scorer, "params": params, "simulator": simulator.settings})
+class ScorerConfig(BaseModel):
+    """A scorer's parameters; the class names its scorer, so the config alone fixes the hash."""
+
+    scorer: ClassVar[str]
+
+
+def score_settings_hash(config: ScorerConfig, simulator: Simulator) -> str:
+    """The one place a score's settings hash is made, by the stage (to skip done work) and by the
+    scorer (to stamp the score): it changes with the scorer, its parameters or the simulator."""
+    return settings_hash({"scorer": config.scorer, "params": config.model_dump(), "simulator": simulator.settings})
 
 
 def balanced_accuracy(predicted: list[bool], actual: list[bool]) -> float | None:

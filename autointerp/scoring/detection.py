@@ -10,12 +10,13 @@ random, hard_negative, silent), so a reader sees whether the trigger's quiet con
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
-from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
+from autointerp.scoring.common import ScorerConfig, failed_score, judged_score, score_settings_hash
 from autointerp.scoring.examples import (
     PROTOCOL_VERSION,
     ProtocolVersion,
@@ -26,7 +27,9 @@ from autointerp.simulators.base import Simulator, SimulatorError
 SCORER_NAME = "detection"
 
 
-class DetectionScorerConfig(BaseModel):
+class DetectionScorerConfig(ScorerConfig):
+    scorer: ClassVar[str] = SCORER_NAME
+
     protocol: ProtocolVersion = PROTOCOL_VERSION
     activating_fraction: float = Field(0.1, ge=0, le=1)  # of the unit's max: the activating threshold
     max_per_class: int = Field(10, ge=1)
@@ -40,7 +43,7 @@ async def score_detection(
     config: DetectionScorerConfig | None = None,
 ) -> Score:
     config = config or DetectionScorerConfig()
-    settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
+    settings = score_settings_hash(config, simulator)
     positives, negatives = detection_examples(
         harvest, config.activating_fraction, config.max_per_class, config.protocol
     )

@@ -16,8 +16,9 @@ explanation points at the right tokens, not just at the right kind of text.
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import (
@@ -27,7 +28,7 @@ from autointerp.records import (
     Score,
     UnitHarvest,
 )
-from autointerp.scoring.common import failed_score, judged_score, score_settings_hash
+from autointerp.scoring.common import ScorerConfig, failed_score, judged_score, score_settings_hash
 from autointerp.scoring.examples import (
     PROTOCOL_VERSION,
     ProtocolVersion,
@@ -41,7 +42,9 @@ from autointerp.simulators.base import HighlightedExample, Simulator, SimulatorE
 SCORER_NAME = "fuzzing"
 
 
-class FuzzingScorerConfig(BaseModel):
+class FuzzingScorerConfig(ScorerConfig):
+    scorer: ClassVar[str] = SCORER_NAME
+
     protocol: ProtocolVersion = PROTOCOL_VERSION
     activating_fraction: float = Field(0.1, ge=0, le=1)  # of the unit's max: which tokens are "active"
     max_examples: int = Field(10, ge=1)  # activating excerpts used (each appears twice)
@@ -60,7 +63,7 @@ async def score_fuzzing(
     config: FuzzingScorerConfig | None = None,
 ) -> Score:
     config = config or FuzzingScorerConfig()
-    settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
+    settings = score_settings_hash(config, simulator)
     rng = random.Random(f"{config.seed}:{harvest.key}")
     items = _items_v1(harvest, config, rng) if config.protocol == 1 else _items_v2(harvest, config, rng)
     if not any(right for *_, right in items) or all(right for *_, right in items):

@@ -11,13 +11,13 @@ constant it predicts nothing and scores 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel
 
 from autointerp.llm.errors import LLMCallError
 from autointerp.records import ExampleScore, Explanation, Score, UnitHarvest
-from autointerp.scoring.common import failed_score, finished_score, score_settings_hash
+from autointerp.scoring.common import ScorerConfig, failed_score, finished_score, score_settings_hash
 from autointerp.scoring.examples import (
     PROTOCOL_VERSION,
     STRATA,
@@ -29,7 +29,9 @@ from autointerp.simulators.base import Simulator, SimulatorError
 SCORER_NAME = "simulation"
 
 
-class SimulationScorerConfig(BaseModel):
+class SimulationScorerConfig(ScorerConfig):
+    scorer: ClassVar[str] = SCORER_NAME
+
     protocol: ProtocolVersion = PROTOCOL_VERSION
     bills_per_sampling: int = 5  # top and random windows in the "bills" part
 
@@ -54,7 +56,7 @@ async def score_simulation(
     config: SimulationScorerConfig | None = None,
 ) -> Score:
     config = config or SimulationScorerConfig()
-    settings = score_settings_hash(SCORER_NAME, config.model_dump(), simulator)
+    settings = score_settings_hash(config, simulator)
     examples = simulation_examples(harvest, config.protocol)
     if not examples:
         return failed_score(harvest, explanation, SCORER_NAME, simulator, settings, "no examples in the score split")

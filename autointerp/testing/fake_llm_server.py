@@ -90,13 +90,16 @@ def _message_text(messages: list[dict[str, Any]], system: Any = None) -> str:
 def _multipart_fields(content_type: str, raw: bytes) -> dict[str, str]:
     """The fields of a multipart/form-data body (an OpenAI file upload) as text."""
     message = BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
-    fields = {}
+    fields: dict[str, str] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        fields[name] = part.get_payload(decode=True).decode()
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode()
     return fields
 
 
+_HOST = "127.0.0.1"  # the server listens on loopback only
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -140,7 +143,7 @@ class FakeLLMServer:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = _BurstyHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _BurstyHTTPServer((_HOST, 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread: threading.Thread | None = None
@@ -149,8 +152,7 @@ class FakeLLMServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_HOST}:{self._httpd.server_port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -297,7 +299,7 @@ class FakeLLMServer:
                 return self._send_raw(handler, 200, self._files.get(parts[2], "").encode())
             if method == "POST" and parts == ["v1", "batches"]:
                 batch_id = f"batch_{len(self._batches)}"
-                lines = [json.loads(x) for x in self._files.get(body.get("input_file_id"), "").splitlines() if x]
+                lines = [json.loads(x) for x in self._files.get(body.get("input_file_id", ""), "").splitlines() if x]
                 output = []
                 for line in lines:
                     if line["custom_id"] in self.batch_fail_ids:

@@ -182,8 +182,10 @@ def load_hf(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> S
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
     except OSError as err:
         raise UserError(f"cannot load Hugging Face model {name_or_path!r}: {err}") from None
-    model.to(device).eval()
-    n_ctx = int(getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024))
+    # transformers types .to() through a decorator whose signature drops `self`
+    model.to(device).eval()  # type: ignore[arg-type]
+    config = model.config
+    n_ctx = int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024)
     return SubjectModel(
         name=name_or_path,
         model=model,
