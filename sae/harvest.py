@@ -14,6 +14,8 @@ Document-separator (BOS) positions count as activation 0: they are not text.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -30,6 +32,7 @@ from sae.records import (
     ActivationExample,
     ExampleSplit,
     NeuronWeight,
+    Sampling,
     TokenWeight,
     UnitHarvest,
     UnitKind,
@@ -313,11 +316,15 @@ def example_slice(acts: torch.Tensor, sampling: str, length: int | None, focus: 
     the model reads left to right) for top and quantile examples, around `focus` (the trigger token)
     for hard negatives; the end of the window, where each token has the most context, for random and
     silent ones."""
-    n = acts.shape[0]
+    return _window_part(acts.shape[0], int(acts.argmax()), sampling, length, focus)
+
+
+def _window_part(n: int, peak: int, sampling: str, length: int | None, focus: int | None) -> slice:
+    """`example_slice` for a window of n tokens whose largest activation is at `peak`."""
     if length is None or length >= n:
         return slice(0, n)
     if sampling in ("top", "quantile"):
-        focus = int(acts.argmax())
+        focus = peak
     elif sampling != "hard_negative":
         focus = None
     if focus is not None:
@@ -328,34 +335,54 @@ def example_slice(acts: torch.Tensor, sampling: str, length: int | None, focus: 
     return slice(start, start + length)
 
 
+def rounded_rows(acts: torch.Tensor) -> list[list[float]]:
+    """`[[round(a, 4) for a in row] for row in acts]`, in one array operation.
+
+    Exact for float32 (or narrower) input: a float32 times 1e4 needs at most 24 + 14 bits, so the
+    float64 product is exact, rint rounds it half-to-even as `round` does, and the division is
+    correctly rounded to the same nearest double that `round` returns."""
+    scaled = acts.to(torch.float32).double().numpy() * 1e4
+    return (np.rint(scaled) / 1e4).tolist()
+
+
 def _examples(
     slots: WindowSlots,
     unit: int,
     order: list[int],
     split: ExampleSplit,
-    sampling: str,
+    sampling: Sampling,
     strings: list[str],
     length: int | None,
     quantiles: list[int | None] | None = None,
     triggers: set[int] | None = None,
 ) -> list[ActivationExample]:
+    """The examples of `unit` in the given slots (empty slots skipped), read from the state with a
+    few array operations per unit rather than several per example."""
+    ids = slots.window_id[unit].tolist()
+    kept = [pos for pos, slot in enumerate(order) if ids[slot] >= 0]
+    if not kept:
+        return []
+    chosen = torch.tensor([order[pos] for pos in kept], dtype=torch.long, device=slots.acts.device)
+    acts = slots.acts[unit, chosen].cpu()  # [n, ctx]
+    peaks = acts.argmax(dim=1).tolist()
+    values = rounded_rows(acts)
+    token_rows = slots.tokens[unit, chosen].tolist()
+    n = acts.shape[1]
     out = []
-    ids = slots.window_id[unit]
-    for pos, slot in enumerate(order):
-        if int(ids[slot]) < 0:
-            continue
-        acts = slots.acts[unit, slot]
-        token_ids = slots.tokens[unit, slot].tolist()
+    for row, pos in enumerate(kept):
+        token_ids = token_rows[row]
         focus = next((i for i, t in enumerate(token_ids) if t in triggers), None) if triggers else None
-        part = example_slice(acts, sampling, length, focus)
+        part = _window_part(n, peaks[row], sampling, length, focus)
+        # model_construct: every field is built here from the state's own types; validating
+        # ~700k examples of a demo harvest would cost more than building them
         out.append(
-            ActivationExample(
-                window_id=int(ids[slot]),
+            ActivationExample.model_construct(
+                window_id=ids[order[pos]],
                 start=part.start,
                 tokens=[strings[t] for t in token_ids[part]],
-                activations=[round(a, 4) for a in acts[part].tolist()],
+                activations=values[row][part],
                 split=split,
-                sampling=sampling,  # type: ignore[arg-type]
+                sampling=sampling,
                 quantile=quantiles[pos] if quantiles else None,
             )
         )
@@ -371,16 +398,24 @@ def _quantile_order(
         return [], []
     maxima = slots.acts[unit, valid].amax(dim=1)
     ranked = valid[maxima.argsort()].tolist()
-    bands = np.array_split(np.arange(len(ranked)), min(n_quantiles, len(ranked)))
     order: list[int] = []
     quantile: list[int | None] = []
-    for q, band in enumerate(bands):
-        # evenly spaced within the band: deterministic and spread over the band's range
-        picks = np.linspace(0, len(band) - 1, num=min(per_quantile, len(band))).round().astype(int)
+    for q, picks in enumerate(_band_picks(len(ranked), n_quantiles, per_quantile)):
         for p in picks:
-            order.append(ranked[band[p]])
+            order.append(ranked[p])
             quantile.append(q)
     return order, quantile
+
+
+@functools.cache
+def _band_picks(n: int, n_quantiles: int, per_quantile: int) -> tuple[tuple[int, ...], ...]:
+    """Positions 0..n-1 cut into equal-count bands, `per_quantile` evenly spaced from each band
+    (deterministic and spread over the band's range); the same for every unit with n windows."""
+    bands = np.array_split(np.arange(n), min(n_quantiles, n))
+    return tuple(
+        tuple(int(band[p]) for p in np.linspace(0, len(band) - 1, num=min(per_quantile, len(band))).round().astype(int))
+        for band in bands
+    )
 
 
 def _split_examples(
@@ -408,6 +443,18 @@ def _split_examples(
             seen.add(ex.window_id)
             unique.append(ex)
     return unique
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run a stretch of tiny tensor operations on one thread: handing each to a thread pool costs
+    more than the operation (and far more when another process holds the other cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def unit_records(
@@ -450,12 +497,15 @@ def unit_records(
             weights = sae.W_dec[real[unit]].detach()
             picked = weights.abs().topk(min(cfg.n_top_neurons, len(weights))).indices
             neurons = [NeuronWeight(neuron=int(i), weight=round(float(weights[i]), 4)) for i in picked]
+        with one_torch_thread():
+            examples = _split_examples(h, unit, "explain", cfg.per_quantile_explain, strings) + _split_examples(
+                h, unit, "score", cfg.per_quantile_score, strings
+            )
         yield UnitHarvest(
             kind=kind,
             index=real[unit],
             stats=_stats(h, unit),
-            examples=_split_examples(h, unit, "explain", cfg.per_quantile_explain, strings)
-            + _split_examples(h, unit, "score", cfg.per_quantile_score, strings),
+            examples=examples,
             promoted_tokens=promoted,
             suppressed_tokens=suppressed,
             top_neurons=neurons,

@@ -27,10 +27,35 @@ def write_units(db: sqlite_utils.Database, source: str, harvests: Iterable[UnitH
     """Write (or replace) units with their examples in one transaction; returns how many.
 
     A replaced unit loses its old examples, so a re-harvest never mixes windows of two harvests.
+    Rows go to SQLite every `WRITE_CHUNK` units, so memory holds a chunk's rows, not a harvest's.
     """
+    window_tokens: dict[int, dict[int, str]] = {}
+    written = 0
+    cache.clear()
+    with db.atomic():
+        chunk: list[UnitHarvest] = []
+        for h in harvests:
+            chunk.append(h)
+            if len(chunk) == WRITE_CHUNK:
+                written += _write_chunk(db, source, chunk, window_tokens)
+                chunk = []
+        written += _write_chunk(db, source, chunk, window_tokens)
+        db.conn.executemany(
+            WINDOWS.insert_sql(),
+            [(source, wid, dumps(_overlay_window(db, source, wid, known))) for wid, known in window_tokens.items()],
+        )
+    return written
+
+
+WRITE_CHUNK = 256
+
+
+def _write_chunk(
+    db: sqlite_utils.Database, source: str, harvests: list[UnitHarvest], window_tokens: dict[int, dict[int, str]]
+) -> int:
+    """The unit and example rows of some units; each example's tokens noted in `window_tokens`."""
     unit_rows: list[tuple[Any, ...]] = []
     example_rows: list[tuple[Any, ...]] = []
-    window_tokens: dict[int, dict[int, str]] = {}
     for h in harvests:
         unit_rows.append(
             (
@@ -66,18 +91,12 @@ def write_units(db: sqlite_utils.Database, source: str, harvests: Iterable[UnitH
                     _activations_json(e.activations),
                 )
             )
-    cache.clear()
-    with db.atomic():
-        conn = db.conn
-        conn.executemany(
-            'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?', [row[:3] for row in unit_rows]
-        )
-        conn.executemany(UNITS.insert_sql(), unit_rows)
-        conn.executemany(EXAMPLES.insert_sql(), example_rows)
-        conn.executemany(
-            WINDOWS.insert_sql(),
-            [(source, wid, dumps(_overlay_window(db, source, wid, known))) for wid, known in window_tokens.items()],
-        )
+    conn = db.conn
+    conn.executemany(
+        'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?', [row[:3] for row in unit_rows]
+    )
+    conn.executemany(UNITS.insert_sql(), unit_rows)
+    conn.executemany(EXAMPLES.insert_sql(), example_rows)
     return len(unit_rows)
 
 
