@@ -11,6 +11,7 @@ finished with the same settings, so a killed run resumes and a repeated one redo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import sys
@@ -68,6 +69,7 @@ from sae.harvest import (
     sae_features,
     unit_records,
 )
+from sae.harvest_checkpoint import HarvestCheckpoint
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import (
@@ -303,11 +305,21 @@ def harvest_into_store(
     units = units or default_units(sae)
     if keep is not None:
         units = {kind: column_subset(fn, keep[kind]) for kind, fn in units.items() if kind in keep}
-    kinds = harvest_units(subject, hook, cfg, units)
+    checkpoint = harvest_checkpoint(store, source, wanted)
+    kinds = harvest_units(subject, hook, cfg, units, checkpoint)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
     store.put_source(source, {**wanted, "harvest_complete": True})
+    checkpoint.remove()
     return True
+
+
+def harvest_checkpoint(store: CatalogStore, source: str, wanted: dict) -> HarvestCheckpoint:
+    """The harvest's running state, saved next to the catalog, one file per source."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    return HarvestCheckpoint(
+        store.path.with_name(f"{store.path.name}.harvest-{digest}.pt"), {"source": source, **wanted}
+    )
 
 
 def random_sample(indices: list[int], n: int, seed: int, kind: UnitKind) -> list[int]:
