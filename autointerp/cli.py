@@ -265,12 +265,12 @@ def _pick_source(store, source: str | None) -> str:
 def cmd_harvest(args: argparse.Namespace) -> None:
     from autointerp.pipeline import SubjectSpec, harvest_into_store, source_name
     from autointerp.store import open_store
-    from sae.harvest import HarvestConfig
+    from sae.harvest import HarvestConfig, corpus_part
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
     spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
-    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    cfg = corpus_part(HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed), None)
     check_output_folder(Path(args.db).parent)
     subject = load_subject(spec.model, device=spec.device)
     sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None

@@ -63,6 +63,7 @@ from sae.harvest import (
     HarvestConfig,
     UnitFunction,
     column_subset,
+    corpus_part,
     default_units,
     harvest_units,
     hook_neurons,
@@ -494,7 +495,10 @@ def run_controls(
         return None
     hook = cfg.subject.hook
     store = open_store(out / CONTROLS_DB)
-    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens})
+    harvest_cfg = corpus_part(
+        cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens}),
+        None if cfg.sae.path else cfg.corpus,
+    )
     for name in spec.run:
         control = f"control:{name}"
         print(f"control {name}")
@@ -623,7 +627,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     lap("sae")
     source = source_name(cfg.subject, sae)
     described = {"subject": cfg.subject.model_dump(), "sae": str(sae_folder), "corpus": cfg.corpus}
-    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
+    # the held-out part of a corpus the SAE is trained on here, all of a user's corpus otherwise
+    trained_on = None if cfg.sae.path else cfg.corpus
+    harvest_cfg = corpus_part(cfg.harvest.model_copy(update={"corpus": cfg.corpus}), trained_on)
     keep = None
     if cfg.harvest_selected_only:
         widths = {"neuron": subject.hook_width(hook), **({"feature": sae.cfg.d_sae} if sae is not None else {})}

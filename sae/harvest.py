@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
-from sae.harvest_checkpoint import HarvestCheckpoint
+from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
@@ -67,6 +67,15 @@ class HarvestConfig(BaseModel):
     n_logit_tokens: int = Field(10, ge=0)
     n_top_neurons: int = Field(8, ge=0)
     seed: int = 0
+
+
+def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig:
+    """The split to harvest when the user did not choose one: the held-out documents of the built-in
+    corpus, and of a corpus the SAE was trained on in this run (so features are read on text they
+    were not fitted to); all of any other corpus, which is the user's and has no SAE fitted to it."""
+    if "corpus_split" in cfg.model_fields_set or cfg.corpus in ("stdlib", sae_trained_on):
+        return cfg
+    return cfg.model_copy(update={"corpus_split": "all"})
 
 
 # (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
@@ -271,6 +280,7 @@ def harvest_units(
             checkpoint.save({"kinds": kinds, "generator": generator.get_state(), "phase": phase, "windows": end})
 
     if phase == "harvest":
+        read = skip
         for item, tokens, window_ids, is_score, acts in _unit_batches(
             subject, hook, cfg, units, cfg.n_tokens, "harvest", skip
         ):
@@ -279,6 +289,17 @@ def harvest_units(
                     kinds[kind] = KindHarvester(unit_acts.shape[-1], cfg, ctx, subject.device)
                 kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
             save_if_due(phase, item, cfg.n_tokens)
+            read = item.first_window + item.tokens.shape[0]
+        if read < max(1, cfg.n_tokens // ctx):
+            log.warning(
+                "the corpus %r (%s) holds %d tokens in %d-token windows, fewer than the %d asked for: "
+                "the harvest read them all",
+                cfg.corpus,
+                "all documents" if cfg.corpus_split == "all" else f"its {cfg.corpus_split} documents",
+                read * ctx,
+                ctx,
+                cfg.n_tokens,
+            )
         if cfg.n_hard_negative == 0:
             return kinds
         for harvester in kinds.values():
