@@ -177,7 +177,7 @@ def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train")
     for i, row in enumerate(ds):
         if text_field not in row:
             raise UserError(f"dataset {name!r} has no field {text_field!r}; its fields are {sorted(row)}")
-        yield Document(id=f"hf:{name}:{i}", text=str(row[text_field]))
+        yield from pieces(f"hf:{name}:{i}", [str(row[text_field])])
 
 
 class CorpusSpec(BaseModel):
