@@ -120,11 +120,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(subject: SubjectModel, trai
     assert load_sae(out, 512).W_enc.shape == (512, 256)
 
 
-# The child trains small_config(16) and SIGKILLs itself (no cleanup, no atexit) at forward pass N.
+# The child trains small_config(16) and SIGKILLs itself (no cleanup, no atexit) at forward pass N,
+# with as many threads as the parent (an earlier test may have changed its count).
 KILLED_CHILD = """
 import dataclasses, os, signal, sys
 from pathlib import Path
+import torch
 from sae.subject.models import BUILTIN_HOOK, load_subject
+torch.set_num_threads(int(sys.argv[4]))  # the parent's: sums split over other thread counts round otherwise
 from sae.training import SAETrainConfig, train_sae
 subject = load_subject("builtin")
 calls = []
@@ -145,7 +148,15 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(subject: SubjectMode
     cfg = small_config(16)
     out = tmp_path / "killed"
     child = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, str(out), str(fresh_calls - 2), cfg.model_dump_json()],
+        [
+            sys.executable,
+            "-c",
+            KILLED_CHILD,
+            str(out),
+            str(fresh_calls - 2),
+            cfg.model_dump_json(),
+            str(torch.get_num_threads()),
+        ],
         check=False,
         cwd=ROOT,
     )
