@@ -271,10 +271,11 @@ def _pick_source(store, source: str | None) -> str:
 def _harvest_settings(args: argparse.Namespace):
     """The subject and the harvest settings that `harvest`'s options give."""
     from autointerp.pipeline import SubjectSpec
-    from sae.harvest import HarvestConfig
+    from sae.harvest import HarvestConfig, corpus_part
 
     spec = SubjectSpec(model=args.model, hook=args.hook, device=args.device)
-    return spec, HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    cfg = HarvestConfig(corpus=args.corpus, n_tokens=args.tokens, n_top=args.top, seed=args.seed)
+    return spec, corpus_part(cfg, None)
 
 
 def cmd_harvest(args: argparse.Namespace) -> None:

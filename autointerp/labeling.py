@@ -26,6 +26,7 @@ from autointerp.scoring import SCORER_CONFIGS, SCORERS, ScorerConfig, ScorerName
 from autointerp.scoring.common import score_settings_hash
 from autointerp.simulators.base import Simulator
 from autointerp.store import CatalogStore
+from autointerp.store.leases import new_owner
 
 UnitKey = tuple[UnitKind, int]
 
@@ -36,6 +37,7 @@ class StageReport(BaseModel):
     stage: str  # "explain" or "score"
     units: int = 0  # units asked for
     skipped: int = 0  # already done with the same settings: untouched
+    elsewhere: int = 0  # being labelled by another process (it holds the unit's lease): left to it
     written: int = 0  # successful results written now (explanations, or scores over all scorers)
     failed: int = 0  # failure rows written now
     not_explained: int = 0  # score stage: units without a usable explanation of the asked settings
@@ -90,14 +92,26 @@ async def explain_units(
                 report.count(explanation)
         return report
 
+    leases = UnitLeases(store, source, f"explain:{explainer.settings_hash}")
+
     async def explain_one(key: UnitKey) -> None:
-        harvest = load_unit(store, source, key)
+        if not leases.take(key):
+            report.elsewhere += 1
+            return
         try:
-            explanation = await explainer.explain(harvest)
-        except (ExplainerError, LLMCallError) as exc:
-            explanation = failed_explanation(harvest, explainer, exc)
-        store.put_explanation(source, explanation)
-        report.count(explanation)
+            done = store.explanations(source, *key)
+            if any(e.settings_hash == explainer.settings_hash and is_usable(e) for e in done):
+                report.skipped += 1  # another process finished it since this one listed its work
+                return
+            harvest = load_unit(store, source, key)
+            try:
+                explanation = await explainer.explain(harvest)
+            except (ExplainerError, LLMCallError) as exc:
+                explanation = failed_explanation(harvest, explainer, exc)
+            store.put_explanation(source, explanation)
+            report.count(explanation)
+        finally:
+            leases.release(key)
 
     await _run_workers(todo, explain_one, concurrency, progress, label)
     return report
@@ -183,8 +197,24 @@ async def score_units(
                 report.count(score)
         return report
 
+    leases = UnitLeases(store, source, f"score:{explanation_settings_hash}:{','.join(sorted(hashes.values()))}")
+
     async def score_one(item: tuple[UnitKey, list[ScorerName]]) -> None:
         key, names = item
+        if not leases.take(key):
+            report.elsewhere += 1
+            return
+        try:
+            await score_leased(key, names)
+        finally:
+            leases.release(key)
+
+    async def score_leased(key: UnitKey, names: list[ScorerName]) -> None:
+        kind, index = key
+        names = [n for n in names if not store.has_score(source, kind, index, n, explanation_settings_hash, hashes[n])]
+        if not names:
+            report.skipped += 1  # another process finished it since this one listed its work
+            return
         harvest = load_unit(store, source, key)
         explanation = explanations[key]
 
@@ -204,6 +234,21 @@ async def score_units(
 
 
 # ---- shared ------------------------------------------------------------------------------------
+
+
+class UnitLeases:
+    """This process's leases on the units of one task, so that a second labeler on the same catalog
+    takes other units instead of paying for the same ones (the local worker pool is not leased:
+    a repeat there costs CPU, not money)."""
+
+    def __init__(self, store: CatalogStore, source: str, task: str) -> None:
+        self.store, self.source, self.task, self.owner = store, source, task, new_owner()
+
+    def take(self, key: UnitKey) -> bool:
+        return self.store.take_lease(self.source, self.task, key[0], key[1], self.owner)
+
+    def release(self, key: UnitKey) -> None:
+        self.store.release_lease(self.source, self.task, key[0], key[1], self.owner)
 
 
 def _unit_keys(store: CatalogStore, source: str, units: Iterable[UnitKey] | None) -> list[UnitKey]:

@@ -11,6 +11,7 @@ finished with the same settings, so a killed run resumes and a repeated one redo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import sys
@@ -62,12 +63,14 @@ from sae.harvest import (
     HarvestConfig,
     UnitFunction,
     column_subset,
+    corpus_part,
     default_units,
     harvest_units,
     hook_neurons,
     sae_features,
     unit_records,
 )
+from sae.harvest_checkpoint import HarvestCheckpoint
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import (
@@ -310,11 +313,21 @@ def harvest_into_store(
     units = units or default_units(sae)
     if keep is not None:
         units = {kind: column_subset(fn, keep[kind]) for kind, fn in units.items() if kind in keep}
-    kinds = harvest_units(subject, hook, cfg, units)
+    checkpoint = harvest_checkpoint(store, source, wanted)
+    kinds = harvest_units(subject, hook, cfg, units, checkpoint)
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
     store.put_source(source, {**wanted, "harvest_complete": True})
+    checkpoint.remove()
     return True
+
+
+def harvest_checkpoint(store: CatalogStore, source: str, wanted: dict) -> HarvestCheckpoint:
+    """The harvest's running state, saved next to the catalog, one file per source."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    return HarvestCheckpoint(
+        store.path.with_name(f"{store.path.name}.harvest-{digest}.pt"), {"source": source, **wanted}
+    )
 
 
 def random_sample(indices: list[int], n: int, seed: int, kind: UnitKind) -> list[int]:
@@ -490,7 +503,10 @@ def run_controls(
         return None
     hook = cfg.subject.hook
     store = open_store(out / CONTROLS_DB)
-    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens})
+    harvest_cfg = corpus_part(
+        cfg.harvest.model_copy(update={"corpus": cfg.corpus, "n_tokens": spec.harvest_tokens}),
+        None if cfg.sae.path else cfg.corpus,
+    )
     for name in spec.run:
         control = f"control:{name}"
         print(f"control {name}")
@@ -619,7 +635,9 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     lap("sae")
     source = source_name(cfg.subject, sae)
     described = {"subject": cfg.subject.model_dump(), "sae": str(sae_folder), "corpus": cfg.corpus}
-    harvest_cfg = cfg.harvest.model_copy(update={"corpus": cfg.corpus})
+    # the held-out part of a corpus the SAE is trained on here, all of a user's corpus otherwise
+    trained_on = None if cfg.sae.path else cfg.corpus
+    harvest_cfg = corpus_part(cfg.harvest.model_copy(update={"corpus": cfg.corpus}), trained_on)
     keep = None
     if cfg.harvest_selected_only:
         widths: dict[UnitKind, int] = {

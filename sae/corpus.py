@@ -7,6 +7,7 @@ data blobs (encoding tables, test fixtures).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import sysconfig
@@ -22,9 +23,52 @@ Split = Literal["train", "heldout", "all"]
 HELDOUT_PERCENT = 10
 
 
+# The longest text handed to the tokenizer at once: a document longer than this (a 50 MB one-line
+# file) is read and tokenized in pieces, so memory follows this size, not the document's.
+PIECE_CHARS = 1 << 20
+_READ_BYTES = 1 << 20
+
+
 class Document(BaseModel):
     id: str
     text: str
+    continues: bool = False  # the next piece of the previous document: no separator before it
+
+
+def pieces(doc_id: str, chunks: Iterable[str], limit: int = PIECE_CHARS) -> Iterator[Document]:
+    """One document, arriving as `chunks` of text, as pieces of at most about `limit` characters,
+    cut before a whitespace character where there is one (so a word is not split between pieces)."""
+    held = ""
+    first = True
+    for chunk in chunks:
+        held += chunk
+        while len(held) > limit:
+            cut = max(held.rfind(" ", 0, limit), held.rfind("\n", 0, limit))
+            cut = cut if cut > 0 else limit
+            yield Document(id=doc_id, text=held[:cut], continues=not first)
+            held, first = held[cut:], False
+    if held.strip() if first else held:  # (a document of blanks alone is no document)
+        yield Document(id=doc_id, text=held, continues=not first)
+
+
+def _utf8_chunks(path: Path) -> Iterator[str]:
+    """The file's text, `_READ_BYTES` at a time, with one clear error for bytes that are not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as f:
+        while True:
+            raw = f.read(_READ_BYTES)
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as err:
+                raise UserError(
+                    f"{path} is not UTF-8 text (near byte {offset + err.start}: {err.reason}); convert it or remove it"
+                ) from None
+            if text:
+                yield text
+            if not raw:
+                return
+            offset += len(raw)
 
 
 def is_heldout(doc_id: str, heldout_percent: int = HELDOUT_PERCENT) -> bool:
@@ -59,26 +103,53 @@ def stdlib_corpus() -> Iterator[Document]:
         yield Document(id=f"pydoc:{name}", text=topics[name])
 
 
-def _read_utf8(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it or remove it") from None
-
-
 def folder_corpus(folder: Path, pattern: str = "**/*.txt") -> Iterator[Document]:
     """Every file matching `pattern` under `folder`, as one document each, in sorted order."""
     paths = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not paths:
         raise UserError(f"no files matching {pattern!r} in {folder}")
     for path in paths:
-        yield Document(id=f"file:{path.relative_to(folder).as_posix()}", text=_read_utf8(path))
+        yield from pieces(f"file:{path.relative_to(folder).as_posix()}", _utf8_chunks(path))
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines, read as they come (a line is held whole: JSON cannot be parsed in parts)."""
+    held = ""
+    for chunk in _utf8_chunks(path):
+        held += chunk
+        *complete, held = held.split("\n")
+        yield from complete
+    if held:
+        yield held
+
+
+def _form_feed_parts(path: Path) -> Iterator[Iterator[str]]:
+    """The file's text cut at form feeds, each part as a stream of chunks (consume one before the next)."""
+    chunks = _utf8_chunks(path)
+    pending: list[str] = []
+
+    def part() -> Iterator[str]:
+        while True:
+            chunk = pending.pop() if pending else next(chunks, None)
+            if chunk is None:
+                return
+            head, feed, tail = chunk.partition("\f")
+            if head:
+                yield head
+            if feed:
+                pending.append(tail)
+                return
+
+    while True:
+        yield part()
+        if not pending:
+            return
 
 
 def text_file_corpus(path: Path) -> Iterator[Document]:
-    """A .txt file (documents separated by blank-line-free form feeds or one document) or .jsonl."""
+    """A .txt file (documents separated by form feeds, or one document) or .jsonl, read as it is used."""
     if path.suffix == ".jsonl":
-        for line_no, line in enumerate(_read_utf8(path).splitlines(), start=1):
+        for line_no, line in enumerate(_lines(path), start=1):
             if not line.strip():
                 continue
             try:
@@ -87,12 +158,10 @@ def text_file_corpus(path: Path) -> Iterator[Document]:
                 raise UserError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise UserError(f'{path}:{line_no}: each line needs a "text" string field')
-            yield Document(id=str(row.get("id", f"{path.name}:{line_no}")), text=row["text"])
+            yield from pieces(str(row.get("id", f"{path.name}:{line_no}")), [row["text"]])
     else:
-        # A plain text file: documents are separated by form-feed characters if any, else one doc.
-        for i, part in enumerate(_read_utf8(path).split("\f")):
-            if part.strip():
-                yield Document(id=f"{path.name}:{i}", text=part)
+        for i, part in enumerate(_form_feed_parts(path)):
+            yield from pieces(f"{path.name}:{i}", part)
 
 
 def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train") -> Iterator[Document]:
@@ -108,7 +177,7 @@ def hf_dataset_corpus(name: str, text_field: str = "text", split: str = "train")
     for i, row in enumerate(ds):
         if text_field not in row:
             raise UserError(f"dataset {name!r} has no field {text_field!r}; its fields are {sorted(row)}")
-        yield Document(id=f"hf:{name}:{i}", text=str(row[text_field]))
+        yield from pieces(f"hf:{name}:{i}", [str(row[text_field])])
 
 
 class CorpusSpec(BaseModel):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
+from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
@@ -38,7 +39,7 @@ from sae.records import (
     UnitKind,
     UnitStats,
 )
-from sae.streaming import context_length, stream_activations
+from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
 
 
@@ -69,6 +70,15 @@ class HarvestConfig(BaseModel):
     n_logit_tokens: int = Field(10, ge=0)
     n_top_neurons: int = Field(8, ge=0)
     seed: int = 0
+
+
+def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig:
+    """The split to harvest when the user did not choose one: the held-out documents of the built-in
+    corpus, and of a corpus the SAE was trained on in this run (so features are read on text they
+    were not fitted to); all of any other corpus, which is the user's and has no SAE fitted to it."""
+    if "corpus_split" in cfg.model_fields_set or cfg.corpus in ("stdlib", sae_trained_on):
+        return cfg
+    return cfg.model_copy(update={"corpus_split": "all"})
 
 
 # (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
@@ -244,41 +254,92 @@ def column_subset(units: UnitFunction, columns: list[int]) -> UnitFunction:
 
 
 def harvest_units(
-    subject: SubjectModel, hook: str, cfg: HarvestConfig, units: dict[UnitKind, UnitFunction]
+    subject: SubjectModel,
+    hook: str,
+    cfg: HarvestConfig,
+    units: dict[UnitKind, UnitFunction],
+    checkpoint: HarvestCheckpoint | None = None,
 ) -> dict[UnitKind, KindHarvester]:
     """One pass over `cfg.n_tokens` tokens for statistics and examples, then (when
     `cfg.n_hard_negative` > 0) a pass over `cfg.hard_negative_tokens` for hard negatives. Each unit
-    function maps the hook's activations (and the tokens) to that kind's unit activations."""
+    function maps the hook's activations (and the tokens) to that kind's unit activations. With a
+    `checkpoint`, the state is saved as it goes and a rerun continues from the last save, ending
+    with the state an uninterrupted harvest has."""
     ctx = context_length(subject, cfg.context)
-    kinds = {kind: None for kind in units}  # type: dict[UnitKind, KindHarvester | None]
+    kinds: dict[UnitKind, KindHarvester] = {}
     generator = torch.Generator(device=subject.device).manual_seed(cfg.seed)
-    for batch, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, cfg.n_tokens, "harvest"):
-        for kind, unit_acts in acts.items():
-            if kinds[kind] is None:
-                kinds[kind] = KindHarvester(unit_acts.shape[-1], cfg, ctx, subject.device)
-            kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)  # type: ignore[union-attr]
-    done: dict[UnitKind, KindHarvester] = {k: h for k, h in kinds.items() if h is not None}
-    if cfg.n_hard_negative == 0:
-        return done
-    for harvester in done.values():
-        harvester.choose_triggers()
+    phase, skip = "harvest", 0
+    saved = checkpoint.load(subject.device) if checkpoint else None
+    if saved is not None:
+        kinds, phase, skip = saved["kinds"], saved["phase"], saved["windows"]
+        generator.set_state(saved["generator"])
+
+    def save_if_due(phase: str, item: ActivationBatch, n_tokens: int) -> None:
+        """Saves at each interval but not at the end of a phase: its end has a save of its own (the
+        first pass) or is the end of the harvest (the hard-negative pass)."""
+        end = item.first_window + item.tokens.shape[0]
+        last = end >= max(1, n_tokens // ctx)
+        if checkpoint and not last and checkpoint.due(item.first_window * ctx, end * ctx):
+            checkpoint.save({"kinds": kinds, "generator": generator.get_state(), "phase": phase, "windows": end})
+
+    if phase == "harvest":
+        read = skip
+        for item, tokens, window_ids, is_score, acts in _unit_batches(
+            subject, hook, cfg, units, cfg.n_tokens, "harvest", skip
+        ):
+            for kind, unit_acts in acts.items():
+                if kind not in kinds:
+                    kinds[kind] = KindHarvester(unit_acts.shape[-1], cfg, ctx, subject.device)
+                kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
+            save_if_due(phase, item, cfg.n_tokens)
+            read = item.first_window + item.tokens.shape[0]
+        if read < max(1, cfg.n_tokens // ctx):
+            log.warning(
+                "the corpus %r (%s) holds %d tokens in %d-token windows, fewer than the %d asked for: "
+                "the harvest read them all",
+                cfg.corpus,
+                "all documents" if cfg.corpus_split == "all" else f"its {cfg.corpus_split} documents",
+                read * ctx,
+                ctx,
+                cfg.n_tokens,
+            )
+        if cfg.n_hard_negative == 0:
+            return kinds
+        for harvester in kinds.values():
+            harvester.choose_triggers()
+        phase, skip = "hard negatives", 0
+        if checkpoint:
+            checkpoint.save({"kinds": kinds, "generator": generator.get_state(), "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
     n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
-    for batch, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, n_hard, "hard negatives"):
+    for item, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, n_hard, phase, skip):
         for kind, unit_acts in acts.items():
-            done[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
-    return done
+            kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
+        save_if_due(phase, item, n_hard)
+    return kinds
 
 
 def _unit_batches(
-    subject: SubjectModel, hook: str, cfg: HarvestConfig, units: dict[UnitKind, UnitFunction], n_tokens: int, label: str
+    subject: SubjectModel,
+    hook: str,
+    cfg: HarvestConfig,
+    units: dict[UnitKind, UnitFunction],
+    n_tokens: int,
+    label: str,
+    skip_windows: int = 0,
 ):
-    """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]})."""
+    """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]}),
+    starting `skip_windows` into the stream."""
     device = subject.device
     ctx = context_length(subject, cfg.context)
     docs = select_split(open_corpus(cfg.corpus), cfg.corpus_split)
-    stream = stream_activations(subject, docs, hook, batch_size=cfg.batch_size, ctx=ctx, max_tokens=n_tokens)
-    with tqdm(total=n_tokens // ctx * ctx, desc=label, unit="tok", unit_scale=True) as bar:
+    remaining = max(1, n_tokens // ctx) - skip_windows  # (max_tokens counts from the skipped point)
+    if remaining <= 0:
+        return
+    stream = stream_activations(
+        subject, docs, hook, batch_size=cfg.batch_size, ctx=ctx, max_tokens=remaining * ctx, skip_windows=skip_windows
+    )
+    with tqdm(total=n_tokens // ctx * ctx, initial=skip_windows * ctx, desc=label, unit="tok", unit_scale=True) as bar:
         for item in stream:
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)

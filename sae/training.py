@@ -9,17 +9,24 @@ relu_l1 instead resamples dead features from badly reconstructed inputs at set s
 
 Inputs are scaled by one constant so that E‖s·x‖² = 1; the scale is folded back into the saved
 weights, so the saved SAE reads raw activations. Checkpoints are written every `checkpoint_every`
-steps and a rerun with the same output folder resumes from the last one.
+steps and a rerun with the same output folder resumes from the last one. A checkpoint holds all
+that decides what comes next (the shuffling buffer's rows and generator, the stream position and
+pass, every RNG state, the running averages), so a killed and resumed run ends with the same weights
+as one never interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
@@ -33,6 +40,11 @@ from sae.streaming import stream_activations
 from sae.subject.models import SubjectModel
 
 CHECKPOINT = "checkpoint.pt"
+# 2: the buffer, RNG states, data pass and running averages travel with the checkpoint. A checkpoint
+# without a format (1) resumes the old way, with a warning: its weights still save hours of training.
+CHECKPOINT_FORMAT = 2
+
+log = logging.getLogger("sae.training")
 
 
 class SAETrainConfig(BaseModel):
@@ -214,6 +226,23 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint, never half of one
 
 
+def _rng_states() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
 def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Path) -> dict:
     """Train, save in SAELens layout under out_dir, and return a summary of the run."""
     torch.manual_seed(cfg.seed)
@@ -236,26 +265,40 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
     opt = make_optimizer(sae, cfg)
     bf16 = uses_bf16_encoder(cfg, device)
     ckpt_path = out_dir / CHECKPOINT
-    step, scale, start_window = 0, None, 0
+    step, scale, data_pass = 0, None, 0
+    l0_ema: float | None = None
+    fvu_ema: float | None = None
     tokens_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed)
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt["config"] != cfg.model_dump():
             raise UserError(f"{ckpt_path} was written with other settings; use a new --out or delete it")
         sae.load_state_dict(ckpt["sae"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, scale, start_window = ckpt["step"], ckpt["scale"], ckpt["windows_consumed"]
+        step, scale = ckpt["step"], ckpt["scale"]
         tokens_since_fired = ckpt["tokens_since_fired"].to(device)
         finished = out_dir / "training.json"
         if step >= cfg.steps and finished.exists():  # trained and saved already: nothing to do
             return json.loads(finished.read_text())
+        if ckpt.get("format") == CHECKPOINT_FORMAT:
+            buffer.load_state_dict(ckpt["buffer"], device)
+            data_pass, l0_ema, fvu_ema = ckpt["data_pass"], ckpt["l0_ema"], ckpt["fvu_ema"]
+            _restore_rng_states(ckpt["rng"])
+        else:
+            log.warning(
+                "%s predates resumable checkpoints: training continues from step %d with a fresh shuffling "
+                "buffer, so the weights will differ slightly from an uninterrupted run",
+                ckpt_path,
+                step,
+            )
+            buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed + step)
+            buffer.windows_consumed = ckpt["windows_consumed"]
 
-    buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed + step)
-    batches = _training_batches(subject, hook, cfg, buffer, start_window)
+    batches = _training_batches(subject, hook, cfg, buffer, data_pass)
     started = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"SAE {cfg.architecture} {cfg.d_sae}", unit="step")
-    l0_ema = fvu_ema = None
-    for x in batches:
+    for data_pass, x in batches:
         if step >= cfg.steps:
             break
         if scale is None:  # first batch: fix the input scale and start b_dec at the geometric median
@@ -293,13 +336,18 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
             _save_checkpoint(
                 ckpt_path,
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "config": cfg.model_dump(),
                     "sae": sae.state_dict(),
                     "optimizer": opt.state_dict(),
                     "step": step,
                     "scale": scale,
-                    "windows_consumed": buffer.windows_consumed,
                     "tokens_since_fired": tokens_since_fired,
+                    "buffer": buffer.state_dict(),
+                    "data_pass": data_pass,
+                    "l0_ema": l0_ema,
+                    "fvu_ema": fvu_ema,
+                    "rng": _rng_states(),
                 },
             )
     bar.close()
@@ -321,24 +369,20 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
 
 
 def _training_batches(
-    subject: SubjectModel, hook: str, cfg: SAETrainConfig, buffer: ShufflingBuffer, start_window: int
-):
-    """Shuffled activation batches from the training split, passing over it again if needed."""
-    first_pass = True
+    subject: SubjectModel, hook: str, cfg: SAETrainConfig, buffer: ShufflingBuffer, data_pass: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(pass number, shuffled activation batch) from the training split, passing over it again if
+    needed; the first pass read here starts where the buffer stopped reading."""
+    skip = buffer.windows_consumed
     while True:
         docs = select_split(open_corpus(cfg.corpus), "train")
         stream = stream_activations(
-            subject,
-            docs,
-            hook,
-            batch_size=cfg.subject_batch_size,
-            ctx=cfg.context,
-            skip_windows=start_window if first_pass else 0,
+            subject, docs, hook, batch_size=cfg.subject_batch_size, ctx=cfg.context, skip_windows=skip
         )
         produced = False
         for batch in buffer.batches(stream, subject.tokenizer.bos_id):
             produced = True
-            yield batch
-        if not produced:
+            yield data_pass, batch
+        if not produced and not skip:  # (a resumed pass may have had nothing left to read)
             return
-        first_pass = False
+        data_pass, skip = data_pass + 1, 0

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from sae.corpus import Document
+from sae.corpus import PIECE_CHARS, Document
 from sae.errors import UserError
 from sae.tokenizer import TextTokenizer
 
@@ -22,18 +22,23 @@ _ENCODE_CHUNK = 32  # documents per tokenizer call: fast (batched) yet never the
 
 
 def token_stream(docs: Iterable[Document], tokenizer: TextTokenizer) -> Iterator[np.ndarray]:
-    """Each document's [BOS] + ids as an int64 array, in corpus order."""
-    chunk: list[str] = []
+    """Each document's [BOS] + ids as an int64 array, in corpus order (a document's later pieces
+    without the BOS). The tokenizer gets at most `_ENCODE_CHUNK` texts and about PIECE_CHARS
+    characters per call, so its memory does not follow the corpus's longest document."""
+    chunk: list[Document] = []
+    chars = 0
 
     def flush() -> Iterator[np.ndarray]:
-        for ids in tokenizer.encode_batch(chunk):
-            yield np.asarray([tokenizer.bos_id, *ids], dtype=np.int64)
+        for doc, ids in zip(chunk, tokenizer.encode_batch([d.text for d in chunk])):
+            yield np.asarray(ids if doc.continues else [tokenizer.bos_id, *ids], dtype=np.int64)
         chunk.clear()
 
     for doc in docs:
-        chunk.append(doc.text)
-        if len(chunk) == _ENCODE_CHUNK:
+        chunk.append(doc)
+        chars += len(doc.text)
+        if len(chunk) == _ENCODE_CHUNK or chars >= PIECE_CHARS:
             yield from flush()
+            chars = 0
     if chunk:
         yield from flush()
 

@@ -17,6 +17,8 @@ from sae.harvest import (
     KindHarvester,
     column_subset,
     content_in_score_split,
+    corpus_part,
+    default_units,
     example_slice,
     harvest,
     harvest_units,
@@ -26,10 +28,12 @@ from sae.harvest import (
     unit_records,
     window_in_score_split,
 )
+from sae.harvest_checkpoint import HarvestCheckpoint
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
+from sae.windows import token_windows
 
 N_TOKENS = 64 * 160
 CFG = HarvestConfig(
@@ -424,3 +428,79 @@ def test_a_column_subset_harvests_those_units_under_their_own_indices(subject: S
             assert record.promoted_tokens == reference.promoted_tokens
             assert record.top_neurons == reference.top_neurons
             assert record.examples_for("explain", "top") == reference.examples_for("explain", "top")
+
+
+# --- checkpoint and resume ---------------------------------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands for the process dying in the middle of a harvest."""
+
+
+def dying(units: dict, after: int) -> dict:
+    """The same unit functions, the neurons' failing at batch `after` + 1 (counting both passes)."""
+    calls = []
+
+    def neurons(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) > after:
+            raise Killed
+        return units["neuron"](tokens, acts)
+
+    return {**units, "neuron": neurons}
+
+
+@pytest.mark.parametrize("killed_after", [3, 7], ids=["first pass", "hard-negative pass"])
+def test_killed_and_resumed_harvest_gives_the_uninterrupted_records(
+    harvested, subject: SubjectModel, sae, tmp_path, killed_after: int
+) -> None:
+    """5 batches per pass (10 in all), a checkpoint every batch: killed, then rerun from the checkpoint."""
+    units = default_units(sae)
+    checkpoint = HarvestCheckpoint(tmp_path / "harvest.pt", {"harvest": CFG.model_dump()}, every_tokens=2048)
+    with pytest.raises(Killed):
+        harvest_units(subject, BUILTIN_HOOK, CFG, dying(units, killed_after), checkpoint)
+    saved = torch.load(checkpoint.path, weights_only=False)
+    assert (saved["phase"], saved["windows"]) == (("harvest", 96) if killed_after == 3 else ("hard negatives", 64))
+    # it fails if the rerun reads one batch more than the 10 - killed_after it has left
+    resumed = harvest_units(subject, BUILTIN_HOOK, CFG, dying(units, 10 - killed_after), checkpoint)
+    for kind in KINDS:
+        again = list(unit_records(kind, resumed[kind], subject, BUILTIN_HOOK, sae))
+        assert again == list(unit_records(kind, harvested[kind], subject, BUILTIN_HOOK, sae)), kind
+
+
+def test_a_checkpoint_of_another_harvest_is_ignored(subject: SubjectModel, tmp_path, caplog) -> None:
+    cfg = CFG.model_copy(update={"n_tokens": 4096, "n_hard_negative": 0})  # two batches: a save after the first
+    ours = HarvestCheckpoint(tmp_path / "harvest.pt", {"harvest": cfg.model_dump()}, every_tokens=1024)
+    fresh = harvest_units(subject, BUILTIN_HOOK, cfg, {"neuron": hook_neurons})
+    HarvestCheckpoint(ours.path, {"harvest": "other"}).save({"kinds": {}, "phase": "harvest", "windows": 32})
+    with caplog.at_level("WARNING", logger="sae.harvest"):
+        got = harvest_units(subject, BUILTIN_HOOK, cfg, {"neuron": hook_neurons}, ours)
+    assert "written by another harvest" in caplog.text
+    assert torch.equal(got["neuron"].state.stats.max, fresh["neuron"].state.stats.max)
+    assert torch.load(ours.path, weights_only=False)["key"] == ours.key, "overwritten by this harvest"
+
+
+# --- which part of a corpus is harvested ------------------------------------------------------------
+
+
+def test_the_held_out_split_is_for_corpora_an_sae_was_trained_on_here(tmp_path) -> None:
+    user = str(tmp_path / "mine.txt")
+    assert corpus_part(HarvestConfig(), None).corpus_split == "heldout", "the built-in corpus"
+    assert corpus_part(HarvestConfig(corpus=user), user).corpus_split == "heldout", "the SAE trained on it here"
+    assert corpus_part(HarvestConfig(corpus=user), None).corpus_split == "all", "a loaded SAE, or neurons only"
+    assert corpus_part(HarvestConfig(corpus=user, corpus_split="train"), None).corpus_split == "train", "as asked"
+
+
+def test_a_one_document_corpus_is_harvested_whole_and_a_shortfall_is_reported(
+    subject: SubjectModel, tmp_path, caplog
+) -> None:
+    """One document (which the held-out split would drop), 1,000 words: all of it, and a warning."""
+    path = tmp_path / "one.txt"
+    path.write_text(" ".join(f"word{i % 50}" for i in range(1000)), encoding="utf-8")
+    cfg = corpus_part(HarvestConfig(corpus=str(path), n_tokens=1_000_000, n_hard_negative=0), None)
+    with caplog.at_level("WARNING", logger="sae.harvest"):
+        kinds = harvest_units(subject, BUILTIN_HOOK, cfg, {"neuron": hook_neurons})
+    windows = len(list(token_windows(open_corpus(str(path)), subject.tokenizer, 64)))
+    assert windows > 10
+    assert int(kinds["neuron"].state.stats.tokens_seen) == windows * 64
+    assert f"holds {windows * 64} tokens" in caplog.text and "fewer than the 1000000 asked for" in caplog.text

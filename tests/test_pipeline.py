@@ -61,6 +61,7 @@ def test_run_writes_every_artefact(first_run):
     lines = (out / "catalog.jsonl").read_text().splitlines()
     assert len(lines) == 24  # the labelled units
     assert (out / "controls.db").exists() and (out / "score_vs_density.png").exists()
+    assert not list(out.glob("*.harvest-*.pt")), "harvest checkpoints go once the catalog holds the units"
 
 
 def test_report_has_protocol_strata_controls_and_ceiling(first_run):

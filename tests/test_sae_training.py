@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,7 @@ from sae.subject.models import BUILTIN_HOOK, SubjectModel
 from sae.training import CHECKPOINT, SAETrainConfig, train_sae, uses_bf16_encoder
 
 EVAL_TOKENS = 1024
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_config(steps: int, **changes) -> SAETrainConfig:
@@ -115,6 +120,74 @@ def test_killed_run_resumes_from_its_last_checkpoint(subject: SubjectModel, trai
     assert load_sae(out, 512).W_enc.shape == (512, 256)
 
 
+# The child trains small_config(16) and SIGKILLs itself (no cleanup, no atexit) at forward pass N,
+# with as many threads as the parent (an earlier test may have changed its count).
+KILLED_CHILD = """
+import dataclasses, os, signal, sys
+from pathlib import Path
+import torch
+from sae.subject.models import BUILTIN_HOOK, load_subject
+torch.set_num_threads(int(sys.argv[4]))  # the parent's: sums split over other thread counts round otherwise
+from sae.training import SAETrainConfig, train_sae
+subject = load_subject("builtin")
+calls = []
+def logits_fn(model, tokens):
+    calls.append(1)
+    if len(calls) > int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return subject.logits_fn(model, tokens)
+cfg = SAETrainConfig.model_validate_json(sys.argv[3])
+train_sae(dataclasses.replace(subject, logits_fn=logits_fn), BUILTIN_HOOK, cfg, Path(sys.argv[1]))
+"""
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(subject: SubjectModel, trained, tmp_path: Path) -> None:
+    """Killed mid-run by SIGKILL with the buffer half served, resumed in a new process state: every
+    saved tensor equals the uninterrupted run's bit for bit, and so does the summary's running FVU."""
+    folder, summary, fresh_calls = trained
+    cfg = small_config(16)
+    out = tmp_path / "killed"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_CHILD,
+            str(out),
+            str(fresh_calls - 2),
+            cfg.model_dump_json(),
+            str(torch.get_num_threads()),
+        ],
+        check=False,
+        cwd=ROOT,
+    )
+    assert child.returncode == -signal.SIGKILL
+    saved = torch.load(out / CHECKPOINT, weights_only=False)
+    assert 0 < saved["step"] < 16 and saved["buffer"]["served"] > 0, "killed between refills"
+    assert not (out / WEIGHTS_FILE).exists()
+    torch.manual_seed(12345)  # a resumed process starts with other RNG states; the checkpoint restores them
+    resumed = train_sae(subject, BUILTIN_HOOK, cfg, out)
+    first, again = load_file(str(folder / WEIGHTS_FILE)), load_file(str(out / WEIGHTS_FILE))
+    assert first.keys() == again.keys()
+    for name in first:
+        assert torch.equal(first[name], again[name]), (name, float((first[name] - again[name]).abs().max()))
+    assert resumed["final_fvu"] == summary["final_fvu"] and resumed["final_l0"] == summary["final_l0"]
+
+
+def test_checkpoint_without_format_resumes_the_old_way_with_a_warning(
+    subject: SubjectModel, trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, _, _ = trained
+    old = torch.load(folder / CHECKPOINT, weights_only=False)
+    v1 = {key: old[key] for key in ("config", "sae", "optimizer", "scale", "tokens_since_fired")}
+    v1 |= {"step": 12, "windows_consumed": old["buffer"]["windows_consumed"]}
+    (tmp_path / "v1").mkdir()
+    torch.save(v1, tmp_path / "v1" / CHECKPOINT)
+    with caplog.at_level(logging.WARNING, logger="sae.training"):
+        summary = train_sae(subject, BUILTIN_HOOK, small_config(16), tmp_path / "v1")
+    assert summary["steps"] == 16
+    assert "predates resumable checkpoints" in caplog.text and "from step 12" in caplog.text
+
+
 def test_checkpoint_from_other_settings_is_refused(subject: SubjectModel, trained, tmp_path: Path) -> None:
     folder, _, _ = trained
     other = tmp_path / "other"
@@ -180,6 +253,20 @@ def test_buffer_hands_out_each_text_row_once_even_from_blocks_larger_than_itself
     assert len(handed) == refills * (half // 2 * 2)
     assert buffer.windows_consumed == 6
     assert handed != sorted(handed), "shuffled"
+
+
+def test_buffer_state_continues_the_same_batches_from_any_point() -> None:
+    items, _ = labelled_stream(n_windows=6, ctx=11, bos_every=5)
+    whole = list(ShufflingBuffer(9, batch_size=2, seed=4).batches(iter(items), bos_id=0))
+    for stop in range(1, len(whole)):
+        buffer = ShufflingBuffer(9, batch_size=2, seed=4)
+        head = buffer.batches(iter(items), bos_id=0)
+        got = [next(head) for _ in range(stop)]
+        state = buffer.state_dict()
+        again = ShufflingBuffer(9, batch_size=2, seed=99)  # its own seed is overridden by the state
+        again.load_state_dict(state, torch.device("cpu"))
+        got += list(again.batches(iter(items[state["windows_consumed"] :]), bos_id=0))
+        assert len(got) == len(whole) and all(torch.equal(a, b) for a, b in zip(got, whole)), stop
 
 
 # --- metrics -----------------------------------------------------------------------------------------

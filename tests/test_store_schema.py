@@ -40,6 +40,7 @@ SCHEMA = {
     "llm_batches": "batch_id TEXT pk1, backend TEXT, model TEXT, n_requests INTEGER, status TEXT, "
     "submitted_at TEXT, updated_at TEXT",
     "llm_cache": "key TEXT pk1, backend TEXT, model TEXT, request TEXT, response TEXT, created_at TEXT",
+    "leases": "source TEXT pk1, task TEXT pk2, kind TEXT pk3, index INTEGER pk4, owner TEXT, expires_at REAL",
 }
 INDEXES = {
     "idx_examples_source_kind_index_position": "examples(source, kind, index, position)",

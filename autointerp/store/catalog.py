@@ -18,7 +18,7 @@ import sqlite_utils
 from pydantic import BaseModel
 
 from autointerp.records import CatalogEntry, Explanation, Score, UnitHarvest, UnitKind
-from autointerp.store import units
+from autointerp.store import leases, units
 from autointerp.store.ledger import SQLiteLedger
 from autointerp.store.rows import dumps, loads, now, record_row, row_record
 from autointerp.store.schema import EXPLANATIONS, RUNS, SCORES, SOURCES, StoreError, Table, check_ours, prepare
@@ -156,6 +156,15 @@ class CatalogStore:
             [source, kind, index, scorer, explanation_settings_hash, settings_hash],
         ).fetchone()
         return row is not None and (include_failed or not row[0])
+
+    # ---- leases: which process labels which unit now ----------------------------------------
+
+    def take_lease(self, source: str, task: str, kind: UnitKind, index: int, owner: str) -> bool:
+        """Whether `owner` now holds the unit's lease for `task` (see autointerp/store/leases.py)."""
+        return leases.take(self.db, source, task, kind, index, owner)
+
+    def release_lease(self, source: str, task: str, kind: UnitKind, index: int, owner: str) -> None:
+        leases.release(self.db, source, task, kind, index, owner)
 
     def put_score(self, source: str, score: Score) -> None:
         self.put_scores(source, [score])

@@ -197,7 +197,27 @@ LLM_CACHE = Table(
     json=frozenset({"request", "response"}),
 )
 
-TABLES = (META, RUNS, SOURCES, UNITS, EXAMPLES, WINDOWS, EXPLANATIONS, SCORES, LLM_CALLS, LLM_BATCHES, LLM_CACHE)
+# Who is labelling which unit now (autointerp/store/leases.py): rows live only while a unit is worked on.
+LEASES = Table(
+    "leases",
+    {"source": TEXT, "task": TEXT, "kind": TEXT, "index": INTEGER, "owner": TEXT, "expires_at": REAL},
+    ("source", "task", "kind", "index"),
+)
+
+TABLES = (
+    META,
+    RUNS,
+    SOURCES,
+    UNITS,
+    EXAMPLES,
+    WINDOWS,
+    EXPLANATIONS,
+    SCORES,
+    LLM_CALLS,
+    LLM_BATCHES,
+    LLM_CACHE,
+    LEASES,
+)
 
 
 def _v2_to_v3(db: sqlite_utils.Database) -> None:
