@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from autointerp.agent.baselines import BASELINES, extra_windows
 from autointerp.agent.counterfactuals import HELDOUT_SNIPPETS, SnippetTokens
@@ -65,6 +64,7 @@ from autointerp.store import open_store
 from sae.harvest import HarvestConfig
 from sae.saelens_format import load_sae
 from sae.subject.models import BUILTIN_HOOK, load_subject
+from sae.torch_threads import one_torch_thread
 
 METHODS = [*BASELINES, "agent"]
 REFERENCES = ["truth", "agent_rule"]
@@ -229,13 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", default=None, metavar="DB", help="also real units of this catalog (read only)")
     parser.add_argument("--real-units", type=int, default=200, help="neurons and features each, for --real")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # probes are single short sequences: more threads cost more than they give
     try:
-        result = run(args.units, args.seed, args.budget, args.harvest_tokens, args.probes)
-        if args.real:
-            if not Path(args.real).exists():
-                raise UserError(f"no catalog database at {args.real}")
-            result["real"] = run_real(args.real, args.real_units, args.seed, args.budget)
+        with one_torch_thread():  # probes are single short sequences: more threads cost more than they give
+            result = run(args.units, args.seed, args.budget, args.harvest_tokens, args.probes)
+            if args.real:
+                if not Path(args.real).exists():
+                    raise UserError(f"no catalog database at {args.real}")
+                result["real"] = run_real(args.real, args.real_units, args.seed, args.budget)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ Document-separator (BOS) positions count as activation 0: they are not text.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from typing import Literal
@@ -41,6 +40,7 @@ from sae.records import (
 )
 from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
+from sae.torch_threads import one_torch_thread
 
 
 class HarvestConfig(BaseModel):
@@ -504,18 +504,6 @@ def _split_examples(
             seen.add(ex.window_id)
             unique.append(ex)
     return unique
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run a stretch of tiny tensor operations on one thread: handing each to a thread pool costs
-    more than the operation (and far more when another process holds the other cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def unit_records(
