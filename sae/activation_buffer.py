@@ -31,6 +31,7 @@ class ShufflingBuffer:
         self.generator = torch.Generator().manual_seed(seed)
         self.windows_consumed = 0  # how far into the stream the buffer has read (for resume)
         self.store: torch.Tensor | None = None
+        self.spare: torch.Tensor | None = None  # the store's twin: shuffles and moves write into it
         self.filled = 0
         self.pending: torch.Tensor | None = None  # rows of the last block not yet in the store
         self.served = -1  # batches handed out from the shuffled half; -1 while filling
@@ -46,7 +47,8 @@ class ShufflingBuffer:
                 assert self.store is not None
                 start = self.served * self.batch_size
                 self.served += 1
-                yield self.store[start : start + self.batch_size]
+                # a copy, so the store can be rewritten while a caller still holds its batch
+                yield self.store[start : start + self.batch_size].clone()
             if self.served >= 0:
                 self._keep_second_half()
             if self.pending is None or len(self.pending) == 0:
@@ -71,16 +73,26 @@ class ShufflingBuffer:
         self.pending = self.pending[take:]
         if self.filled == self.capacity:
             order = torch.randperm(self.capacity, generator=self.generator).to(self.store.device)
-            self.store = self.store[order]
+            spare = self._spare()
+            torch.index_select(self.store, 0, order, out=spare)
+            self.store, self.spare = spare, self.store
             self.served = 0
 
     def _keep_second_half(self) -> None:
-        """A new tensor for the kept half, so batches already handed out are never overwritten."""
+        """The kept half moves to the front of the spare, which becomes the store: two tensors of
+        `capacity` rows are all the buffer ever holds."""
         assert self.store is not None
         half = self.capacity // 2
-        kept = torch.empty_like(self.store)
-        kept[: self.capacity - half] = self.store[half:]
-        self.store, self.filled, self.served = kept, self.capacity - half, -1
+        spare = self._spare()
+        spare[: self.capacity - half] = self.store[half:]
+        self.store, self.spare = spare, self.store
+        self.filled, self.served = self.capacity - half, -1
+
+    def _spare(self) -> torch.Tensor:
+        assert self.store is not None
+        if self.spare is None:
+            self.spare = torch.empty_like(self.store)
+        return self.spare
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: rows already handed out are left out."""
@@ -102,7 +114,7 @@ class ShufflingBuffer:
         self.pending = None if pending is None else pending.to(device)
         self.windows_consumed = state["windows_consumed"]
         self.generator.set_state(state["generator"])
-        self.store = None
+        self.store = self.spare = None
         if rows is not None:
             self.store = torch.empty(self.capacity, rows.shape[1], dtype=rows.dtype, device=device)
             self.store[state["first_row"] : self.filled] = rows.to(device)
