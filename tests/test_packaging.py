@@ -29,6 +29,20 @@ def test_every_package_folder_is_listed_for_the_wheel() -> None:
     assert set(config["packages"]) == on_disk
 
 
+def test_every_data_file_in_a_package_is_listed_for_the_wheel() -> None:
+    """Templates, static files, prompts and the built-in model reach an install only through package-data."""
+    config = _setuptools()
+    listed = set()
+    for package, globs in config["package-data"].items():
+        folder = ROOT / config["package-dir"].get(package, package.replace(".", "/"))
+        listed.update(p.relative_to(ROOT).as_posix() for g in globs for p in folder.glob(g))
+    tops = {"autointerp", "sae", *config["package-dir"].values()}
+    tracked = subprocess.run(["git", "ls-files", *tops], cwd=ROOT, capture_output=True, text=True, check=True)
+    data = {f for f in tracked.stdout.split() if not f.endswith(".py")}
+    assert "autointerp/export/templates/unit.html" in data
+    assert data <= listed, sorted(data - listed)
+
+
 def test_no_generic_top_level_import_names() -> None:
     tops = {name.split(".")[0] for name in _setuptools()["packages"]}
     assert tops == {"autointerp", "sae"}

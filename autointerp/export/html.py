@@ -7,9 +7,12 @@ Layout under out_dir/html/:
   activation histogram, promoted / suppressed tokens and, for features, links to their neurons;
 - catalog.css, catalog.js, and the PNG plots.
 
-Safety: every piece of corpus or explanation text goes through `html.escape`; the JSON block
-escapes <, > and & so no string can close the <script> element; catalog.js only ever writes
-textContent. One page per unit keeps thousands of units fast to write and to browse.
+Pages come from the Jinja2 templates in templates/, compiled once per process, with autoescaping:
+every value a template prints is HTML-escaped with its zero-width and bidi controls made visible.
+The one piece of HTML written here is a window's token spans (`token_spans`), thousands per page,
+which a template loop would make several times slower; its every token goes through the same
+escape. The JSON block escapes <, > and & so no string can close the <script> element; catalog.js
+only ever writes textContent. One page per unit keeps thousands of units fast to write and to browse.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autointerp.agent.trace_html import agent_trace_section
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
+from markupsafe import Markup, escape
+
+from autointerp.agent.probes import ProbeRecord
+from autointerp.agent.trace import AgentTrace
 from autointerp.compare import (
     ComparisonReport,
     latest_explanation,
@@ -44,7 +50,7 @@ from autointerp.plots import (
     plot_score_distributions,
     plot_score_vs_density,
 )
-from autointerp.records import ActivationExample, CatalogEntry, Score, TokenWeight
+from autointerp.records import ActivationExample, CatalogEntry, Score
 from autointerp.validity import chosen_scores, density_points
 
 HTML_DIR = "html"
@@ -54,6 +60,7 @@ SCORE_PLOT = "score_distributions.png"
 SCORE_VS_DENSITY_PLOT = "score_vs_density.png"
 DENSITY_PLOT = "density_histogram.png"
 HIGHLIGHT_LEVELS = 10
+MAX_PROBES_SHOWN = 60  # of an agent trace
 SAMPLING_TITLES = {
     "top": "Top activations",
     "quantile": "Activation quantiles",
@@ -70,7 +77,7 @@ _INVISIBLE = [0x00AD, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x2
 _SHOW_INVISIBLE = {cp: f"\u27e8U+{cp:04X}\u27e9" for cp in _INVISIBLE}
 
 
-# --- small HTML helpers -------------------------------------------------------------------------
+# --- escaping and the templates -------------------------------------------------------------------
 
 
 def visible(text: str) -> str:
@@ -78,9 +85,21 @@ def visible(text: str) -> str:
     return text.translate(_SHOW_INVISIBLE)
 
 
-def _e(text: object) -> str:
-    """Escape any value for HTML text and (double-quoted) attribute values, invisibles made visible."""
-    return escape(visible(str(text)), quote=True)
+def _shown(value: object) -> object:
+    """The templates' finalize: every printed value has its invisibles made visible before autoescape
+    (a number has none, nor anything to escape: marked safe as it is, pages print thousands)."""
+    if isinstance(value, Markup):
+        return value
+    if type(value) in (int, float):
+        return Markup(value)
+    return visible(str(value))
+
+
+def _format_number(value: float, spec: str) -> Markup:
+    """The `fmt` filter: a number formatted (digits, sign, '.', ',', 'e', inf, nan: nothing to escape)."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"fmt formats numbers, got {type(value).__name__}")
+    return Markup(format(value, spec))
 
 
 def json_for_script(data: Any) -> str:
@@ -99,15 +118,32 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "\u2013" if x is None else f"{x:.{digits}f}"
 
 
-def _page_head(title: str, css_href: str) -> str:
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{_e(title)}</title><link rel="stylesheet" href="{css_href}"></head>\n<body><main>\n'
+@functools.cache
+def _templates() -> Environment:
+    """The template environment, compiled templates cached in it: built once, shared by every export."""
+    env = Environment(
+        loader=PackageLoader("autointerp.export", "templates"),
+        autoescape=True,
+        finalize=_shown,
+        undefined=StrictUndefined,  # a misspelt name is an error, not an empty string
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
     )
+    env.filters.update(
+        fmt=_format_number,
+        pyrepr=repr,
+        token=lambda token: display_token(token)[0],
+        script_json=lambda data: Markup(json_for_script(data)),
+    )
+    env.globals.update(token_spans=token_spans, SCORE_PLOT=SCORE_PLOT, DENSITY_PLOT=DENSITY_PLOT,
+                       SCORE_VS_DENSITY_PLOT=SCORE_VS_DENSITY_PLOT, HIGHLIGHT_LEVELS=HIGHLIGHT_LEVELS)  # fmt: skip
+    return env
 
 
-_PAGE_END = "</main></body></html>\n"
+def _template(name: str) -> Template:
+    return _templates().get_template(name)
 
 
 def _slug(text: str) -> str:
@@ -118,7 +154,7 @@ def _slug(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a vocabulary's worth: pages repeat the same tokens millions of times
-def display_token(token: str) -> tuple[str, bool]:
+def display_token(token: str) -> tuple[Markup, bool]:
     """The token as shown (escaped HTML) and whether it had invisible characters made visible.
 
     Newlines, carriage returns and tabs become arrows, zero-width and bidi controls ⟨U+XXXX⟩, an
@@ -126,11 +162,11 @@ def display_token(token: str) -> tuple[str, bool]:
     highlighting never hides a character.
     """
     if token == "":
-        return "\u2205", True
+        return Markup("\u2205"), True
     if token.strip(" ") == "":
-        return "\u00b7" * len(token), True
+        return Markup("\u00b7" * len(token)), True
     shown = visible(token.translate(_VISIBLE_WHITESPACE))
-    return _e(shown), shown != token
+    return escape(shown), shown != token
 
 
 def highlight_level(activation: float, unit_max: float) -> int:
@@ -140,11 +176,20 @@ def highlight_level(activation: float, unit_max: float) -> int:
     return max(1, min(HIGHLIGHT_LEVELS, math.ceil(HIGHLIGHT_LEVELS * activation / unit_max)))
 
 
-def example_html(example: ActivationExample, unit_max: float) -> str:
-    """One window: every token a span, background by activation, exact value in its title."""
-    parts = []
+@functools.lru_cache(maxsize=1 << 16)
+def _title_suffix(token: str) -> Markup:
+    """What a token's title adds after its activation when the token is shown changed: the token itself."""
+    return escape(visible(f" \u00b7 {token!r}"))
+
+
+def token_spans(example: ActivationExample, unit_max: float) -> Markup:
+    """One window's tokens: each a span with its background by activation and exact value in its title."""
+    parts: list[str] = []
     for token, activation in zip(example.tokens, example.activations):
         shown, made_visible = display_token(token)
+        if activation == 0 and not made_visible:  # most tokens of a sparse unit: plain text keeps pages small
+            parts.append(shown)
+            continue
         classes = []
         level = highlight_level(activation, unit_max)
         if level:
@@ -152,18 +197,9 @@ def example_html(example: ActivationExample, unit_max: float) -> str:
         if made_visible:
             classes.append("ws")
         class_attr = f' class="{" ".join(classes)}"' if classes else ""
-        if activation == 0 and not made_visible:  # most tokens of a sparse unit: plain text keeps pages small
-            parts.append(shown)
-            continue
-        title = f"{activation:.6g}"
-        if made_visible:
-            title += f" \u00b7 {token!r}"
-        parts.append(f'<span{class_attr} title="{_e(title)}">{shown}</span>')
-    return (
-        f'<div class="example" data-window="{example.window_id}">'
-        f'<span class="ex-max" title="max activation in this window">{example.max_activation:.3g}</span>'
-        f'<span class="toks">{"".join(parts)}</span></div>'
-    )
+        title = f"{activation:.6g}{_title_suffix(token) if made_visible else ''}"  # a number: nothing to escape
+        parts.append(f'<span{class_attr} title="{title}">{shown}</span>')
+    return Markup("".join(parts))
 
 
 # --- unit pages ---------------------------------------------------------------------------------
@@ -230,85 +266,76 @@ def _neuron_link(feature: CatalogEntry, neuron: int, neurons: dict[int, list[_Un
     return related[0] if len(related) == 1 else None
 
 
-def _histogram_svg(edges: list[float], counts: list[int]) -> str:
-    """The unit's activation histogram as a small inline SVG (log-spaced bins, linear counts)."""
+@dataclass
+class _Histogram:
+    """The unit's activation histogram laid out for a small inline SVG (log-spaced bins, linear counts)."""
+
+    bars: Markup  # a <rect> per bin, its range and count in a <title>: built here, like `token_spans`
+    first: float
+    last: float
+    top: int
+    width: int = 460
+    height: int = 130
+    pad: int = 18
+
+
+def _histogram(edges: list[float], counts: list[int]) -> _Histogram | None:
     if not counts or len(edges) != len(counts) + 1 or max(counts) <= 0:
-        return '<p class="muted small">No histogram recorded.</p>'
-    width, height, pad = 460, 130, 18
-    bar_w = (width - 2 * pad) / len(counts)
-    top = max(counts)
+        return None
+    hist = _Histogram(Markup(), edges[0], edges[-1], max(counts))
+    bar_w = (hist.width - 2 * hist.pad) / len(counts)
     bars = []
-    for i, count in enumerate(counts):
-        h = (height - 2 * pad) * count / top
-        x = pad + i * bar_w
+    for i, count in enumerate(counts):  # numbers only: nothing to escape
+        h = (hist.height - 2 * hist.pad) * count / hist.top
+        x = hist.pad + i * bar_w
         bars.append(
-            f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{max(bar_w - 1, 0.5):.1f}" height="{h:.1f}">'
+            f'<rect x="{x:.1f}" y="{hist.height - hist.pad - h:.1f}" width="{max(bar_w - 1, 0.5):.1f}" height="{h:.1f}">'
             f"<title>{edges[i]:.4g} to {edges[i + 1]:.4g}: {count} tokens</title></rect>"
         )
-    labels = (
-        f'<text x="{pad}" y="{height - 4}">{edges[0]:.3g}</text>'
-        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{edges[-1]:.3g}</text>'
-        f'<text x="{pad}" y="{pad - 6}">{top} tokens</text>'
-    )
-    return (
-        f'<svg class="hist" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="histogram of positive activations">{"".join(bars)}{labels}</svg>'
-    )
+    hist.bars = Markup("".join(bars))
+    return hist
 
 
-def _chips(tokens: Sequence[TokenWeight], cls: str) -> str:
-    if not tokens:
-        return '<p class="muted small">None recorded.</p>'
-    chips = []
-    for t in tokens:
-        shown, _ = display_token(t.token)
-        chips.append(
-            f'<span class="chip {cls}" title="{_e(repr(t.token))}">{shown}<span class="w">{t.weight:+.3g}</span></span>'
+def _score_rows(scores: Sequence[Score]) -> list[tuple[Score, str | None, str]]:
+    """(score, its value as shown or None when it failed, its parts as 'name value, ...')."""
+    return [
+        (
+            s,
+            None if s.failed or finite_or_none(s.value) is None else _num(s.value),
+            ", ".join(f"{k} {_num(finite_or_none(v))}" for k, v in s.parts.items()),
         )
-    return f'<div class="chips">{"".join(chips)}</div>'
+        for s in scores
+    ]
 
 
-def _scores_table(scores: Sequence[Score]) -> str:
-    if not scores:
-        return '<p class="muted small">Not scored.</p>'
-    rows = []
-    for s in scores:
-        if s.failed or finite_or_none(s.value) is None:
-            value = f'<span class="failed">failed{": " + _e(s.error) if s.error else ""}</span>'
-        else:
-            value = _num(s.value)
-        parts = ", ".join(f"{_e(k)} {_num(finite_or_none(v))}" for k, v in s.parts.items())
-        rows.append(
-            f'<tr><td>{_e(s.scorer)}</td><td class="num">{value}</td><td>{_e(s.simulator)}</td>'
-            f'<td class="small">{parts}</td></tr>'
-        )
-    return (
-        '<table><thead><tr><th>scorer</th><th class="num">score</th><th>simulator</th><th>parts</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _examples_section(examples: Sequence[ActivationExample], unit_max: float, per_group: int) -> str:
+def _example_groups(
+    examples: Sequence[ActivationExample], per_group: int
+) -> list[tuple[str, int, list[ActivationExample]]]:
+    """(title, how many there are, the strongest `per_group`) for each sampling and split, in a fixed order."""
     groups: dict[tuple[str, str], list[ActivationExample]] = defaultdict(list)
     for ex in examples:
         groups[(ex.sampling, ex.split)].append(ex)
     order = [(s, sp) for s in SAMPLING_TITLES for sp in SPLIT_TITLES]
-    html = []
+    shown = []
     for key in order + [k for k in groups if k not in order]:
         if key not in groups:
             continue
         sampling, split = key
         chosen = sorted(groups[key], key=lambda e: (-e.max_activation, e.window_id))[:per_group]
         title = f"{SAMPLING_TITLES.get(sampling, sampling)}, {SPLIT_TITLES.get(split, split)}"
-        html.append(f'<h3>{_e(title)} ({len(chosen)} of {len(groups[key])})</h3><div class="examples">')
-        html.extend(example_html(ex, unit_max) for ex in chosen)
-        html.append("</div>")
-    return "".join(html) or '<p class="muted small">No examples harvested.</p>'
+        shown.append((title, len(groups[key]), chosen))
+    return shown
 
 
-def _legend() -> str:
-    swatches = "".join(f'<span class="swatch h{level}"></span>' for level in range(1, HIGHLIGHT_LEVELS + 1))
-    return f'<div class="legend">low {swatches} unit max · hover a token for its exact activation</div>'
+def _trace_view(dump: dict) -> tuple[AgentTrace, list[tuple[ProbeRecord, float]]]:
+    """An agent trace (as a catalog entry's extra holds it) and its first probes, each with the
+    unit's activation on the asked-about token (the window's max when it asked about none)."""
+    trace = AgentTrace.model_validate(dump)
+    probes = [
+        (p, p.activations[p.target] if p.target is not None else max(p.activations, default=0.0))
+        for p in trace.probes[:MAX_PROBES_SHOWN]
+    ]
+    return trace, probes
 
 
 def unit_page(
@@ -321,191 +348,55 @@ def unit_page(
 ) -> str:
     entry, harvest = row.entry, row.entry.harvest
     stats = harvest.stats
-    shown_examples = harvest.examples
     unit_max = (
         stats.max_activation
         if stats.max_activation > 0
-        else max((e.max_activation for e in shown_examples), default=0.0)
+        else max((e.max_activation for e in harvest.examples), default=0.0)
     )
-    label = f"{harvest.kind} {harvest.index}"
-    nav = ['<a href="../index.html">\u2190 all units</a>']
-    if prev_row:
-        nav.append(
-            f'<a href="{prev_row.page}.html" rel="prev">\u2039 {_e(prev_row.entry.harvest.kind)} {prev_row.entry.harvest.index}</a>'
-        )
-    if next_row:
-        nav.append(
-            f'<a href="{next_row.page}.html" rel="next">{_e(next_row.entry.harvest.kind)} {next_row.entry.harvest.index} \u203a</a>'
-        )
-    out = [_page_head(f"{label}: {row.explanation.text if row.explanation else 'unexplained'}", "../catalog.css")]
-    out.append(f'<nav class="crumbs">{" ".join(nav)}</nav>')
-    out.append(
-        f'<h1><span class="kind kind-{_e(harvest.kind)}">{_e(harvest.kind)}</span> {harvest.index}</h1>'
-        f'<p class="muted small">source {_e(entry.source)}</p>'
+    ex = row.explanation
+    return _template("unit.html").render(
+        row=row,
+        entry=entry,
+        harvest=harvest,
+        stats=stats,
+        prev_row=prev_row,
+        next_row=next_row,
+        meta=" \u00b7 ".join(x for x in (ex.explainer, ex.model, ex.prompt_version) if x) if ex else "",
+        older=[e for e in entry.explanations if e is not ex] if ex else [],
+        score_rows=_score_rows(entry.scores),
+        traces=[_trace_view(t) for t in entry.extra.get("agent_traces", [])],
+        histogram=_histogram(stats.histogram_edges, stats.histogram_counts),
+        made_of=[(nw, _neuron_link(entry, nw.neuron, neurons)) for nw in harvest.top_neurons],
+        groups=_example_groups(harvest.examples, per_group),
+        unit_max=unit_max,
     )
-
-    # Explanation and scores.
-    out.append('<section class="card" id="explanation"><h2>Explanation</h2>')
-    if row.explanation:
-        ex = row.explanation
-        meta = " · ".join(_e(x) for x in (ex.explainer, ex.model, ex.prompt_version) if x)
-        out.append(f'<p class="explanation">{_e(ex.text)}</p><p class="muted small">{meta}</p>')
-        older = [e for e in entry.explanations if e is not ex]
-        if older:
-            out.append(f"<details><summary>{len(older)} other explanation(s)</summary><ul>")
-            out.extend(f'<li>{_e(e.text)} <span class="muted small">({_e(e.explainer)})</span></li>' for e in older)
-            out.append("</ul></details>")
-    else:
-        out.append('<p class="muted">Not explained yet.</p>')
-    out.append(f"<h3>Scores</h3>{_scores_table(entry.scores)}</section>")
-    out.append(agent_trace_section(entry.extra.get("agent_traces", [])))
-
-    # Stats, histogram, tokens, neurons.
-    kv = [
-        ("density (fraction of tokens active)", f"{stats.density:.3e}"),
-        ("active tokens / tokens seen", f"{stats.active_count:,} / {stats.tokens_seen:,}"),
-        ("max activation", f"{stats.max_activation:.4g}"),
-        ("mean activation (all tokens)", f"{stats.mean_activation:.4g}"),
-        ("mean activation (active tokens)", f"{stats.mean_active_activation:.4g}"),
-    ]
-    kv_rows = "".join(f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in kv)
-    out.append(
-        '<div class="grid2"><section class="card" id="stats"><h2>Activation stats</h2>'
-        f'<table class="kv">{kv_rows}</table><h3>Histogram of positive activations</h3>'
-        f"{_histogram_svg(stats.histogram_edges, stats.histogram_counts)}</section>"
-    )
-    out.append(
-        '<section class="card" id="logits"><h2>Output effect</h2>'
-        f"<h3>Promoted tokens</h3>{_chips(harvest.promoted_tokens, 'up')}"
-        f"<h3>Suppressed tokens</h3>{_chips(harvest.suppressed_tokens, 'down')}"
-    )
-    if harvest.kind == "feature":
-        items = []
-        for nw in harvest.top_neurons:
-            target = _neuron_link(entry, nw.neuron, neurons)
-            name = f"neuron {nw.neuron}"
-            linked = f'<a href="{target.page}.html">{name}</a>' if target else name
-            expl = (
-                f' <span class="muted small">{_e(target.explanation.text)}</span>'
-                if target and target.explanation
-                else ""
-            )
-            items.append(f'<tr><td>{linked}{expl}</td><td class="num">{nw.weight:+.3f}</td></tr>')
-        table = (
-            f'<table id="neurons"><thead><tr><th>neuron</th><th class="num">decoder weight</th></tr></thead><tbody>{"".join(items)}</tbody></table>'
-            if items
-            else '<p class="muted small">None recorded.</p>'
-        )
-        out.append(f"<h3>Made of neurons</h3>{table}")
-    out.append("</section></div>")
-
-    out.append(f'<section class="card" id="examples"><h2>Examples</h2>{_legend()}')
-    out.append(_examples_section(shown_examples, unit_max, per_group))
-    out.append("</section>")
-    out.append(_PAGE_END)
-    return "".join(out)
 
 
 # --- index page ---------------------------------------------------------------------------------
 
 
-def _comparison_section(report: ComparisonReport | None, note: str | None, has_density_plot: bool) -> str:
-    out = ['<section class="card" id="comparison"><h2>Neurons vs features</h2>']
-    if report is None:
-        out.append(f'<p class="muted">No comparison: {_e(note or "no report given")}.</p>')
-    else:
-        rows = summary_rows(report)
-        head = "".join(f"<th>{_e(c)}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
-        out.append(
-            f'<p class="verdict">{_e(verdict(report))}</p>'
-            f'<p class="muted small">explainer {_e(report.explainer)}; primary scorer {_e(report.scorer)}; '
-            f"bootstrap 95% CIs from {report.n_resamples} resamples (seed {report.seed}); two-sided Mann-Whitney U.</p>"
-            f'<table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-        )
-        out.append(_validity_html(report))
-    out.append('<div class="plots">')
-    if report is not None:
-        out.append(
-            f'<h3>Score distributions</h3><img src="{SCORE_PLOT}" alt="score distributions, neurons vs features">'
-        )
-    if report is not None:
-        out.append(
-            f'<h3>Score against density</h3><img src="{SCORE_VS_DENSITY_PLOT}" alt="score against activation density">'
-        )
-    if has_density_plot:
-        out.append(
-            f'<h3>Activation density</h3><img src="{DENSITY_PLOT}" alt="activation density, neurons vs features">'
-        )
-    out.append("</div></section>")
-    return "".join(out)
-
-
-def _validity_html(report: ComparisonReport) -> str:
-    """What each number measures, the conclusions, and the strata / controls / ceiling tables."""
-    from autointerp.validity_report import (
-        validity_tables,  # it builds on the comparison module
-    )
-
-    if report.protocol_version is None:
-        return ""
-    out = [f"<h3>What the numbers mean (scoring protocol v{report.protocol_version})</h3><dl>"]
-    out += [f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in report.measures.items()]
-    out.append(
-        "</dl><h3>Conclusions</h3><ul>" + "".join(f"<li>{_e(line)}</li>" for line in report.conclusions) + "</ul>"
-    )
-    for title, rows in validity_tables(report):
-        head = "".join(f"<th>{_e(c)}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
-        out.append(
-            f'<h3>{_e(title)}</h3><table class="summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-        )
-    return "".join(out)
-
-
-def _unit_list_section(rows: Sequence[_UnitRow], scorer: str) -> str:
-    kinds = sorted({r.entry.harvest.kind for r in rows})
-    options = "".join(f'<option value="{_e(k)}">{_e(k)}s</option>' for k in kinds)
-    headers = [
-        ("kind", "kind", ""),
-        ("index", "index", "num"),
-        ("explanation", "explanation", ""),
-        ("score", f"{scorer} score", "num"),
-        ("density", "density", "num"),
-        ("max", "max act", "num"),
-    ]
-    ths = "".join(f'<th class="sortable {cls}" data-key="{key}">{_e(label)}</th>' for key, label, cls in headers)
-    return (
-        '<section class="card" id="units"><h2>Units</h2><div class="controls">'
-        '<input id="search" type="search" placeholder="Search explanations, e.g. \u201cnewline\u201d or feature:12" '
-        'aria-label="search units" autocomplete="off">'
-        f'<select id="kind-filter" aria-label="kind"><option value="">all kinds</option>{options}</select></div>'
-        '<p id="unit-count" class="muted small"></p>'
-        f'<table id="unit-table"><thead><tr>{ths}</tr></thead><tbody></tbody></table>'
-        '<button id="show-more" class="more" type="button" hidden>Show more</button>'
-        "<noscript><p>The unit list needs JavaScript; every unit page works without it.</p></noscript></section>"
-    )
-
-
 def index_page(
     rows: Sequence[_UnitRow], report: ComparisonReport | None, note: str | None, scorer: str, has_density_plot: bool
 ) -> str:
+    from autointerp.validity_report import validity_tables  # it builds on the comparison module
+
     counts: defaultdict[str, int] = defaultdict(int)
     for r in rows:
         counts[r.entry.harvest.kind] += 1
     sources = sorted({r.entry.source for r in rows})
-    summary = ", ".join(f"{n} {kind}s" for kind, n in sorted(counts.items()))
-    return "".join(
-        [
-            _page_head("autointerp catalog", "catalog.css"),
-            "<h1>autointerp catalog</h1>",
-            f'<p class="muted">{_e(summary)} · source{"s" if len(sources) != 1 else ""}: {_e(", ".join(sources))}</p>',
-            _comparison_section(report, note, has_density_plot),
-            _unit_list_section(rows, scorer),
-            f'<script type="application/json" id="unit-data">{json_for_script([r.data() for r in rows])}</script>',
-            '<script src="catalog.js"></script>',
-            _PAGE_END,
-        ]
+    return _template("index.html").render(
+        summary=", ".join(f"{n} {kind}s" for kind, n in sorted(counts.items())),
+        sources=", ".join(sources),
+        n_sources=len(sources),
+        report=report,
+        note=note,
+        summary_rows=summary_rows(report) if report else [],
+        verdict=verdict(report) if report else "",
+        validity=validity_tables(report) if report and report.protocol_version is not None else [],
+        has_density_plot=has_density_plot,
+        kinds=sorted({r.entry.harvest.kind for r in rows}),
+        scorer=scorer,
+        unit_data=[r.data() for r in rows],
     )
 
 
