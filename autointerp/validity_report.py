@@ -62,13 +62,19 @@ def build_report(
 
 
 def control_entries(controls_db: Path | None) -> dict[str, list[CatalogEntry]]:
-    """{control name: its catalog entries} from a controls.db (empty without one)."""
+    """{control name: its catalog entries} from a controls.db (empty without one), without examples
+    or per-example score details: the controls' summaries need only each score's value, and the
+    details of six controls' scores would take most of a GB."""
     if controls_db is None or not controls_db.exists():
         return {}
     store = open_store(controls_db)
     try:
         return {
-            name.removeprefix("control:"): list(store.catalog_entries(name, examples=False)) for name in store.sources()
+            name.removeprefix("control:"): [
+                entry.model_copy(update={"scores": [s.model_copy(update={"details": []}) for s in entry.scores]})
+                for entry in store.catalog_entries(name, examples=False)
+            ]
+            for name in store.sources()
         }
     finally:
         store.close()
