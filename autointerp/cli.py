@@ -299,7 +299,8 @@ def cmd_harvest(args: argparse.Namespace) -> None:
 def _label_spec(args: argparse.Namespace):
     from autointerp.pipeline import LabelSpec
 
-    given = {name: getattr(args, name) for name in LabelSpec.model_fields if hasattr(args, name)}
+    # an option left unset (None) keeps the model's default, as does a setting the command lacks
+    given = {name: getattr(args, name) for name in LabelSpec.model_fields if getattr(args, name, None) is not None}
     if "scorers" in given:
         given["scorers"] = given["scorers"].split(",")
     return LabelSpec(**given)  # a setting this command has no option for keeps the model's default

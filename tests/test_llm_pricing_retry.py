@@ -9,12 +9,13 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from autointerp.errors import UserError
 from autointerp.llm.budget import Budget, BudgetExceeded
 from autointerp.llm.pricing import PriceTableError, cost_usd, load_prices, price_for
 from autointerp.llm.redact import redact, safe_url
 from autointerp.llm.retry import RetryPolicy, retry_after_seconds, wait_seconds
+from autointerp.pipeline import LabelSpec
 
 
 def test_prices_match_exact_names_only() -> None:
@@ -65,8 +66,8 @@ def test_budget_arithmetic() -> None:
     assert resumed.spent_usd == pytest.approx(1.0)
     with pytest.raises(BudgetExceeded):
         resumed.check()
-    with pytest.raises(UserError):
-        Budget(-1)
+    with pytest.raises(ValidationError):  # a negative cap never reaches a Budget: the settings refuse it
+        LabelSpec(max_cost=-1)
 
 
 def test_retry_after_forms() -> None:
