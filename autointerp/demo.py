@@ -2,7 +2,10 @@
 
 Sized for 2 CPU cores: a 4096-feature TopK SAE (the paper's A/1 size) trained on 1.5M tokens,
 a harvest of 400k held-out tokens, every neuron and feature explained and scored by the
-offline explainer and simulator, and the four controls of `autointerp.controls` on 512 units each.
+offline explainer and simulator, and the four controls of `autointerp.controls` on 256 units per
+kind each, harvested from 100k held-out tokens. The random-model control's SAE sees 500k tokens, a
+third of the main SAE's, to keep the demo near 10 minutes: `evals.validity --random-model` and
+`autointerp run` train it on as many tokens as the main SAE.
 """
 
 from __future__ import annotations
@@ -23,5 +26,10 @@ def demo_config(out: str, controls: list[ControlName] | None = None) -> RunConfi
         harvest=HarvestConfig(n_tokens=400_000),
         units=UnitSelection(kinds=["neuron", "feature"], mode="all"),
         label=LabelSpec(explainer="offline", simulator="offline", scorers=["simulation", "detection", "fuzzing"]),
-        controls=ControlSpec(run=list(CONTROL_NAMES) if controls is None else controls),
+        controls=ControlSpec(
+            run=list(CONTROL_NAMES) if controls is None else controls,
+            n_units=256,
+            harvest_tokens=100_000,
+            random_model_sae_tokens=500_000,
+        ),
     )

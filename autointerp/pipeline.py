@@ -510,8 +510,10 @@ def run_controls(
     for name in spec.run:
         control = f"control:{name}"
         print(f"control {name}")
+        started = time.time()
         if name == "shuffled":
             _shuffled_control(store, control, main_store, source, explainer, simulator, cfg)
+            print(f"control {name}: {time.time() - started:.0f} s")
             continue
         if sae is None and name != "random_model":
             print(f"  skipped: {name} needs an SAE")
@@ -567,13 +569,14 @@ def run_controls(
                 hook,
                 random_sae,
                 harvest_cfg,
-                {**described, "sae": str(folder)},
+                {**described, "sae": str(folder), "sae_tokens": tokens},
                 {"neuron": hook_neurons, "feature": sae_features(random_sae)},
                 keep={"neuron": sample("neuron", width), "feature": sample("feature", random_sae.cfg.d_sae)},
             )
             kinds = ["neuron", "feature"]
         chosen = select_units(store, control, UnitSelection(kinds=kinds, mode="random", n=spec.n_units, seed=spec.seed))
         label_units(store, control, chosen, explainer, simulator, cfg.label)
+        print(f"control {name}: {time.time() - started:.0f} s")
     store.close()
     return out / CONTROLS_DB
 
