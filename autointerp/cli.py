@@ -8,6 +8,7 @@ line naming the file that holds its trace, and exit status 1. Never a traceback 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -248,12 +249,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     _print_summary(run_pipeline(cfg))
 
 
-def _open_catalog(db: str):
+# Catalogs a command opened: closed when `main` returns, error or not, so no -wal/-shm files stay
+# beside a catalog that a command only read (and a caller running `main` in-process leaks nothing).
+_open_catalogs = contextlib.ExitStack()
+
+
+def _open_catalog(db: str, *, create: bool = False):
     from autointerp.store import open_store
 
-    if not Path(db).exists():
+    if not create and not Path(db).exists():
         raise UserError(f"no catalog database at {db}")
-    return open_store(db)
+    return _open_catalogs.enter_context(open_store(db))
 
 
 def _pick_source(store, source: str | None) -> str:
@@ -280,7 +286,6 @@ def _harvest_settings(args: argparse.Namespace):
 
 def cmd_harvest(args: argparse.Namespace) -> None:
     from autointerp.pipeline import harvest_into_store, source_name
-    from autointerp.store import open_store
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
@@ -289,7 +294,7 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     subject = load_subject(spec.model, device=spec.device)
     sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    store = open_store(args.db)
+    store = _open_catalog(args.db, create=True)
     source = source_name(spec, sae)
     described = {"subject": spec.model_dump(), "sae": args.sae, "corpus": args.corpus}
     ran = harvest_into_store(store, source, subject, spec.hook, sae, cfg, described)
@@ -569,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # noqa: BLE001 -- a bug: one line and a file to send, not a stack
         return _unexpected(err)
+    finally:
+        _open_catalogs.close()
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import cli
+from tests.test_cli import cli_in_process
 
 BUILTIN_WIDTH = 512  # blocks.0.mlp.act of the built-in subject model
 
@@ -26,7 +26,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 def assert_refused(root: Path, args: list[str], *needles: str) -> None:
     """Run the CLI on files under `root`: one clean error naming the problem, and `root` unchanged."""
     before = _snapshot(root)
-    result = cli(*args)
+    result = cli_in_process(*args)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]

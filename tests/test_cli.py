@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def harvested_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small harvest through the CLI, shared by the tests below (each gets its own copy)."""
+    db = tmp_path_factory.mktemp("harvest") / "c.db"
+    harvest = cli("harvest", "--db", str(db), "--tokens", "3000", "--top", "6")
+    assert harvest.returncode == 0, harvest.stderr
+    return db
+
+
+@pytest.fixture
+def harvested(tmp_path: Path, harvested_once: Path) -> str:
+    """A fresh copy of the shared harvest, as a --db argument."""
+    copy = tmp_path / "c.db"
+    with sqlite3.connect(harvested_once) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return str(copy)
 
 
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -26,6 +47,25 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
         timeout=300,
         check=False,
     )
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The same command through `autointerp.cli.main` in this process: what it prints and the exit
+    status the installed script would return, without paying torch's import for each call. The
+    subprocess `cli` above stays the check that the real process behaves the same."""
+    from autointerp.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    keys = {k: os.environ.pop(k) for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY") if k in os.environ}
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's own usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.environ.update(keys)
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -71,22 +111,17 @@ def test_explain_on_a_missing_database(tmp_path):
     assert_clean_error(cli("explain", "--db", str(tmp_path / "none.db")), "no catalog database")
 
 
-def test_llm_explainer_without_a_key_names_the_variable(tmp_path):
-    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
-    assert harvest.returncode == 0, harvest.stderr
-    result = cli("explain", "--db", str(tmp_path / "c.db"), "--explainer", "openai:gpt-4o-mini", "--units", "first:2")
+def test_llm_explainer_without_a_key_names_the_variable(harvested):
+    result = cli("explain", "--db", harvested, "--explainer", "openai:gpt-4o-mini", "--units", "first:2")
     assert_clean_error(result, "OPENAI_API_KEY")
 
 
-def test_bad_unit_selection(tmp_path):
-    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
-    assert harvest.returncode == 0, harvest.stderr
-    assert_clean_error(cli("explain", "--db", str(tmp_path / "c.db"), "--units", "some"), "--units")
+def test_bad_unit_selection(harvested):
+    assert_clean_error(cli("explain", "--db", harvested, "--units", "some"), "--units")
 
 
-def test_stage_commands_work_step_by_step(tmp_path):
-    db = str(tmp_path / "c.db")
-    assert cli("harvest", "--db", db, "--tokens", "3000", "--top", "6").returncode == 0
+def test_stage_commands_work_step_by_step(harvested):
+    db = harvested
     explained = cli("explain", "--db", db, "--kinds", "neuron", "--units", "first:5")
     assert explained.returncode == 0, explained.stderr
     assert json.loads(explained.stdout)["written"] == 5
@@ -97,13 +132,12 @@ def test_stage_commands_work_step_by_step(tmp_path):
     assert json.loads(again.stdout)["skipped"] == 5
 
 
-def test_score_names_whose_explanations_it_scores_and_refuses_to_guess(tmp_path):
+def test_score_names_whose_explanations_it_scores_and_refuses_to_guess(harvested):
     from autointerp.testing.fake_llm_server import FakeLLMServer
     from autointerp.testing.planted import SimulatingResponder
 
-    db = str(tmp_path / "c.db")
+    db = harvested
     first = ("--kinds", "neuron", "--units", "first:2")
-    assert cli("harvest", "--db", db, "--tokens", "3000", "--top", "6").returncode == 0
     assert cli("explain", "--db", db, *first).returncode == 0
     only_offline = cli("score", "--db", db, *first, "--scorers", "simulation")
     assert only_offline.returncode == 0, only_offline.stderr
@@ -145,7 +179,5 @@ def test_unknown_scorer_fails_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "sae").exists()
 
 
-def test_bad_unit_kind(tmp_path):
-    harvest = cli("harvest", "--db", str(tmp_path / "c.db"), "--tokens", "2000", "--top", "5")
-    assert harvest.returncode == 0, harvest.stderr
-    assert_clean_error(cli("explain", "--db", str(tmp_path / "c.db"), "--kinds", "neurons"), "kinds")
+def test_bad_unit_kind(harvested):
+    assert_clean_error(cli("explain", "--db", harvested, "--kinds", "neurons"), "kinds")
