@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from autointerp.compare import compare
-from autointerp.export.html import display_token, highlight_level, json_for_script, write_html_catalog
+from autointerp.export.html import write_html_catalog
 from autointerp.records import ActivationExample, TokenWeight
 from tests.fake_catalog import make_catalog, make_unit
 
