@@ -42,8 +42,8 @@ from autointerp.compare import (
 )
 from autointerp.errors import UserError
 from autointerp.export.html_search import SearchIndex
-from autointerp.export.selection import finite_or_none
 from autointerp.export.html_units import WindowBook, unit_max, unit_record
+from autointerp.export.selection import finite_or_none
 from autointerp.plots import plot_density_histogram, plot_score_distributions, plot_score_vs_density
 from autointerp.records import CatalogEntry, Explanation
 from autointerp.validity import chosen_scores, density_points
@@ -298,7 +298,7 @@ def finish_html_catalog(plan: HtmlPlan, report: ComparisonReport | None, compari
     for shard in sorted(plan.pending):  # units the full stream did not bring keep a partial shard
         _write_unit_shard(plan, shard)
     n_windows = len(plan.windows.ids)
-    for shard in range(0, (n_windows + WINDOW_SHARD_SIZE - 1) // WINDOW_SHARD_SIZE):
+    for shard in range((n_windows + WINDOW_SHARD_SIZE - 1) // WINDOW_SHARD_SIZE):
         numbers = range(shard * WINDOW_SHARD_SIZE, min(n_windows, (shard + 1) * WINDOW_SHARD_SIZE))
         write_script(window_shard_path(html_dir, shard), "__windows", shard, [plan.windows.record(w) for w in numbers])
     write_script(html_dir / DATA_DIR / "index.js", "__index", index_data(plan))

@@ -35,20 +35,27 @@ class WindowBook:
     """The tokens of every window a shown example covers, numbered in first-seen order.
 
     A window is kept as {position: token}: slices of one window seen by different units fill it in.
+    Windows are told apart by (source, window_id); an example whose tokens disagree with what is
+    known of its window (which a harvest never writes) gets a window of its own instead of being
+    shown another unit's text.
     """
 
-    numbers: dict[int, int] = field(default_factory=dict)  # window_id -> number
+    numbers: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (source, window_id) -> numbers
     tokens: list[dict[int, str]] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
 
-    def add(self, example: ActivationExample) -> int:
-        number = self.numbers.get(example.window_id)
-        if number is None:
-            number = self.numbers[example.window_id] = len(self.tokens)
-            self.tokens.append({})
-            self.ids.append(example.window_id)
-        self.tokens[number].update(enumerate(example.tokens, start=example.start))
-        return number
+    def add(self, source: str, example: ActivationExample) -> int:
+        slice_ = dict(enumerate(example.tokens, start=example.start))
+        numbers = self.numbers.setdefault((source, example.window_id), [])
+        for number in numbers:
+            known = self.tokens[number]
+            if all(known.get(pos, token) == token for pos, token in slice_.items()):
+                known.update(slice_)
+                return number
+        numbers.append(len(self.tokens))
+        self.tokens.append(slice_)
+        self.ids.append(example.window_id)
+        return numbers[-1]
 
     def record(self, number: int) -> list[Any]:
         """[window_id, [start, tokens], [start, tokens], ...]: the window's covered runs of positions."""
@@ -157,7 +164,7 @@ def unit_record(
         "neurons": [[n, _sig(w), link, text] for n, w, link, text in neuron_links],
         "unit_max": _sig(top),
         "groups": [
-            [sampling, split, total, [_example(ex, windows.add(ex), scale) for ex in chosen]]
+            [sampling, split, total, [_example(ex, windows.add(entry.source, ex), scale) for ex in chosen]]
             for sampling, split, total, chosen in example_groups(harvest.examples, per_group)
         ],
         "traces": [_trace(t) for t in entry.extra.get("agent_traces", [])],
