@@ -8,7 +8,6 @@ The checks on the written files run anyway. Load times are printed (run with -s)
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -32,6 +31,7 @@ from autointerp.export.html_search import SearchIndex, words
 from autointerp.export.html_units import QUANT
 from autointerp.records import ActivationExample, TokenWeight
 from tests.fake_catalog import make_catalog, make_unit
+from tests.html_data import read_script, read_units
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -75,28 +75,10 @@ def catalog_dir(tmp_path_factory) -> Path:
     return out / "html"
 
 
-def _read_script(path: Path) -> tuple[str, list]:
-    """(callback, its arguments) of a data file written by write_script."""
-    text = path.read_text(encoding="utf-8")
-    name, _, rest = text.partition("(")
-    assert name.startswith("window.__") and rest.endswith(");\n"), path
-    return name.removeprefix("window."), json.loads("[" + rest[: -len(");\n")] + "]")
-
-
-def _units(html_dir: Path) -> list[dict]:
-    units = []
-    for path in sorted((html_dir / DATA_DIR / "units").glob("shard_*.js")):
-        name, (shard, n, records) = _read_script(path)
-        assert name == "__shard" and path == unit_shard_path(html_dir, shard)
-        units += records
-    assert [u["uid"] for u in units] == list(range(n))
-    return units
-
-
 def _windows(html_dir: Path) -> list[list]:
     records = []
     for path in sorted((html_dir / DATA_DIR / "windows").glob("windows_*.js")):
-        name, (shard, chunk) = _read_script(path)
+        name, (shard, chunk) = read_script(path)
         assert name == "__windows" and path == window_shard_path(html_dir, shard)
         records += chunk
     return records
@@ -118,7 +100,7 @@ def test_pages_hold_no_corpus_text_and_only_our_scripts(catalog_dir):
 
 
 def test_unit_shards_keep_what_the_unit_view_shows(catalog_dir):
-    units = _units(catalog_dir)
+    units = read_units(catalog_dir)
     windows = _windows(catalog_dir)
     feature = next(u for u in units if u["kind"] == "feature" and u["index"] == 2)
     assert feature["source"] == "builtin/" + PAYLOADS[0]  # data stays data; the browser escapes it
@@ -134,6 +116,9 @@ def test_unit_shards_keep_what_the_unit_view_shows(catalog_dir):
     assert levels[3] == round(9.0 * QUANT / unit_max)
     neuron_links = feature["neurons"]
     assert neuron_links and all(units[link[2]]["kind"] == "neuron" for link in neuron_links if link[2] is not None)
+    name, (shard, names) = read_script(catalog_dir / DATA_DIR / "names" / "names_0000.js")
+    assert name == "__names" and shard == 0 and len(names) == len(units)
+    assert names == [u["explanations"][u["shown"]]["text"] for u in units]  # what a feature shows of its neurons
     assert {s["scorer"] for s in feature["scores"]} == {"simulation", "detection", "fuzzing"}
     assert any(s["parts"] for s in feature["scores"])  # the per-stratum parts
 
@@ -147,7 +132,7 @@ def test_windows_are_written_once_and_disagreeing_ones_apart(tmp_path):
     windows = _windows(tmp_path / "html")
     ids = [w[0] for w in windows]
     assert ids.count(shared.window_id) == 3  # one per unit: their tokens disagree
-    units = _units(tmp_path / "html")
+    units = read_units(tmp_path / "html")
     used = {ex[0] for u in units[:2] for g in u["groups"] for ex in g[3] if windows[ex[0]][0] == shared.window_id}
     assert len(used) == 2, "unit 1's copy of unit 0's window points at unit 0's window, not a new one"
 

@@ -8,7 +8,8 @@ Layout under out_dir/html/:
 - inspect.html: how to ask the catalog about new text from the command line;
 - data/index.js: one row per unit (kind, index, explanation, scores, density, max) as columns;
   data/search.js: word -> units over the explanations; data/units/shard_NNNN.js: SHARD_SIZE whole
-  units each; data/windows/windows_NNNN.js: the tokens of the windows the examples show.
+  units each; data/windows/windows_NNNN.js: the tokens of the windows the examples show;
+  data/names/names_NNNN.js: the explanations alone, for a feature's links to its neurons.
 
 Data files are scripts that hand their JSON to a callback (`window.__shard(...)`), loaded by adding
 <script> elements: browsers refuse fetch() of local files, not scripts. The browser code only ever
@@ -54,6 +55,7 @@ STATIC_FILES = ("catalog.css", "catalog-common.js", "catalog-list.js", "catalog-
 PAGES = ("unit.html", "inspect.html")
 SHARD_SIZE = 256  # units per unit shard
 WINDOW_SHARD_SIZE = 64  # windows per window shard: a unit view loads only the shards its examples use
+NAMES_SHARD_SIZE = 4096  # explanations per names shard: what a feature's view shows of its neurons
 SCORE_PLOT = "score_distributions.png"
 SCORE_VS_DENSITY_PLOT = "score_vs_density.png"
 DENSITY_PLOT = "density_histogram.png"
@@ -118,6 +120,10 @@ def window_shard_path(html_dir: Path, shard: int) -> Path:
     return html_dir / DATA_DIR / "windows" / f"windows_{shard:04d}.js"
 
 
+def names_shard_path(html_dir: Path, shard: int) -> Path:
+    return html_dir / DATA_DIR / "names" / f"names_{shard:04d}.js"
+
+
 # --- the plan: every unit's row before any unit is written ----------------------------------------
 
 
@@ -180,7 +186,8 @@ def plan_html_catalog(
     others = sorted({s.scorer for e in entries for s in e.scores} - {scorer})
     scorers = [scorer, *others]
     ordered = sorted(entries, key=lambda e: (e.source, e.harvest.kind, e.harvest.index))  # the store's order
-    rows, uids = [], {}
+    rows: list[_UnitRow] = []
+    uids: dict[tuple[str, str, int], int] = {}
     for uid, entry in enumerate(ordered):
         key = (entry.source, entry.harvest.kind, entry.harvest.index)
         if key in uids:
@@ -219,8 +226,7 @@ def add_unit(plan: HtmlPlan, entry: CatalogEntry) -> None:
     links = []
     for nw in entry.harvest.top_neurons:
         target = _neuron_link(entry, nw.neuron, plan.neurons)
-        text = target.explanation.text if target and target.explanation else None
-        links.append((nw.neuron, nw.weight, target.uid if target else None, text))
+        links.append((nw.neuron, nw.weight, target.uid if target else None))
     record = unit_record(
         entry, uid, shown=plan.rows[uid].explanation, neuron_links=links, windows=plan.windows,
         per_group=plan.per_group,
@@ -288,7 +294,9 @@ def _copy_static(html_dir: Path) -> None:
     for name in STATIC_FILES:
         (html_dir / name).write_bytes((static / name).read_bytes())
     for name in PAGES:
-        page = _template(name).render(shard_size=SHARD_SIZE, window_shard_size=WINDOW_SHARD_SIZE)
+        page = _template(name).render(
+            shard_size=SHARD_SIZE, window_shard_size=WINDOW_SHARD_SIZE, names_shard_size=NAMES_SHARD_SIZE
+        )
         (html_dir / name).write_text(page, encoding="utf-8")
 
 
@@ -301,6 +309,10 @@ def finish_html_catalog(plan: HtmlPlan, report: ComparisonReport | None, compari
     for shard in range((n_windows + WINDOW_SHARD_SIZE - 1) // WINDOW_SHARD_SIZE):
         numbers = range(shard * WINDOW_SHARD_SIZE, min(n_windows, (shard + 1) * WINDOW_SHARD_SIZE))
         write_script(window_shard_path(html_dir, shard), "__windows", shard, [plan.windows.record(w) for w in numbers])
+    explanations = [row.explanation.text if row.explanation else None for row in plan.rows]
+    for shard in range((len(explanations) + NAMES_SHARD_SIZE - 1) // NAMES_SHARD_SIZE):
+        chunk = explanations[shard * NAMES_SHARD_SIZE : (shard + 1) * NAMES_SHARD_SIZE]
+        write_script(names_shard_path(html_dir, shard), "__names", shard, chunk)
     write_script(html_dir / DATA_DIR / "index.js", "__index", index_data(plan))
     search = SearchIndex()
     for row in plan.rows:

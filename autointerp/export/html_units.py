@@ -133,12 +133,12 @@ def unit_record(
     uid: int,
     *,
     shown: Explanation | None,
-    neuron_links: Sequence[tuple[int, float, int | None, str | None]],
+    neuron_links: Sequence[tuple[int, float, int | None]],
     windows: WindowBook,
     per_group: int,
 ) -> dict[str, Any]:
-    """Everything the unit view shows about one unit; `neuron_links` are (neuron, weight, its uid, its
-    explanation) for a feature's decoder weights."""
+    """Everything the unit view shows about one unit; `neuron_links` are (neuron, weight, its uid) for a
+    feature's decoder weights (the view reads the neurons' explanations from the names shards)."""
     harvest, stats = entry.harvest, entry.harvest.stats
     top = unit_max(entry)
     scale = QUANT / top if top > 0 else QUANT
@@ -158,10 +158,10 @@ def unit_record(
             "mean": _sig(stats.mean_activation),
             "mean_active": _sig(stats.mean_active_activation),
         },
-        "hist": [[_sig(x) for x in stats.histogram_edges], stats.histogram_counts],
+        "hist": [[_sig(x, 3) for x in stats.histogram_edges], stats.histogram_counts],
         "promoted": [[t.token, _sig(t.weight)] for t in harvest.promoted_tokens],
         "suppressed": [[t.token, _sig(t.weight)] for t in harvest.suppressed_tokens],
-        "neurons": [[n, _sig(w), link, text] for n, w, link, text in neuron_links],
+        "neurons": [[n, _sig(w), link] for n, w, link in neuron_links],
         "unit_max": _sig(top),
         "groups": [
             [sampling, split, total, [_example(ex, windows.add(entry.source, ex), scale) for ex in chosen]]

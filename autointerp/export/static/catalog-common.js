@@ -5,11 +5,12 @@
 (function () {
   "use strict";
   var AI = (window.AI = {});
-  var got = { index: null, search: null, shards: {}, windows: {} };
+  var got = { index: null, search: null, shards: {}, windows: {}, names: {} };
   window.__index = function (data) { got.index = data; };
   window.__search = function (data) { got.search = data; };
   window.__shard = function (k, n, units) { got.shards[k] = { n: n, units: units }; };
   window.__windows = function (k, records) { got.windows[k] = records; };
+  window.__names = function (k, texts) { got.names[k] = texts; };
   AI.got = got;
 
   var loading = {};

@@ -6,6 +6,7 @@
   var root = document.getElementById("unit");
   var SHARD = Number(root.dataset.shardSize);
   var WSHARD = Number(root.dataset.windowShardSize);
+  var NSHARD = Number(root.dataset.namesShardSize);
   var QUANT = 1000; // levels are thousandths of the unit's max (autointerp/export/html_units.py)
   var LEVELS = 10;
   var SAMPLING = { top: "Top activations", quantile: "Activation quantiles", random: "Random windows",
@@ -167,7 +168,8 @@
       if (n[2] === null) cell.textContent = "neuron " + n[0];
       else {
         cell.appendChild(unitLink(n[2], "neuron " + n[0]));
-        if (n[3] !== null) AI.add(cell, "span", "muted small", " " + AI.visible(n[3]));
+        var text = AI.got.names[Math.floor(n[2] / NSHARD)][n[2] % NSHARD];
+        if (text !== null) AI.add(cell, "span", "muted small", " " + AI.visible(text));
       }
       tr(body, [[cell], [(n[1] > 0 ? "+" : "") + AI.num(n[1], 3), "num"]]);
     });
@@ -215,10 +217,12 @@
     return s;
   }
 
-  function windowShards(u) {
+  // The window shards its examples use and the names shards of the neurons it links to.
+  function dataFor(u) {
     var need = {};
-    u.groups.forEach(function (g) { g[3].forEach(function (ex) { need[Math.floor(ex[0] / WSHARD)] = 1; }); });
-    return Promise.all(Object.keys(need).map(function (k) { return AI.load("data/windows/windows_" + AI.pad4(k) + ".js"); }));
+    u.groups.forEach(function (g) { g[3].forEach(function (ex) { need["windows/windows_" + AI.pad4(Math.floor(ex[0] / WSHARD))] = 1; }); });
+    u.neurons.forEach(function (n) { if (n[2] !== null) need["names/names_" + AI.pad4(Math.floor(n[2] / NSHARD))] = 1; });
+    return Promise.all(Object.keys(need).map(function (path) { return AI.load("data/" + path + ".js"); }));
   }
 
   function nav(id, uid, n, label) {
@@ -255,7 +259,7 @@
     AI.load("data/units/shard_" + AI.pad4(k) + ".js").then(function () {
       var shard = AI.got.shards[k], u = shard.units[uid - k * SHARD];
       if (!u || u.uid !== uid) throw new Error("unit " + uid + " is not in this catalog");
-      return windowShards(u).then(function () {
+      return dataFor(u).then(function () {
         render(u, shard.n);
         window.scrollTo(0, 0);
         AI.timing.unit = { uid: uid, ms: performance.now() - start, at: performance.now() };
