@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 
 def read_script(path: Path) -> tuple[str, list[Any]]:
-    """(callback, its arguments) of a data file: `window.<callback>(<JSON>,<JSON>...);`."""
+    """(callback, its arguments) of a data file: `window.<callback>.apply(null, JSON.parse('<JSON>'));`."""
     text = path.read_text(encoding="utf-8")
-    name, _, rest = text.partition("(")
-    assert name.startswith("window.__") and rest.endswith(");\n"), path
-    return name.removeprefix("window."), json.loads("[" + rest[: -len(");\n")] + "]")
+    match = re.fullmatch(r"window\.(__\w+)\.apply\(null, JSON\.parse\('(.*)'\)\);\n", text, re.DOTALL)
+    assert match, path
+    literal = re.sub(r"\\(u2028|u2029|.)", lambda m: {"u2028": "\u2028", "u2029": "\u2029"}.get(m[1], m[1]), match[2])
+    return match[1], json.loads(literal)
 
 
 def read_units(html_dir: Path) -> list[dict[str, Any]]:

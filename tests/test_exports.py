@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -12,6 +11,7 @@ from autointerp.export import export_catalog, read_jsonl, read_neuronpedia, writ
 from autointerp.export.neuronpedia import layer_id_for, model_id_for
 from autointerp.records import Explanation
 from tests.fake_catalog import SOURCE, make_catalog, make_unit
+from tests.html_data import read_script
 
 
 def test_jsonl_round_trip_one_line_per_unit(tmp_path):
@@ -156,10 +156,9 @@ def test_thousands_of_units_export(tmp_path):
     paths = export_catalog(entries, tmp_path)
     assert len(read_jsonl(paths["jsonl"])) == 2000
     data = paths["html"].parent / "data"
-    assert len(list((data / "units").glob("shard_*.js"))) == 8  # 256 units each
+    assert len(list((data / "units").glob("shard_*.js"))) == 16  # 128 units each
     assert not list(paths["html"].parent.glob("units/*.html")), "no page per unit"
-    text = (data / "index.js").read_text()
-    rows = json.loads(text[len("window.__index(") : -len(");\n")])
+    _, (rows,) = read_script(data / "index.js")
     assert rows["n"] == 2000 and rows["kinds"] == ["feature", "neuron"] and len(rows["explanation"]) == 2000
 
 

@@ -53,7 +53,7 @@ HTML_DIR = "html"
 DATA_DIR = "data"
 STATIC_FILES = ("catalog.css", "catalog-common.js", "catalog-list.js", "catalog-unit.js")
 PAGES = ("unit.html", "inspect.html")
-SHARD_SIZE = 256  # units per unit shard
+SHARD_SIZE = 128  # units per unit shard: a dense neuron shard of the demo is ~1 MB
 WINDOW_SHARD_SIZE = 64  # windows per window shard: a unit view loads only the shards its examples use
 NAMES_SHARD_SIZE = 4096  # explanations per names shard: what a feature's view shows of its neurons
 SCORE_PLOT = "score_distributions.png"
@@ -103,13 +103,15 @@ def _template(name: str) -> Template:
 
 
 def write_script(path: Path, callback: str, *args: Any) -> None:
-    """A data file: `window.<callback>(<args as JSON>);` (JSON is a JavaScript expression).
+    """A data file: `window.<callback>.apply(null, JSON.parse('<args as a JSON array>'));`.
 
-    U+2028 / U+2029 are escaped for engines older than ES2019, where they end a string literal."""
-    body = ",".join(json.dumps(a, ensure_ascii=False, allow_nan=False, separators=(",", ":")) for a in args)
-    body = body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    The JSON goes in a string for JSON.parse, which V8 reads 2-3x faster than the same data as an
+    object literal (a 3.7 MB shard: 355 vs 916 ms). Inside '...' only backslashes, single quotes and
+    the two line separators need escaping; JSON itself has no raw newline."""
+    text = json.dumps(list(args), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = text.replace("\\", "\\\\").replace("'", "\\'").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"window.{callback}({body});\n", encoding="utf-8")
+    path.write_text(f"window.{callback}.apply(null, JSON.parse('{text}'));\n", encoding="utf-8")
 
 
 def unit_shard_path(html_dir: Path, shard: int) -> Path:

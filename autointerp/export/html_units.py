@@ -1,8 +1,8 @@
 """One unit as the HTML catalog's unit view reads it, and the shared windows its examples point into.
 
 A unit's examples keep only what differs per unit: which window, where the slice starts, how long it
-is, and its non-zero activations as integers in thousandths of the unit's max (the highlight needs
-tenths; the hover shows three significant digits). The tokens of a window are the same for every
+is, and its activations as integers in thousandths of the unit's max (the highlight needs tenths;
+the hover shows three significant digits), the non-zero ones with their positions when they are few. The tokens of a window are the same for every
 unit, so they are written once, in window shards, instead of once per example (the demo's shown
 examples reuse each window ~40 times). Strings go into the JSON as they are: the browser builds the
 page with textContent, and makes invisible characters visible itself.
@@ -78,12 +78,15 @@ def unit_max(entry: CatalogEntry) -> float:
 
 
 def _example(example: ActivationExample, window: int, scale: float) -> list[Any]:
-    """[window number, start, length, position, level, position, level, ...] (non-zero levels only)."""
-    out: list[Any] = [window, example.start, len(example.tokens)]
-    for pos, activation in enumerate(example.activations):
-        level = round(activation * scale)
-        if level:
-            out += [pos, level]
+    """[window number, start, length, position, level, position, level, ...] (non-zero levels only), or
+    for a unit active on most tokens (a GELU neuron is rarely exactly 0) [window, start, length, levels]."""
+    levels = [round(activation * scale) for activation in example.activations]
+    out: list[Any] = [window, example.start, len(levels)]
+    nonzero = [(pos, level) for pos, level in enumerate(levels) if level]
+    if 2 * len(nonzero) > len(levels):
+        return [*out, levels]
+    for pos, level in nonzero:
+        out += [pos, level]
     return out
 
 

@@ -59,7 +59,7 @@
       if (x === null && y === null) return a - b;
       if (x === null) return 1;
       if (y === null) return -1;
-      var c = typeof x === "string" ? x.localeCompare(y) : x - y;
+      var c = typeof x === "string" ? (x < y ? -1 : x > y ? 1 : 0) : x - y; // localeCompare: seconds for 100k
       if (c === 0 && col.key === "kind") c = D.index[a] - D.index[b];
       return c === 0 ? a - b : state.dir * c;
     };

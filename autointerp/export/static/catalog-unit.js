@@ -187,7 +187,9 @@
 
   function example(ex, unitMax) {
     var got = windowTokens(ex[0], ex[1], ex[2]), tokens = got[1], levels = {}, peak = 0;
-    for (var i = 3; i < ex.length; i += 2) { levels[ex[i]] = ex[i + 1]; peak = Math.max(peak, ex[i + 1]); }
+    if (Array.isArray(ex[3])) levels = ex[3]; // every position's level (a unit active on most tokens)
+    else for (var i = 3; i < ex.length; i += 2) levels[ex[i]] = ex[i + 1];
+    for (var p in levels) peak = Math.max(peak, levels[p]);
     var div = AI.el("div", "example");
     div.dataset.window = got[0];
     var max = AI.add(div, "span", "ex-max", AI.sig(peak * unitMax / QUANT, 3));
@@ -260,9 +262,11 @@
       var shard = AI.got.shards[k], u = shard.units[uid - k * SHARD];
       if (!u || u.uid !== uid) throw new Error("unit " + uid + " is not in this catalog");
       return dataFor(u).then(function () {
+        var loaded = performance.now();
         render(u, shard.n);
         window.scrollTo(0, 0);
-        AI.timing.unit = { uid: uid, ms: performance.now() - start, at: performance.now() };
+        var done = performance.now();
+        AI.timing.unit = { uid: uid, ms: done - start, load_ms: loaded - start, render_ms: done - loaded, at: done };
       });
     }).catch(function (err) {
       root.replaceChildren(AI.el("p", "failed", "Unit " + uid + " could not be shown: " + err.message));
