@@ -37,6 +37,7 @@ from autointerp.language import parse
 from autointerp.simulators.offline import OfflineSimulator
 from sae.harvest import HarvestConfig
 from sae.subject.models import BUILTIN_HOOK
+from tests.html_data import read_units
 
 HOOK = BUILTIN_HOOK
 
@@ -181,6 +182,6 @@ def test_cli_plants_runs_the_agent_stores_traces_and_resumes(tmp_path, capsys):
     assert main(["agent", "--db", db, "--units", "all", "--kinds", "feature", "--driver", "nope"]) == 2
     assert "driver 'nope'" in capsys.readouterr().err
     assert main(["export", db, "--out", str(tmp_path / "out")]) == 0
-    pages = [p.read_text() for p in (tmp_path / "out").rglob("*.html") if 'id="agent"' in p.read_text()]
-    assert len(pages) == 3 and all("Agent trace" in p and "subject-model calls" in p for p in pages)
-    assert any("<mark>" in p for p in pages)  # the probed token is marked
+    traces = [t for u in read_units(tmp_path / "out" / "html") for t in u["traces"]]
+    assert len(traces) == 3 and all(t["calls"] <= t["budget"] and t["probes"] for t in traces)
+    assert any(p["target"] is not None for t in traces for p in t["probes"])  # the unit view marks that token

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -12,6 +11,7 @@ from autointerp.export import export_catalog, read_jsonl, read_neuronpedia, writ
 from autointerp.export.neuronpedia import layer_id_for, model_id_for
 from autointerp.records import Explanation
 from tests.fake_catalog import SOURCE, make_catalog, make_unit
+from tests.html_data import read_script
 
 
 def test_jsonl_round_trip_one_line_per_unit(tmp_path):
@@ -129,7 +129,9 @@ def test_export_catalog_writes_every_format(tmp_path):
         "score_distributions.png",
         "neuronpedia/features.json",
         "html/index.html",
-        "html/units/feature-0.html",
+        "html/unit.html",
+        "html/data/index.js",
+        "html/data/units/shard_0000.js",
     ):
         assert (tmp_path / name).is_file(), name
     assert "Features score higher" in (tmp_path / "html" / "index.html").read_text()
@@ -152,12 +154,12 @@ def test_thousands_of_units_export(tmp_path):
     for e in entries:  # keep the test light: a few examples per unit
         e.harvest.examples = e.harvest.examples[:3]
     paths = export_catalog(entries, tmp_path)
-    assert len(list((tmp_path / "html" / "units").glob("*.html"))) == 2000
     assert len(read_jsonl(paths["jsonl"])) == 2000
-    index = paths["html"].read_text()
-    start = index.index('id="unit-data">') + len('id="unit-data">')
-    rows = json.loads(index[start : index.index("</script>", start)])
-    assert len(rows) == 2000 and {r[0] for r in rows} == {"neuron", "feature"}
+    data = paths["html"].parent / "data"
+    assert len(list((data / "units").glob("shard_*.js"))) == 16  # 128 units each
+    assert not list(paths["html"].parent.glob("units/*.html")), "no page per unit"
+    _, (rows,) = read_script(data / "index.js")
+    assert rows["n"] == 2000 and rows["kinds"] == ["feature", "neuron"] and len(rows["explanation"]) == 2000
 
 
 def test_explanation_model_falls_back_to_explainer_name(tmp_path):

@@ -39,7 +39,7 @@ def test_every_data_file_in_a_package_is_listed_for_the_wheel() -> None:
     tops = {"autointerp", "sae", *config["package-dir"].values()}
     tracked = subprocess.run(["git", "ls-files", *tops], cwd=ROOT, capture_output=True, text=True, check=True)
     data = {f for f in tracked.stdout.split() if not f.endswith(".py")}
-    assert "autointerp/export/templates/unit.html" in data
+    assert "autointerp/export/static/catalog-unit.js" in data
     assert data <= listed, sorted(data - listed)
 
 

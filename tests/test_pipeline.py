@@ -16,6 +16,7 @@ from autointerp.pipeline import LabelSpec, RunConfig, SAESpec, UnitSelection, ru
 from autointerp.store import open_store
 from sae.harvest import HarvestConfig
 from sae.training import SAETrainConfig
+from tests.html_data import read_units
 
 
 def tiny_config(out: Path) -> RunConfig:
@@ -206,8 +207,8 @@ def test_a_rerun_shows_agent_traces_on_the_unit_pages(first_run, capsys):
     assert main(["agent", "--db", db, "--kinds", "neuron", "--units", "list:0", "--budget", "4"]) == 0
     capsys.readouterr()
     run_pipeline(tiny_config(out))
-    pages = [p for p in (out / "html").rglob("*.html") if 'id="agent"' in p.read_text()]
-    assert len(pages) == 1 and "Agent trace" in pages[0].read_text()
+    traced = [u for u in read_units(out / "html") if u["traces"]]
+    assert [(u["kind"], u["index"]) for u in traced] == [("neuron", 0)] and traced[0]["traces"][0]["probes"]
     catalog = [json.loads(line) for line in (out / "catalog.jsonl").read_text().splitlines()]
     traced = [(e["kind"], e["index"]) for e in catalog if e.get("extra", {}).get("agent_traces")]
     assert traced == [("neuron", 0)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from autointerp.compare import ComparisonReport, compare, write_report
 from autointerp.errors import UserError
-from autointerp.export.html import finish_html_catalog, plan_html_catalog, write_html_catalog, write_unit_page
+from autointerp.export.html import add_unit, finish_html_catalog, plan_html_catalog, write_html_catalog
 from autointerp.export.jsonl import CATALOG_JSONL, jsonl_line, read_jsonl, write_jsonl
 from autointerp.export.neuronpedia import feature_record, read_neuronpedia, write_neuronpedia, write_neuronpedia_records
 from autointerp.records import CatalogEntry
@@ -63,11 +63,11 @@ def export_catalog(
         jsonl = staging / CATALOG_JSONL
 
         def each_unit() -> Iterator[dict[str, Any]]:
-            """Every unit once: its JSONL line and HTML page written, its Neuronpedia record handed on."""
+            """Every unit once: its JSONL line written, its HTML record added, its Neuronpedia record handed on."""
             with jsonl.open("w", encoding="utf-8") as lines:
                 for entry in (full_entries or (lambda: entries))():
                     lines.write(jsonl_line(entry))
-                    write_unit_page(plan, entry)
+                    add_unit(plan, entry)
                     yield feature_record(entry, model_id=neuronpedia_model_id)
 
         paths = {"neuronpedia": write_neuronpedia_records(each_unit(), staging), "jsonl": jsonl}
