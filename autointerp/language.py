@@ -80,7 +80,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from autointerp.token_classes import CLASSES, view_of
+from autointerp.token_classes import CLASSES, PLACE_CLASS_NAMES, place_masks_of
 
 FULL_STRENGTH = 10.0
 CASE_FOLD_FACTOR = 0.8  # "god" for " God": probably meant, less certain
@@ -1026,9 +1026,14 @@ class _Batch:
         token_class = CLASSES[name]
         if token_class.token_test is not None:
             return np.fromiter(map(token_class.token_test, self.tokens), bool, len(self.tokens))
+        return self.places[PLACE_CLASS_NAMES.index(name)]
+
+    @cached_property
+    def places(self) -> np.ndarray:
+        """Every place class over every position, `PLACE_CLASS_NAMES` x positions."""
         if not self.excerpts:
-            return np.zeros(0, dtype=bool)
-        return np.concatenate([view_of(e).mask(name) for e in self.excerpts])
+            return np.zeros((len(PLACE_CLASS_NAMES), 0), dtype=bool)
+        return np.concatenate(place_masks_of(self.excerpts), axis=1)
 
 
 def _item_quality(item: Item, batch: _Batch) -> np.ndarray:
