@@ -66,6 +66,8 @@ _URL_OR_PATH = re.compile(
     r"|(?:[\w-]+/)+[\w-]+\.\w{1,5}\b"  # Lib/test/test_x.py
     r"|\b[\w-]+\.(?:py|txt|rst|html?|json|cfg|toml|c|h|so|dll|exe|zip|gz|csv|xml|ini|md)\b"  # a file name
 )
+# The runs of non-blank text that hold ".", "/" or "\\": every URL or path lies inside one of them.
+_DOTTED_RUN = re.compile(r"(?<!\S)[^\s./\\]*[./\\]\S*")
 _PROSE_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -179,6 +181,12 @@ def _strings_and_comments(text: str) -> tuple[list[tuple[int, int]], list[tuple[
     return strings, triples, comments
 
 
+def _urls_and_paths(text: str) -> list[tuple[int, int]]:
+    """The spans `_URL_OR_PATH.finditer(text)` finds, searched for only in the runs that can hold
+    one (a match has no blank and at least one of ". / \\"; the blanks around a run read as its ends)."""
+    return [m.span() for run in _DOTTED_RUN.finditer(text) for m in _URL_OR_PATH.finditer(text, *run.span())]
+
+
 def _apostrophe(text: str, at: int) -> bool:
     """A single quote between two letters ("don't") opens no string."""
     return text[at] == "'" and 0 < at < len(text) - 1 and text[at - 1].isalpha() and text[at + 1].isalpha()
@@ -254,8 +262,8 @@ class Places:
         base = 0
         for excerpt in self.excerpts:
             text = "".join(excerpt)
-            found = (*_strings_and_comments(text), [m.span() for m in _TAG.finditer(text)])
-            for kind, local in zip(spans, (*found, [m.span() for m in _URL_OR_PATH.finditer(text)])):
+            found = (*_strings_and_comments(text), [m.span() for m in _TAG.finditer(text)], _urls_and_paths(text))
+            for kind, local in zip(spans, found):
                 spans[kind].extend((base + s, base + e) for s, e in local)
             base += len(text)
         return spans

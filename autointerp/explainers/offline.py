@@ -216,6 +216,8 @@ class _Family:
         if self.ids is not None and self.ids.ndim == 2:  # the (candidate, position) pairs inside a group
             group, self._positions = np.nonzero(self.ids < self.size)
             self._candidates = group * self.size + self.ids[group, self._positions]
+        if self.masks is not None:  # as `masks @ weights` would convert them, once instead of per search step
+            self._numbers = self.masks.astype(np.float64)
 
     def mask(self, ident: int) -> np.ndarray:
         if self.ids is None:
@@ -227,12 +229,22 @@ class _Family:
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
         if self.ids is None:
-            return self.masks @ weights  # type: ignore[operator]
+            return self._numbers @ weights
         if self.ids.ndim == 2:
             return np.bincount(
                 self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size
             )
         return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
+
+    def totals_over(self, candidates: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """`totals(weights)[candidates]` (sorted ids) as a function of the weights. A groups x
+        positions family then adds up only those candidates' positions, in the same order as
+        `totals`, so each sum is the same to the last bit."""
+        if self.ids is None or self.ids.ndim == 1:
+            return lambda weights: self.totals(weights)[candidates]
+        keep = np.isin(self._candidates, candidates)
+        slots, positions = np.searchsorted(candidates, self._candidates[keep]), self._positions[keep]
+        return lambda weights: np.bincount(slots, weights=weights[positions], minlength=len(candidates))
 
 
 @dataclass
@@ -345,8 +357,14 @@ def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_su
     """(family, id) of the chosen patterns, in the order chosen."""
     firing = (positions.acts > 0).astype(np.float64)
     ones = np.ones_like(firing)
-    counts = {f: fam.totals(ones) for f, fam in positions.families.items()}
-    allowed = {f: (fam.totals(firing) >= min_support) & ~positions.blocked[f] for f, fam in positions.families.items()}
+    # Only candidates with the support and not blocked can be chosen: the search looks at those alone.
+    live = {
+        f: np.flatnonzero((fam.totals(firing) >= min_support) & ~positions.blocked[f])
+        for f, fam in positions.families.items()
+    }
+    shrunk_counts = {f: fam.totals(ones)[live[f]] + config.pseudo_count for f, fam in positions.families.items()}
+    totals = {f: fam.totals_over(live[f]) for f, fam in positions.families.items()}
+    unchosen = {f: np.ones(len(ids), dtype=bool) for f, ids in live.items()}
     # Centred: the simulator's "0" for unmentioned tokens stands for the unit's typical activation,
     # so patterns must explain deviations from the mean. (For sparse units the mean is ~0 anyway;
     # for dense ones this stops frequent tokens that are merely average from winning on mass.)
@@ -355,20 +373,23 @@ def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_su
     chosen: list[tuple[str, int]] = []
     while len(chosen) < config.max_candidates:
         best: tuple[float, str, int] | None = None
-        for family, fam in positions.families.items():
-            sums = fam.totals(residual)
-            gains = np.where(allowed[family] & (sums > 0), sums**2 / (counts[family] + config.pseudo_count), 0.0)
-            ident = int(np.argmax(gains))
+        for family in positions.families:
+            if not len(live[family]):
+                continue
+            sums = totals[family](residual)
+            gains = np.where(unchosen[family] & (sums > 0), sums**2 / shrunk_counts[family], 0.0)
+            k = int(np.argmax(gains))  # the first best, as over all candidates: gains elsewhere are 0
             # A class must beat the exact tokens by a margin: on a tie, the exact words say more.
             handicap = 1.0 + config.class_margin if family in _CLASS_FAMILIES else 1.0
-            if best is None or gains[ident] / handicap > best[0]:
-                best = (float(gains[ident] / handicap), family, ident)
+            if best is None or gains[k] / handicap > best[0]:
+                best = (float(gains[k] / handicap), family, k)
         if best is None or best[0] <= config.min_gain_fraction * total or best[0] <= 0:
             break
-        _, family, ident = best
+        _, family, k = best
+        ident = int(live[family][k])
         matches = positions.mask(family, ident)
         residual[matches] -= residual[matches].sum() / (matches.sum() + config.pseudo_count)
-        allowed[family][ident] = False
+        unchosen[family][k] = False
         chosen.append((family, ident))
     return chosen
 
