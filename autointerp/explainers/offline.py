@@ -267,10 +267,10 @@ class _Positions:
             prev_list.append(_START)
             prev_list.extend(example.tokens[:-1])
             act_list.extend(example.activations)
-        vocab, token_ids = np.unique(np.array(token_list, dtype=object).astype(str), return_inverse=True)
-        prevs, prev_ids = np.unique(np.array(prev_list, dtype=object).astype(str), return_inverse=True)
+        vocab, token_ids = _distinct(token_list)
+        prevs, prev_ids = _distinct(prev_list)
         pairs, pair_ids = np.unique(prev_ids * len(vocab) + token_ids, return_inverse=True)
-        start = np.flatnonzero(prevs == _START)
+        start = [i for i, p in enumerate(prevs) if p == _START]
 
         def exact(i: int) -> Literal:
             return Literal(str(vocab[i]), exact=True)
@@ -294,7 +294,7 @@ class _Positions:
             blocked["pair"] = np.isin(pairs // len(vocab), start)
         if config.use_classes and examples:
             names = list(CLASSES)
-            masks = class_masks([tuple(e.tokens) for e in examples], [str(t) for t in vocab], token_ids)
+            masks = class_masks([tuple(e.tokens) for e in examples], vocab, token_ids)
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
             if config.use_context:  # any token after a class of tokens (not of places)
@@ -345,6 +345,18 @@ class _Positions:
     def excess(self) -> np.ndarray:
         """Activation minus the unit's mean activation over the explain split."""
         return self.acts - float(self.acts.mean())
+
+
+def _distinct(strings: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct strings, sorted, and the index of each string among them: what `np.unique(...,
+    return_inverse=True)` gives for them as a numpy str array (which drops trailing NULs), made
+    with one dict lookup per string instead of a sort of them all."""
+    raw = set(strings)
+    stripped = {s: s.rstrip("\x00") for s in raw}
+    distinct = sorted(set(stripped.values()))
+    index = {s: i for i, s in enumerate(distinct)}
+    ids = {s: index[stripped[s]] for s in raw}
+    return distinct, np.array([ids[s] for s in strings], dtype=np.intp)
 
 
 def _class_item(name: str, strength: float) -> Item:
