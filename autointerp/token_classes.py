@@ -60,14 +60,16 @@ _OPERATOR_CHARS = frozenset("+-*/%=<>!&|^~@:")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NUMBER = re.compile(r"[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[jJlL]?\Z|0[xXoObB][0-9a-fA-F_]+\Z")
 _TAG = re.compile(r"</?[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>|<!--.*?-->")
+_FILE_EXTENSION = r"\.(?:py|txt|rst|html?|json|cfg|toml|c|h|so|dll|exe|zip|gz|csv|xml|ini|md)\b"
 _URL_OR_PATH = re.compile(
     r"(?:[a-z][a-z0-9+.-]*://|www\.)[^\s\"'<>)]+"  # URLs
     r"|(?:[A-Za-z]:)?(?:~|\.{1,2})?(?:[/\\][\w.-]+){2,}[/\\]?"  # /usr/lib/python3, C:\\x\\y
     r"|(?:[\w-]+/)+[\w-]+\.\w{1,5}\b"  # Lib/test/test_x.py
-    r"|\b[\w-]+\.(?:py|txt|rst|html?|json|cfg|toml|c|h|so|dll|exe|zip|gz|csv|xml|ini|md)\b"  # a file name
+    r"|\b[\w-]+" + _FILE_EXTENSION  # a file name
 )
-# The runs of non-blank text that hold ".", "/" or "\\": every URL or path lies inside one of them.
-_DOTTED_RUN = re.compile(r"(?<!\S)[^\s./\\]*[./\\]\S*")
+# The runs of non-blank text that hold a slash, "www." or a file extension: every URL or path lies
+# inside one of them (as each alternative above needs one of those).
+_URL_RUN = re.compile(r"(?<!\S)[^\s/\\]*?(?:[/\\]|www\.|" + _FILE_EXTENSION + r")\S*")
 _PROSE_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -183,8 +185,8 @@ def _strings_and_comments(text: str) -> tuple[list[tuple[int, int]], list[tuple[
 
 def _urls_and_paths(text: str) -> list[tuple[int, int]]:
     """The spans `_URL_OR_PATH.finditer(text)` finds, searched for only in the runs that can hold
-    one (a match has no blank and at least one of ". / \\"; the blanks around a run read as its ends)."""
-    return [m.span() for run in _DOTTED_RUN.finditer(text) for m in _URL_OR_PATH.finditer(text, *run.span())]
+    one (a match has no blank; the blanks around a run read as its ends, as in the whole text)."""
+    return [m.span() for run in _URL_RUN.finditer(text) for m in _URL_OR_PATH.finditer(text, *run.span())]
 
 
 def _apostrophe(text: str, at: int) -> bool:
@@ -341,14 +343,15 @@ class Places:
 
     @cached_property
     def _line_heads(self) -> tuple[list[str], np.ndarray]:
-        """The first words of lines ("" for a line that starts before its excerpt), and per position
-        the index of its line's first word."""
+        """The distinct first words of lines ("" for a line that starts before its excerpt), and per
+        position the index of its line's first word among them."""
         line, firsts = self._lines
-        heads, index = [""], np.zeros(len(firsts), dtype=np.int64)
-        for position in np.flatnonzero(self.line_start).tolist():  # at most one per line
-            index[line[position]] = len(heads)
-            heads.append(_shape(self.tokens[position]))
-        return heads, index[line]
+        starts = np.flatnonzero(self.line_start)  # at most one per line
+        first_words = [_shape(self.tokens[p]) for p in starts.tolist()]
+        number = {word: k for k, word in enumerate(dict.fromkeys(["", *first_words]))}
+        heads = np.zeros(len(firsts), dtype=np.int64)
+        heads[line[starts]] = [number[word] for word in first_words]
+        return list(number), heads[line]
 
     def line_starts_with(self, words: frozenset[str]) -> np.ndarray:
         heads, index = self._line_heads
