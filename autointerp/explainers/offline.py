@@ -204,35 +204,37 @@ _START = "\x00<window start>"  # the "previous token" of a window's first positi
 class _Family:
     """Candidates of one shape: grouped by an id per position, or one mask row per candidate.
 
-    Ids may be a groups x positions matrix (one row per class, for "this token, after that class"),
-    and then candidate `g * size + i` is id i in row g: one bincount serves every group."""
+    Ids may come in groups (one per class, for "this token, after that class"), each counting at
+    its own positions, and then candidate `g * size + i` is id i in group g: one bincount serves
+    every group."""
 
-    ids: np.ndarray | None  # positions, or groups x positions; id `size` marks a position outside
+    ids: np.ndarray | None  # per position
     masks: np.ndarray | None  # candidates x positions
     size: int  # ids per group
     make: Callable[[int, float], Item]
+    groups: np.ndarray | None = None  # groups x positions: where each group's ids count
 
     def __post_init__(self) -> None:
-        if self.ids is not None and self.ids.ndim == 2:  # the (candidate, position) pairs inside a group
-            group, self._positions = np.nonzero(self.ids < self.size)
-            self._candidates = group * self.size + self.ids[group, self._positions]
+        if self.groups is not None:  # the (candidate, position) pairs inside a group
+            group, self._positions = np.nonzero(self.groups)
+            self._candidates = group * self.size + self.ids[self._positions]  # type: ignore[index]
         if self.masks is not None:  # as `masks @ weights` would convert them, once instead of per search step
             self._numbers = self.masks.astype(np.float64)
 
     def mask(self, ident: int) -> np.ndarray:
         if self.ids is None:
             return self.masks[ident]  # type: ignore[index]
-        if self.ids.ndim == 2:
+        if self.groups is not None:
             group, ident = divmod(ident, self.size)
-            return self.ids[group] == ident
+            return self.groups[group] & (self.ids == ident)
         return self.ids == ident
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
         if self.ids is None:
             return self._numbers @ weights
-        if self.ids.ndim == 2:
+        if self.groups is not None:
             return np.bincount(
-                self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size
+                self._candidates, weights=weights[self._positions], minlength=self.groups.shape[0] * self.size
             )
         return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
 
@@ -240,7 +242,7 @@ class _Family:
         """`totals(weights)[candidates]` (sorted ids) as a function of the weights. A groups x
         positions family then adds up only those candidates' positions, in the same order as
         `totals`, so each sum is the same to the last bit."""
-        if self.ids is None or self.ids.ndim == 1:
+        if self.groups is None:
             return lambda weights: self.totals(weights)[candidates]
         keep = np.isin(self._candidates, candidates)
         slots, positions = np.searchsorted(candidates, self._candidates[keep]), self._positions[keep]
@@ -260,15 +262,13 @@ class _Positions:
     def from_harvest(cls, harvest: UnitHarvest, config: OfflineExplainerConfig) -> _Positions:
         examples = harvest.examples_for("explain")
         token_list: list[str] = []
-        prev_list: list[str] = []
         act_list: list[float] = []
         for example in examples:
             token_list.extend(example.tokens)
-            prev_list.append(_START)
-            prev_list.extend(example.tokens[:-1])
             act_list.extend(example.activations)
         vocab, token_ids = _distinct(token_list)
-        prevs, prev_ids = _distinct(prev_list)
+        firsts = np.cumsum([0] + [len(e.tokens) for e in examples])[:-1]  # each window's first position
+        prevs, prev_ids = _previous(vocab, token_ids, firsts)
         pairs, pair_ids = np.unique(prev_ids * len(vocab) + token_ids, return_inverse=True)
         start = [i for i, p in enumerate(prevs) if p == _START]
 
@@ -298,7 +298,6 @@ class _Positions:
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
             if config.use_context:  # any token after a class of tokens (not of places)
-                firsts = np.cumsum([0] + [len(e.tokens) for e in examples[:-1]])
                 shifted = np.zeros_like(masks)
                 shifted[:, 1:] = masks[:, :-1]
                 shifted[:, firsts] = False
@@ -314,8 +313,8 @@ class _Positions:
                 wheres = np.where(np.array([n in _PLACES for n in names])[:, None], masks, shifted)
                 conditions = [Condition("at" if n in _PLACES else "after", ClassOf((n,))) for n in names]
                 families["token where class"] = _Family(
-                    np.where(wheres, token_ids[None, :], len(vocab)), None, len(vocab),
-                    lambda i, s: Item(exact(i % len(vocab)), s, (conditions[i // len(vocab)],)),
+                    token_ids, None, len(vocab),
+                    lambda i, s: Item(exact(i % len(vocab)), s, (conditions[i // len(vocab)],)), groups=wheres,
                 )  # fmt: skip
                 blocked["token where class"] = np.zeros(len(names) * len(vocab), dtype=bool)
         return cls(
@@ -356,7 +355,24 @@ def _distinct(strings: list[str]) -> tuple[list[str], np.ndarray]:
     distinct = sorted(set(stripped.values()))
     index = {s: i for i, s in enumerate(distinct)}
     ids = {s: index[stripped[s]] for s in raw}
-    return distinct, np.array([ids[s] for s in strings], dtype=np.intp)
+    return distinct, np.fromiter(map(ids.__getitem__, strings), np.intp, len(strings))
+
+
+def _previous(vocab: list[str], token_ids: np.ndarray, firsts: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The distinct previous tokens (`_START` before each window's first position), sorted, and the
+    index of each position's previous token among them: `_distinct` of the previous tokens, derived
+    from the tokens' own numbers."""
+    if not len(token_ids):
+        return [], np.zeros(0, dtype=np.intp)
+    follows = np.ones(len(token_ids), dtype=bool)
+    follows[firsts] = False
+    before = token_ids[np.flatnonzero(follows) - 1]
+    prevs = sorted({_START, *(vocab[i] for i in np.unique(before).tolist())})
+    number = {p: k for k, p in enumerate(prevs)}
+    renumbered = np.array([number.get(t, -1) for t in vocab], dtype=np.intp)
+    prev_ids = np.full(len(token_ids), number[_START], dtype=np.intp)
+    prev_ids[follows] = renumbered[before]
+    return prevs, prev_ids
 
 
 def _class_item(name: str, strength: float) -> Item:
