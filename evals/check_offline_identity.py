@@ -22,13 +22,13 @@ from pathlib import Path
 
 import autointerp
 from autointerp.explainers.offline import OfflineExplainer
-from autointerp.records import Explanation, UnitHarvest
+from autointerp.records import Explanation, UnitHarvest, UnitKind
 from autointerp.scoring import SCORER_CONFIGS, SCORERS
 from autointerp.simulators.offline import OfflineSimulator
 from autointerp.store import CatalogStore
 
 
-def spread_units(store: CatalogStore, source: str, count: int) -> list[tuple[str, int]]:
+def spread_units(store: CatalogStore, source: str, count: int) -> list[tuple[UnitKind, int]]:
     """About `count` unit keys, every kind in proportion to its size, evenly spaced within it."""
     keys = store.unit_keys(source)
     step = max(1, len(keys) // count)
