@@ -2,8 +2,8 @@
 
 A class is a named test on one token position of an excerpt. Most look at the token alone
 ("closing parentheses", "Python keywords"); the rest look at where it sits ("comments", "at the start
-of a line", "in a def line"), so every excerpt is read once into a `TokenView` that knows each
-token's line, string, comment and bracket context. Tokens are the decoded strings of a byte-level
+of a line", "in a def line"), so excerpts are read once, many at a time, into `Places` that know each
+token's line, string, comment and bracket context, and their masks are kept per excerpt. Tokens are the decoded strings of a byte-level
 BPE, leading spaces kept (" Green", "\n    "), so tests strip whitespace before looking at words.
 
 `CLASSES` maps each class key to its description and test; `autointerp.language` maps the English
@@ -328,8 +328,8 @@ class Places:
         """Each position's line, numbered across the excerpts (a token holding a newline belongs to
         the line it ends), and the first position of each line."""
         line = np.cumsum(self._newlines) - self._newlines + self._excerpt  # a new number in each excerpt
-        firsts = np.flatnonzero(np.diff(line, prepend=-1) != 0)
-        return np.cumsum(np.diff(line, prepend=-1) != 0) - 1, firsts
+        new = np.diff(line, prepend=-1) != 0
+        return np.cumsum(new) - 1, np.flatnonzero(new)
 
     @cached_property
     def prose_line(self) -> np.ndarray:
