@@ -72,6 +72,7 @@ but it counts as not understood; longer unknown phrases ("in method definitions"
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -80,7 +81,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from autointerp.token_classes import CLASSES, view_of
+from autointerp.token_classes import CLASSES, PLACE_CLASS_NAMES, place_masks_of
 
 FULL_STRENGTH = 10.0
 CASE_FOLD_FACTOR = 0.8  # "god" for " God": probably meant, less certain
@@ -979,7 +980,8 @@ def predict_batch(items: Iterable[Item], excerpts: list[list[str]]) -> list[list
     for rank, quality in exclusions:
         beats = (rank > best_rank) | ((rank == best_rank) & (quality >= best_quality))
         best_value[(quality > 0) & beats] = 0.0
-    return [part.tolist() for part in np.split(best_value, batch.starts[1:])]
+    values, cuts = best_value.tolist(), [0, *batch.starts[1:].tolist(), n]
+    return [values[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 @dataclass
@@ -1015,20 +1017,29 @@ class _Batch:
         return np.repeat(self.lengths, self.lengths) - 1 - self.offset
 
     @cached_property
-    def positions(self) -> dict[str, list[int]]:
-        """Where each exact token string occurs."""
-        found: dict[str, list[int]] = {}
-        for i, token in enumerate(self.tokens):
-            found.setdefault(token, []).append(i)
-        return found
+    def vocabulary(self) -> tuple[dict[str, int], np.ndarray]:
+        """Each distinct token string's number, and the number of the token at each position."""
+        index = {token: i for i, token in enumerate(dict.fromkeys(self.tokens))}
+        return index, np.fromiter(map(index.__getitem__, self.tokens), np.intp, len(self.tokens))
+
+    def where(self, token: str) -> np.ndarray:
+        """Positions holding exactly this token string."""
+        index, ids = self.vocabulary
+        return ids == index[token] if token in index else np.zeros(len(self.tokens), dtype=bool)
 
     def class_mask(self, name: str) -> np.ndarray:
         token_class = CLASSES[name]
-        if token_class.token_test is not None:
-            return np.fromiter(map(token_class.token_test, self.tokens), bool, len(self.tokens))
+        if token_class.token_test is not None:  # each distinct token tested once
+            index, ids = self.vocabulary
+            return np.fromiter(map(token_class.token_test, index), bool, len(index))[ids]
+        return self.places[PLACE_CLASS_NAMES.index(name)]
+
+    @cached_property
+    def places(self) -> np.ndarray:
+        """Every place class over every position, `PLACE_CLASS_NAMES` x positions."""
         if not self.excerpts:
-            return np.zeros(0, dtype=bool)
-        return np.concatenate([view_of(e).mask(name) for e in self.excerpts])
+            return np.zeros((len(PLACE_CLASS_NAMES), 0), dtype=bool)
+        return np.concatenate(place_masks_of(self.excerpts), axis=1)
 
 
 def _item_quality(item: Item, batch: _Batch) -> np.ndarray:
@@ -1095,7 +1106,7 @@ def _compute_quality(target: Target, batch: _Batch, partial: bool) -> np.ndarray
         return np.max([_target_quality(option, batch, partial=partial) for option in target.options], axis=0)
     quality = np.zeros(n)
     if target.exact or not target.text.strip():  # exact tokens, or whitespace such as "\n": identical tokens
-        quality[batch.positions.get(target.text, [])] = 1.0
+        quality[batch.where(target.text)] = 1.0
         return quality
     for offset, excerpt in zip(batch.starts.tolist(), batch.excerpts):
         for start, end, q in _find_literal(target, excerpt):

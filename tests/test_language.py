@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from autointerp.language import (
@@ -19,7 +20,7 @@ from autointerp.language import (
     predict,
     predict_many,
 )
-from autointerp.token_classes import CLASSES, view_of
+from autointerp.token_classes import CLASSES, PLACE_CLASS_NAMES, Places, view_of
 
 
 def fires(text: str, tokens: list[str]) -> list[str]:
@@ -146,6 +147,23 @@ def test_silence_and_empty_text() -> None:
 )
 def test_token_classes(name: str, tokens: list[str], expected: list[bool]) -> None:
     assert view_of(tuple(tokens)).mask(name).tolist() == expected
+
+
+def test_excerpts_read_together_are_each_read_on_their_own() -> None:
+    """No string, bracket, comment or line runs from one excerpt into the next."""
+    excerpts = [
+        (" x", " =", " '", "abc"),
+        ("(", "[", "\n", "def", " f"),
+        ('"""', " doc"),
+        (" #", " see", " http", "://", "a"),
+        ("y", ")", "\n", "    ", "z"),
+    ]
+    together = Places(excerpts).masks()
+    assert np.array_equal(together, np.concatenate([Places([e]).masks() for e in excerpts], axis=1))
+    last = together[:, -5:]
+    for name in ("strings", "docstrings", "comments", "URLs and file paths", "bracketed tokens", "def lines"):
+        assert not last[PLACE_CLASS_NAMES.index(name)].any(), name
+    assert last[PLACE_CLASS_NAMES.index("the start of a line")].tolist() == [False, False, False, False, True]
 
 
 def test_every_class_has_a_name_the_parser_reads_back() -> None:

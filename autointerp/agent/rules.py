@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from autointerp.token_classes import TokenView
+from autointerp.token_classes import PLACE_CLASS_NAMES, place_masks_of
 
 Condition = Literal[
     "always", "after", "not_after", "in_string", "in_comment", "in_def", "line_start", "early", "repeated"
@@ -89,12 +89,13 @@ class Contexts:
     """Per-position context flags [W, T] of a batch of token ids (see the module docstring)."""
 
     def __init__(self, tokens: torch.Tensor, vocab: Vocab) -> None:
-        views = [
-            TokenView(tuple(vocab.strings[t] for t in row)) for row in tokens.reshape(-1, tokens.shape[-1]).tolist()
-        ]
+        rows = [tuple(vocab.strings[t] for t in row) for row in tokens.reshape(-1, tokens.shape[-1]).tolist()]
+        places = place_masks_of(rows)  # every row read in one pass
         self.flags: dict[str, torch.Tensor] = {
             name: torch.tensor(
-                np.stack([view.mask(place) for view in views]), dtype=torch.bool, device=tokens.device
+                np.stack([masks[PLACE_CLASS_NAMES.index(place)] for masks in places]),
+                dtype=torch.bool,
+                device=tokens.device,
             ).reshape(tokens.shape)
             for name, place in CONTEXT_CLASSES.items()
         }

@@ -204,35 +204,49 @@ _START = "\x00<window start>"  # the "previous token" of a window's first positi
 class _Family:
     """Candidates of one shape: grouped by an id per position, or one mask row per candidate.
 
-    Ids may be a groups x positions matrix (one row per class, for "this token, after that class"),
-    and then candidate `g * size + i` is id i in row g: one bincount serves every group."""
+    Ids may come in groups (one per class, for "this token, after that class"), each counting at
+    its own positions, and then candidate `g * size + i` is id i in group g: one bincount serves
+    every group."""
 
-    ids: np.ndarray | None  # positions, or groups x positions; id `size` marks a position outside
+    ids: np.ndarray | None  # per position
     masks: np.ndarray | None  # candidates x positions
     size: int  # ids per group
     make: Callable[[int, float], Item]
+    groups: np.ndarray | None = None  # groups x positions: where each group's ids count
 
     def __post_init__(self) -> None:
-        if self.ids is not None and self.ids.ndim == 2:  # the (candidate, position) pairs inside a group
-            group, self._positions = np.nonzero(self.ids < self.size)
-            self._candidates = group * self.size + self.ids[group, self._positions]
+        if self.groups is not None:  # the (candidate, position) pairs inside a group
+            group, self._positions = np.nonzero(self.groups)
+            self._candidates = group * self.size + self.ids[self._positions]  # type: ignore[index]
+        if self.masks is not None:  # as `masks @ weights` would convert them, once instead of per search step
+            self._numbers = self.masks.astype(np.float64)
 
     def mask(self, ident: int) -> np.ndarray:
         if self.ids is None:
             return self.masks[ident]  # type: ignore[index]
-        if self.ids.ndim == 2:
+        if self.groups is not None:
             group, ident = divmod(ident, self.size)
-            return self.ids[group] == ident
+            return self.groups[group] & (self.ids == ident)
         return self.ids == ident
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
         if self.ids is None:
-            return self.masks @ weights  # type: ignore[operator]
-        if self.ids.ndim == 2:
+            return self._numbers @ weights
+        if self.groups is not None:
             return np.bincount(
-                self._candidates, weights=weights[self._positions], minlength=self.ids.shape[0] * self.size
+                self._candidates, weights=weights[self._positions], minlength=self.groups.shape[0] * self.size
             )
         return np.bincount(self.ids, weights=weights, minlength=self.size + 1)[: self.size]
+
+    def totals_over(self, candidates: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """`totals(weights)[candidates]` (sorted ids) as a function of the weights. A groups x
+        positions family then adds up only those candidates' positions, in the same order as
+        `totals`, so each sum is the same to the last bit."""
+        if self.groups is None:
+            return lambda weights: self.totals(weights)[candidates]
+        keep = np.isin(self._candidates, candidates)
+        slots, positions = np.searchsorted(candidates, self._candidates[keep]), self._positions[keep]
+        return lambda weights: np.bincount(slots, weights=weights[positions], minlength=len(candidates))
 
 
 @dataclass
@@ -248,17 +262,15 @@ class _Positions:
     def from_harvest(cls, harvest: UnitHarvest, config: OfflineExplainerConfig) -> _Positions:
         examples = harvest.examples_for("explain")
         token_list: list[str] = []
-        prev_list: list[str] = []
         act_list: list[float] = []
         for example in examples:
             token_list.extend(example.tokens)
-            prev_list.append(_START)
-            prev_list.extend(example.tokens[:-1])
             act_list.extend(example.activations)
-        vocab, token_ids = np.unique(np.array(token_list, dtype=object).astype(str), return_inverse=True)
-        prevs, prev_ids = np.unique(np.array(prev_list, dtype=object).astype(str), return_inverse=True)
+        vocab, token_ids = _distinct(token_list)
+        firsts = np.cumsum([0] + [len(e.tokens) for e in examples])[:-1]  # each window's first position
+        prevs, prev_ids = _previous(vocab, token_ids, firsts)
         pairs, pair_ids = np.unique(prev_ids * len(vocab) + token_ids, return_inverse=True)
-        start = np.flatnonzero(prevs == _START)
+        start = [i for i, p in enumerate(prevs) if p == _START]
 
         def exact(i: int) -> Literal:
             return Literal(str(vocab[i]), exact=True)
@@ -282,11 +294,10 @@ class _Positions:
             blocked["pair"] = np.isin(pairs // len(vocab), start)
         if config.use_classes and examples:
             names = list(CLASSES)
-            masks = class_masks([tuple(e.tokens) for e in examples], [str(t) for t in vocab], token_ids)
+            masks = class_masks([tuple(e.tokens) for e in examples], vocab, token_ids)
             families["class"] = _Family(None, masks, len(names), lambda i, s: _class_item(names[i], s))
             blocked["class"] = np.zeros(len(names), dtype=bool)
             if config.use_context:  # any token after a class of tokens (not of places)
-                firsts = np.cumsum([0] + [len(e.tokens) for e in examples[:-1]])
                 shifted = np.zeros_like(masks)
                 shifted[:, 1:] = masks[:, :-1]
                 shifted[:, firsts] = False
@@ -302,8 +313,8 @@ class _Positions:
                 wheres = np.where(np.array([n in _PLACES for n in names])[:, None], masks, shifted)
                 conditions = [Condition("at" if n in _PLACES else "after", ClassOf((n,))) for n in names]
                 families["token where class"] = _Family(
-                    np.where(wheres, token_ids[None, :], len(vocab)), None, len(vocab),
-                    lambda i, s: Item(exact(i % len(vocab)), s, (conditions[i // len(vocab)],)),
+                    token_ids, None, len(vocab),
+                    lambda i, s: Item(exact(i % len(vocab)), s, (conditions[i // len(vocab)],)), groups=wheres,
                 )  # fmt: skip
                 blocked["token where class"] = np.zeros(len(names) * len(vocab), dtype=bool)
         return cls(
@@ -335,6 +346,35 @@ class _Positions:
         return self.acts - float(self.acts.mean())
 
 
+def _distinct(strings: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct strings, sorted, and the index of each string among them: what `np.unique(...,
+    return_inverse=True)` gives for them as a numpy str array (which drops trailing NULs), made
+    with one dict lookup per string instead of a sort of them all."""
+    raw = set(strings)
+    stripped = {s: s.rstrip("\x00") for s in raw}
+    distinct = sorted(set(stripped.values()))
+    index = {s: i for i, s in enumerate(distinct)}
+    ids = {s: index[stripped[s]] for s in raw}
+    return distinct, np.fromiter(map(ids.__getitem__, strings), np.intp, len(strings))
+
+
+def _previous(vocab: list[str], token_ids: np.ndarray, firsts: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The distinct previous tokens (`_START` before each window's first position), sorted, and the
+    index of each position's previous token among them: `_distinct` of the previous tokens, derived
+    from the tokens' own numbers."""
+    if not len(token_ids):
+        return [], np.zeros(0, dtype=np.intp)
+    follows = np.ones(len(token_ids), dtype=bool)
+    follows[firsts] = False
+    before = token_ids[np.flatnonzero(follows) - 1]
+    prevs = sorted({_START, *(vocab[i] for i in np.unique(before).tolist())})
+    number = {p: k for k, p in enumerate(prevs)}
+    renumbered = np.array([number.get(t, -1) for t in vocab], dtype=np.intp)
+    prev_ids = np.full(len(token_ids), number[_START], dtype=np.intp)
+    prev_ids[follows] = renumbered[before]
+    return prevs, prev_ids
+
+
 def _class_item(name: str, strength: float) -> Item:
     if name in _PLACES:
         return Item(AnyToken(), strength, (Condition("at", ClassOf((name,))),))
@@ -345,8 +385,14 @@ def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_su
     """(family, id) of the chosen patterns, in the order chosen."""
     firing = (positions.acts > 0).astype(np.float64)
     ones = np.ones_like(firing)
-    counts = {f: fam.totals(ones) for f, fam in positions.families.items()}
-    allowed = {f: (fam.totals(firing) >= min_support) & ~positions.blocked[f] for f, fam in positions.families.items()}
+    # Only candidates with the support and not blocked can be chosen: the search looks at those alone.
+    live = {
+        f: np.flatnonzero((fam.totals(firing) >= min_support) & ~positions.blocked[f])
+        for f, fam in positions.families.items()
+    }
+    shrunk_counts = {f: fam.totals(ones)[live[f]] + config.pseudo_count for f, fam in positions.families.items()}
+    totals = {f: fam.totals_over(live[f]) for f, fam in positions.families.items()}
+    unchosen = {f: np.ones(len(ids), dtype=bool) for f, ids in live.items()}
     # Centred: the simulator's "0" for unmentioned tokens stands for the unit's typical activation,
     # so patterns must explain deviations from the mean. (For sparse units the mean is ~0 anyway;
     # for dense ones this stops frequent tokens that are merely average from winning on mass.)
@@ -355,20 +401,23 @@ def _greedy_search(positions: _Positions, config: OfflineExplainerConfig, min_su
     chosen: list[tuple[str, int]] = []
     while len(chosen) < config.max_candidates:
         best: tuple[float, str, int] | None = None
-        for family, fam in positions.families.items():
-            sums = fam.totals(residual)
-            gains = np.where(allowed[family] & (sums > 0), sums**2 / (counts[family] + config.pseudo_count), 0.0)
-            ident = int(np.argmax(gains))
+        for family in positions.families:
+            if not len(live[family]):
+                continue
+            sums = totals[family](residual)
+            gains = np.where(unchosen[family] & (sums > 0), sums**2 / shrunk_counts[family], 0.0)
+            k = int(np.argmax(gains))  # the first best, as over all candidates: gains elsewhere are 0
             # A class must beat the exact tokens by a margin: on a tie, the exact words say more.
             handicap = 1.0 + config.class_margin if family in _CLASS_FAMILIES else 1.0
-            if best is None or gains[ident] / handicap > best[0]:
-                best = (float(gains[ident] / handicap), family, ident)
+            if best is None or gains[k] / handicap > best[0]:
+                best = (float(gains[k] / handicap), family, k)
         if best is None or best[0] <= config.min_gain_fraction * total or best[0] <= 0:
             break
-        _, family, ident = best
+        _, family, k = best
+        ident = int(live[family][k])
         matches = positions.mask(family, ident)
         residual[matches] -= residual[matches].sum() / (matches.sum() + config.pseudo_count)
-        allowed[family][ident] = False
+        unchosen[family][k] = False
         chosen.append((family, ident))
     return chosen
 

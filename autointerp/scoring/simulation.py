@@ -11,6 +11,7 @@ constant it predicts nothing and scores 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import ClassVar
 
 import numpy as np
@@ -84,8 +85,8 @@ def pooled_correlation(details: Sequence[ExampleScore]) -> float | None:
     """One correlation over every token of the given examples; None without examples."""
     if not details:
         return None
-    predicted = [v for d in details for v in d.predicted]  # type: ignore[union-attr]
-    actual = [v for d in details for v in d.actual]  # type: ignore[union-attr]
+    predicted = list(chain.from_iterable(d.predicted for d in details))  # type: ignore[arg-type, misc]
+    actual = list(chain.from_iterable(d.actual for d in details))  # type: ignore[arg-type, misc]
     return correlation(predicted, actual)
 
 
