@@ -98,14 +98,17 @@ def _sae_train_config(args: argparse.Namespace):
 
 
 def cmd_sae_train(args: argparse.Namespace) -> None:
+    from sae.distributed import process_group
     from sae.subject.models import load_subject
     from sae.training import train_sae
 
     cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
     check_sae_outputs(out)
-    subject = load_subject(args.model, device=args.device)
-    summary = train_sae(subject, args.hook, cfg, out)
-    print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
+    with process_group(args.device) as (shard, device):  # one process, or one of several under torchrun
+        subject = load_subject(args.model, device=device)
+        summary = train_sae(subject, args.hook, cfg, out, shard)
+    if shard.is_writer:
+        print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
 
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
@@ -282,14 +285,13 @@ def cmd_harvest(args: argparse.Namespace) -> None:
     from autointerp.pipeline import harvest_into_store, source_name
     from autointerp.sharded_harvest import harvest_sharded
     from autointerp.store import open_store
-    from sae.distributed import join, leave
+    from sae.distributed import process_group
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
     spec, cfg = _harvest_settings(args)
     check_output_folder(Path(args.db).parent)
-    shard, device = join(spec.device)  # one process, or one of several under torchrun
-    try:
+    with process_group(spec.device) as (shard, device):  # one process, or one of several under torchrun
         subject = load_subject(spec.model, device=device)
         sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=device) if args.sae else None
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
@@ -299,8 +301,6 @@ def cmd_harvest(args: argparse.Namespace) -> None:
             ran = harvest_sharded(Path(args.db), source, subject, spec.hook, sae, cfg, described, shard)
         else:
             ran = harvest_into_store(open_store(args.db), source, subject, spec.hook, sae, cfg, described)
-    finally:
-        leave()
     if shard.is_writer:
         processes = f" by {shard.world} processes" if shard.world > 1 else ""
         print(f"{'harvested' if ran else 'already harvested'} source {source!r} into {args.db}{processes}")

@@ -10,9 +10,10 @@ runs the model only on its own batches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -76,10 +77,15 @@ def join(device: str) -> tuple[Shard, str]:
     return shard, device
 
 
-def leave() -> None:
-    """Close the process group (a no-op in one process)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[tuple[Shard, str]]:
+    """`join` for the length of a command, closing the group after (a no-op in one process)."""
+    shard, device = join(device)
+    try:
+        yield shard, device
+    finally:
+        if shard.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def all_sum(t: torch.Tensor, shard: Shard) -> torch.Tensor:

@@ -15,8 +15,8 @@ Document-separator (BOS) positions count as activation 0: they are not text.
 from __future__ import annotations
 
 import functools
-from dataclasses import fields
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from typing import Literal
 
 import numpy as np
@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
-from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.distributed import SINGLE, Shard
+from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_shards import merge_into_first, share_first_pass
 from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
@@ -301,7 +301,7 @@ def harvest_units(
         if checkpoint and not last and checkpoint.due(item.first_window * ctx, end * ctx):
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": end})
 
-    batches = functools.partial(_unit_batches, subject, hook, cfg, units, shard=shard)
+    batches = functools.partial(unit_batches, subject, hook, cfg, units, shard=shard)
     if phase == "harvest":
         read = skip
         for item, tokens, window_ids, is_score, acts, generator in batches(cfg.n_tokens, phase, skip):
@@ -348,7 +348,7 @@ def batch_generator(seed: int, phase: str, first_window: int, device: torch.devi
     return torch.Generator(device=device).manual_seed(mixed)
 
 
-def _unit_batches(
+def unit_batches(
     subject: SubjectModel,
     hook: str,
     cfg: HarvestConfig,
@@ -497,7 +497,7 @@ def _quantile_order(
     if len(valid) == 0:
         return [], []
     maxima = slots.acts[unit, valid].amax(dim=1)
-    ranked = valid[maxima.argsort()].tolist()
+    ranked = valid[_ranked(maxima, slots.window_id[unit, valid], descending=False)].tolist()
     order: list[int] = []
     quantile: list[int | None] = []
     for q, picks in enumerate(_band_picks(len(ranked), n_quantiles, per_quantile)):
@@ -505,6 +505,18 @@ def _quantile_order(
             order.append(ranked[p])
             quantile.append(q)
     return order, quantile
+
+
+def _ranked(values: torch.Tensor, window_ids: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Positions sorted by value, ties by window id: the order slots happen to be in (which
+    differs between one pass and merged shards) never shows in the examples."""
+    by_window = window_ids.argsort()
+    return by_window[values[by_window].argsort(descending=descending, stable=True)]
+
+
+def _slot_order(slots: WindowSlots, unit: int) -> list[int]:
+    """The unit's slots, largest key first."""
+    return _ranked(slots.key[unit], slots.window_id[unit], descending=True).tolist()
 
 
 @functools.cache
@@ -522,17 +534,17 @@ def _split_examples(
     h: KindHarvester, unit: int, split: ExampleSplit, per_quantile: int, strings: list[str]
 ) -> list[ActivationExample]:
     slots = getattr(h.state, split)
-    top_order = slots.top.key[unit].argsort(descending=True).tolist()
+    top_order = _slot_order(slots.top, unit)
     q_order, q_labels = _quantile_order(slots.reservoir, unit, h.cfg.n_quantiles, per_quantile)
-    every = list(range(h.random[split].key.shape[1]))
-    low_order = slots.low.key[unit].argsort(descending=True).tolist()
-    hard_order = h.hard[split].key[unit].argsort(descending=True).tolist()
+    random_order = _slot_order(h.random[split], unit)
+    low_order = _slot_order(slots.low, unit)
+    hard_order = _slot_order(h.hard[split], unit)
     triggers = {t for t in h.triggers[unit].tolist() if t >= 0}
     length = h.cfg.example_length
     examples = (
         _examples(slots.top, unit, top_order, split, "top", strings, length)
         + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, length, q_labels)
-        + _examples(h.random[split], unit, every, split, "random", strings, length)
+        + _examples(h.random[split], unit, random_order, split, "random", strings, length)
         + _examples(slots.low, unit, low_order, split, "silent", strings, length)
         + _examples(h.hard[split], unit, hard_order, split, "hard_negative", strings, length, triggers=triggers)
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import torch
 import torch.distributed as dist
 
 from sae.distributed import Shard, broadcast, tree_partners
@@ -64,4 +63,3 @@ def share_first_pass(kinds: dict[UnitKind, KindHarvester], new: NewHarvester, sh
             kinds[kind] = new(kinds[kind].state.stats.active.shape[0])
         h = kinds[kind]
         broadcast([h.triggers, h.state.stats.max], shard)
-
