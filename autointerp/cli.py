@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -586,9 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check_launch(args: argparse.Namespace) -> None:
     """Only `harvest` and `sae train` split their work over processes; any other command started
     by torchrun would run whole in every process, each writing the same files."""
-    from sae.distributed import launched_shard
-
-    if launched_shard().world > 1 and not getattr(args, "distributed", False):
+    if os.environ.get("WORLD_SIZE", "1") != "1" and not getattr(args, "distributed", False):
         raise UserError(f"`{args.command}` runs in one process; under torchrun only harvest and sae train do")
 
 

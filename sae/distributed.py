@@ -97,6 +97,11 @@ def all_sum(t: torch.Tensor, shard: Shard) -> torch.Tensor:
     return out
 
 
+def count_all(n: int, shard: Shard, device: torch.device) -> int:
+    """The sum of a count over all processes (no device round trip in one process)."""
+    return n if shard.world == 1 else int(all_sum(torch.tensor(n, device=device), shard))
+
+
 def all_rows(t: torch.Tensor, shard: Shard) -> torch.Tensor:
     """Every process's rows, concatenated in rank order (all hold the same number of rows)."""
     if shard.world == 1:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from sae.activation_buffer import ShufflingBuffer
 from sae.autoencoder import Architecture, SAEConfig, SparseAutoencoder, SparseCode, check_k
 from sae.corpus import open_corpus, select_split
-from sae.distributed import SINGLE, Shard, all_rows, all_sum, broadcast, first_decides
+from sae.distributed import SINGLE, Shard, all_rows, all_sum, broadcast, count_all, first_decides
 from sae.errors import UserError
 from sae.saelens_format import save_sae
 from sae.streaming import stream_activations
@@ -157,7 +157,7 @@ def topk_loss(
     recon = sae.decode_sparse(code)
     sq_err = (recon - x).pow(2).sum()
     loss = batch.share(sq_err) / batch.variance
-    if aux_code is not None and int(all_sum(torch.tensor(aux_code.rows.numel(), device=x.device), shard)) > 0:
+    if aux_code is not None and count_all(aux_code.rows.numel(), shard, x.device) > 0:
         error = (x - recon).detach()
         aux_recon = sae.decode_sparse(aux_code, bias=False)
         aux = batch.share((aux_recon - error).pow(2).sum()) / batch.total(error.pow(2).sum()).clamp_min(1e-8)
@@ -383,8 +383,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
                     sae.threshold.fill_(smallest)
                 else:
                     sae.threshold.mul_(0.99).add_(0.01 * smallest)
-            active = all_sum(torch.tensor(code.rows.numel(), device=device), shard)
-            l0 = int(active) / (x.shape[0] * shard.world)
+            l0 = count_all(code.rows.numel(), shard, device) / (x.shape[0] * shard.world)
             fvu = float(fvu_t)
         if cfg.architecture == "relu_l1" and step in cfg.resample_steps:
             resample_dead(sae, opt, dead, all_rows(x, shard), cfg.seed + step)
@@ -458,7 +457,7 @@ def check_same_step(step: int, shard: Shard, device: torch.device) -> None:
 
 def every_process_has(ok: bool, shard: Shard, device: torch.device) -> bool:
     """Whether every process has a batch for this step (the stream can run out unevenly)."""
-    return int(all_sum(torch.tensor(int(ok), device=device), shard)) == shard.world
+    return count_all(int(ok), shard, device) == shard.world
 
 
 def _training_batches(

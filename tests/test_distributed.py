@@ -150,3 +150,9 @@ def test_torchrun_harvest_equals_one_process(tmp_path: Path) -> None:
     one, two = _tables(tmp_path / "one" / "catalog.db"), _tables(tmp_path / "two" / "catalog.db")
     assert len(one["units"]) == 512 and len(one["windows"]) == 192
     assert one == two
+
+
+def test_other_commands_refuse_to_run_under_torchrun(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["export", str(tmp_path / "catalog.db")]) == 2
+    assert "under torchrun only harvest and sae train" in capsys.readouterr().err
