@@ -114,8 +114,9 @@ def all_rows(t: torch.Tensor, shard: Shard) -> torch.Tensor:
 def broadcast(tensors: list[torch.Tensor], shard: Shard) -> None:
     """Overwrite each tensor with the first process's (in place)."""
     if shard.world > 1:
-        for t in tensors:
-            dist.broadcast(t, 0)
+        with torch.no_grad():  # parameters too: a copy, not a step autograd should see
+            for t in tensors:
+                dist.broadcast(t, 0)
 
 
 def tree_partners(shard: Shard) -> list[tuple[str, int]]:

@@ -377,7 +377,15 @@ def unit_batches(
         shard=shard,
     )
     total = n_tokens // ctx * ctx
-    with tqdm(total=total, initial=skip_windows * ctx, desc=label, unit="tok", unit_scale=True) as bar:
+    bar = tqdm(
+        total=total,
+        initial=skip_windows * ctx,
+        desc=label,
+        unit="tok",
+        unit_scale=True,
+        disable=not shard.is_writer,
+    )
+    with bar:
         for item in stream:
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)

@@ -358,7 +358,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
         initial=step,
         desc=f"SAE {cfg.architecture} {cfg.d_sae}",
         unit="step",
-        disable=not shard.is_writer or None,
+        disable=not shard.is_writer,
     )
     while step < cfg.steps:
         data_pass, x = next(batches, (data_pass, None))

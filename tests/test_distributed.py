@@ -49,7 +49,7 @@ def test_tree_reduction_reaches_rank_0_once_from_every_rank(world: int) -> None:
 def test_sharded_batches_merge_to_the_single_pass(subject: SubjectModel) -> None:
     """Two shards' harvesters (every other batch each), merged, give the records one pass gives."""
     cfg = HarvestConfig(
-        n_tokens=64 * 8 * 5,
+        n_tokens=64 * 8 * 3,
         batch_size=8,
         n_top=3,
         n_top_score=2,
@@ -70,7 +70,7 @@ def test_sharded_batches_merge_to_the_single_pass(subject: SubjectModel) -> None
         ):
             h.update(acts["neuron"], tokens, ids, is_score, generator)
         shards.append(h)
-    assert int(shards[0].state.stats.tokens_seen) == 3 * 8 * 64  # batches 0, 2, 4
+    assert int(shards[0].state.stats.tokens_seen) == 2 * 8 * 64  # batches 0 and 2 of 0, 1, 2
     shards[0].merge(shards[1])
     records = [r.model_dump() for r in unit_records("neuron", shards[0], subject, BUILTIN_HOOK)]
     assert records == [r.model_dump() for r in unit_records("neuron", one, subject, BUILTIN_HOOK)]
@@ -135,7 +135,7 @@ def _tables(db: Path) -> dict[str, list[tuple]]:
 def test_torchrun_harvest_equals_one_process(tmp_path: Path) -> None:
     args = ["harvest", "--tokens", str(64 * 64 * 3), "--top", "5"]  # three batches: ranks read 2 and 1
     assert main([*args, "--db", str(tmp_path / "one" / "catalog.db")]) == 0
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(
         [*torchrun, "-m", "autointerp", *args, "--db", str(tmp_path / "two" / "catalog.db")],
         cwd=REPO,
@@ -156,3 +156,24 @@ def test_other_commands_refuse_to_run_under_torchrun(monkeypatch, capsys, tmp_pa
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["export", str(tmp_path / "catalog.db")]) == 2
     assert "under torchrun only harvest and sae train" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_sae_training_keeps_processes_in_step_and_rank_0_saves(tmp_path: Path) -> None:
+    out = tmp_path / "sae"
+    command = [
+        *[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+        *["-m", "autointerp", "sae", "train", "--out", str(out), "--d-sae", "64", "--k", "4"],
+        *["--tokens", "4096", "--batch-size", "256"],
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(2):  # the second run finds the training done
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.count("saved SAE") == 1
+    states = [torch.load(out / f"checkpoint.rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+    assert states[0]["step"] == states[1]["step"] == 16
+    for name, value in states[0]["sae"].items():
+        assert torch.equal(value, states[1]["sae"][name]), name
+    assert not torch.equal(states[0]["buffer"]["rows"], states[1]["buffer"]["rows"])  # each read its own batches
+    assert (out / "sae_weights.safetensors").exists()
