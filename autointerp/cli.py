@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -99,14 +100,17 @@ def _sae_train_config(args: argparse.Namespace):
 
 
 def cmd_sae_train(args: argparse.Namespace) -> None:
+    from sae.distributed import process_group
     from sae.subject.models import load_subject
     from sae.training import train_sae
 
     cfg, out = _sae_train_config(args), check_output_folder(Path(args.out))
     check_sae_outputs(out)
-    subject = load_subject(args.model, device=args.device)
-    summary = train_sae(subject, args.hook, cfg, out)
-    print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
+    with process_group(args.device) as (shard, device):  # one process, or one of several under torchrun
+        subject = load_subject(args.model, device=device)
+        summary = train_sae(subject, args.hook, cfg, out, shard)
+    if shard.is_writer:
+        print(f"saved SAE to {args.out}: L0 {summary['final_l0']:.1f}, train FVU {summary['final_fvu']:.3f}")
 
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
@@ -174,7 +178,7 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     train = ssub.add_parser("train", help="train an SAE on streamed activations (resumes if --out has a checkpoint)")
     _add_sae_training_options(train)
     train.add_argument("--out", required=True, help="folder for the SAELens-layout SAE")
-    train.set_defaults(func=cmd_sae_train)
+    train.set_defaults(func=cmd_sae_train, distributed=True)
 
     ev = ssub.add_parser("eval", help="L0, FVU, dead/dense fractions, loss recovered on held-out tokens")
     ev.add_argument("path", help="a SAELens-layout SAE folder")
@@ -286,19 +290,26 @@ def _harvest_settings(args: argparse.Namespace):
 
 def cmd_harvest(args: argparse.Namespace) -> None:
     from autointerp.pipeline import harvest_into_store, source_name
+    from autointerp.sharded_harvest import harvest_sharded
+    from sae.distributed import process_group
     from sae.saelens_format import load_sae
     from sae.subject.models import load_subject
 
     spec, cfg = _harvest_settings(args)
     check_output_folder(Path(args.db).parent)
-    subject = load_subject(spec.model, device=spec.device)
-    sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=spec.device) if args.sae else None
-    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    store = _open_catalog(args.db, create=True)
-    source = source_name(spec, sae)
-    described = {"subject": spec.model_dump(), "sae": args.sae, "corpus": args.corpus}
-    ran = harvest_into_store(store, source, subject, spec.hook, sae, cfg, described)
-    print(f"{'harvested' if ran else 'already harvested'} source {source!r} into {args.db}")
+    with process_group(spec.device) as (shard, device):  # one process, or one of several under torchrun
+        subject = load_subject(spec.model, device=device)
+        sae = load_sae(Path(args.sae), subject.hook_width(spec.hook), device=device) if args.sae else None
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+        source = source_name(spec, sae)
+        described = {"subject": spec.model_dump(), "sae": args.sae, "corpus": args.corpus}
+        if shard.world > 1:
+            ran = harvest_sharded(Path(args.db), source, subject, spec.hook, sae, cfg, described, shard)
+        else:
+            ran = harvest_into_store(_open_catalog(args.db, create=True), source, subject, spec.hook, sae, cfg, described)
+    if shard.is_writer:
+        processes = f" by {shard.world} processes" if shard.world > 1 else ""
+        print(f"{'harvested' if ran else 'already harvested'} source {source!r} into {args.db}{processes}")
 
 
 def _label_spec(args: argparse.Namespace):
@@ -511,7 +522,7 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     harvest.add_argument("--top", type=int, default=40, help="top examples per unit (explain split)")
     harvest.add_argument("--device", default="cpu")
     harvest.add_argument("--seed", type=int, default=0)
-    harvest.set_defaults(func=cmd_harvest)
+    harvest.set_defaults(func=cmd_harvest, distributed=True)
 
     explain = sub.add_parser("explain", help="write an explanation for each selected unit")
     _add_label_options(explain, explainer=True, simulator=False)
@@ -557,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_launch(args)
         args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -577,6 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _open_catalogs.close()
     return 0
+
+
+def _check_launch(args: argparse.Namespace) -> None:
+    """Only `harvest` and `sae train` split their work over processes; any other command started
+    by torchrun would run whole in every process, each writing the same files."""
+    if os.environ.get("WORLD_SIZE", "1") != "1" and not getattr(args, "distributed", False):
+        raise UserError(f"`{args.command}` runs in one process; under torchrun only harvest and sae train do")
 
 
 def _unexpected(err: BaseException) -> int:

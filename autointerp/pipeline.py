@@ -61,6 +61,7 @@ from sae.autoencoder import SparseAutoencoder
 from sae.files import check_output_folder, check_sae_outputs, read_json_object
 from sae.harvest import (
     HarvestConfig,
+    KindHarvester,
     UnitFunction,
     column_subset,
     corpus_part,
@@ -291,35 +292,70 @@ def harvest_into_store(
     keep: dict[UnitKind, list[int]] | None = None,
 ) -> bool:
     """Harvest every unit into the store unless this source was fully harvested with the same
-    settings; returns whether it ran. A source harvested with other settings is an error: its
-    explanations and scores describe those examples, and mixing them would mislabel units.
-    `units` replaces the default unit kinds (neurons, and the SAE's features) for controls, and
-    `keep` harvests only those indices of a kind (the units a control will label)."""
-    wanted = {
+    settings; returns whether it ran. `units` replaces the default unit kinds (neurons, and the
+    SAE's features) for controls, and `keep` harvests only those indices of a kind (the units a
+    control will label)."""
+    wanted = harvest_settings(described, cfg, keep)
+    if is_harvested(store, source, wanted):
+        return False
+    checkpoint = harvest_checkpoint(store, source, wanted)
+    kinds = harvest_units(subject, hook, cfg, harvested_units(sae, units, keep), checkpoint)
+    write_harvest(store, source, kinds, subject, hook, sae, wanted, keep)
+    checkpoint.remove()
+    return True
+
+
+def harvest_settings(described: dict, cfg: HarvestConfig, keep: dict[UnitKind, list[int]] | None = None) -> dict:
+    """What a source records about its harvest, and what a rerun must match."""
+    return {
         **described,
         "harvest": cfg.model_dump(),
         **({"kept": {k: len(v) for k, v in keep.items()}} if keep else {}),
     }
-    if source in store.sources():
-        done = store.source_config(source)
-        if done.get("harvest_complete"):
-            if {k: done.get(k) for k in wanted} == wanted:
-                return False
-            changed = sorted(k for k in wanted if done.get(k) != wanted[k])
-            raise UserError(
-                f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
-                "use a new output folder / database"
-            )
+
+
+def is_harvested(store: CatalogStore, source: str, wanted: dict) -> bool:
+    """Whether the source was fully harvested with these settings. One harvested with other
+    settings is an error: its explanations and scores describe those examples, and mixing them
+    would mislabel units."""
+    if source not in store.sources():
+        return False
+    done = store.source_config(source)
+    if not done.get("harvest_complete"):
+        return False
+    if {k: done.get(k) for k in wanted} == wanted:
+        return True
+    changed = sorted(k for k in wanted if done.get(k) != wanted[k])
+    raise UserError(
+        f"{store.path} already holds {source!r} harvested with other {', '.join(changed)} settings; "
+        "use a new output folder / database"
+    )
+
+
+def harvested_units(
+    sae: SparseAutoencoder | None,
+    units: dict[UnitKind, UnitFunction] | None = None,
+    keep: dict[UnitKind, list[int]] | None = None,
+) -> dict[UnitKind, UnitFunction]:
     units = units or default_units(sae)
-    if keep is not None:
-        units = {kind: column_subset(fn, keep[kind]) for kind, fn in units.items() if kind in keep}
-    checkpoint = harvest_checkpoint(store, source, wanted)
-    kinds = harvest_units(subject, hook, cfg, units, checkpoint)
+    if keep is None:
+        return units
+    return {kind: column_subset(fn, keep[kind]) for kind, fn in units.items() if kind in keep}
+
+
+def write_harvest(
+    store: CatalogStore,
+    source: str,
+    kinds: dict[UnitKind, KindHarvester],
+    subject: SubjectModel,
+    hook: str,
+    sae: SparseAutoencoder | None,
+    wanted: dict,
+    keep: dict[UnitKind, list[int]] | None = None,
+) -> None:
     for kind, state in kinds.items():
         store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
     store.put_source(source, {**wanted, "harvest_complete": True})
-    checkpoint.remove()
-    return True
 
 
 def harvest_checkpoint(store: CatalogStore, source: str, wanted: dict) -> HarvestCheckpoint:

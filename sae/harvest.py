@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from typing import Literal
 
 import numpy as np
@@ -25,8 +26,10 @@ from tqdm import tqdm
 
 from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
+from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
-from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, WindowSlots
+from sae.harvest_shards import merge_into_first, share_first_pass
+from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -85,6 +88,7 @@ def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig
 UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _MASK32 = 2**32 - 1
+SPLITS: tuple[ExampleSplit, ExampleSplit] = ("explain", "score")
 
 
 def window_in_score_split(window_ids: torch.Tensor, score_fraction: float, seed: int) -> torch.Tensor:
@@ -130,6 +134,12 @@ class KindHarvester:
             "score": WindowSlots.empty(units, cfg.n_hard_negative, ctx, device),
         }
         self.triggers = torch.full((units, cfg.n_triggers), -1, dtype=torch.long, device=device)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor of the state, in a fixed order: what travels between processes."""
+        slots = [getattr(getattr(self.state, split), f.name) for split in SPLITS for f in fields(SplitSlots)]
+        parts = [self.state.stats, *slots, *(self.random[s] for s in SPLITS), *(self.hard[s] for s in SPLITS)]
+        return [getattr(part, f.name) for part in parts for f in fields(part)] + [self.triggers]
 
     def merge(self, other: KindHarvester) -> None:
         """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
@@ -259,20 +269,29 @@ def harvest_units(
     cfg: HarvestConfig,
     units: dict[UnitKind, UnitFunction],
     checkpoint: HarvestCheckpoint | None = None,
+    shard: Shard = SINGLE,
 ) -> dict[UnitKind, KindHarvester]:
     """One pass over `cfg.n_tokens` tokens for statistics and examples, then (when
     `cfg.n_hard_negative` > 0) a pass over `cfg.hard_negative_tokens` for hard negatives. Each unit
     function maps the hook's activations (and the tokens) to that kind's unit activations. With a
     `checkpoint`, the state is saved as it goes and a rerun continues from the last save, ending
-    with the state an uninterrupted harvest has."""
+    with the state an uninterrupted harvest has.
+
+    With a `shard` of several processes (see sae.distributed), each reads its own batches and rank
+    0 returns the merged harvest, the same one process reading every batch returns; the other
+    processes' return values are partial. Random draws are seeded per batch, so they do not depend
+    on which process reads the batch."""
+    if checkpoint and shard.world > 1:
+        raise ValueError("a sharded harvest keeps no checkpoint")
     ctx = context_length(subject, cfg.context)
     kinds: dict[UnitKind, KindHarvester] = {}
-    generator = torch.Generator(device=subject.device).manual_seed(cfg.seed)
     phase, skip = "harvest", 0
     saved = checkpoint.load(subject.device) if checkpoint else None
     if saved is not None:
         kinds, phase, skip = saved["kinds"], saved["phase"], saved["windows"]
-        generator.set_state(saved["generator"])
+
+    def new(n_units: int) -> KindHarvester:
+        return KindHarvester(n_units, cfg, ctx, subject.device)
 
     def save_if_due(phase: str, item: ActivationBatch, n_tokens: int) -> None:
         """Saves at each interval but not at the end of a phase: its end has a save of its own (the
@@ -280,20 +299,20 @@ def harvest_units(
         end = item.first_window + item.tokens.shape[0]
         last = end >= max(1, n_tokens // ctx)
         if checkpoint and not last and checkpoint.due(item.first_window * ctx, end * ctx):
-            checkpoint.save({"kinds": kinds, "generator": generator.get_state(), "phase": phase, "windows": end})
+            checkpoint.save({"kinds": kinds, "phase": phase, "windows": end})
 
+    batches = functools.partial(unit_batches, subject, hook, cfg, units, shard=shard)
     if phase == "harvest":
         read = skip
-        for item, tokens, window_ids, is_score, acts in _unit_batches(
-            subject, hook, cfg, units, cfg.n_tokens, "harvest", skip
-        ):
+        for item, tokens, window_ids, is_score, acts, generator in batches(cfg.n_tokens, phase, skip):
             for kind, unit_acts in acts.items():
                 if kind not in kinds:
-                    kinds[kind] = KindHarvester(unit_acts.shape[-1], cfg, ctx, subject.device)
+                    kinds[kind] = new(unit_acts.shape[-1])
                 kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
             save_if_due(phase, item, cfg.n_tokens)
             read = item.first_window + item.tokens.shape[0]
-        if read < max(1, cfg.n_tokens // ctx):
+        merge_into_first(kinds, new, shard)
+        if shard.world == 1 and read < max(1, cfg.n_tokens // ctx):
             log.warning(
                 "the corpus %r (%s) holds %d tokens in %d-token windows, fewer than the %d asked for: "
                 "the harvest read them all",
@@ -304,22 +323,32 @@ def harvest_units(
                 cfg.n_tokens,
             )
         if cfg.n_hard_negative == 0:
-            return kinds
-        for harvester in kinds.values():
-            harvester.choose_triggers()
+            return kinds if shard.is_writer else {}
+        if shard.is_writer:
+            for harvester in kinds.values():
+                harvester.choose_triggers()
+        share_first_pass(kinds, new, shard)
         phase, skip = "hard negatives", 0
         if checkpoint:
-            checkpoint.save({"kinds": kinds, "generator": generator.get_state(), "phase": phase, "windows": 0})
+            checkpoint.save({"kinds": kinds, "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
     n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
-    for item, tokens, window_ids, is_score, acts in _unit_batches(subject, hook, cfg, units, n_hard, phase, skip):
+    for item, tokens, window_ids, is_score, acts, generator in batches(n_hard, phase, skip):
         for kind, unit_acts in acts.items():
             kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
         save_if_due(phase, item, n_hard)
-    return kinds
+    merge_into_first(kinds, new, shard)
+    return kinds if shard.is_writer else {}
 
 
-def _unit_batches(
+def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:
+    """The random draws of one batch: seeded by the harvest's seed, the pass and the batch's first
+    window, so a batch draws the same numbers whichever process reads it, and after a resume."""
+    mixed = (seed * 0x9E3779B97F4A7C15 + first_window * 2 + (phase != "harvest")) % 2**63
+    return torch.Generator(device=device).manual_seed(mixed)
+
+
+def unit_batches(
     subject: SubjectModel,
     hook: str,
     cfg: HarvestConfig,
@@ -327,9 +356,10 @@ def _unit_batches(
     n_tokens: int,
     label: str,
     skip_windows: int = 0,
+    shard: Shard = SINGLE,
 ):
-    """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]}),
-    starting `skip_windows` into the stream."""
+    """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]},
+    the batch's generator), starting `skip_windows` into the stream; only the shard's batches."""
     device = subject.device
     ctx = context_length(subject, cfg.context)
     docs = select_split(open_corpus(cfg.corpus), cfg.corpus_split)
@@ -337,9 +367,25 @@ def _unit_batches(
     if remaining <= 0:
         return
     stream = stream_activations(
-        subject, docs, hook, batch_size=cfg.batch_size, ctx=ctx, max_tokens=remaining * ctx, skip_windows=skip_windows
+        subject,
+        docs,
+        hook,
+        batch_size=cfg.batch_size,
+        ctx=ctx,
+        max_tokens=remaining * ctx,
+        skip_windows=skip_windows,
+        shard=shard,
     )
-    with tqdm(total=n_tokens // ctx * ctx, initial=skip_windows * ctx, desc=label, unit="tok", unit_scale=True) as bar:
+    total = n_tokens // ctx * ctx
+    bar = tqdm(
+        total=total,
+        initial=skip_windows * ctx,
+        desc=label,
+        unit="tok",
+        unit_scale=True,
+        disable=not shard.is_writer,
+    )
+    with bar:
         for item in stream:
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)
@@ -347,8 +393,9 @@ def _unit_batches(
             text = (item.tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
             hook_acts = item.activations * text
             acts = {kind: fn(item.tokens, hook_acts) * text for kind, fn in units.items()}
-            yield item, item.tokens, window_ids, is_score, acts
-            bar.update(item.tokens.numel())
+            generator = batch_generator(cfg.seed, label, item.first_window, device)
+            yield item, item.tokens, window_ids, is_score, acts, generator
+            bar.update(min(item.tokens.numel() * shard.world, total - bar.n))
 
 
 # --- turning the state into records ---------------------------------------------------------------
@@ -458,7 +505,7 @@ def _quantile_order(
     if len(valid) == 0:
         return [], []
     maxima = slots.acts[unit, valid].amax(dim=1)
-    ranked = valid[maxima.argsort()].tolist()
+    ranked = valid[_ranked(maxima, slots.window_id[unit, valid], descending=False)].tolist()
     order: list[int] = []
     quantile: list[int | None] = []
     for q, picks in enumerate(_band_picks(len(ranked), n_quantiles, per_quantile)):
@@ -466,6 +513,18 @@ def _quantile_order(
             order.append(ranked[p])
             quantile.append(q)
     return order, quantile
+
+
+def _ranked(values: torch.Tensor, window_ids: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Positions sorted by value, ties by window id: the order slots happen to be in (which
+    differs between one pass and merged shards) never shows in the examples."""
+    by_window = window_ids.argsort()
+    return by_window[values[by_window].argsort(descending=descending, stable=True)]
+
+
+def _slot_order(slots: WindowSlots, unit: int) -> list[int]:
+    """The unit's slots, largest key first."""
+    return _ranked(slots.key[unit], slots.window_id[unit], descending=True).tolist()
 
 
 @functools.cache
@@ -483,17 +542,17 @@ def _split_examples(
     h: KindHarvester, unit: int, split: ExampleSplit, per_quantile: int, strings: list[str]
 ) -> list[ActivationExample]:
     slots = getattr(h.state, split)
-    top_order = slots.top.key[unit].argsort(descending=True).tolist()
+    top_order = _slot_order(slots.top, unit)
     q_order, q_labels = _quantile_order(slots.reservoir, unit, h.cfg.n_quantiles, per_quantile)
-    every = list(range(h.random[split].key.shape[1]))
-    low_order = slots.low.key[unit].argsort(descending=True).tolist()
-    hard_order = h.hard[split].key[unit].argsort(descending=True).tolist()
+    random_order = _slot_order(h.random[split], unit)
+    low_order = _slot_order(slots.low, unit)
+    hard_order = _slot_order(h.hard[split], unit)
     triggers = {t for t in h.triggers[unit].tolist() if t >= 0}
     length = h.cfg.example_length
     examples = (
         _examples(slots.top, unit, top_order, split, "top", strings, length)
         + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, length, q_labels)
-        + _examples(h.random[split], unit, every, split, "random", strings, length)
+        + _examples(h.random[split], unit, random_order, split, "random", strings, length)
         + _examples(slots.low, unit, low_order, split, "silent", strings, length)
         + _examples(h.hard[split], unit, hard_order, split, "hard_negative", strings, length, triggers=triggers)
     )

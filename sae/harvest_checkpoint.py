@@ -1,7 +1,6 @@
 """Where a harvest saves its running state, so a killed harvest resumes instead of starting over.
 
-The file holds the harvesters of every unit kind, the sampling generator's state, the phase (first
-pass or hard negatives) and how many windows that phase has read; it is written atomically every
+The file holds the harvesters of every unit kind, the phase (first pass or hard negatives) and how many windows that phase has read; it is written atomically every
 `every_tokens` tokens and at the end of the first pass. A checkpoint whose `key` (the settings and
 units of the harvest) differs from the one asked for is ignored with a warning and overwritten:
 it describes another harvest.
@@ -24,7 +23,7 @@ log = logging.getLogger("sae.harvest")
 # shared 2-core machine), so it is written rarely: at the demo's settings once in the 400k-token first
 # pass and once at its end.
 CHECKPOINT_TOKENS = 200_000
-FORMAT = 1
+FORMAT = 2  # 2: no generator state (each batch seeds its own draws)
 
 
 class HarvestCheckpoint:
@@ -47,7 +46,6 @@ class HarvestCheckpoint:
         if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("key") != self.key:
             log.warning("%s was written by another harvest; starting this one from the beginning", self.path)
             return None
-        saved["generator"] = saved["generator"].cpu()
         return saved
 
     def save(self, state: dict[str, Any]) -> None:

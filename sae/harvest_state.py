@@ -54,11 +54,17 @@ class WindowSlots:
         k = self.key.shape[1]
         if k == 0:
             return
-        changed = (key > self.key.min(dim=1, keepdim=True).values).any(dim=1).nonzero().squeeze(1)
+        floor = self.key.min(dim=1, keepdim=True).values
+        ties = (key == floor) & (key > -torch.inf)  # a tied candidate with a lower window id wins
+        changed = ((key > floor) | ties).any(dim=1).nonzero().squeeze(1)
         if len(changed) == 0:
             return
         cand_key = key[changed]
-        _, pick = torch.cat([self.key[changed], cand_key], dim=1).topk(k, dim=1)  # [c, K] into old ++ new
+        ranks = _ranking(
+            torch.cat([self.key[changed], cand_key], dim=1),
+            torch.cat([self.window_id[changed], window_id[changed]], dim=1),
+        )
+        _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
         is_old = pick < k
         kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
         kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
@@ -79,6 +85,15 @@ class WindowSlots:
     def merge_slots(self, other: WindowSlots) -> None:
         """Fold another shard's slots in (for sharded harvests)."""
         self.merge(other.key, other.window_id, lambda u, c: (other.tokens[u, c], other.acts[u, c]))
+
+
+def _ranking(key: torch.Tensor, window_id: torch.Tensor) -> torch.Tensor:
+    """int64 that orders by key, then by lower window id: a total order, so the windows kept do not
+    depend on the order they arrived in (one pass, or shards merged in any order). The float32 key's
+    bits are made order-preserving as a signed int and fill the high half."""
+    bits = key.float().contiguous().view(torch.int32)
+    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+    return (ordered << 32) + (2**31 - 1 - window_id)
 
 
 @dataclass

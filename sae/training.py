@@ -34,6 +34,7 @@ from tqdm import tqdm
 from sae.activation_buffer import ShufflingBuffer
 from sae.autoencoder import Architecture, SAEConfig, SparseAutoencoder, SparseCode, check_k
 from sae.corpus import open_corpus, select_split
+from sae.distributed import SINGLE, Shard, all_rows, all_sum, broadcast, count_all, first_decides
 from sae.errors import UserError
 from sae.saelens_format import save_sae
 from sae.streaming import stream_activations
@@ -115,35 +116,66 @@ def dead_topk(pre: torch.Tensor, dead_cols: torch.Tensor, aux_k: int) -> tuple[t
     return rows[keep], dead_cols[idx.reshape(-1)[keep]]
 
 
+class GlobalBatch:
+    """Means over the rows of the batch that all processes hold together (each holds as many).
+
+    A loss is written as this process's rows' sum over the global row count, so the processes'
+    losses add up to the loss of the whole batch and their gradients, summed, to its gradient.
+    Constants of the loss (the batch variance, AuxK's normaliser) are summed over processes."""
+
+    def __init__(self, x: torch.Tensor, shard: Shard) -> None:
+        self.shard = shard
+        self.rows = x.shape[0] * shard.world
+        mean = self.total(x.sum(dim=0))
+        self.variance = self.total((x - mean).pow(2).sum())
+
+    def share(self, local_sum: torch.Tensor) -> torch.Tensor:
+        """This process's part of a mean over all rows (keeps the gradient)."""
+        return local_sum / self.rows
+
+    def total(self, local_sum: torch.Tensor) -> torch.Tensor:
+        """The mean over all rows of a constant (no gradient)."""
+        return all_sum(local_sum.detach(), self.shard) / self.rows
+
+
 def topk_loss(
-    sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig, bf16: bool = False
+    sae: SparseAutoencoder,
+    x: torch.Tensor,
+    dead: torch.Tensor,
+    cfg: SAETrainConfig,
+    bf16: bool = False,
+    shard: Shard = SINGLE,
 ) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
-    """(loss, the batch's code, its FVU). AuxK as Gao et al. define it: ê = W_dec·z_aux, with no
-    b_dec, is fitted to the main reconstruction's error e = x - x̂, so AuxK's gradient reaches b_dec
-    through the encoder (z_aux reads x - b_dec) but not through the decoder."""
+    """(this process's share of the loss, its rows' code, the whole batch's FVU). AuxK as Gao et al.
+    define it: ê = W_dec·z_aux, with no b_dec, is fitted to the main reconstruction's error
+    e = x - x̂, so AuxK's gradient reaches b_dec through the encoder (z_aux reads x - b_dec) but
+    not through the decoder."""
+    batch = GlobalBatch(x, shard)
     dead_cols = dead.nonzero().squeeze(1)
     aux_select = (lambda pre: dead_topk(pre, dead_cols, cfg.aux_k)) if dead_cols.numel() else None
     code, aux_code = sae.encode_for_training(x, aux_select, bf16=bf16)
     recon = sae.decode_sparse(code)
-    variance = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
-    fvu = (recon - x).pow(2).sum(dim=1).mean() / variance
-    loss = fvu
-    if aux_code is not None and aux_code.rows.numel() > 0:
+    sq_err = (recon - x).pow(2).sum()
+    loss = batch.share(sq_err) / batch.variance
+    if aux_code is not None and count_all(aux_code.rows.numel(), shard, x.device) > 0:
         error = (x - recon).detach()
         aux_recon = sae.decode_sparse(aux_code, bias=False)
-        aux = (aux_recon - error).pow(2).sum(dim=1).mean() / error.pow(2).sum(dim=1).mean().clamp_min(1e-8)
+        aux = batch.share((aux_recon - error).pow(2).sum()) / batch.total(error.pow(2).sum()).clamp_min(1e-8)
         loss = loss + cfg.aux_coefficient * aux
-    return loss, code, fvu.detach()
+    return loss, code, batch.total(sq_err) / batch.variance
 
 
-def relu_l1_loss(sae: SparseAutoencoder, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
-    """(loss, the batch's code, its FVU)."""
+def relu_l1_loss(
+    sae: SparseAutoencoder, x: torch.Tensor, l1: float, shard: Shard = SINGLE
+) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
+    """(this process's share of the loss, its rows' code, the whole batch's FVU)."""
+    batch = GlobalBatch(x, shard)
     f = torch.relu(sae.preactivations(x))
     recon = sae.decode(f)
-    sq_err = (recon - x).pow(2).sum(dim=1).mean()
-    loss = sq_err + l1 * f.sum(dim=1).mean()
+    sq_err = (recon - x).pow(2).sum()
+    loss = batch.share(sq_err) + l1 * batch.share(f.sum())
     rows, cols = (f > 0).nonzero(as_tuple=True)
-    fvu = sq_err.detach() / (x - x.mean(dim=0)).pow(2).sum(dim=1).mean()
+    fvu = batch.total(sq_err) / batch.variance
     return loss, SparseCode(rows, cols, f[rows, cols].detach(), x.shape[0], sae.cfg.d_sae), fvu
 
 
@@ -202,22 +234,36 @@ def training_step(
     cfg: SAETrainConfig,
     step: int,
     bf16: bool = False,
+    shard: Shard = SINGLE,
 ) -> tuple[torch.Tensor, SparseCode, torch.Tensor]:
-    """One optimizer step on a scaled batch x [batch, d_in]; returns (loss, the batch's code, its FVU)."""
+    """One optimizer step on a scaled batch x [batch, d_in] (this process's rows of it); returns
+    (the whole batch's loss, this process's code, the whole batch's FVU). Processes sum their
+    gradients before the step, so each takes the step one process would on the whole batch."""
     for group in opt.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     if cfg.architecture == "relu_l1":
         l1 = cfg.l1_coefficient * min(1.0, step / max(1, cfg.l1_warmup_fraction * cfg.steps))
-        loss, code, fvu = relu_l1_loss(sae, x, l1)
+        loss, code, fvu = relu_l1_loss(sae, x, l1, shard)
     else:
-        loss, code, fvu = topk_loss(sae, x, dead, cfg, bf16)
+        loss, code, fvu = topk_loss(sae, x, dead, cfg, bf16, shard)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    sum_gradients(sae, shard)
     sae.remove_parallel_decoder_grad()
     torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
     opt.step()
     sae.normalize_decoder()
-    return loss.detach(), code, fvu
+    return all_sum(loss.detach(), shard), code, fvu
+
+
+def sum_gradients(sae: SparseAutoencoder, shard: Shard) -> None:
+    """Replace each gradient by its sum over processes, in one flat all-reduce."""
+    grads = [p.grad for p in sae.parameters() if p.grad is not None]
+    if shard.world == 1 or not grads:
+        return
+    flat = all_sum(torch.cat([g.reshape(-1) for g in grads]), shard)
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -243,8 +289,13 @@ def _restore_rng_states(states: dict) -> None:
     random.setstate(states["python"])
 
 
-def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Path) -> dict:
-    """Train, save in SAELens layout under out_dir, and return a summary of the run."""
+def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Path, shard: Shard = SINGLE) -> dict:
+    """Train, save in SAELens layout under out_dir, and return a summary of the run.
+
+    With a `shard` of several processes (torchrun), each reads its own batches of the activation
+    stream and takes batch_size / world rows of every step's batch; gradients are summed, so every
+    process holds the same weights, and rank 0 saves them. Each process checkpoints its own state."""
+    local_batch = check_data_parallel(cfg, shard)
     torch.manual_seed(cfg.seed)
     device = subject.device
     if device.type == "cuda":
@@ -264,23 +315,20 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
     sae = SparseAutoencoder(sae_cfg).to(device)
     opt = make_optimizer(sae, cfg)
     bf16 = uses_bf16_encoder(cfg, device)
-    ckpt_path = out_dir / CHECKPOINT
+    ckpt_path = out_dir / (CHECKPOINT if shard.world == 1 else f"checkpoint.rank{shard.rank}.pt")
     step, scale, data_pass = 0, None, 0
     l0_ema: float | None = None
     fvu_ema: float | None = None
     tokens_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
-    buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed)
+    buffer = ShufflingBuffer(cfg.buffer_tokens, local_batch, seed=cfg.seed + shard.rank)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != cfg.model_dump():
+        if ckpt["config"] != cfg.model_dump() or ckpt.get("world", 1) != shard.world:
             raise UserError(f"{ckpt_path} was written with other settings; use a new --out or delete it")
         sae.load_state_dict(ckpt["sae"])
         opt.load_state_dict(ckpt["optimizer"])
         step, scale = ckpt["step"], ckpt["scale"]
         tokens_since_fired = ckpt["tokens_since_fired"].to(device)
-        finished = out_dir / "training.json"
-        if step >= cfg.steps and finished.exists():  # trained and saved already: nothing to do
-            return json.loads(finished.read_text())
         if ckpt.get("format") == CHECKPOINT_FORMAT:
             buffer.load_state_dict(ckpt["buffer"], device)
             data_pass, l0_ema, fvu_ema = ckpt["data_pass"], ckpt["l0_ema"], ckpt["fvu_ema"]
@@ -292,36 +340,53 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
                 ckpt_path,
                 step,
             )
-            buffer = ShufflingBuffer(cfg.buffer_tokens, cfg.batch_size, seed=cfg.seed + step)
+            buffer = ShufflingBuffer(cfg.buffer_tokens, local_batch, seed=cfg.seed + step)
             buffer.windows_consumed = ckpt["windows_consumed"]
+    check_same_step(step, shard, device)
+    finished = out_dir / "training.json"
+    done = first_decides(
+        lambda: json.loads(finished.read_text()) if step >= cfg.steps and finished.exists() else None, shard
+    )
+    if done is not None:  # trained and saved already: nothing to do
+        return done
+    broadcast([*sae.parameters(), *sae.buffers()], shard)  # one starting point, whatever each process drew
 
-    batches = _training_batches(subject, hook, cfg, buffer, data_pass)
+    batches = _training_batches(subject, hook, cfg, buffer, data_pass, shard)
     started = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"SAE {cfg.architecture} {cfg.d_sae}", unit="step")
-    for data_pass, x in batches:
-        if step >= cfg.steps:
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=f"SAE {cfg.architecture} {cfg.d_sae}",
+        unit="step",
+        disable=not shard.is_writer,
+    )
+    while step < cfg.steps:
+        data_pass, x = next(batches, (data_pass, None))
+        if not every_process_has(x is not None, shard, device):
             break
+        assert x is not None
         if scale is None:  # first batch: fix the input scale and start b_dec at the geometric median
-            scale = float(1.0 / x.pow(2).sum(dim=1).mean().sqrt())
+            scale = float(1.0 / all_sum(x.pow(2).sum(), shard).div(x.shape[0] * shard.world).sqrt())
             with torch.no_grad():
-                sae.b_dec.copy_(geometric_median(x[:2048] * scale))
+                sae.b_dec.copy_(geometric_median(all_rows(x, shard)[:2048] * scale))
         x = x * scale
         dead = tokens_since_fired > cfg.dead_after_tokens
-        loss, code, fvu_t = training_step(sae, opt, x, dead, cfg, step, bf16)
+        loss, code, fvu_t = training_step(sae, opt, x, dead, cfg, step, bf16, shard)
         with torch.no_grad():
-            fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
-            fired[code.cols] = True
-            tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
+            fired = torch.zeros(cfg.d_sae, dtype=torch.int32, device=device)
+            fired[code.cols] = 1
+            fired_anywhere = all_sum(fired, shard) > 0
+            tokens_since_fired = torch.where(fired_anywhere, 0, tokens_since_fired + x.shape[0] * shard.world)
             if cfg.architecture == "batchtopk":  # inference threshold: mean of the smallest kept value
                 smallest = code.vals.min() if code.vals.numel() else sae.threshold[0]
                 if step == 0:
                     sae.threshold.fill_(smallest)
                 else:
                     sae.threshold.mul_(0.99).add_(0.01 * smallest)
-            l0 = code.rows.numel() / x.shape[0]
+            l0 = count_all(code.rows.numel(), shard, device) / (x.shape[0] * shard.world)
             fvu = float(fvu_t)
         if cfg.architecture == "relu_l1" and step in cfg.resample_steps:
-            resample_dead(sae, opt, dead, x, cfg.seed + step)
+            resample_dead(sae, opt, dead, all_rows(x, shard), cfg.seed + step)
         l0_ema = l0 if l0_ema is None else 0.95 * l0_ema + 0.05 * l0
         fvu_ema = fvu if fvu_ema is None else 0.95 * fvu_ema + 0.05 * fvu
         step += 1
@@ -338,6 +403,7 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
                 {
                     "format": CHECKPOINT_FORMAT,
                     "config": cfg.model_dump(),
+                    "world": shard.world,
                     "sae": sae.state_dict(),
                     "optimizer": opt.state_dict(),
                     "step": step,
@@ -364,12 +430,38 @@ def train_sae(subject: SubjectModel, hook: str, cfg: SAETrainConfig, out_dir: Pa
         "input_scale": scale,
         "train_config": cfg.model_dump(),
     }
-    save_sae(sae, out_dir, input_scale=scale, training=summary)
+    if shard.is_writer:
+        save_sae(sae, out_dir, input_scale=scale, training=summary)
     return summary
 
 
+def check_data_parallel(cfg: SAETrainConfig, shard: Shard) -> int:
+    """The rows of each step's batch this process takes, once the settings allow splitting it."""
+    if shard.world == 1:
+        return cfg.batch_size
+    if cfg.architecture == "batchtopk":
+        raise UserError("batchtopk picks its k x batch activations over the whole batch; train it in one process")
+    if cfg.batch_size % shard.world:
+        raise UserError(f"the batch size {cfg.batch_size} must divide evenly among {shard.world} processes")
+    return cfg.batch_size // shard.world
+
+
+def check_same_step(step: int, shard: Shard, device: torch.device) -> None:
+    steps = all_rows(torch.tensor([step], device=device), shard).tolist()
+    if len(set(steps)) > 1:
+        raise UserError(
+            f"the processes' checkpoints are at different steps {steps} (one was killed while saving); "
+            "delete the checkpoint.rank*.pt files to start again"
+        )
+
+
+def every_process_has(ok: bool, shard: Shard, device: torch.device) -> bool:
+    """Whether every process has a batch for this step (the stream can run out unevenly)."""
+    return count_all(int(ok), shard, device) == shard.world
+
+
 def _training_batches(
-    subject: SubjectModel, hook: str, cfg: SAETrainConfig, buffer: ShufflingBuffer, data_pass: int
+    subject: SubjectModel, hook: str, cfg: SAETrainConfig, buffer: ShufflingBuffer, data_pass: int, shard: Shard
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """(pass number, shuffled activation batch) from the training split, passing over it again if
     needed; the first pass read here starts where the buffer stopped reading."""
@@ -377,7 +469,7 @@ def _training_batches(
     while True:
         docs = select_split(open_corpus(cfg.corpus), "train")
         stream = stream_activations(
-            subject, docs, hook, batch_size=cfg.subject_batch_size, ctx=cfg.context, skip_windows=skip
+            subject, docs, hook, batch_size=cfg.subject_batch_size, ctx=cfg.context, skip_windows=skip, shard=shard
         )
         produced = False
         for batch in buffer.batches(stream, subject.tokenizer.bos_id):
