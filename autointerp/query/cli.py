@@ -44,9 +44,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from autointerp.query.search import search_explanations
-
     from autointerp.cli import _open_catalog
+    from autointerp.query.search import search_explanations
 
     store = _open_catalog(args.db)
     if args.kind is not None:
@@ -109,7 +108,9 @@ def add_query_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("path", help="the tool's file or folder")
     imp.add_argument("--db", required=True, help="the catalog database")
     imp.add_argument("--source", default=None, help="the source the labelled units belong to")
-    imp.add_argument("--kind", default=None, help="neuron or feature (default: neuron-explainer neuron, delphi feature)")
+    imp.add_argument(
+        "--kind", default=None, help="neuron or feature (default: neuron-explainer neuron, delphi feature)"
+    )
     imp.add_argument("--layer", type=int, default=None, help="neuron-explainer: the layer whose neurons to import")
     imp.add_argument("--module", default=None, help="delphi: the module whose latents to import")
     imp.set_defaults(func=cmd_import)

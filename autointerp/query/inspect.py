@@ -93,7 +93,9 @@ class Inspector:
         ]
 
 
-def _active(kind: str, index: int, value: float, label: tuple[float | None, str | None, str | None] | None) -> ActiveUnit:
+def _active(
+    kind: str, index: int, value: float, label: tuple[float | None, str | None, str | None] | None
+) -> ActiveUnit:
     top, text, who = label or (None, None, None)
     return ActiveUnit(
         kind=kind,
@@ -130,7 +132,7 @@ def unit_labels(
             found[(kind, unit)] = (top, None, None)
         sql = (
             'SELECT "index", text, coalesce(model, explainer) FROM explanations WHERE source = ? AND kind = ? '
-            f'AND "index" IN ({marks}) AND NOT failed AND trim(text) != \'\''
+            f"AND \"index\" IN ({marks}) AND NOT failed AND trim(text) != ''"
         )
         if explainer is not None:
             sql += " AND (model = ? OR explainer = ?)"

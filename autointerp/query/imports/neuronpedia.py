@@ -26,15 +26,15 @@ FORMAT = "Neuronpedia export (a list of explanation or feature records)"
 
 class NeuronpediaScore(BaseModel):
     value: float | None = None
-    explanationScoreTypeName: str | None = None  # noqa: N815 (Neuronpedia's field names)
+    explanationScoreTypeName: str | None = None  # Neuronpedia's field names
 
 
 class NeuronpediaExplanation(BaseModel):
     layer: str
     index: int = Field(ge=0)  # Neuronpedia writes it as a string of digits
     description: str
-    explanationModelName: str | None = None  # noqa: N815
-    typeName: str | None = None  # noqa: N815
+    explanationModelName: str | None = None
+    typeName: str | None = None
     scores: list[NeuronpediaScore] = Field(default_factory=list)
 
 
