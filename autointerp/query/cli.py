@@ -9,6 +9,8 @@ from pathlib import Path
 
 from autointerp.errors import UserError
 
+TOOLS = ("neuron-explainer", "delphi", "neuronpedia")  # the importers of autointerp/query/imports/run.py
+
 
 def _store_and_source(args: argparse.Namespace):
     from autointerp.cli import _open_catalog, _pick_source
@@ -29,18 +31,25 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    kinds = _kinds(args.kinds)
     store, source = _store_and_source(args)
     inspector = Inspector(store, source, sae=args.sae, device=args.device)
-    rows = inspector.inspect(args.text, top=args.top, kinds=_kinds(args.kinds), explainer=args.explainer)
-    if args.json:
-        print(json.dumps([row.model_dump() for row in rows], indent=1))
-        return
-    for row in rows:
-        print(f"{row.position:>3} {row.token!r}")
-        for unit in row.units:
-            share = f" ({unit.fraction_of_max:.0%} of max)" if unit.fraction_of_max is not None else ""
-            label = unit.explanation if unit.explanation is not None else "(no explanation)"
-            print(f"      {unit.kind:<7} {unit.index:>6} {unit.activation:>8.3f}{share}  {label}")
+    # "-": one text per line of stdin, each answered as it comes, with the model loaded once
+    texts = (line.rstrip("\n") for line in sys.stdin) if args.text == "-" else iter([args.text])
+    for text in texts:
+        if not text.strip():
+            continue
+        rows = inspector.inspect(text, top=args.top, kinds=kinds, explainer=args.explainer)
+        if args.json:  # one JSON list per text: a JSON Lines stream when reading stdin
+            print(json.dumps([row.model_dump() for row in rows]), flush=True)
+            continue
+        for row in rows:
+            print(f"{row.position:>3} {row.token!r}")
+            for unit in row.units:
+                share = f" ({unit.fraction_of_max:.0%} of max)" if unit.fraction_of_max is not None else ""
+                label = unit.explanation if unit.explanation is not None else "(no explanation)"
+                print(f"      {unit.kind:<7} {unit.index:>6} {unit.activation:>8.3f}{share}  {label}")
+        print(flush=True)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -80,18 +89,18 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def add_query_commands(sub: argparse._SubParsersAction) -> None:
-    from autointerp.query.imports.run import TOOLS
-
     inspect = sub.add_parser("inspect", help="the units most active on each token of a text, with their explanations")
     inspect.add_argument("db", help="the catalog database")
-    inspect.add_argument("text", help="the text to run through the catalog's subject model")
+    inspect.add_argument(
+        "text", help="the text to run through the catalog's subject model; '-' reads one text per line of stdin"
+    )
     inspect.add_argument("--source", default=None)
     inspect.add_argument("--top", type=int, default=5, help="units of each kind per token")
     inspect.add_argument("--kinds", default="neuron,feature", help="unit kinds, comma-separated")
     inspect.add_argument("--explainer", default=None, help="show only this explainer's (or model's) explanations")
     inspect.add_argument("--sae", default=None, help="the SAE folder, if not where the catalog recorded it")
     inspect.add_argument("--device", default=None, help="default: the device the catalog was harvested on")
-    inspect.add_argument("--json", action="store_true", help="print a JSON list, one object per token")
+    inspect.add_argument("--json", action="store_true", help="print a JSON list per text, one object per token")
     inspect.set_defaults(func=cmd_inspect)
 
     search = sub.add_parser("search", help="explanations matching words, ranked by bm25 (SQLite FTS5)")
@@ -104,7 +113,7 @@ def add_query_commands(sub: argparse._SubParsersAction) -> None:
     search.set_defaults(func=cmd_search)
 
     imp = sub.add_parser("import", help="store explanations written by another tool, to score them like ours")
-    imp.add_argument("tool", choices=TOOLS)
+    imp.add_argument("tool", choices=TOOLS)  # the importers load only when one runs
     imp.add_argument("path", help="the tool's file or folder")
     imp.add_argument("--db", required=True, help="the catalog database")
     imp.add_argument("--source", default=None, help="the source the labelled units belong to")

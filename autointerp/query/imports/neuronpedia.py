@@ -38,10 +38,6 @@ class NeuronpediaExplanation(BaseModel):
     scores: list[NeuronpediaScore] = Field(default_factory=list)
 
 
-class NeuronpediaExport(BaseModel):
-    records: list[dict[str, Any]]
-
-
 def _records(path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The explanation records of a file or export folder (a feature list's nested ones flattened)."""
     if path.is_dir():
@@ -49,9 +45,11 @@ def _records(path: Path) -> tuple[Path, list[dict[str, Any]]]:
         path = folder / EXPLANATIONS_JSON
     if not path.is_file():
         raise UserError(f"no Neuronpedia export at {path}")
-    records = parse(NeuronpediaExport, {"records": read_json(path)}, path, FORMAT).records
-    if records and all("explanations" in r for r in records):  # a feature list
-        records = [e for r in records for e in (r["explanations"] if isinstance(r["explanations"], list) else [r])]
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise UserError(f"{path} is not a {FORMAT}: it holds a JSON {type(records).__name__}")
+    if records and all(isinstance(r, dict) and isinstance(r.get("explanations"), list) for r in records):
+        records = [e for r in records for e in r["explanations"]]  # a feature list
     return path, records
 
 

@@ -12,8 +12,7 @@ from autointerp.query.imports.labels import ImportedLabel, ImportReport, store_l
 from autointerp.records import UnitKind
 from autointerp.store import CatalogStore
 
-Tool = Literal["neuron-explainer", "delphi", "neuronpedia"]
-TOOLS: tuple[Tool, ...] = ("neuron-explainer", "delphi", "neuronpedia")
+Tool = Literal["neuron-explainer", "delphi", "neuronpedia"]  # as the CLI's TOOLS
 
 
 def import_labels(
