@@ -84,6 +84,48 @@ def test_neuron_explainer_files_of_two_layers_need_one_named(tmp_path: Path, cap
     assert imported(db, "imported:neuron-explainer")[1].text == "layer 5"
 
 
+def activation_record(tokens: list[str], activations: list[float]) -> dict:
+    return {"dataclass_name": "ActivationRecord", "tokens": tokens, "activations": activations}
+
+
+def test_neuron_records_and_explanations_become_a_new_source_scored_by_our_protocol(tmp_path: Path) -> None:
+    db = catalog(tmp_path / "catalog.db")
+    data = tmp_path / "gpt2"
+    for index, text in TEXTS.items():  # their layout: neurons/{layer}/{n}.json beside explanations/{layer}/{n}.jsonl
+        top = [activation_record([" a", " b", f" w{index}"], [0.0, 2.0 + r, 0.5]) for r in range(4)]
+        record = {
+            "dataclass_name": "NeuronRecord",
+            "neuron_id": {"dataclass_name": "NeuronId", "layer_index": 7, "neuron_index": index},
+            "most_positive_activation_records": top,
+            "random_sample": [activation_record([" c", " d"], [0.0, 0.1])],
+            "mean": 0.25, "variance": 1.0, "skewness": None, "kurtosis": None,
+        }  # fmt: skip
+        (data / "neurons" / "7").mkdir(parents=True, exist_ok=True)
+        (data / "neurons" / "7" / f"{index}.json").write_text(json.dumps(record, indent=1 if index else None))
+        explained = {
+            "neuron_id": {"layer_index": 7, "neuron_index": index},
+            "scored_explanations": [{"explanation": text}],
+        }
+        (data / "explanations" / "7").mkdir(parents=True, exist_ok=True)
+        (data / "explanations" / "7" / f"{index}.jsonl").write_text(json.dumps(explained))
+    assert run_import("neuron-explainer", str(data), "--db", str(db), "--source", "gpt2/7") == 0
+    with open_store(db) as store:
+        units = {u.index: u for u in store.iter_units("gpt2/7")}
+        assert {e.unit_index: e.text for e in store.explanations("gpt2/7")} == TEXTS
+    assert sorted(units) == sorted(TEXTS)
+    examples = units[2].examples
+    assert [(e.tokens, e.activations, e.sampling) for e in examples][:4] == [
+        ([" a", " b", " w2"], [0.0, 2.0 + r, 0.5], "top") for r in range(4)
+    ]
+    assert [e.split for e in examples] == ["explain", "score", "explain", "score", "score"]
+    assert units[2].stats.max_activation == 5.0 and units[2].stats.mean_activation == 0.25
+    local = ["--db", str(db), "--source", "gpt2/7", "--scorers", "detection", "--processes", "1"]
+    assert main(["score", *local, "--explainer", "imported:neuron-explainer"]) == 0
+    with open_store(db) as store:
+        assert {s.unit_index for s in store.scores("gpt2/7") if not s.failed} == set(TEXTS)
+    assert run_import("neuron-explainer", str(data), "--db", str(db), "--source", "gpt2/7") == 2  # not twice
+
+
 def test_delphi_run_folder_round_trips_with_its_scores(tmp_path: Path) -> None:
     db = catalog(tmp_path / "catalog.db")
     run = tmp_path / "delphi_run"
@@ -123,6 +165,14 @@ def test_neuronpedia_export_round_trips_into_a_catalog_with_the_same_units(tmp_p
     [
         ("neuron-explainer", "0.jsonl", '{"neuron_id": {"layer_index": 0}, "scored_explanations": []}'),
         ("neuron-explainer", "1.jsonl", "{not json"),
+        (
+            "neuron-explainer",
+            "2.json",
+            (
+                '{"neuron_id": {"layer_index": 0, "neuron_index": 2}, '
+                '"most_positive_activation_records": [{"tokens": ["a", "b"], "activations": [1.0]}]}'
+            ),
+        ),
         ("delphi", "layers.0_latent1.txt", '{"an": "object"}'),
         ("delphi", "notes.txt", '"an explanation in a file not named like one"'),
         ("neuronpedia", "explanations.json", '[{"layer": "x", "description": "no index"}]'),

@@ -74,18 +74,21 @@ def cmd_import(args: argparse.Namespace) -> None:
     from autointerp.query.imports.run import import_labels
 
     store = _open_catalog(args.db)
-    source = args.source if args.tool == "neuronpedia" else _pick_source(store, args.source)
+    # Neuronpedia records name their sources; NeuronRecords may make a new one
+    named = args.tool == "neuronpedia" or (args.tool == "neuron-explainer" and args.source)
+    source = args.source if named else _pick_source(store, args.source)
     if args.kind is not None:
         _kinds(args.kind)
     reports = import_labels(
         store, args.tool, Path(args.path), source=source, kind=args.kind, layer=args.layer, module=args.module
     )
     for report in reports:
-        print(
-            f"imported {report.imported} explanations into {report.source!r} as {report.explainer}"
-            + (f"; {len(report.not_in_catalog)} labelled units are not in the catalog" if report.not_in_catalog else "")
-        )
-    print(f"score them with: autointerp score --db {args.db} --explainer {reports[0].explainer}")
+        made = f"{report.units} units and " if report.units else ""
+        missing = f"; {len(report.not_in_catalog)} labelled units are not in it" if report.not_in_catalog else ""
+        print(f"imported {made}{report.imported} explanations into {report.source!r}{missing}")
+    explainer = next((r.explainer for r in reports if r.explainer), None)
+    if explainer:
+        print(f"score them with: autointerp score --db {args.db} --explainer {explainer}")
 
 
 def add_query_commands(sub: argparse._SubParsersAction) -> None:

@@ -31,6 +31,7 @@ class ImportReport(BaseModel):
     source: str
     explainer: str
     imported: int
+    units: int = 0  # units created from the file (neuron-explainer NeuronRecords)
     not_in_catalog: list[str]  # unit keys the file labels that this source has no unit for
 
 

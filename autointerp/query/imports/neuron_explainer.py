@@ -1,30 +1,28 @@
-"""OpenAI neuron-explainer (openai/automated-interpretability) explanation files.
+"""OpenAI neuron-explainer (openai/automated-interpretability) explanation and NeuronRecord files.
 
 Their explanations are stored one file per neuron, `{layer}/{neuron}.jsonl`, holding one JSON line: a
 NeuronSimulationResults, {"neuron_id": {"layer_index", "neuron_index"}, "scored_explanations":
 [{"explanation", "scored_simulation": {"ev_correlation_score", ...}}, ...]} (their dataclasses also
 write a "dataclass_name" key, which is not needed here). A file may hold several such lines; a folder
-is read file by file. The first explanation of a neuron is imported, with its ev-correlation score.
+is read file by file. The first explanation of a neuron is imported, with its ev-correlation score as `their_score`.
+NeuronRecord files (their `neurons/{layer}/{neuron}.json`) beside them become units: neuron_records.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from autointerp.errors import UserError
 from autointerp.query.imports.labels import ImportedLabel, parse, read_json
-from autointerp.records import UnitKind
+from autointerp.query.imports.neuron_records import NeuronId, NeuronRecord, record_unit
+from autointerp.records import UnitHarvest, UnitKind
 
 TOOL = "neuron-explainer"
 FORMAT = "neuron-explainer NeuronSimulationResults record"
-
-
-class NeuronId(BaseModel):
-    layer_index: int
-    neuron_index: int = Field(ge=0)
 
 
 class ScoredSimulation(BaseModel):
@@ -52,14 +50,38 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_neuron_explainer(path: Path, kind: UnitKind = "neuron", layer: int | None = None) -> Iterator[ImportedLabel]:
-    """The explanations in `path` (a file or a folder of them) as labels of units of `kind`. Records
-    of several layers need `layer` to say which one this catalog's units are."""
+def _objects(file: Path) -> list[Any]:
+    """The JSON objects of a file: one JSON value (a list is its items), or JSON Lines."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return read_json(file, lines=True)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{file} is not a text file: {err}") from None
+    return data if isinstance(data, list) else [data]
+
+
+class NeuronFiles(BaseModel):
+    """What a folder (or file) of neuron-explainer output holds for one layer."""
+
+    units: list[UnitHarvest] = Field(default_factory=list)  # from NeuronRecords
+    labels: list[ImportedLabel] = Field(default_factory=list)  # from NeuronSimulationResults
+
+
+def read_neuron_explainer(path: Path, kind: UnitKind = "neuron", layer: int | None = None) -> NeuronFiles:
+    """The NeuronRecords and explanations in `path` (a file or a folder of them), as units and labels
+    of `kind`. Files of several layers need `layer` to say which one to read."""
+    found = NeuronFiles()
     layers: set[int] = set()
     for file in _files(path):
-        for n, data in enumerate(read_json(file, lines=True)):
-            record = parse(NeuronSimulationResults, data, file, f"{FORMAT} (line {n + 1})")
-            neuron = record.neuron_id
+        for n, data in enumerate(_objects(file)):
+            where = f"(object {n + 1})"
+            parsed: NeuronRecord | NeuronSimulationResults
+            if isinstance(data, dict) and "most_positive_activation_records" in data:
+                parsed = parse(NeuronRecord, data, file, f"neuron-explainer NeuronRecord {where}")
+            else:
+                parsed = parse(NeuronSimulationResults, data, file, f"{FORMAT} {where}")
+            neuron = parsed.neuron_id
             if layer is not None and neuron.layer_index != layer:
                 continue
             layers.add(neuron.layer_index)
@@ -67,12 +89,18 @@ def read_neuron_explainer(path: Path, kind: UnitKind = "neuron", layer: int | No
                 raise UserError(
                     f"{path} holds neurons of layers {sorted(layers)}; pick the layer of this catalog's units with --layer"
                 )
-            first = record.scored_explanations[0]
+            if isinstance(parsed, NeuronRecord):
+                windows = sum(len(u.examples) for u in found.units)
+                found.units.append(record_unit(parsed, kind, first_window=windows))
+                continue
+            first = parsed.scored_explanations[0]
             score = first.scored_simulation.ev_correlation_score if first.scored_simulation else None
-            yield ImportedLabel(
-                kind=kind,
-                index=neuron.neuron_index,
-                text=first.explanation,
-                meta={"file": file.name, "layer": neuron.layer_index, "their_score": score,
-                      "their_scorer": "ev_correlation_score"},
-            )  # fmt: skip
+            found.labels.append(
+                ImportedLabel(
+                    kind=kind,
+                    index=neuron.neuron_index,
+                    text=first.explanation,
+                    meta={"file": file.name, "layer": neuron.layer_index, "their_score": score},
+                )
+            )
+    return found
