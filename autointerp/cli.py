@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from autointerp.agent.cli import add_agent_commands
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
+from autointerp.query.cli import add_query_commands
 from sae.files import check_output_folder, check_sae_outputs
 
 
@@ -561,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sae_commands(sub)
     add_pipeline_commands(sub)
     add_agent_commands(sub)
+    add_query_commands(sub)
     return parser
 
 

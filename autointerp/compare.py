@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from scipy.stats import mannwhitneyu
 
 from autointerp.errors import UserError
+from autointerp.query.imports.labels import IMPORTED_PREFIX
 from autointerp.records import CatalogEntry, Explanation, Score, UnitKind
 
 PRIMARY_SCORER = "simulation"
@@ -102,6 +103,7 @@ class ComparisonReport(ScorerComparison):
     explanation_budget: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # kind -> binding
     measures: dict[str, str] = Field(default_factory=dict)
     conclusions: list[str] = Field(default_factory=list)
+    imported: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)  # imported -> kind -> stats
 
 
 # --- which explanation and score count for a unit -------------------------------------------------
@@ -135,9 +137,11 @@ def resolve_explainer(entries: Sequence[CatalogEntry], explainer: str | None) ->
     if not labels:
         raise UserError("No unit in the catalog has an explanation, so there is nothing to compare.")
     if explainer is None:
-        if len(labels) > 1:
-            raise UserError(f"The catalog holds explanations from several explainers {labels}; choose one.")
-        return labels[0]
+        # imported labels get their own section of the report, beside the explainer compared here
+        ours = [label for label in labels if not label.startswith(IMPORTED_PREFIX)] or labels
+        if len(ours) > 1:
+            raise UserError(f"The catalog holds explanations from several explainers {ours}; choose one.")
+        return ours[0]
     if explainer in labels:
         return explainer
     by_name = sorted(
@@ -461,9 +465,10 @@ def report_markdown(report: ComparisonReport, plot_name: str | None = SCORE_PLOT
         lines += [f"- `{_md_cell(name)}`: {_md_cell(why)}" for name, why in report.skipped_scorers.items()]
     if plot_name:
         lines += ["", f"![Score distributions, neurons vs features]({plot_name})"]
-    from autointerp.validity_report import validity_markdown  # it builds on this module
+    from autointerp.query.imported_comparison import imported_markdown  # both build on this module
+    from autointerp.validity_report import validity_markdown
 
-    return "\n".join(lines) + "\n\n" + validity_markdown(report)
+    return "\n".join(lines) + "\n\n" + validity_markdown(report) + imported_markdown(report)
 
 
 def score_samples(report: ComparisonReport) -> dict[str, dict[str, list[float]]]:

@@ -49,6 +49,7 @@ from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
 from autointerp.local_workers import default_processes
+from autointerp.query.imports.labels import IMPORTED_PREFIX, imported_settings_hash
 from autointerp.records import CatalogEntry, UnitKind
 from autointerp.scoring import ScorerName
 from autointerp.simulators.base import Simulator
@@ -468,6 +469,8 @@ def explanation_settings_hash(spec: LabelSpec) -> str:
     """Which explanations `spec.explainer` writes, known without building a client (or a key)."""
     if spec.explainer == "offline":
         return offline_explainer_settings_hash(OfflineExplainerConfig())
+    if spec.explainer.startswith(IMPORTED_PREFIX):  # labels brought in by `autointerp import`
+        return imported_settings_hash(spec.explainer)
     return llm_explainer_settings_hash(spec.explainer, LLMExplainerConfig())
 
 

@@ -14,6 +14,7 @@ from autointerp.compare import ComparisonReport, StatSummary, compare, resolve_e
 from autointerp.controls import SHUFFLED_EXPLAINER
 from autointerp.errors import UserError
 from autointerp.plots import plot_score_vs_density
+from autointerp.query.imported_comparison import add_imported_comparison
 from autointerp.records import CatalogEntry
 from autointerp.store import open_store
 from autointerp.validity import (
@@ -56,6 +57,7 @@ def build_report(
     exists, and the score-vs-density plot written into `out`. Raises UserError when either kind
     has no valid score."""
     report = add_validity(compare(entries, scorer=scorer, explainer=explainer), entries, control_entries(controls_db))
+    report = add_imported_comparison(report, entries)  # imported labels vs ours on the same units
     chosen = chosen_scores(entries, report.scorer, report.explainer, report.simulator)
     plot_score_vs_density(density_points(chosen), Path(out) / DENSITY_PLOT, report.scorer)
     return report

@@ -42,6 +42,11 @@ SCHEMA = {
     "llm_cache": "key TEXT pk1, backend TEXT, model TEXT, request TEXT, response TEXT, created_at TEXT",
     "leases": "source TEXT pk1, task TEXT pk2, kind TEXT pk3, index INTEGER pk4, owner TEXT, expires_at REAL",
 }
+# The full-text index of explanations: one virtual table (FTS5 keeps its own shadow tables beside it).
+VIRTUAL = {
+    "explanations_fts": "CREATE VIRTUAL TABLE explanations_fts USING fts5(text, content='explanations', "
+    "content_rowid='rowid', tokenize='porter unicode61')"
+}
 INDEXES = {
     "idx_examples_source_kind_index_position": "examples(source, kind, index, position)",
     "idx_llm_calls_run_id": "llm_calls(run_id)",
@@ -49,9 +54,15 @@ INDEXES = {
 
 
 def described(path: Path) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """Every table's columns as "name TYPE [pkN]" and every index as "table(columns)", read by SQLite."""
+    """Every plain table's columns as "name TYPE [pkN]" and every index as "table(columns)", read by
+    SQLite. Virtual tables and FTS5's shadow tables are left to `virtual_tables`."""
     conn = sqlite3.connect(path)
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    virtual = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL%'")]
+    tables = [
+        r[0]
+        for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'")
+        if not any(r[0].startswith(f"{v}_") for v in virtual)
+    ]
     columns = {
         table: {
             f"{name} {sql_type}" + (f" pk{pk}" if pk else "")
@@ -69,6 +80,13 @@ def described(path: Path) -> tuple[dict[str, set[str]], dict[str, str]]:
     return columns, indexes
 
 
+def virtual_tables(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL%'").fetchall())
+    conn.close()
+    return found
+
+
 def pinned() -> dict[str, set[str]]:
     return {table: set(text.split(", ")) for table, text in SCHEMA.items()}
 
@@ -78,6 +96,7 @@ def test_a_new_catalog_has_exactly_the_pinned_schema(tmp_path: Path) -> None:
     columns, indexes = described(tmp_path / "new.db")
     assert columns == pinned()
     assert indexes == INDEXES
+    assert virtual_tables(tmp_path / "new.db") == VIRTUAL
     assert [t.name for t in TABLES] == list(SCHEMA)
 
 

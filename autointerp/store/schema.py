@@ -204,6 +204,13 @@ LEASES = Table(
     ("source", "task", "kind", "index"),
 )
 
+# Full-text index of explanation texts (autointerp/query/search.py): an external-content FTS5 table over
+# explanations' rowids, rebuilt by its reader whenever the explanations changed since the last build.
+EXPLANATIONS_FTS = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS explanations_fts USING fts5("
+    "text, content='explanations', content_rowid='rowid', tokenize='porter unicode61')"
+)
+
 TABLES = (
     META,
     RUNS,
@@ -280,6 +287,7 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
                     db.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column}" {sql_type}')
             for sql in table.index_sql():
                 db.execute(sql)
+        db.execute(EXPLANATIONS_FTS)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
         if row is None or found != SCHEMA_VERSION:  # an up-to-date file is opened without a write
