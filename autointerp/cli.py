@@ -307,7 +307,9 @@ def cmd_harvest(args: argparse.Namespace) -> None:
         if shard.world > 1:
             ran = harvest_sharded(Path(args.db), source, subject, spec.hook, sae, cfg, described, shard)
         else:
-            ran = harvest_into_store(_open_catalog(args.db, create=True), source, subject, spec.hook, sae, cfg, described)
+            ran = harvest_into_store(
+                _open_catalog(args.db, create=True), source, subject, spec.hook, sae, cfg, described
+            )
     if shard.is_writer:
         processes = f" by {shard.world} processes" if shard.world > 1 else ""
         print(f"{'harvested' if ran else 'already harvested'} source {source!r} into {args.db}{processes}")
