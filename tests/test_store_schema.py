@@ -38,13 +38,15 @@ SCHEMA = {
     "request_hash TEXT, attempt INTEGER, status TEXT, http_status INTEGER, prompt_tokens INTEGER, "
     "completion_tokens INTEGER, cost_usd REAL, latency_s REAL, error TEXT",
     "llm_batches": "batch_id TEXT pk1, backend TEXT, model TEXT, n_requests INTEGER, status TEXT, "
-    "submitted_at TEXT, updated_at TEXT",
+    "submitted_at TEXT, updated_at TEXT, reserved_usd REAL",
+    "llm_batch_items": "batch_id TEXT pk1, key TEXT pk2, status TEXT, error TEXT, request TEXT",
     "llm_cache": "key TEXT pk1, backend TEXT, model TEXT, request TEXT, response TEXT, created_at TEXT",
     "leases": "source TEXT pk1, task TEXT pk2, kind TEXT pk3, index INTEGER pk4, owner TEXT, expires_at REAL",
 }
 INDEXES = {
     "idx_examples_source_kind_index_position": "examples(source, kind, index, position)",
     "idx_llm_calls_run_id": "llm_calls(run_id)",
+    "idx_llm_batch_items_key": "llm_batch_items(key)",
 }
 
 
