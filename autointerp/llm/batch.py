@@ -145,9 +145,14 @@ async def _openai_results(sdk: Any, batch_id: str) -> tuple[Results, str]:
                 key = item["custom_id"]
             except (ValueError, KeyError, TypeError):
                 continue  # an unreadable line: its request ends up without an answer
-            response = item.get("response") or {}
-            if item.get("error") or response.get("status_code") != 200:
-                detail = item.get("error") or (response.get("body") or {}).get("error") or response
+            response, error = item.get("response") or {}, item.get("error")
+            if error:  # not executed (expired, cancelled): {code, message}
+                found[key] = (
+                    None,
+                    f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else str(error),
+                )
+            elif response.get("status_code") != 200:
+                detail = (response.get("body") or {}).get("error") or response
                 found[key] = (None, f"HTTP {response.get('status_code')}: {detail}")
             else:
                 found[key] = (response.get("body"), None)

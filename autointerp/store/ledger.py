@@ -67,7 +67,7 @@ class SQLiteLedger:
                 LLM_BATCHES.insert_sql(),
                 [batch_id, backend, model, len(requests), "submitted", stamp, stamp, reserved_usd],
             )
-            self.db.executemany(
+            self.db.conn.executemany(
                 LLM_BATCH_ITEMS.insert_sql(),
                 [[batch_id, key, "pending", None, dumps(request)] for key, request in requests.items()],
             )
