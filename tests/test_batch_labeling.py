@@ -242,13 +242,13 @@ def test_batch_needs_a_provider_with_a_batch_api(
 # ---- kill -9 between submit and collect ---------------------------------------------------------
 
 
-def _wait_for_batch_row(db: str, child: subprocess.Popen[str], timeout_s: float = 120.0) -> None:
+def _wait_for_batch_row(db: str, child: subprocess.Popen[str], rows_before: int, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert child.poll() is None, child.communicate()[1]
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-                if conn.execute("SELECT COUNT(*) FROM llm_batches").fetchone()[0]:
+                if conn.execute("SELECT COUNT(*) FROM llm_batches").fetchone()[0] > rows_before:
                     return
         except sqlite3.OperationalError:
             pass  # not created yet
@@ -275,7 +275,7 @@ def test_kill_9_between_submit_and_collect(tmp_path: Path, server: FakeLLMServer
         text=True,
     )
     try:
-        _wait_for_batch_row(db, child)
+        _wait_for_batch_row(db, child, before)
         time.sleep(0.2)  # well into polling
     finally:
         child.send_signal(signal.SIGKILL)

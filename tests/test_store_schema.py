@@ -114,7 +114,7 @@ def test_a_schema_2_catalog_is_upgraded_in_place_with_its_data(v2_catalog: Path)
         ]
         assert store.ledger.cache_get("k1") == {"text": "hi"}
         assert store.ledger.total_cost("explain") == pytest.approx(0.25)
-        assert [b["batch_id"] for b in store.ledger.batches("submitted")] == ["b1"]
+        assert [b.batch_id for b in store.ledger.open_batches("openai", "m")] == ["b1"]
         run_id = store.new_run("explain", {"explainer": "offline"})
         assert [r["run_id"] for r in store.runs()][-1] == run_id
     after, indexes = described(v2_catalog)
