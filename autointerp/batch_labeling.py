@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from autointerp.errors import UserError
 from autointerp.explainers import Explainer
 from autointerp.labeling import StageReport, UnitKey, explain_todo, explain_unit, score_unit, score_work
-from autointerp.llm.batch import BatchError
 from autointerp.llm.batched_client import AwaitingBatch, BatchedClient
 from autointerp.llm.client import BaseLLMClient
 from autointerp.scoring import ScorerName
@@ -110,9 +109,7 @@ async def _rounds(
             pending = waiting
             if not pending:
                 return
-            if not client.queued:  # cannot happen while AwaitingBatch is raised only with a queued request
-                raise BatchError(f"{len(pending)} units wait for answers that no batch was asked for")
-            await client.submit(_say)
+            await client.submit(_say)  # a unit waits only on a request complete() queued
     finally:
         await client.client.aclose()
 

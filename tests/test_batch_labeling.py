@@ -112,6 +112,7 @@ def test_batch_labels_equal_the_live_path_at_half_the_cost(
     assert server.batch_submissions and len(server.batch_submissions[0]) == n_units  # one request per unit
     assert batched("score", batch, server, api) == 0
     assert live_calls(server) == live_requests  # the batch runs sent nothing live
+    assert len(server.batch_submissions) == 2  # every request of every scorer went out in one round
 
     (live_expl, live_scores), (batch_expl, batch_scores) = records(live), records(batch)
     assert without_cost(batch_expl) == without_cost(live_expl) and len(batch_expl) == n_units

@@ -86,12 +86,14 @@ class BatchedClient:
         budget = self.client.budget
         if budget is not None and budget.limited:
             budget.check()
-            fits = 0
-            while fits < len(queued) and budget.try_reserve(costs[list(queued)[fits]]):
-                fits += 1
-            if fits == 0:
+            fitting: dict[str, ChatRequest] = {}
+            for key, request in queued.items():
+                if not budget.try_reserve(costs[key]):
+                    break
+                fitting[key] = request
+            if not fitting:
                 raise BudgetExceeded(budget)
-            queued = dict(list(queued.items())[:fits])
+            queued = fitting
         else:
             costs = dict.fromkeys(costs, 0.0)
         keys = list(queued)
