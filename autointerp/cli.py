@@ -325,6 +325,13 @@ def _label_spec(args: argparse.Namespace):
     return LabelSpec(**given)  # a setting this command has no option for keeps the model's default
 
 
+def _batch_settings(args: argparse.Namespace):
+    from autointerp.batch_labeling import BatchSettings
+
+    given = {name: getattr(args, name) for name in BatchSettings.model_fields if getattr(args, name) is not None}
+    return BatchSettings(**given)  # an option left unset keeps the model's default
+
+
 def _selection(args: argparse.Namespace):
     from autointerp.pipeline import UnitSelection
 
@@ -357,7 +364,12 @@ def cmd_explain(args: argparse.Namespace) -> None:
     units = select_units(store, source, _selection(args))
     run_id = store.new_run("explain", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     explainer = make_explainer(spec, store, make_budget(spec, store), run_id)
-    report = explain_stage(store, source, units, explainer, spec)
+    if args.batch:
+        from autointerp.batch_labeling import explain_in_batches
+
+        report = explain_in_batches(store, source, units, explainer, _batch_settings(args))
+    else:
+        report = explain_stage(store, source, units, explainer, spec)
     store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
@@ -410,7 +422,20 @@ def cmd_score(args: argparse.Namespace) -> None:
     run_id = store.new_run("score", {"source": source, "label": spec.model_dump(exclude={"base_url"})})
     simulator = make_simulator(spec, store, make_budget(spec, store), run_id)
     # --explainer names whose explanations to score; no key for it is needed
-    report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
+    if args.batch:
+        from autointerp.batch_labeling import score_in_batches
+
+        report = score_in_batches(
+            store,
+            source,
+            units,
+            explanation_settings_hash=explanation_settings_hash(spec),
+            scorers=spec.scorers,
+            simulator=simulator,
+            settings=_batch_settings(args),
+        )
+    else:
+        report = score_stage(store, source, units, explanation_settings_hash(spec), simulator, spec)
     store.set_run_status(run_id, "done")
     _print_json(report.model_dump())
 
@@ -499,6 +524,16 @@ def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: b
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request")
     p.add_argument("--max-attempts", type=int, default=5, help="attempts per LLM request, retries included")
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the LLM requests as provider batches (OpenAI, Anthropic: half price, answers within 24 h); "
+        "run the same command again to resume waiting for them",
+    )
+    p.add_argument("--poll-interval", type=float, default=None, help="--batch: seconds between checks (default 60)")
+    p.add_argument(
+        "--max-wait", type=float, default=None, help="--batch: stop waiting after this many seconds (default: never)"
+    )
 
 
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:

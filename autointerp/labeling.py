@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -71,16 +72,7 @@ async def explain_units(
     """Explain every unit of `units` (all units of `source` when None) that has no usable explanation
     with `explainer.settings_hash` yet. Raises BudgetExceeded / other UserErrors after in-flight units
     are finished and saved. A local explainer runs in `processes` worker processes."""
-    keys = _unit_keys(store, source, units)
-    report = StageReport(stage="explain", units=len(keys))
-    usable = {
-        (e.unit_kind, e.unit_index)
-        for e in store.explanations(source)
-        if e.settings_hash == explainer.settings_hash and is_usable(e)
-    }
-    todo = [k for k in keys if k not in usable]
-    report.skipped = len(keys) - len(todo)
-
+    report, todo = explain_todo(store, source, units, explainer)
     label = f"explain ({explainer.name})"
     if processes > 1 and runs_locally(explainer):
         shared = (str(store.path), source, explainer)
@@ -99,22 +91,45 @@ async def explain_units(
             report.elsewhere += 1
             return
         try:
-            done = store.explanations(source, *key)
-            if any(e.settings_hash == explainer.settings_hash and is_usable(e) for e in done):
-                report.skipped += 1  # another process finished it since this one listed its work
-                return
-            harvest = load_unit(store, source, key)
-            try:
-                explanation = await explainer.explain(harvest)
-            except (ExplainerError, LLMCallError) as exc:
-                explanation = failed_explanation(harvest, explainer, exc)
-            store.put_explanation(source, explanation)
-            report.count(explanation)
+            await explain_unit(store, source, key, explainer, report)
         finally:
             leases.release(key)
 
     await _run_workers(todo, explain_one, concurrency, progress, label)
     return report
+
+
+def explain_todo(
+    store: CatalogStore, source: str, units: Iterable[UnitKey] | None, explainer: Explainer
+) -> tuple[StageReport, list[UnitKey]]:
+    """The stage's report so far and the units without a usable explanation of these settings."""
+    keys = _unit_keys(store, source, units)
+    report = StageReport(stage="explain", units=len(keys))
+    usable = {
+        (e.unit_kind, e.unit_index)
+        for e in store.explanations(source)
+        if e.settings_hash == explainer.settings_hash and is_usable(e)
+    }
+    todo = [k for k in keys if k not in usable]
+    report.skipped = len(keys) - len(todo)
+    return report, todo
+
+
+async def explain_unit(
+    store: CatalogStore, source: str, key: UnitKey, explainer: Explainer, report: StageReport
+) -> None:
+    """Explain one unit and write its explanation, or its failure row, unless it was done meanwhile."""
+    done = store.explanations(source, *key)
+    if any(e.settings_hash == explainer.settings_hash and is_usable(e) for e in done):
+        report.skipped += 1  # another process finished it since this one listed its work
+        return
+    harvest = load_unit(store, source, key)
+    try:
+        explanation = await explainer.explain(harvest)
+    except (ExplainerError, LLMCallError) as exc:
+        explanation = failed_explanation(harvest, explainer, exc)
+    store.put_explanation(source, explanation)
+    report.count(explanation)
 
 
 def is_usable(explanation: Explanation) -> bool:
@@ -144,7 +159,22 @@ def failed_explanation(harvest: UnitHarvest, explainer: Explainer, exc: Exceptio
 # ---- score -------------------------------------------------------------------------------------
 
 
-async def score_units(
+@dataclass
+class ScoreWork:
+    """What one score stage has to do: the units and their missing scorers, and how to score them."""
+
+    store: CatalogStore
+    source: str
+    explanation_settings_hash: str
+    simulator: Simulator
+    configs: dict[ScorerName, ScorerConfig]
+    hashes: dict[ScorerName, str]  # scorer -> settings hash of its scores
+    explanations: dict[UnitKey, Explanation]  # the usable explanations being scored
+    report: StageReport
+    todo: list[tuple[UnitKey, list[ScorerName]]]
+
+
+def score_work(
     store: CatalogStore,
     source: str,
     units: Iterable[UnitKey] | None,
@@ -153,14 +183,9 @@ async def score_units(
     scorers: Sequence[ScorerName],
     simulator: Simulator,
     scorer_configs: dict[ScorerName, ScorerConfig] | None = None,
-    concurrency: int = 8,
-    processes: int = 1,
-    progress: bool = True,
-) -> StageReport:
-    """Score each unit's explanation (the one made with `explanation_settings_hash`) under every
-    scorer in `scorers` not yet done with the same scorer and simulator settings. Units without a
-    usable explanation are counted in `not_explained` and left alone. A local simulator runs in
-    `processes` worker processes."""
+) -> ScoreWork:
+    """List the units with a usable explanation of `explanation_settings_hash` and the scorers each
+    still lacks; units without such an explanation count in `not_explained`."""
     configs = {name: (scorer_configs or {}).get(name) or SCORER_CONFIGS[name]() for name in scorers}
     hashes = {name: score_settings_hash(configs[name], simulator) for name in scorers}
     keys = _unit_keys(store, source, units)
@@ -185,19 +210,49 @@ async def score_units(
             todo.append((key, missing))
         else:
             report.skipped += 1
+    return ScoreWork(store, source, explanation_settings_hash, simulator, configs, hashes, explanations, report, todo)
 
+
+async def score_units(
+    store: CatalogStore,
+    source: str,
+    units: Iterable[UnitKey] | None,
+    *,
+    explanation_settings_hash: str,
+    scorers: Sequence[ScorerName],
+    simulator: Simulator,
+    scorer_configs: dict[ScorerName, ScorerConfig] | None = None,
+    concurrency: int = 8,
+    processes: int = 1,
+    progress: bool = True,
+) -> StageReport:
+    """Score each unit's explanation (the one made with `explanation_settings_hash`) under every
+    scorer in `scorers` not yet done with the same scorer and simulator settings. Units without a
+    usable explanation are counted in `not_explained` and left alone. A local simulator runs in
+    `processes` worker processes."""
+    work = score_work(
+        store,
+        source,
+        units,
+        explanation_settings_hash=explanation_settings_hash,
+        scorers=scorers,
+        simulator=simulator,
+        scorer_configs=scorer_configs,
+    )
+    report = work.report
     label = f"score ({simulator.name})"
     if processes > 1 and runs_locally(simulator):
-        shared = (str(store.path), source, simulator, {name: SCORERS[name] for name in scorers}, configs)
-        work = [(key, names, explanations[key]) for key, names in todo]
-        for per_unit in in_processes(score_chunk, shared, work, processes=processes, label=label, progress=progress):
+        shared = (str(store.path), source, simulator, {name: SCORERS[name] for name in scorers}, work.configs)
+        items = [(key, names, work.explanations[key]) for key, names in work.todo]
+        for per_unit in in_processes(score_chunk, shared, items, processes=processes, label=label, progress=progress):
             scores = [score for unit_scores in per_unit for score in unit_scores]
             store.put_scores(source, scores)
             for score in scores:
                 report.count(score)
         return report
 
-    leases = UnitLeases(store, source, f"score:{explanation_settings_hash}:{','.join(sorted(hashes.values()))}")
+    task = f"score:{explanation_settings_hash}:{','.join(sorted(work.hashes.values()))}"
+    leases = UnitLeases(store, source, task)
 
     async def score_one(item: tuple[UnitKey, list[ScorerName]]) -> None:
         key, names = item
@@ -205,32 +260,36 @@ async def score_units(
             report.elsewhere += 1
             return
         try:
-            await score_leased(key, names)
+            await score_unit(work, key, names)
         finally:
             leases.release(key)
 
-    async def score_leased(key: UnitKey, names: list[ScorerName]) -> None:
-        kind, index = key
-        names = [n for n in names if not store.has_score(source, kind, index, n, explanation_settings_hash, hashes[n])]
-        if not names:
-            report.skipped += 1  # another process finished it since this one listed its work
-            return
-        harvest = load_unit(store, source, key)
-        explanation = explanations[key]
-
-        async def run(name: ScorerName) -> None:
-            score = await SCORERS[name](harvest, explanation, simulator, configs[name])
-            store.put_score(source, score)
-            report.count(score)
-
-        # Let every scorer of the unit finish (and save) before an error of one of them stops the stage.
-        outcomes = await asyncio.gather(*(run(name) for name in names), return_exceptions=True)
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        if errors:
-            raise errors[0]
-
-    await _run_workers(todo, score_one, concurrency, progress, label)
+    await _run_workers(work.todo, score_one, concurrency, progress, label)
     return report
+
+
+async def score_unit(work: ScoreWork, key: UnitKey, names: list[ScorerName]) -> None:
+    """Score one unit under `names` (less those done meanwhile), writing each score as it exists."""
+    store, source, kind, index = work.store, work.source, key[0], key[1]
+    names = [
+        n for n in names if not store.has_score(source, kind, index, n, work.explanation_settings_hash, work.hashes[n])
+    ]
+    if not names:
+        work.report.skipped += 1  # another process finished it since this one listed its work
+        return
+    harvest = load_unit(store, source, key)
+    explanation = work.explanations[key]
+
+    async def run(name: ScorerName) -> None:
+        score = await SCORERS[name](harvest, explanation, work.simulator, work.configs[name])
+        store.put_score(source, score)
+        work.report.count(score)
+
+    # Let every scorer of the unit finish (and save) before an error of one of them stops the stage.
+    outcomes = await asyncio.gather(*(run(name) for name in names), return_exceptions=True)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        raise errors[0]
 
 
 # ---- shared ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import pytest
 
 from autointerp import cli
+from autointerp.batch_labeling import BatchSettings
 from autointerp.pipeline import LabelSpec, SubjectSpec, UnitSelection
 from sae.harvest import HarvestConfig
 from sae.subject.training import SubjectTrainConfig
@@ -33,3 +34,4 @@ def test_label_options_default_to_the_models(command: str) -> None:
     args = _parse(command, "--db", "c.db")
     assert cli._label_spec(args) == LabelSpec()
     assert cli._selection(args) == UnitSelection()
+    assert cli._batch_settings(args) == BatchSettings()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autointerp.errors import UserError
-from autointerp.llm.ledger import LLMCall
+from autointerp.llm.ledger import BatchOutcome, LLMCall
 from autointerp.records import (
     ActivationExample,
     ExampleScore,
@@ -220,12 +220,20 @@ def test_cache_call_log_and_batches(store: CatalogStore) -> None:
     assert ledger.total_cost("never") == 0.0
     assert [(c["status"], c["error"]) for c in ledger.llm_calls("r2")] == [("ok", None), ("error", "HTTP 500")]
 
-    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="submitted")
-    [submitted] = ledger.batches("submitted")
-    ledger.put_batch("b1", backend="openai", model="m", n_requests=3, status="collected")
-    [collected] = ledger.batches()
-    assert collected["status"] == "collected" and collected["submitted_at"] == submitted["submitted_at"]
-    assert ledger.batches("submitted") == []
+    ledger.put_batch("b1", backend="openai", model="m", requests={"k2": {"q": 2}, "k3": {"q": 3}}, reserved_usd=0.5)
+    [open_batch] = ledger.open_batches("openai", "m")
+    assert (open_batch.batch_id, open_batch.reserved_usd) == ("b1", 0.5) and ledger.open_batches("openai", "x") == []
+    assert ledger.batch_requests("b1") == {"k2": {"q": 2}, "k3": {"q": 3}}
+    outcomes = [
+        BatchOutcome(key="k2", status="ok", request={"q": 2}, response={"text": "two"}),
+        BatchOutcome(key="k3", status="failed", request={"q": 3}, error="expired"),
+    ]
+    ledger.finish_batch("b1", outcomes, [LLMCall(backend="openai", model="m", status="ok", cost_usd=0.125)])
+    assert ledger.open_batches("openai", "m") == [] and ledger.batch_requests("b1") == {}  # requests dropped
+    assert ledger.cache_get("k2") == {"text": "two"} and ledger.cache_get("k3") is None
+    assert ledger.total_cost() == pytest.approx(0.875)
+    items = ledger.db.execute("SELECT key, status, error FROM llm_batch_items ORDER BY key").fetchall()
+    assert items == [("k2", "ok", None), ("k3", "failed", "expired")]
 
 
 def test_reopened_store_resumes_where_it_stopped(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ SCHEMA = {
     "request_hash TEXT, attempt INTEGER, status TEXT, http_status INTEGER, prompt_tokens INTEGER, "
     "completion_tokens INTEGER, cost_usd REAL, latency_s REAL, error TEXT",
     "llm_batches": "batch_id TEXT pk1, backend TEXT, model TEXT, n_requests INTEGER, status TEXT, "
-    "submitted_at TEXT, updated_at TEXT",
+    "submitted_at TEXT, updated_at TEXT, reserved_usd REAL",
+    "llm_batch_items": "batch_id TEXT pk1, key TEXT pk2, status TEXT, error TEXT, request TEXT",
     "llm_cache": "key TEXT pk1, backend TEXT, model TEXT, request TEXT, response TEXT, created_at TEXT",
     "leases": "source TEXT pk1, task TEXT pk2, kind TEXT pk3, index INTEGER pk4, owner TEXT, expires_at REAL",
 }
@@ -50,6 +51,7 @@ VIRTUAL = {
 INDEXES = {
     "idx_examples_source_kind_index_position": "examples(source, kind, index, position)",
     "idx_llm_calls_run_id": "llm_calls(run_id)",
+    "idx_llm_batch_items_key": "llm_batch_items(key)",
 }
 
 
@@ -131,7 +133,7 @@ def test_a_schema_2_catalog_is_upgraded_in_place_with_its_data(v2_catalog: Path)
         ]
         assert store.ledger.cache_get("k1") == {"text": "hi"}
         assert store.ledger.total_cost("explain") == pytest.approx(0.25)
-        assert [b["batch_id"] for b in store.ledger.batches("submitted")] == ["b1"]
+        assert [b.batch_id for b in store.ledger.open_batches("openai", "m")] == ["b1"]
         run_id = store.new_run("explain", {"explainer": "offline"})
         assert [r["run_id"] for r in store.runs()][-1] == run_id
     after, indexes = described(v2_catalog)

@@ -1,78 +1,60 @@
-"""Provider batch APIs for bulk labelling: half the price, answers within 24 hours.
+"""Provider batch APIs on the wire: submit requests as one batch, see whether it is done, read its answers.
 
-The flow reuses the live path: build the same ChatRequests a stage would send, `submit_batch` them,
-later `collect_batch` (or `wait_for_batch`). Each answer is priced at the batch rate, logged, and put in
-the ledger's response cache under the key `complete()` uses, so running the stage afterwards is served
-entirely from the cache. Submitted batch ids are kept in the ledger so a restarted run collects them
-instead of paying twice.
+OpenAI takes a JSONL file of chat-completion bodies (files.create + batches.create); Anthropic takes the
+Messages parameters inline (messages.batches.create). Both answer within 24 hours, out of order, named by
+custom id, at half the live price. The custom id of a request is its response-cache key, so an answer
+lands in the cache under the key a live call would use. What to send and when is BatchedClient's job
+(batched_client.py); nothing here touches the ledger.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-from pydantic import BaseModel
 
 from autointerp.errors import UserError
 from autointerp.llm.anthropic_backend import AnthropicClient
 from autointerp.llm.base import ChatRequest, ChatResponse
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import LLMCallError
+from autointerp.llm.ledger import BatchOutcome
 from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.llm.retry import SDK_ERRORS, call_with_retries
 from autointerp.llm.validate import reply_problem
 
 MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
-_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Anthropic's rule; OpenAI accepts these too
-_OPENAI_PENDING = {"validating", "in_progress", "finalizing"}
-_OPENAI_FAILED = {"failed"}
+_OPENAI_RUNNING = {"validating", "in_progress", "finalizing", "cancelling"}
+Results = dict[str, tuple[Any, str | None]]  # custom id -> (answer body, None) or (None, why there is none)
 
 
 class BatchError(UserError):
-    """A batch cannot be submitted as asked (wrong backend, bad ids, too many requests)."""
+    """A batch cannot be used as asked (a server without a batch API, the provider unreachable)."""
 
 
-class BatchResult(BaseModel):
-    custom_id: str
-    response: ChatResponse | None = None
-    error: str | None = None
-
-
-def _check(client: BaseLLMClient, requests: Mapping[str, ChatRequest]) -> None:
-    if client.backend not in MAX_REQUESTS:
-        raise BatchError(f"{client.name}: no batch API for {client.backend} servers; use live calls")
-    if not requests:
-        raise BatchError("a batch needs at least one request")
-    if len(requests) > MAX_REQUESTS[client.backend]:
-        raise BatchError(
-            f"{len(requests)} requests exceed the {client.backend} batch limit of "
-            f"{MAX_REQUESTS[client.backend]}; split them"
-        )
-    bad = [cid for cid in requests if not _CUSTOM_ID.match(cid)]
-    if bad:
-        raise BatchError(f"batch custom ids must match [A-Za-z0-9_-]{{1,64}}: {bad[:3]}")
+async def _with_retries(client: BaseLLMClient, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    """`call` under the client's retry policy; a failure that outlasts it becomes one clear error."""
+    try:
+        return await call_with_retries(lambda attempt: call(), client.retry, label=f"{client.name} {what}")
+    except SDK_ERRORS as exc:
+        error = client._translate(exc)
+        if isinstance(error, LLMCallError):
+            raise BatchError(f"{what} failed: {error}; run the same command again to continue") from exc
+        raise error from exc
 
 
 async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest]) -> str:
-    """Send `requests` (custom id -> request) as one provider batch; returns the batch id."""
-    _check(client, requests)
-    if client.budget is not None:
-        client.budget.check()
+    """Send `requests` (cache key -> request as sent) as one provider batch; returns its id."""
     sdk = client._for_loop().sdk
-    prepared = {cid: client.with_model(r) for cid, r in requests.items()}
 
-    async def _submit(attempt: int) -> str:
+    async def submit() -> str:
         if isinstance(client, OpenAIClient):
             lines = [
                 json.dumps(
-                    {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": client.wire_params(r)}
+                    {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": client.wire_params(r)}
                 )
-                for cid, r in prepared.items()
+                for key, r in requests.items()
             ]
             upload = await sdk.files.create(
                 file=("batch.jsonl", io.BytesIO("\n".join(lines).encode())), purpose="batch"
@@ -80,147 +62,111 @@ async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest
             batch = await sdk.batches.create(
                 input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
             )
-            return batch.id
-        assert isinstance(client, AnthropicClient)
-        batch = await sdk.messages.batches.create(
-            requests=[{"custom_id": cid, "params": client.wire_params(r)} for cid, r in prepared.items()]
+            return str(batch.id)
+        assert isinstance(client, AnthropicClient)  # BatchedClient admits no other backend
+        created = await sdk.messages.batches.create(
+            requests=[{"custom_id": key, "params": client.wire_params(r)} for key, r in requests.items()]
         )
-        return batch.id
+        return str(created.id)
 
-    try:
-        batch_id = await call_with_retries(_submit, client.retry, label=f"{client.name} batch")
-    except SDK_ERRORS as exc:
-        raise client._translate(exc) from exc
-    if client.ledger is not None:
-        client.ledger.put_batch(
-            batch_id, backend=client.backend, model=client.model, n_requests=len(requests), status="submitted"
-        )
-    return batch_id
+    return str(await _with_retries(client, "submitting a batch", submit))
 
 
-async def collect_batch(
-    client: BaseLLMClient, batch_id: str, requests: Mapping[str, ChatRequest]
-) -> dict[str, BatchResult] | None:
-    """The results by custom id, or None while the provider is still working.
-
-    `requests` must be the ones submitted (rebuilt the same way is fine): they give each answer its
-    cache key. Every request gets a result; those the provider did not answer carry an error.
-    """
+async def batch_done(client: BaseLLMClient, batch_id: str) -> bool:
+    """Whether the provider has finished with the batch (answered, expired, cancelled or failed)."""
     sdk = client._for_loop().sdk
-    try:
+
+    async def status() -> bool:
         if isinstance(client, OpenAIClient):
-            raw = await _collect_openai(client, sdk, batch_id, requests)
-        elif isinstance(client, AnthropicClient):
-            raw = await _collect_anthropic(client, sdk, batch_id, requests)
-        else:
-            raise BatchError(f"{client.name}: no batch API for {client.backend} servers")
-    except SDK_ERRORS as exc:
-        raise client._translate(exc) from exc
-    if raw is None:
-        return None
-    results: dict[str, BatchResult] = {}
-    for cid, request in requests.items():
-        result = raw.get(cid) or BatchResult(custom_id=cid, error="the batch returned no result for this request")
-        key = client.cache_key(request)
-        problem = reply_problem(client.with_model(request), result.response) if result.response else None
-        if problem is not None:
-            result = BatchResult(custom_id=cid, error=problem)
-        if result.response is not None:
-            client.remember(client.with_model(request), key, result.response)
-            client.log_call(key, status="ok", attempt=1, response=result.response)
-        else:
-            client.log_call(key, status="error", attempt=1, error=f"batch {batch_id}: {result.error}")
-        results[cid] = result
-    if client.ledger is not None:
-        client.ledger.put_batch(
-            batch_id, backend=client.backend, model=client.model, n_requests=len(requests), status="collected"
-        )
-    return results
+            return (await sdk.batches.retrieve(batch_id)).status not in _OPENAI_RUNNING
+        return (await sdk.messages.batches.retrieve(batch_id)).processing_status == "ended"
+
+    return bool(await _with_retries(client, f"polling batch {batch_id}", status))
 
 
-async def wait_for_batch(
-    client: BaseLLMClient,
-    batch_id: str,
-    requests: Mapping[str, ChatRequest],
-    *,
-    poll_s: float = 60.0,
-    timeout_s: float | None = None,
-) -> dict[str, BatchResult] | None:
-    """Poll `collect_batch` every `poll_s` until done; None if `timeout_s` passes first."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout_s is None else loop.time() + timeout_s
-    while True:
-        results = await collect_batch(client, batch_id, requests)
-        if results is not None:
-            return results
-        if deadline is not None and loop.time() + poll_s > deadline:
-            return None
-        await asyncio.sleep(poll_s)
+async def batch_outcomes(
+    client: BaseLLMClient, batch_id: str, requests: Mapping[str, ChatRequest]
+) -> list[BatchOutcome]:
+    """What a finished batch gave for each of its `requests`: an answer priced at the batch rate
+    ("ok", or "invalid" when cut off or off-schema, as a live call judges it) or an error ("failed":
+    refused, expired, missing)."""
+    sdk = client._for_loop().sdk
+
+    async def read() -> tuple[Results, str]:
+        if isinstance(client, OpenAIClient):
+            return await _openai_results(sdk, batch_id)
+        return await _anthropic_results(sdk, batch_id), "the batch returned no answer for this request"
+
+    found, missing = await _with_retries(client, f"reading batch {batch_id}", read)
+    outcomes = []
+    for key, request in requests.items():
+        raw, error = found.get(key, (None, missing))
+        response = None
+        if raw is not None:
+            try:
+                response, cost = client.parse_reply(raw, request, batch=True)  # type: ignore[attr-defined]
+                response.cost_usd = cost
+            except (ValueError, LLMCallError) as exc:
+                error = f"unreadable batch answer: {exc}"
+        outcomes.append(_outcome(client, key, request, response, error))
+    return outcomes
 
 
-async def _collect_openai(
-    client: OpenAIClient, sdk: Any, batch_id: str, requests: Mapping[str, ChatRequest]
-) -> dict[str, BatchResult] | None:
+def _outcome(
+    client: BaseLLMClient, key: str, request: ChatRequest, response: ChatResponse | None, error: str | None
+) -> BatchOutcome:
+    sent = request.model_dump(mode="json")
+    if response is None:
+        return BatchOutcome(key=key, status="failed", request=sent, error=client._redact(error or "no answer"))
+    problem = reply_problem(request, response)
+    return BatchOutcome(
+        key=key,
+        status="ok" if problem is None else "invalid",
+        request=sent,
+        response=response.model_dump(mode="json"),
+        error=problem,
+    )
+
+
+async def _openai_results(sdk: Any, batch_id: str) -> tuple[Results, str]:
+    """custom id -> (chat completion body, None) or (None, error), from the output and error files;
+    and why a request missing from both has no answer."""
     batch = await sdk.batches.retrieve(batch_id)
-    if batch.status in _OPENAI_PENDING:
-        return None
-    if batch.status in _OPENAI_FAILED:
-        errors = getattr(batch, "errors", None)
-        raise LLMCallError(f"{client.name}: batch {batch_id} failed: {client._redact(str(errors))}")
-    # completed, expired or cancelled: read whatever answers exist
-    results: dict[str, BatchResult] = {}
+    if batch.status == "failed":  # the whole input was refused: every request failed alike
+        return {}, f"the batch failed: {batch.errors}"
+    found: Results = {}
     for file_id in (batch.output_file_id, batch.error_file_id):
         if not file_id:
             continue
         content = await sdk.files.content(file_id)
         for line in content.text.splitlines():
-            if not line.strip():
-                continue
             try:
                 item = json.loads(line)
-            except ValueError:
-                continue  # an unreadable line: its request ends up with "no result"
-            cid = item.get("custom_id", "") if isinstance(item, dict) else ""
-            if cid not in requests:
-                continue
-            results[cid] = _openai_item(client, cid, item, requests[cid])
-    return results
+                key = item["custom_id"]
+            except (ValueError, KeyError, TypeError):
+                continue  # an unreadable line: its request ends up without an answer
+            response, error = item.get("response") or {}, item.get("error")
+            if error:  # not executed (expired, cancelled): {code, message}
+                found[key] = (
+                    None,
+                    f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else str(error),
+                )
+            elif response.get("status_code") != 200:
+                detail = (response.get("body") or {}).get("error") or response
+                found[key] = (None, f"HTTP {response.get('status_code')}: {detail}")
+            else:
+                found[key] = (response.get("body"), None)
+    return found, f"the batch {batch.status} without an answer for this request"
 
 
-def _openai_item(client: OpenAIClient, cid: str, item: dict, request: ChatRequest) -> BatchResult:
-    response = item.get("response") or {}
-    if item.get("error") or response.get("status_code") != 200:
-        detail = item.get("error") or (response.get("body") or {}).get("error") or response
-        return BatchResult(custom_id=cid, error=client._redact(f"HTTP {response.get('status_code')}: {detail}"))
-    try:
-        parsed, cost = client.parse_reply(response["body"], client.with_model(request), batch=True)
-    except (ValueError, LLMCallError) as exc:
-        return BatchResult(custom_id=cid, error=f"unreadable batch answer: {exc}")
-    parsed.cost_usd = cost
-    return BatchResult(custom_id=cid, response=parsed)
-
-
-async def _collect_anthropic(
-    client: AnthropicClient, sdk: Any, batch_id: str, requests: Mapping[str, ChatRequest]
-) -> dict[str, BatchResult] | None:
-    batch = await sdk.messages.batches.retrieve(batch_id)
-    if batch.processing_status != "ended":
-        return None
-    results: dict[str, BatchResult] = {}
+async def _anthropic_results(sdk: Any, batch_id: str) -> Results:
+    """custom id -> (message, None) or (None, why it has none: errored, canceled, expired)."""
+    found: Results = {}
     async for item in await sdk.messages.batches.results(batch_id):
-        cid = item.custom_id
-        if cid not in requests:
-            continue
         outcome = item.result
-        if outcome.type != "succeeded":
+        if outcome.type == "succeeded":
+            found[item.custom_id] = (outcome.message, None)
+        else:
             detail = getattr(outcome, "error", None)
-            results[cid] = BatchResult(custom_id=cid, error=client._redact(f"{outcome.type}: {detail or ''}".strip()))
-            continue
-        try:
-            parsed, cost = client.parse_reply(outcome.message, client.with_model(requests[cid]), batch=True)
-        except LLMCallError as exc:
-            results[cid] = BatchResult(custom_id=cid, error=str(exc))
-            continue
-        parsed.cost_usd = cost
-        results[cid] = BatchResult(custom_id=cid, response=parsed)
-    return results
+            found[item.custom_id] = (None, f"{outcome.type}: {detail or ''}".strip(" :"))
+    return found

@@ -78,6 +78,8 @@ class Budget:
             self.reserved_usd -= reserved_usd
             self.spent_usd += cost_usd
 
-    def add(self, cost_usd: float) -> None:
-        """Count a cost that had no reservation (collected batch results)."""
-        self.settle(0.0, cost_usd)
+    def hold(self, cost_usd: float) -> None:
+        """Hold `cost_usd` whether it fits or not: a provider batch submitted by an earlier run will be
+        paid for anyway, and later calls must see that."""
+        with self._lock:
+            self.reserved_usd += cost_usd

@@ -225,12 +225,6 @@ class BaseLLMClient:
         if self.ledger is not None:
             self.ledger.cache_delete(self.cache_key(request))
 
-    def remember(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
-        """Count a paid response that had no reservation (a batch result) and cache it."""
-        if self.budget is not None:
-            self.budget.add(response.cost_usd)
-        self._cache_put(request, key, response)
-
     def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
         if self.ledger is not None:
             self.ledger.cache_put(
@@ -241,14 +235,16 @@ class BaseLLMClient:
                 request=request.model_dump(mode="json"),
             )
 
+    def worst_case_usd(self, request: ChatRequest) -> float:
+        """What this request can cost at most at the live price (its prompt counted generously)."""
+        prompt = prompt_token_bound(self.prompt_texts(request))
+        return worst_case_cost(request.model, prompt, self.max_output_tokens(request), self.prices)
+
     async def _reserve(self, request: ChatRequest) -> float:
         """Hold this call's worst-case cost in the budget (raises BudgetExceeded if it cannot fit)."""
         if self.budget is None or not self.budget.limited:
             return 0.0
-        prompt = prompt_token_bound(self.prompt_texts(request))
-        return await self.budget.reserve(
-            worst_case_cost(request.model, prompt, self.max_output_tokens(request), self.prices)
-        )
+        return await self.budget.reserve(self.worst_case_usd(request))
 
     async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
         reserved = await self._reserve(request)
@@ -315,26 +311,41 @@ class BaseLLMClient:
         error: str | None = None,
     ) -> None:
         """Append one attempt to the ledger's call log (no ledger: nothing to do)."""
-        if self.ledger is None:
-            return
+        if self.ledger is not None:
+            self.ledger.log_llm_call(
+                self.call_record(
+                    key, status=status, attempt=attempt, latency=latency, response=response, exc=exc, error=error
+                )
+            )
+
+    def call_record(
+        self,
+        key: str,
+        *,
+        status: CallStatus,
+        attempt: int,
+        latency: float = 0.0,
+        response: ChatResponse | None = None,
+        exc: BaseException | None = None,
+        error: str | None = None,
+    ) -> LLMCall:
+        """One attempt as the call log keeps it, its error redacted."""
         if exc is not None:
             error = f"{type(exc).__name__}: {exc}"
-        self.ledger.log_llm_call(
-            LLMCall(
-                run_id=self.run_id,
-                backend=self.backend,
-                model=self.model,
-                base_url=safe_url(self.base_url),
-                request_hash=key,
-                attempt=attempt,
-                status=status,
-                http_status=status_code_of(exc) if exc else None,
-                prompt_tokens=response.prompt_tokens if response else 0,
-                completion_tokens=response.completion_tokens if response else 0,
-                cost_usd=response.cost_usd if response and status != "cached" else 0.0,
-                latency_s=latency,
-                error=self._redact(error) if error else None,
-            )
+        return LLMCall(
+            run_id=self.run_id,
+            backend=self.backend,
+            model=self.model,
+            base_url=safe_url(self.base_url),
+            request_hash=key,
+            attempt=attempt,
+            status=status,
+            http_status=status_code_of(exc) if exc else None,
+            prompt_tokens=response.prompt_tokens if response else 0,
+            completion_tokens=response.completion_tokens if response else 0,
+            cost_usd=response.cost_usd if response and status != "cached" else 0.0,
+            latency_s=latency,
+            error=self._redact(error) if error else None,
         )
 
     async def aclose(self) -> None:

@@ -1,4 +1,4 @@
-"""What an LLM client needs from persistent storage: a response cache, a call log, a batch list.
+"""What an LLM client needs from persistent storage: a response cache, a call log, its provider batches.
 
 Clients depend on this Protocol only, so the LLM layer knows nothing of catalogs; the catalog's SQLite
 file provides one (autointerp.store.ledger.SQLiteLedger), and a client without a ledger neither caches
@@ -7,6 +7,7 @@ nor logs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
@@ -33,6 +34,23 @@ class LLMCall(BaseModel):
     error: str | None = None
 
 
+class BatchOutcome(BaseModel):
+    """What a collected batch gave for one request."""
+
+    key: str
+    status: Literal["ok", "invalid", "failed"]
+    request: dict[str, Any]  # as sent: stored beside an "ok" answer in the response cache
+    response: dict[str, Any] | None = None  # a ChatResponse ("ok" and "invalid")
+    error: str | None = None
+
+
+class OpenBatch(BaseModel):
+    """A submitted batch not collected yet."""
+
+    batch_id: str
+    reserved_usd: float  # held in the budget until it is collected
+
+
 class LLMLedger(Protocol):
     def cache_get(self, key: str) -> dict[str, Any] | None:
         """The stored response for a request hash, or None."""
@@ -52,6 +70,22 @@ class LLMLedger(Protocol):
         """Append one attempt to the call log."""
         ...
 
-    def put_batch(self, batch_id: str, *, backend: str, model: str, n_requests: int, status: str) -> None:
-        """Remember a provider batch, so a restarted run collects it instead of paying again."""
+    def put_batch(
+        self, batch_id: str, *, backend: str, model: str, requests: Mapping[str, dict[str, Any]], reserved_usd: float
+    ) -> None:
+        """Remember a submitted provider batch and its requests (cache key -> request), so a restarted
+        run collects it instead of paying again."""
+        ...
+
+    def open_batches(self, backend: str, model: str) -> list[OpenBatch]:
+        """This model's batches submitted and not collected yet, oldest first."""
+        ...
+
+    def batch_requests(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """The requests a batch carries (cache key -> request as sent), to read its answers."""
+        ...
+
+    def finish_batch(self, batch_id: str, outcomes: list[BatchOutcome], calls: list[LLMCall]) -> None:
+        """In one transaction: cache the "ok" answers, log `calls`, record each outcome and mark the
+        batch collected, so a kill mid-way leaves it to be collected again, never counted twice."""
         ...

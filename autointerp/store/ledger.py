@@ -1,4 +1,4 @@
-"""The LLM ledger in the catalog's SQLite file: response cache, call log, submitted batches.
+"""The LLM ledger in the catalog's SQLite file: response cache, call log, provider batches and their items.
 
 Implements autointerp.llm.ledger.LLMLedger for the clients, plus the reads the pipeline needs (what a
 run spent). API keys never reach this file: nothing here takes one.
@@ -6,15 +6,16 @@ run spent). API keys never reach this file: nothing here takes one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from autointerp.store.rows import dumps, loads, now
-from autointerp.store.schema import LLM_BATCHES, LLM_CACHE, LLM_CALLS
+from autointerp.store.schema import LLM_BATCH_ITEMS, LLM_BATCHES, LLM_CACHE, LLM_CALLS
 
 if TYPE_CHECKING:  # importing autointerp.llm loads both provider SDKs (~6 s); the store needs neither
-    from autointerp.llm.ledger import LLMCall
+    from autointerp.llm.ledger import BatchOutcome, LLMCall, OpenBatch
 
 
 class SQLiteLedger:
@@ -57,18 +58,46 @@ class SQLiteLedger:
             sql, params = sql + " WHERE run_id = ?", [run_id]
         return float(self.db.execute(sql, params).fetchone()[0])
 
-    def put_batch(self, batch_id: str, *, backend: str, model: str, n_requests: int, status: str) -> None:
-        existing = self.db.execute("SELECT submitted_at FROM llm_batches WHERE batch_id = ?", [batch_id]).fetchone()
+    def put_batch(
+        self, batch_id: str, *, backend: str, model: str, requests: Mapping[str, dict[str, Any]], reserved_usd: float
+    ) -> None:
         stamp = now()
         with self.db.atomic():
             self.db.execute(
                 LLM_BATCHES.insert_sql(),
-                [batch_id, backend, model, n_requests, status, existing[0] if existing else stamp, stamp],
+                [batch_id, backend, model, len(requests), "submitted", stamp, stamp, reserved_usd],
+            )
+            self.db.conn.executemany(
+                LLM_BATCH_ITEMS.insert_sql(),
+                [[batch_id, key, "pending", None, dumps(request)] for key, request in requests.items()],
             )
 
-    def batches(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Submitted batches (those with `status`, or all), oldest first."""
-        sql, params = "SELECT * FROM llm_batches", []
-        if status is not None:
-            sql, params = sql + " WHERE status = ?", [status]
-        return list(self.db.query(sql + " ORDER BY submitted_at", params))
+    def open_batches(self, backend: str, model: str) -> list[OpenBatch]:
+        from autointerp.llm.ledger import OpenBatch  # only batch runs ask, and they have loaded the SDKs
+
+        rows = self.db.execute(
+            "SELECT batch_id, reserved_usd FROM llm_batches WHERE backend = ? AND model = ? AND status = 'submitted' "
+            "ORDER BY rowid",
+            [backend, model],
+        )
+        return [OpenBatch(batch_id=batch_id, reserved_usd=reserved or 0.0) for batch_id, reserved in rows]
+
+    def batch_requests(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT key, request FROM llm_batch_items WHERE batch_id = ?", [batch_id])
+        return {key: loads(request) for key, request in rows if request is not None}
+
+    def finish_batch(self, batch_id: str, outcomes: list[BatchOutcome], calls: list[LLMCall]) -> None:
+        row = self.db.execute("SELECT backend, model FROM llm_batches WHERE batch_id = ?", [batch_id]).fetchone()
+        with self.db.atomic():
+            for outcome in outcomes:
+                if outcome.status == "ok" and outcome.response is not None:
+                    self.cache_put(outcome.key, outcome.response, backend=row[0], model=row[1], request=outcome.request)
+                self.db.execute(
+                    "UPDATE llm_batch_items SET status = ?, error = ?, request = NULL WHERE batch_id = ? AND key = ?",
+                    [outcome.status, outcome.error, batch_id, outcome.key],
+                )
+            for call in calls:
+                self.log_llm_call(call)
+            self.db.execute(
+                "UPDATE llm_batches SET status = 'collected', updated_at = ? WHERE batch_id = ?", [now(), batch_id]
+            )

@@ -187,8 +187,23 @@ LLM_BATCHES = Table(
         "status": TEXT,  # "submitted" until collected, then "collected"
         "submitted_at": TEXT,
         "updated_at": TEXT,
+        "reserved_usd": REAL,  # the worst-case cost held in the budget until the batch is collected
     },
     ("batch_id",),
+)
+# One row per request of a batch, named by its response-cache key (also the batch's custom id).
+LLM_BATCH_ITEMS = Table(
+    "llm_batch_items",
+    {
+        "batch_id": TEXT,
+        "key": TEXT,
+        "status": TEXT,  # "pending", then "ok" (answer in llm_cache), "invalid" (paid, unusable) or "failed"
+        "error": TEXT,
+        "request": TEXT,  # the request as sent, kept while pending (to read its answer)
+    },
+    ("batch_id", "key"),
+    json=frozenset({"request"}),
+    indexes=(("key",),),
 )
 LLM_CACHE = Table(
     "llm_cache",
@@ -222,6 +237,7 @@ TABLES = (
     SCORES,
     LLM_CALLS,
     LLM_BATCHES,
+    LLM_BATCH_ITEMS,
     LLM_CACHE,
     LEASES,
 )

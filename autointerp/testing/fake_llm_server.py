@@ -64,6 +64,7 @@ class RecordedRequest:
 
 
 Responder = Callable[[dict[str, Any], Api], "str | FakeReply"]
+BatchFate = Literal["succeeded", "errored", "expired"]
 
 
 def echo_responder(request: dict[str, Any], api: Api) -> str:
@@ -136,7 +137,10 @@ class FakeLLMServer:
         self.keep_alive = keep_alive
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
-        self.batch_fail_ids: set[str] = set()  # batch requests with these custom ids get an error result
+        # Batches: what becomes of each request (custom id, request body) -> fate; None: all succeed
+        self.batch_fate: Callable[[str, dict[str, Any]], BatchFate] | None = None
+        self.batch_polls_until_done = 1  # status checks that say "in progress" before a batch is done
+        self.batch_submissions: list[list[str]] = []  # the custom ids of each batch created, in order
         self._files: dict[str, str] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self.max_in_flight = 0  # the most requests handled at once: checks client concurrency limits
@@ -275,13 +279,13 @@ class FakeLLMServer:
     # ---- batch APIs (OpenAI files + batches, Anthropic message batches) ------------------------
 
     def _handle_batch_api(self, handler: BaseHTTPRequestHandler, method: str, path: str, body: dict) -> None:
-        """Batches are answered at creation; the first status check says "in progress", the next
-        says done, so clients must poll. Custom ids in `batch_fail_ids` get an error result."""
+        """Batches are answered at creation but say "in progress" to the first `batch_polls_until_done`
+        status checks, so clients must poll. `batch_fate` picks requests that error or expire; a batch
+        with an expired request ends "expired" (OpenAI) with the rest answered, as providers do."""
         parts = path.strip("/").split("/")  # ["v1", "files"], ["v1", "messages", "batches", id], ...
         with self._lock:
             if method == "POST" and parts == ["v1", "files"]:
-                file_id = f"file-{len(self._files)}"
-                self._files[file_id] = body.get("file", "")
+                file_id = self._new_file(body.get("file", ""))
                 return self._send_json(
                     handler,
                     200,
@@ -298,71 +302,90 @@ class FakeLLMServer:
             if method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
                 return self._send_raw(handler, 200, self._files.get(parts[2], "").encode())
             if method == "POST" and parts == ["v1", "batches"]:
-                batch_id = f"batch_{len(self._batches)}"
                 lines = [json.loads(x) for x in self._files.get(body.get("input_file_id", ""), "").splitlines() if x]
-                output = []
-                for line in lines:
-                    if line["custom_id"] in self.batch_fail_ids:
-                        response = {"status_code": 400, "request_id": "r", "body": {"error": {"message": "bad"}}}
-                    else:
-                        response = {
-                            "status_code": 200,
-                            "request_id": "r",
-                            "body": self._reply_body("openai", line["body"]),
-                        }
-                    output.append(
-                        json.dumps({"id": "x", "custom_id": line["custom_id"], "response": response, "error": None})
-                    )
-                out_id = f"file-{len(self._files)}"
-                self._files[out_id] = "\n".join(output) + "\n"
-                self._batches[batch_id] = {
-                    "id": batch_id,
-                    "object": "batch",
-                    "endpoint": body.get("endpoint"),
-                    "input_file_id": body.get("input_file_id"),
-                    "completion_window": "24h",
-                    "created_at": 0,
-                    "output_file_id": out_id,
-                    "error_file_id": None,
-                    "polls": 0,
-                }
-                return self._send_json(handler, 200, self._openai_batch_view(batch_id))
+                return self._send_json(handler, 200, self._create_openai_batch(body, lines))
             if method == "GET" and len(parts) == 3 and parts[1] == "batches":
                 return self._send_json(handler, 200, self._openai_batch_view(parts[2], poll=True))
             if method == "POST" and parts == ["v1", "messages", "batches"]:
-                batch_id = f"msgbatch_{len(self._batches)}"
-                results = []
-                for item in body.get("requests", []):
-                    if item["custom_id"] in self.batch_fail_ids:
-                        result = {
-                            "type": "errored",
-                            "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}},
-                        }
-                    else:
-                        result = {"type": "succeeded", "message": self._reply_body("anthropic", item["params"])}
-                    results.append(json.dumps({"custom_id": item["custom_id"], "result": result}))
-                self._batches[batch_id] = {"results": "\n".join(results) + "\n", "polls": 0}
-                return self._send_json(handler, 200, self._anthropic_batch_view(batch_id))
+                return self._send_json(handler, 200, self._create_anthropic_batch(body.get("requests", [])))
             if method == "GET" and len(parts) == 5 and parts[-1] == "results":
                 return self._send_raw(handler, 200, self._batches[parts[3]]["results"].encode())
             if method == "GET" and len(parts) == 4 and parts[2] == "batches":
                 return self._send_json(handler, 200, self._anthropic_batch_view(parts[3], poll=True))
         self._send_json(handler, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
 
+    def _new_file(self, text: str) -> str:
+        file_id = f"file-{len(self._files)}"
+        self._files[file_id] = text
+        return file_id
+
+    def _fate(self, custom_id: str, body: dict[str, Any]) -> BatchFate:
+        return self.batch_fate(custom_id, body) if self.batch_fate is not None else "succeeded"
+
+    def _create_openai_batch(self, body: dict[str, Any], lines: list[dict[str, Any]]) -> dict:
+        batch_id = f"batch_{len(self._batches)}"
+        self.batch_submissions.append([line["custom_id"] for line in lines])
+        output, errors = [], []
+        for line in lines:
+            fate = self._fate(line["custom_id"], line["body"])
+            if fate == "expired":
+                error = {"code": "batch_expired", "message": "not executed before the completion window expired"}
+                errors.append(json.dumps({"id": "x", "custom_id": line["custom_id"], "response": None, "error": error}))
+                continue
+            if fate == "errored":
+                response = {"status_code": 400, "request_id": "r", "body": {"error": {"message": "bad"}}}
+            else:
+                response = {"status_code": 200, "request_id": "r", "body": self._reply_body("openai", line["body"])}
+            output.append(json.dumps({"id": "x", "custom_id": line["custom_id"], "response": response, "error": None}))
+        self._batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "input_file_id": body.get("input_file_id"),
+            "completion_window": "24h",
+            "created_at": 0,
+            "output_file_id": self._new_file("\n".join(output) + "\n"),
+            "error_file_id": self._new_file("\n".join(errors) + "\n") if errors else None,
+            "final_status": "expired" if errors else "completed",
+            "polls": 0,
+        }
+        return self._openai_batch_view(batch_id)
+
+    def _create_anthropic_batch(self, requests: list[dict[str, Any]]) -> dict:
+        batch_id = f"msgbatch_{len(self._batches)}"
+        self.batch_submissions.append([item["custom_id"] for item in requests])
+        results = []
+        for item in requests:
+            fate = self._fate(item["custom_id"], item["params"])
+            if fate == "expired":
+                result: dict[str, Any] = {"type": "expired"}
+            elif fate == "errored":
+                error = {"type": "invalid_request_error", "message": "bad"}
+                result = {"type": "errored", "error": {"type": "error", "error": error}}
+            else:
+                result = {"type": "succeeded", "message": self._reply_body("anthropic", item["params"])}
+            results.append(json.dumps({"custom_id": item["custom_id"], "result": result}))
+        self._batches[batch_id] = {"results": "\n".join(results) + "\n", "polls": 0}
+        return self._anthropic_batch_view(batch_id)
+
+    def _done(self, batch: dict[str, Any], poll: bool) -> bool:
+        """Count a status check; the batch is done once `batch_polls_until_done` checks saw it running."""
+        done = poll and batch["polls"] >= self.batch_polls_until_done
+        batch["polls"] += poll and not done
+        return done
+
     def _openai_batch_view(self, batch_id: str, poll: bool = False) -> dict:
         batch = self._batches[batch_id]
-        done = poll and batch["polls"] >= 1
-        batch["polls"] += poll
-        view = {k: v for k, v in batch.items() if k != "polls"}
-        view["status"] = "completed" if done else "in_progress"
+        done = self._done(batch, poll)
+        view = {k: v for k, v in batch.items() if k not in ("polls", "final_status")}
+        view["status"] = batch["final_status"] if done else "in_progress"
         if not done:
-            view["output_file_id"] = None
+            view["output_file_id"] = view["error_file_id"] = None
         return view
 
     def _anthropic_batch_view(self, batch_id: str, poll: bool = False) -> dict:
         batch = self._batches[batch_id]
-        done = poll and batch["polls"] >= 1
-        batch["polls"] += poll
+        done = self._done(batch, poll)
         return {
             "id": batch_id,
             "type": "message_batch",
