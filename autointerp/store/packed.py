@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import cast, get_args
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from autointerp.records import ActivationExample, ExampleScore, ExampleSplit, Sampling
 
@@ -162,15 +163,26 @@ def unpack_details(blob: bytes) -> list[ExampleScore]:
         stored = _split(floats(flat), np.where(lengths == _NONE, 1, lengths))
         return [v[0] if n == _NONE else v for v, n in zip(stored, lengths.tolist())]
 
-    return [
-        ExampleScore.model_construct(
-            window_id=window_id, sampling=SAMPLINGS[sampling], predicted=p, actual=a, correct=None if c < 0 else bool(c)
-        )
-        for window_id, sampling, c, p, a in zip(
-            window_ids.tolist(),
-            samplings.tolist(),
-            correct.tolist(),
-            values(predicted, predicted_lengths),
-            values(actual, actual_lengths),
-        )
-    ]
+    rows = zip(
+        window_ids.tolist(),
+        samplings.tolist(),
+        correct.tolist(),
+        values(predicted, predicted_lengths),
+        values(actual, actual_lengths),
+    )
+    # validated from plain dicts in one call: faster than constructing each record in Python
+    return _DETAILS.validate_python(
+        [
+            {
+                "window_id": w,
+                "sampling": SAMPLINGS[s],
+                "predicted": p,
+                "actual": a,
+                "correct": None if c < 0 else bool(c),
+            }
+            for w, s, c, p, a in rows
+        ]
+    )
+
+
+_DETAILS = TypeAdapter(list[ExampleScore])

@@ -10,6 +10,7 @@ additive bumps SCHEMA_VERSION and adds a step to _MIGRATIONS.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -315,6 +316,8 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
                     db.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column}" {sql_type}')
             for sql in table.index_sql():
                 db.execute(sql)
+        if found < SCHEMA_VERSION:  # packing a large file's examples takes minutes: say why it waits
+            print(f"upgrading {label} from catalog schema {found} to {SCHEMA_VERSION}", file=sys.stderr)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
         if row is None or found != SCHEMA_VERSION:  # an up-to-date file is opened without a write
