@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = {"units": 'kind, "index"', "examples": 'kind, "index", position', "windows": "window_id"}
+TABLES = {"units": 'kind, "index"', "examples": 'kind, "index"', "windows": "window_id"}
 
 
 def harvest(db: Path) -> subprocess.Popen:

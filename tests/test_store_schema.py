@@ -25,14 +25,13 @@ SCHEMA = {
     "sources": "name TEXT pk1, config TEXT, created_at TEXT",
     "units": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, tokens_seen INTEGER, active_count INTEGER, "
     "density REAL, max_activation REAL, stats TEXT, promoted_tokens TEXT, suppressed_tokens TEXT, top_neurons TEXT",
-    "examples": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, split TEXT pk4, sampling TEXT pk5, "
-    "window_id INTEGER pk6, position INTEGER, quantile INTEGER, max_activation REAL, start INTEGER, activations TEXT",
+    "examples": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, count INTEGER, packed BLOB",
     "windows": "source TEXT pk1, window_id INTEGER pk2, tokens TEXT",
     "explanations": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, text TEXT, explainer TEXT, model TEXT, "
     "prompt_version TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, raw_response TEXT, "
     "settings_hash TEXT pk4, failed INTEGER, error TEXT, meta TEXT, created_at TEXT",
     "scores": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, explanation_settings_hash TEXT pk5, "
-    "scorer TEXT pk4, simulator TEXT, value REAL, failed INTEGER, error TEXT, parts TEXT, details TEXT, "
+    "scorer TEXT pk4, simulator TEXT, value REAL, failed INTEGER, error TEXT, parts TEXT, details BLOB, "
     "prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, settings_hash TEXT pk6, created_at TEXT",
     "llm_calls": "id INTEGER pk1, time TEXT, run_id TEXT, backend TEXT, model TEXT, base_url TEXT, "
     "request_hash TEXT, attempt INTEGER, status TEXT, http_status INTEGER, prompt_tokens INTEGER, "
@@ -49,7 +48,6 @@ VIRTUAL = {
     "content_rowid='rowid', tokenize='porter unicode61')"
 }
 INDEXES = {
-    "idx_examples_source_kind_index_position": "examples(source, kind, index, position)",
     "idx_llm_calls_run_id": "llm_calls(run_id)",
     "idx_llm_batch_items_key": "llm_batch_items(key)",
 }

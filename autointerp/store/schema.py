@@ -2,23 +2,30 @@
 
 One SQLite file holds the catalog (sources, units, windows, examples, explanations, scores, runs) and
 the LLM ledger (response cache, call log, batches). Plain tables with JSON in TEXT columns, so the file
-opens in Datasette as it is. tests/test_store_schema.py pins every column; a change here that is not
+opens in Datasette as it is, except the bulk numbers (examples' activations, score details), which are
+packed arrays in BLOB columns (autointerp/store/packed.py). tests/test_store_schema.py pins every column; a change here that is not
 additive bumps SCHEMA_VERSION and adds a step to _MIGRATIONS.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 
 import sqlite_utils
+from orjson import loads
 
 from autointerp.errors import UserError
+from autointerp.records import ActivationExample, ExampleScore
+from autointerp.store import packed
 
 # 2: example tokens moved to the windows table.
 # 3: runs get generated ids and the command that started them; llm_batches loses its unused note.
-SCHEMA_VERSION = 3
+# 4: examples packed one row per unit, score details packed (66 -> ~10 KB per unit in the demo).
+SCHEMA_VERSION = 4
 OLDEST_READABLE = 2  # a schema-1 file stores example tokens per example, which this code cannot read
 # SQLite's header field naming the program that owns a file: "AIcT" as a 32-bit big-endian integer.
 APPLICATION_ID = 0x41496354
@@ -36,6 +43,7 @@ class Table:
     columns: dict[str, str]  # column -> SQL type, in creation order
     pk: tuple[str, ...]
     json: frozenset[str] = frozenset()  # columns holding JSON text
+    packed: frozenset[str] = frozenset()  # columns holding packed arrays (autointerp/store/packed.py)
     indexes: tuple[tuple[str, ...], ...] = ()
 
     def create_sql(self) -> str:
@@ -59,7 +67,7 @@ def _quoted(columns: tuple[str, ...]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-TEXT, INTEGER, REAL = "TEXT", "INTEGER", "REAL"
+TEXT, INTEGER, REAL, BLOB = "TEXT", "INTEGER", "REAL", "BLOB"
 UNIT_KEY = {"source": TEXT, "kind": TEXT, "index": INTEGER}
 
 META = Table("meta", {"key": TEXT, "value": TEXT}, ("key",))
@@ -86,22 +94,12 @@ UNITS = Table(
     ("source", "kind", "index"),
     json=frozenset({"stats", "promoted_tokens", "suppressed_tokens", "top_neurons"}),
 )
+# One row per unit: its examples' windows, starts, splits, samplings, quantiles and activations packed
+# into one compressed blob (autointerp/store/packed.py), in the order the harvest listed them.
 EXAMPLES = Table(
     "examples",
-    {
-        **UNIT_KEY,
-        "split": TEXT,  # "explain" or "score"
-        "sampling": TEXT,  # "top", "quantile", "random", "silent", "hard_negative"
-        "window_id": INTEGER,
-        "position": INTEGER,  # order within the unit's example list, kept on round trip
-        "quantile": INTEGER,
-        "max_activation": REAL,
-        "start": INTEGER,  # the example's tokens are windows.tokens[start : start + len(activations)]
-        "activations": TEXT,
-    },
-    ("source", "kind", "index", "split", "sampling", "window_id"),
-    json=frozenset({"activations"}),
-    indexes=(("source", "kind", "index", "position"),),
+    {**UNIT_KEY, "count": INTEGER, "packed": BLOB},
+    ("source", "kind", "index"),
 )
 # Token text is stored once per window, not once per example: every unit's examples come from the same
 # few thousand windows, so this is most of the file otherwise. Positions no example has covered are null.
@@ -145,7 +143,7 @@ SCORES = Table(
         "failed": INTEGER,
         "error": TEXT,
         "parts": TEXT,
-        "details": TEXT,
+        "details": BLOB,  # packed (autointerp/store/packed.py)
         "prompt_tokens": INTEGER,
         "completion_tokens": INTEGER,
         "cost_usd": REAL,
@@ -153,7 +151,8 @@ SCORES = Table(
         "created_at": TEXT,
     },
     ("source", "kind", "index", "scorer", "explanation_settings_hash", "settings_hash"),
-    json=frozenset({"parts", "details"}),
+    json=frozenset({"parts"}),
+    packed=frozenset({"details"}),
 )
 LLM_CALLS = Table(
     "llm_calls",
@@ -250,8 +249,45 @@ def _v2_to_v3(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE llm_batches DROP COLUMN note")
 
 
+def _v3_to_v4(db: sqlite_utils.Database) -> None:
+    # Examples were one row per example with JSON activations; score details were JSON text.
+    db.execute('ALTER TABLE examples RENAME TO "examples_v3"')
+    db.execute(EXAMPLES.create_sql())
+    rows = db.execute(
+        'SELECT source, kind, "index", window_id, start, split, sampling, quantile, activations '
+        'FROM examples_v3 ORDER BY source, kind, "index", position'
+    )
+    insert = EXAMPLES.insert_sql()
+    for key, group in groupby(rows, key=lambda row: row[:3]):
+        examples = [
+            ActivationExample.model_construct(
+                window_id=window_id,
+                start=start,
+                tokens=[],
+                activations=loads(activations),
+                split=split,
+                sampling=sampling,
+                quantile=quantile,
+            )
+            for *_, window_id, start, split, sampling, quantile, activations in group
+        ]
+        db.conn.execute(insert, [*key, len(examples), packed.pack_examples(examples)])
+    db.execute("DROP TABLE examples_v3")
+    db.execute('ALTER TABLE scores RENAME TO "scores_v3"')
+    db.execute(SCORES.create_sql())
+    columns = ", ".join(f'"{c}"' for c in SCORES.columns)
+    at = list(SCORES.columns).index("details")
+    insert = SCORES.insert_sql()
+    for row in db.execute(f"SELECT {columns} FROM scores_v3"):
+        details = [ExampleScore.model_construct(**d) for d in loads(row[at] or "[]")]
+        db.conn.execute(insert, [*row[:at], packed.pack_details(details), *row[at + 1 :]])
+    db.execute("DROP TABLE scores_v3")
+
+
 # version N -> the step that turns an N file into an N + 1 file (after missing columns are added)
-_MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {2: _v2_to_v3}
+_MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {2: _v2_to_v3, 3: _v3_to_v4}
+# A file upgraded from before this version is vacuumed once, to give back what packing freed.
+_VACUUM_BELOW = 4
 
 
 def check_ours(db: sqlite_utils.Database, label: str) -> None:
@@ -304,9 +340,13 @@ def prepare(db: sqlite_utils.Database, label: str) -> None:
             for sql in table.index_sql():
                 db.execute(sql)
         db.execute(EXPLANATIONS_FTS)
+        if found < SCHEMA_VERSION:  # packing a large file's examples takes minutes: say why it waits
+            print(f"upgrading {label} from catalog schema {found} to {SCHEMA_VERSION}", file=sys.stderr)
         for version in range(found, SCHEMA_VERSION):
             _MIGRATIONS[version](db)
         if row is None or found != SCHEMA_VERSION:  # an up-to-date file is opened without a write
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    if found < _VACUUM_BELOW:
+        db.execute("VACUUM")

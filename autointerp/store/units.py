@@ -1,15 +1,17 @@
-"""Harvested units in three tables: units (stats, logit-lens tokens), examples (activations, where each
-example sits in its window) and windows (token text once per window, shared by every unit's examples).
+"""Harvested units in three tables: units (stats, logit-lens tokens), examples (one packed row per unit:
+activations, where each example sits in its window) and windows (token text once per window, shared
+by every unit's examples).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import sqlite_utils
 
-from autointerp.records import ActivationExample, NeuronWeight, TokenWeight, UnitHarvest, UnitKind, UnitStats
+from autointerp.records import NeuronWeight, TokenWeight, UnitHarvest, UnitKind, UnitStats
+from autointerp.store import packed
 from autointerp.store.rows import dumps, loads
 from autointerp.store.schema import EXAMPLES, UNITS, WINDOWS
 
@@ -18,15 +20,10 @@ from autointerp.store.schema import EXAMPLES, UNITS, WINDOWS
 WindowCache = dict[tuple[str, int], list[str | None]]
 
 
-def _activations_json(values: list[float]) -> str:
-    """Activations as compact JSON: exact zeros (most of a sparse feature's) written as `0`."""
-    return dumps([0 if v == 0 else v for v in values])
-
-
 def write_units(db: sqlite_utils.Database, source: str, harvests: Iterable[UnitHarvest], cache: WindowCache) -> int:
     """Write (or replace) units with their examples in one transaction; returns how many.
 
-    A replaced unit loses its old examples, so a re-harvest never mixes windows of two harvests.
+    A replaced unit's examples are replaced whole, so a re-harvest never mixes windows of two harvests.
     Rows go to SQLite every `WRITE_CHUNK` units, so memory holds a chunk's rows, not a harvest's.
     """
     window_tokens: dict[int, dict[int, str]] = {}
@@ -72,29 +69,12 @@ def _write_chunk(
                 dumps([n.model_dump() for n in h.top_neurons]),
             )
         )
-        for position, e in enumerate(h.examples):
+        for e in h.examples:
             known = window_tokens.setdefault(e.window_id, {})
             for offset, token in enumerate(e.tokens):
                 known[e.start + offset] = token
-            example_rows.append(
-                (
-                    source,
-                    h.kind,
-                    h.index,
-                    e.split,
-                    e.sampling,
-                    e.window_id,
-                    position,
-                    e.quantile,
-                    max(e.activations) if e.activations else 0.0,
-                    e.start,
-                    _activations_json(e.activations),
-                )
-            )
+        example_rows.append((source, h.kind, h.index, len(h.examples), packed.pack_examples(h.examples)))
     conn = db.conn
-    conn.executemany(
-        'DELETE FROM examples WHERE source = ? AND kind = ? AND "index" = ?', [row[:3] for row in unit_rows]
-    )
     conn.executemany(UNITS.insert_sql(), unit_rows)
     conn.executemany(EXAMPLES.insert_sql(), example_rows)
     return len(unit_rows)
@@ -132,35 +112,14 @@ def read_unit(
     if row is None:
         return None
     stats, promoted, suppressed, neurons = row
-    rows = (
-        []
-        if not examples
-        else db.execute(
-            "SELECT e.window_id, e.start, w.tokens, e.activations, e.split, e.sampling, e.quantile "
-            "FROM examples e JOIN windows w ON w.source = e.source AND w.window_id = e.window_id "
-            'WHERE e.source = ? AND e.kind = ? AND e."index" = ? ORDER BY e.position',
-            [source, kind, index],
-        ).fetchall()
+    blob = (
+        db.execute(
+            'SELECT packed FROM examples WHERE source = ? AND kind = ? AND "index" = ?', [source, kind, index]
+        ).fetchone()
+        if examples
+        else None
     )
-    read = []
-    for window_id, start, tokens, activations, split, sampling, quantile in rows:
-        window = cache.get((source, window_id))
-        if window is None:
-            window = cache[(source, window_id)] = loads(tokens)
-        acts = loads(activations)
-        # model_construct: these rows were validated on the way in; re-validating ~100 examples per
-        # unit would cost more than reading them. An example's own span of its window is never null.
-        read.append(
-            ActivationExample.model_construct(
-                window_id=window_id,
-                start=start,
-                tokens=cast("list[str]", window[start : start + len(acts)]),
-                activations=acts,
-                split=split,
-                sampling=sampling,
-                quantile=quantile,
-            )
-        )
+    read = [] if blob is None else packed.unpack_examples(blob[0], lambda ids: _windows(db, source, ids, cache))
     return UnitHarvest(
         kind=kind,
         index=index,
@@ -170,3 +129,16 @@ def read_unit(
         suppressed_tokens=[TokenWeight(**t) for t in loads(suppressed)],
         top_neurons=[NeuronWeight(**n) for n in loads(neurons)],
     )
+
+
+def _windows(
+    db: sqlite_utils.Database, source: str, window_ids: list[int], cache: WindowCache
+) -> dict[int, list[str | None]]:
+    """The tokens of these windows, read from the cache or, for those not in it yet, from the table."""
+    missing = sorted({w for w in window_ids if (source, w) not in cache})
+    for at in range(0, len(missing), 500):  # under SQLite's limit on bound parameters
+        part = missing[at : at + 500]
+        sql = f"SELECT window_id, tokens FROM windows WHERE source = ? AND window_id IN ({', '.join('?' * len(part))})"
+        for window_id, tokens in db.execute(sql, [source, *part]):
+            cache[(source, window_id)] = loads(tokens)
+    return {w: cache[(source, w)] for w in window_ids}
