@@ -3,9 +3,9 @@
 Sized for 2 CPU cores: a 4096-feature TopK SAE (the paper's A/1 size) trained on 1.5M tokens,
 a harvest of 400k held-out tokens, every neuron and feature explained and scored by the
 offline explainer and simulator, and the four controls of `autointerp.controls` on 256 units per
-kind each, harvested from 100k held-out tokens. The random-model control's SAE sees 500k tokens, a
-third of the main SAE's, to keep the demo near 10 minutes: `evals.validity --random-model` and
-`autointerp run` train it on as many tokens as the main SAE.
+kind each, harvested from 100k held-out tokens. The random-model control's SAE is trained on as many
+tokens as the main SAE: trained on a third of them its features scored 0.75 where the trained
+model's scored 0.84, and at equal tokens 0.89, so a shorter training would flip the control's finding.
 """
 
 from __future__ import annotations
@@ -30,6 +30,5 @@ def demo_config(out: str, controls: list[ControlName] | None = None) -> RunConfi
             run=list(CONTROL_NAMES) if controls is None else controls,
             n_units=256,
             harvest_tokens=100_000,
-            random_model_sae_tokens=500_000,
         ),
     )
