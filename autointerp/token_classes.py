@@ -395,20 +395,6 @@ class Places:
 
 
 @dataclass(frozen=True)
-class TokenView:
-    """One excerpt, for a reader asking about single classes."""
-
-    tokens: tuple[str, ...]
-
-    def mask(self, name: str) -> np.ndarray:
-        """Which tokens are in the named class (see `CLASSES`)."""
-        token_class = CLASSES[name]
-        if token_class.token_test is not None:
-            return np.fromiter(map(token_class.token_test, self.tokens), bool, len(self.tokens))
-        return place_masks(self.tokens)[PLACE_CLASS_NAMES.index(name)]
-
-
-@dataclass(frozen=True)
 class TokenClass:
     """A class of token positions: what the explainer calls it, and the test. A class of tokens
     tests a token's text alone, so a caller can test each distinct token once; a class of places
@@ -513,11 +499,6 @@ CLASSES: dict[str, TokenClass] = {
 }
 
 
-def view_of(tokens: tuple[str, ...]) -> TokenView:
-    """One excerpt, to ask about single classes (its places are read once, see `place_masks`)."""
-    return TokenView(tokens)
-
-
 TOKEN_CLASS_NAMES = tuple(name for name, c in CLASSES.items() if not c.positional)
 PLACE_CLASS_NAMES = tuple(name for name, c in CLASSES.items() if c.positional)
 
@@ -549,11 +530,6 @@ def place_masks_of(excerpts: list[tuple[str, ...]]) -> list[np.ndarray]:
     while len(_PLACES_READ) > _PLACES_KEPT:
         _PLACES_READ.popitem(last=False)
     return found
-
-
-def place_masks(tokens: tuple[str, ...]) -> np.ndarray:
-    """Every place class over one excerpt, `PLACE_CLASS_NAMES` x tokens."""
-    return place_masks_of([tokens])[0]
 
 
 def class_masks(excerpts: list[tuple[str, ...]], vocab: list[str], token_ids: np.ndarray) -> np.ndarray:

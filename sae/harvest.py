@@ -419,16 +419,11 @@ def _stats(h: KindHarvester, unit: int) -> UnitStats:
     )
 
 
-def example_slice(acts: torch.Tensor, sampling: str, length: int | None, focus: int | None = None) -> slice:
-    """Which part of a window an example keeps: around the peak (most of the room before it, as
-    the model reads left to right) for top and quantile examples, around `focus` (the trigger token)
-    for hard negatives; the end of the window, where each token has the most context, for random and
-    silent ones."""
-    return _window_part(acts.shape[0], int(acts.argmax()), sampling, length, focus)
-
-
-def _window_part(n: int, peak: int, sampling: str, length: int | None, focus: int | None) -> slice:
-    """`example_slice` for a window of n tokens whose largest activation is at `peak`."""
+def window_part(n: int, peak: int, sampling: str, length: int | None, focus: int | None) -> slice:
+    """Which part of a window of n tokens an example keeps: around the `peak` (most of the room
+    before it, as the model reads left to right) for top and quantile examples, around `focus` (the
+    trigger token) for hard negatives; the end of the window, where each token has the most context,
+    for random and silent ones."""
     if length is None or length >= n:
         return slice(0, n)
     if sampling in ("top", "quantile"):
@@ -480,7 +475,7 @@ def _examples(
     for row, pos in enumerate(kept):
         token_ids = token_rows[row]
         focus = next((i for i, t in enumerate(token_ids) if t in triggers), None) if triggers else None
-        part = _window_part(n, peaks[row], sampling, length, focus)
+        part = window_part(n, peaks[row], sampling, length, focus)
         # model_construct: every field is built here from the state's own types; validating
         # ~700k examples of a demo harvest would cost more than building them
         out.append(

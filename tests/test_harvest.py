@@ -19,7 +19,6 @@ from sae.harvest import (
     content_in_score_split,
     corpus_part,
     default_units,
-    example_slice,
     harvest,
     harvest_units,
     hook_neurons,
@@ -27,6 +26,7 @@ from sae.harvest import (
     sae_features,
     unit_records,
     window_in_score_split,
+    window_part,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
@@ -244,10 +244,9 @@ def test_examples_are_cut_around_the_peak(harvested, subject: SubjectModel, sae)
             assert ex.max_activation == window.max_activation, "the peak is inside the kept part"
         else:
             assert ex.start == 64 - 16
-    acts = torch.tensor([0.0] * 10 + [5.0] + [0.0] * 53)
-    part = example_slice(acts, "top", 16)
+    part = window_part(64, 10, "top", 16, None)
     assert part.stop - part.start == 16 and part.start <= 10 < part.stop
-    assert example_slice(acts, "random", None) == slice(0, 64)
+    assert window_part(64, 10, "random", None, None) == slice(0, 64)
 
 
 # --- merging shards, and a state of fixed size ------------------------------------------------------
