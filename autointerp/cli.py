@@ -483,6 +483,34 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"{name:>12}: {path}")
 
 
+def cmd_runs(args: argparse.Namespace) -> None:
+    """What each run did and spent, from the catalog's run history and LLM call log: the answer to
+    "where did the money go" after a paid labeling run, and to which calls failed and why."""
+    store = _open_catalog(args.db)
+    if args.calls is not None:
+        if args.calls not in {run["run_id"] for run in store.runs()}:
+            raise UserError(f"no run {args.calls!r} in {args.db}; `autointerp runs {args.db}` lists them")
+        rows = store.ledger.llm_calls(args.calls)
+        columns = ("time", "backend", "model", "status", "attempt", "http_status", "prompt_tokens",
+                   "completion_tokens", "cost_usd", "error")  # fmt: skip
+    else:
+        calls = {}
+        for call in store.ledger.llm_calls():
+            count, cost = calls.get(call["run_id"], (0, 0.0))
+            calls[call["run_id"]] = (count + 1, cost + (call["cost_usd"] or 0.0))
+        rows = [
+            {**{k: run[k] for k in ("run_id", "command", "status", "started_at")},
+             "llm_calls": calls.get(run["run_id"], (0, 0.0))[0],
+             "cost_usd": round(calls.get(run["run_id"], (0, 0.0))[1], 6)}
+            for run in store.runs()
+        ]  # fmt: skip
+        columns = ("run_id", "command", "status", "started_at", "llm_calls", "cost_usd")
+    for row in rows:
+        print(json.dumps({c: row[c] for c in columns}) if args.json else "  ".join(str(row[c]) for c in columns))
+    if not args.json:
+        print(f"{len(rows)} {'calls' if args.calls is not None else 'runs'}", file=sys.stderr)
+
+
 def _add_label_options(p: argparse.ArgumentParser, explainer: bool, simulator: bool) -> None:
     p.add_argument("--db", required=True, help="the catalog database (catalog.db)")
     p.add_argument("--source", default=None, help="which source in the database (needed if several)")
@@ -585,6 +613,12 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--explainer", default=None)
     export.add_argument("--out", default=None, help="output folder (default: next to the db)")
     export.set_defaults(func=cmd_export)
+
+    runs = sub.add_parser("runs", help="the runs recorded in a catalog, with their LLM calls and spend")
+    runs.add_argument("db", help="the catalog database")
+    runs.add_argument("--calls", default=None, metavar="RUN_ID", help="print that run's LLM call log instead")
+    runs.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    runs.set_defaults(func=cmd_runs)
 
 
 # --- entry point ---------------------------------------------------------------------------------
