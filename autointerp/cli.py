@@ -491,10 +491,10 @@ def cmd_runs(args: argparse.Namespace) -> None:
         if args.calls not in {run["run_id"] for run in store.runs()}:
             raise UserError(f"no run {args.calls!r} in {args.db}; `autointerp runs {args.db}` lists them")
         rows = store.ledger.llm_calls(args.calls)
-        columns = ("time", "backend", "model", "status", "attempt", "http_status", "prompt_tokens",
+        columns: tuple[str, ...] = ("time", "backend", "model", "status", "attempt", "http_status", "prompt_tokens",
                    "completion_tokens", "cost_usd", "error")  # fmt: skip
     else:
-        calls = {}
+        calls: dict[str | None, tuple[int, float]] = {}
         for call in store.ledger.llm_calls():
             count, cost = calls.get(call["run_id"], (0, 0.0))
             calls[call["run_id"]] = (count + 1, cost + (call["cost_usd"] or 0.0))
