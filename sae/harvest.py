@@ -29,7 +29,7 @@ from sae.corpus import Split, open_corpus, select_split
 from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_shards import merge_into_first, share_first_pass
-from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, SplitSlots, WindowSlots
+from sae.harvest_state import HIST_EDGES_LOG10, Fetch, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -158,11 +158,12 @@ class KindHarvester:
     ) -> None:
         """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
         n_windows, _, units = acts.shape
-        self.state.stats.update(acts.reshape(-1, units))
-        window_max = acts.amax(dim=1).t()  # [U, W]
+        by_unit = _by_unit(acts)
+        window_max = by_unit.amax(dim=2)  # [U, W]
+        self.state.stats.update(acts.reshape(-1, units), by_unit, window_max)
         fires = window_max > 0
         ids = window_ids[None, :].expand(units, -1)
-        fetch = _fetcher(tokens, acts)
+        fetch = _fetcher(tokens, by_unit)
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
@@ -206,19 +207,30 @@ class KindHarvester:
         is_trigger[:, vocab_size] = False
         holds = is_trigger[:, tokens.long()].any(dim=2)  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
-        quiet = acts.amax(dim=1).t() < self.cfg.quiet_fraction * unit_max
+        by_unit = _by_unit(acts)
+        quiet = by_unit.amax(dim=2) < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
         priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         ids = window_ids[None, :].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
-        fetch = _fetcher(tokens, acts)
+        fetch = _fetcher(tokens, by_unit)
         for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
             self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
 
 
-def _fetcher(tokens: torch.Tensor, acts: torch.Tensor):
+def _by_unit(acts: torch.Tensor) -> torch.Tensor:
+    """[W, ctx, U] -> [U, W, ctx], contiguous: a kept window's activations become one row to copy
+    (a 2-d transpose; permuting three dimensions at once copies several times slower)."""
+    n_windows, ctx, units = acts.shape
+    return acts.reshape(-1, units).t().contiguous().view(units, n_windows, ctx)
+
+
+def _fetcher(tokens: torch.Tensor, by_unit: torch.Tensor) -> Fetch:
+    """The tokens and activations of chosen (unit, window) pairs; by_unit is [U, W, ctx]."""
+    small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
+
     def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tokens[window], acts[window, :, unit]
+        return small[window], by_unit[unit, window]
 
     return fetch
 
