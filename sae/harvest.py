@@ -28,6 +28,7 @@ from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
 from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
+from sae.harvest_replay import HardPassCache
 from sae.harvest_shards import merge_into_first, share_first_pass
 from sae.harvest_state import HIST_EDGES_LOG10, Fetch, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
@@ -305,24 +306,28 @@ def harvest_units(
     def new(n_units: int) -> KindHarvester:
         return KindHarvester(n_units, cfg, ctx, subject.device)
 
-    def save_if_due(phase: str, item: ActivationBatch, n_tokens: int) -> None:
+    def save_if_due(phase: str, first_window: int, end: int, n_tokens: int) -> None:
         """Saves at each interval but not at the end of a phase: its end has a save of its own (the
         first pass) or is the end of the harvest (the hard-negative pass)."""
-        end = item.first_window + item.tokens.shape[0]
         last = end >= max(1, n_tokens // ctx)
-        if checkpoint and not last and checkpoint.due(item.first_window * ctx, end * ctx):
+        if checkpoint and not last and checkpoint.due(first_window * ctx, end * ctx):
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": end})
 
-    batches = functools.partial(unit_batches, subject, hook, cfg, units, shard=shard)
+    batches = functools.partial(unit_batches, subject, hook, cfg, shard=shard)
+    n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
+    # a resumed first pass has not seen the windows before its restart: its hard pass recomputes
+    kept = HardPassCache(max(1, n_hard // ctx)) if cfg.n_hard_negative and phase == "harvest" and not skip else None
     if phase == "harvest":
         read = skip
-        for item, tokens, window_ids, is_score, acts, generator in batches(cfg.n_tokens, phase, skip):
+        for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
             for kind, unit_acts in acts.items():
                 if kind not in kinds:
                     kinds[kind] = new(unit_acts.shape[-1])
                 kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
-            save_if_due(phase, item, cfg.n_tokens)
+            if kept:
+                kept.add(item.first_window, tokens, window_ids, is_score, acts)
             read = item.first_window + item.tokens.shape[0]
+            save_if_due(phase, item.first_window, read, cfg.n_tokens)
         merge_into_first(kinds, new, shard)
         if shard.world == 1 and read < max(1, cfg.n_tokens // ctx):
             log.warning(
@@ -344,13 +349,44 @@ def harvest_units(
         if checkpoint:
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
-    n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
-    for item, tokens, window_ids, is_score, acts, generator in batches(n_hard, phase, skip):
+    hard = hard_batches(batches, units, n_hard, skip, kept, functools.partial(batch_generator, cfg.seed))
+    for first_window, tokens, window_ids, is_score, acts, generator in hard:
         for kind, unit_acts in acts.items():
             kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
-        save_if_due(phase, item, n_hard)
+        save_if_due(phase, first_window, first_window + tokens.shape[0], n_hard)
     merge_into_first(kinds, new, shard)
     return kinds if shard.is_writer else {}
+
+
+def hard_batches(
+    batches: Callable,
+    units: dict[UnitKind, UnitFunction],
+    n_hard: int,
+    skip: int,
+    kept: HardPassCache | None,
+    generator: Callable[[str, int, torch.device], torch.Generator],
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, dict[UnitKind, torch.Tensor], torch.Generator]]:
+    """The hard-negative pass's batches (first window, tokens, window ids, is_score, {kind:
+    activations}, generator): the kinds the first pass kept come from `kept`; the others (all,
+    without `kept`) are computed again, running the model only when some kind needs it."""
+    phase = "hard negatives"
+    cached = kept.kinds() if kept else set()
+    again = {kind: fn for kind, fn in units.items() if kind not in cached}
+    if kept is None or not cached:
+        for item, tokens, window_ids, is_score, acts, gen in batches(again, n_hard, phase, skip):
+            yield item.first_window, tokens, window_ids, is_score, acts, gen
+        return
+    computed = batches(again, n_hard, phase, skip) if again else None
+    for batch in kept.batches:
+        if computed is not None:
+            item, _, _, _, fresh, gen = next(computed)
+            assert item.first_window == batch.first_window, "the two passes read the same batches"
+        else:
+            fresh, gen = {}, generator(phase, batch.first_window, batch.tokens.device)
+        acts = {kind: fresh[kind] if kind in again else kept.activations(batch, kind) for kind in units}
+        yield batch.first_window, batch.tokens, batch.window_ids, batch.is_score, acts, gen
+    if computed is not None:
+        next(computed, None)  # it has no batch left: this ends it (and its progress bar)
 
 
 def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:
@@ -369,7 +405,7 @@ def unit_batches(
     label: str,
     skip_windows: int = 0,
     shard: Shard = SINGLE,
-):
+) -> Iterator[tuple[ActivationBatch, torch.Tensor, torch.Tensor, torch.Tensor, dict[UnitKind, torch.Tensor], torch.Generator]]:
     """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]},
     the batch's generator), starting `skip_windows` into the stream; only the shard's batches."""
     device = subject.device
