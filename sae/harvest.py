@@ -203,10 +203,12 @@ class KindHarvester:
         n_windows, _, units = acts.shape
         if self.cfg.n_hard_negative == 0:
             return
-        is_trigger = torch.zeros(units, vocab_size + 1, dtype=torch.bool, device=acts.device)
-        is_trigger.scatter_(1, torch.where(self.triggers >= 0, self.triggers, vocab_size), True)
-        is_trigger[:, vocab_size] = False
-        holds = is_trigger[:, tokens.long()].any(dim=2)  # [U, W]
+        # which tokens each window holds, then each unit's few triggers looked up in it ([W, U, n]
+        # rather than [U, W, ctx]); the extra column, never held, stands for "no trigger"
+        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=acts.device)
+        present.scatter_(1, tokens.long(), True)
+        present[:, vocab_size] = False
+        holds = present[:, torch.where(self.triggers >= 0, self.triggers, vocab_size)].any(dim=2).t()  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
         by_unit = _by_unit(acts)
         quiet = by_unit.amax(dim=2) < self.cfg.quiet_fraction * unit_max
