@@ -351,7 +351,11 @@ def harvest_units(
         if checkpoint:
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
-    hard = hard_batches(batches, units, n_hard, skip, kept, functools.partial(batch_generator, cfg.seed))
+    def recompute(tokens: torch.Tensor, again: dict[UnitKind, UnitFunction]) -> dict[UnitKind, torch.Tensor]:
+        return unit_activations(subject, tokens, subject.activations(tokens, hook).to(torch.float32), again)
+
+    generator = functools.partial(batch_generator, cfg.seed)
+    hard = hard_batches(batches, recompute, units, n_hard, skip, kept, generator)
     for first_window, tokens, window_ids, is_score, acts, generator in hard:
         for kind, unit_acts in acts.items():
             kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
@@ -362,6 +366,7 @@ def harvest_units(
 
 def hard_batches(
     batches: Callable,
+    recompute: Callable[[torch.Tensor, dict[UnitKind, UnitFunction]], dict[UnitKind, torch.Tensor]],
     units: dict[UnitKind, UnitFunction],
     n_hard: int,
     skip: int,
@@ -369,26 +374,31 @@ def hard_batches(
     generator: Callable[[str, int, torch.device], torch.Generator],
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, dict[UnitKind, torch.Tensor], torch.Generator]]:
     """The hard-negative pass's batches (first window, tokens, window ids, is_score, {kind:
-    activations}, generator): the kinds the first pass kept come from `kept`; the others (all,
-    without `kept`) are computed again, running the model only when some kind needs it."""
+    activations}, generator). With `kept`, the kinds it holds come from it and the others are
+    recomputed from its windows (`recompute(tokens, units)`), without reading the corpus again;
+    without it, the pass reads the corpus and computes every kind."""
     phase = "hard negatives"
     cached = kept.kinds() if kept else set()
-    again = {kind: fn for kind, fn in units.items() if kind not in cached}
     if kept is None or not cached:
-        for item, tokens, window_ids, is_score, acts, gen in batches(again, n_hard, phase, skip):
+        for item, tokens, window_ids, is_score, acts, gen in batches(units, n_hard, phase, skip):
             yield item.first_window, tokens, window_ids, is_score, acts, gen
         return
-    computed = batches(again, n_hard, phase, skip) if again else None
+    again = {kind: fn for kind, fn in units.items() if kind not in cached}
     for batch in kept.batches:
-        if computed is not None:
-            item, _, _, _, fresh, gen = next(computed)
-            assert item.first_window == batch.first_window, "the two passes read the same batches"
-        else:
-            fresh, gen = {}, generator(phase, batch.first_window, batch.tokens.device)
+        fresh = recompute(batch.tokens, again) if again else {}
         acts = {kind: fresh[kind] if kind in again else kept.activations(batch, kind) for kind in units}
+        gen = generator(phase, batch.first_window, batch.tokens.device)
         yield batch.first_window, batch.tokens, batch.window_ids, batch.is_score, acts, gen
-    if computed is not None:
-        next(computed, None)  # it has no batch left: this ends it (and its progress bar)
+
+
+def unit_activations(
+    subject: SubjectModel, tokens: torch.Tensor, hook_acts: torch.Tensor, units: dict[UnitKind, UnitFunction]
+) -> dict[UnitKind, torch.Tensor]:
+    """Each kind's activations [W, ctx, U] for windows `tokens` [W, ctx] whose hook activations are
+    `hook_acts`; separator (BOS) positions are zeroed, before and after: they are not text."""
+    text = (tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
+    masked = hook_acts * text
+    return {kind: fn(tokens, masked) * text for kind, fn in units.items()}
 
 
 def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:
@@ -440,9 +450,7 @@ def unit_batches(
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)
             is_score = in_score_split(item.tokens, window_ids, cfg)
-            text = (item.tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
-            hook_acts = item.activations * text
-            acts = {kind: fn(item.tokens, hook_acts) * text for kind, fn in units.items()}
+            acts = unit_activations(subject, item.tokens, item.activations, units)
             generator = batch_generator(cfg.seed, label, item.first_window, device)
             yield item, item.tokens, window_ids, is_score, acts, generator
             bar.update(min(item.tokens.numel() * shard.world, total - bar.n))
