@@ -17,6 +17,8 @@ import torch
 from sae.records import UnitKind
 
 MAX_DENSITY = 1 / 8  # keep a kind while at most this fraction of its entries is nonzero
+# an integer type of each float width: a float is +0.0 exactly when its bits, read as one, are 0
+_SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass
@@ -54,13 +56,14 @@ class HardPassCache:
                 continue
             part = unit_acts[:n]
             flat = part.reshape(-1)
-            where = ((flat != 0) | flat.signbit()).nonzero().squeeze(1)
+            where = (flat.view(_SAME_SIZE_INT[flat.element_size()]) != 0).nonzero().squeeze(1)  # not +0.0
             if len(where) > MAX_DENSITY * flat.numel():
                 self.dropped.add(kind)
                 for batch in self.batches:
                     batch.entries.pop(kind, None)
                 continue
-            kept.entries[kind] = (part.shape, where, flat[where])
+            small = where.to(torch.int32) if flat.numel() < 2**31 else where  # a third less to keep
+            kept.entries[kind] = (part.shape, small, flat[where])
         self.batches.append(kept)
 
     def kinds(self) -> set[UnitKind]:
@@ -72,5 +75,5 @@ class HardPassCache:
         """The batch's activations of `kind`, bit for bit as the first pass had them."""
         shape, where, values = batch.entries[kind]
         dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
-        dense.view(-1)[where] = values
+        dense.view(-1)[where.long()] = values
         return dense
