@@ -87,6 +87,7 @@ def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig
 
 # (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
 UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+UnitActs = dict[UnitKind, torch.Tensor]  # each kind's activations of one batch [W, ctx, U]
 
 _MASK32 = 2**32 - 1
 SPLITS: tuple[ExampleSplit, ExampleSplit] = ("explain", "score")
@@ -351,11 +352,12 @@ def harvest_units(
         if checkpoint:
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
-    def recompute(tokens: torch.Tensor, again: dict[UnitKind, UnitFunction]) -> dict[UnitKind, torch.Tensor]:
+
+    def recompute(tokens: torch.Tensor, again: dict[UnitKind, UnitFunction]) -> UnitActs:
         return unit_activations(subject, tokens, subject.activations(tokens, hook).to(torch.float32), again)
 
-    generator = functools.partial(batch_generator, cfg.seed)
-    hard = hard_batches(batches, recompute, units, n_hard, skip, kept, generator)
+    draws = functools.partial(batch_generator, cfg.seed)
+    hard = hard_batches(batches, recompute, units, n_hard, skip, kept, draws)
     for first_window, tokens, window_ids, is_score, acts, generator in hard:
         for kind, unit_acts in acts.items():
             kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
@@ -366,13 +368,13 @@ def harvest_units(
 
 def hard_batches(
     batches: Callable,
-    recompute: Callable[[torch.Tensor, dict[UnitKind, UnitFunction]], dict[UnitKind, torch.Tensor]],
+    recompute: Callable[[torch.Tensor, dict[UnitKind, UnitFunction]], UnitActs],
     units: dict[UnitKind, UnitFunction],
     n_hard: int,
     skip: int,
     kept: HardPassCache | None,
     generator: Callable[[str, int, torch.device], torch.Generator],
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, dict[UnitKind, torch.Tensor], torch.Generator]]:
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, UnitActs, torch.Generator]]:
     """The hard-negative pass's batches (first window, tokens, window ids, is_score, {kind:
     activations}, generator). With `kept`, the kinds it holds come from it and the others are
     recomputed from its windows (`recompute(tokens, units)`), without reading the corpus again;
@@ -393,7 +395,7 @@ def hard_batches(
 
 def unit_activations(
     subject: SubjectModel, tokens: torch.Tensor, hook_acts: torch.Tensor, units: dict[UnitKind, UnitFunction]
-) -> dict[UnitKind, torch.Tensor]:
+) -> UnitActs:
     """Each kind's activations [W, ctx, U] for windows `tokens` [W, ctx] whose hook activations are
     `hook_acts`; separator (BOS) positions are zeroed, before and after: they are not text."""
     text = (tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
@@ -417,7 +419,7 @@ def unit_batches(
     label: str,
     skip_windows: int = 0,
     shard: Shard = SINGLE,
-) -> Iterator[tuple[ActivationBatch, torch.Tensor, torch.Tensor, torch.Tensor, dict[UnitKind, torch.Tensor], torch.Generator]]:
+) -> Iterator[tuple[ActivationBatch, torch.Tensor, torch.Tensor, torch.Tensor, UnitActs, torch.Generator]]:
     """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]},
     the batch's generator), starting `skip_windows` into the stream; only the shard's batches."""
     device = subject.device
