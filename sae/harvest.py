@@ -9,7 +9,9 @@ so the score split does not re-test what the explainer saw. No window serves bot
 A second, shorter pass collects hard negatives: windows that hold one of the unit's trigger tokens
 (the tokens at the peaks of its explain-split top windows) while the unit stays below a tenth of its
 maximum there. They test whether an explanation knows when its trigger does *not* fire the unit.
-Document-separator (BOS) positions count as activation 0: they are not text.
+Document-separator (BOS) positions count as activation 0: they are not text. That pass reads the
+first pass's windows again: the first pass keeps the sparse kinds' activations of those windows (see
+sae.harvest_replay), so only the dense ones (neurons, a forward pass to the hook) are computed twice.
 """
 
 from __future__ import annotations
