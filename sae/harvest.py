@@ -9,7 +9,9 @@ so the score split does not re-test what the explainer saw. No window serves bot
 A second, shorter pass collects hard negatives: windows that hold one of the unit's trigger tokens
 (the tokens at the peaks of its explain-split top windows) while the unit stays below a tenth of its
 maximum there. They test whether an explanation knows when its trigger does *not* fire the unit.
-Document-separator (BOS) positions count as activation 0: they are not text.
+Document-separator (BOS) positions count as activation 0: they are not text. That pass reads the
+first pass's windows again: the first pass keeps the sparse kinds' activations of those windows (see
+sae.harvest_replay), so only the dense ones (neurons, a forward pass to the hook) are computed twice.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from sae.autoencoder import SparseAutoencoder
 from sae.corpus import Split, open_corpus, select_split
 from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
+from sae.harvest_replay import HardPassCache
 from sae.harvest_shards import merge_into_first, share_first_pass
-from sae.harvest_state import HIST_EDGES_LOG10, HarvestState, SplitSlots, WindowSlots
+from sae.harvest_state import HIST_EDGES_LOG10, Fetch, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -86,6 +89,7 @@ def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig
 
 # (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
 UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+UnitActs = dict[UnitKind, torch.Tensor]  # each kind's activations of one batch [W, ctx, U]
 
 _MASK32 = 2**32 - 1
 SPLITS: tuple[ExampleSplit, ExampleSplit] = ("explain", "score")
@@ -158,11 +162,12 @@ class KindHarvester:
     ) -> None:
         """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
         n_windows, _, units = acts.shape
-        self.state.stats.update(acts.reshape(-1, units))
-        window_max = acts.amax(dim=1).t()  # [U, W]
+        by_unit = _by_unit(acts)
+        window_max = by_unit.amax(dim=2)  # [U, W]
+        self.state.stats.update(acts.reshape(-1, units), by_unit, window_max)
         fires = window_max > 0
         ids = window_ids[None, :].expand(units, -1)
-        fetch = _fetcher(tokens, acts)
+        fetch = _fetcher(tokens, by_unit)
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
@@ -201,24 +206,37 @@ class KindHarvester:
         n_windows, _, units = acts.shape
         if self.cfg.n_hard_negative == 0:
             return
-        is_trigger = torch.zeros(units, vocab_size + 1, dtype=torch.bool, device=acts.device)
-        is_trigger.scatter_(1, torch.where(self.triggers >= 0, self.triggers, vocab_size), True)
-        is_trigger[:, vocab_size] = False
-        holds = is_trigger[:, tokens.long()].any(dim=2)  # [U, W]
+        # which tokens each window holds, then each unit's few triggers looked up in it ([W, U, n]
+        # rather than [U, W, ctx]); the extra column, never held, stands for "no trigger"
+        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=acts.device)
+        present.scatter_(1, tokens.long(), True)
+        present[:, vocab_size] = False
+        holds = present[:, torch.where(self.triggers >= 0, self.triggers, vocab_size)].any(dim=2).t()  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
-        quiet = acts.amax(dim=1).t() < self.cfg.quiet_fraction * unit_max
+        by_unit = _by_unit(acts)
+        quiet = by_unit.amax(dim=2) < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
         priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
         ids = window_ids[None, :].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=acts.device)
-        fetch = _fetcher(tokens, acts)
+        fetch = _fetcher(tokens, by_unit)
         for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
             self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
 
 
-def _fetcher(tokens: torch.Tensor, acts: torch.Tensor):
+def _by_unit(acts: torch.Tensor) -> torch.Tensor:
+    """[W, ctx, U] -> [U, W, ctx], contiguous: a kept window's activations become one row to copy
+    (a 2-d transpose; permuting three dimensions at once copies several times slower)."""
+    n_windows, ctx, units = acts.shape
+    return acts.reshape(-1, units).t().contiguous().view(units, n_windows, ctx)
+
+
+def _fetcher(tokens: torch.Tensor, by_unit: torch.Tensor) -> Fetch:
+    """The tokens and activations of chosen (unit, window) pairs; by_unit is [U, W, ctx]."""
+    small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
+
     def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tokens[window], acts[window, :, unit]
+        return small[window], by_unit[unit, window]
 
     return fetch
 
@@ -293,24 +311,28 @@ def harvest_units(
     def new(n_units: int) -> KindHarvester:
         return KindHarvester(n_units, cfg, ctx, subject.device)
 
-    def save_if_due(phase: str, item: ActivationBatch, n_tokens: int) -> None:
+    def save_if_due(phase: str, first_window: int, end: int, n_tokens: int) -> None:
         """Saves at each interval but not at the end of a phase: its end has a save of its own (the
         first pass) or is the end of the harvest (the hard-negative pass)."""
-        end = item.first_window + item.tokens.shape[0]
         last = end >= max(1, n_tokens // ctx)
-        if checkpoint and not last and checkpoint.due(item.first_window * ctx, end * ctx):
+        if checkpoint and not last and checkpoint.due(first_window * ctx, end * ctx):
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": end})
 
-    batches = functools.partial(unit_batches, subject, hook, cfg, units, shard=shard)
+    batches = functools.partial(unit_batches, subject, hook, cfg, shard=shard)
+    n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
+    # a resumed first pass has not seen the windows before its restart: its hard pass recomputes
+    kept = HardPassCache(max(1, n_hard // ctx)) if cfg.n_hard_negative and phase == "harvest" and not skip else None
     if phase == "harvest":
         read = skip
-        for item, tokens, window_ids, is_score, acts, generator in batches(cfg.n_tokens, phase, skip):
+        for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
             for kind, unit_acts in acts.items():
                 if kind not in kinds:
                     kinds[kind] = new(unit_acts.shape[-1])
                 kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
-            save_if_due(phase, item, cfg.n_tokens)
+            if kept:
+                kept.add(item.first_window, tokens, window_ids, is_score, acts)
             read = item.first_window + item.tokens.shape[0]
+            save_if_due(phase, item.first_window, read, cfg.n_tokens)
         merge_into_first(kinds, new, shard)
         if shard.world == 1 and read < max(1, cfg.n_tokens // ctx):
             log.warning(
@@ -332,13 +354,55 @@ def harvest_units(
         if checkpoint:
             checkpoint.save({"kinds": kinds, "phase": phase, "windows": 0})
     vocab = subject.tokenizer.vocab_size
-    n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
-    for item, tokens, window_ids, is_score, acts, generator in batches(n_hard, phase, skip):
+
+    def recompute(tokens: torch.Tensor, again: dict[UnitKind, UnitFunction]) -> UnitActs:
+        return unit_activations(subject, tokens, subject.activations(tokens, hook).to(torch.float32), again)
+
+    draws = functools.partial(batch_generator, cfg.seed)
+    hard = hard_batches(batches, recompute, units, n_hard, skip, kept, draws)
+    for first_window, tokens, window_ids, is_score, acts, generator in hard:
         for kind, unit_acts in acts.items():
             kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
-        save_if_due(phase, item, n_hard)
+        save_if_due(phase, first_window, first_window + tokens.shape[0], n_hard)
     merge_into_first(kinds, new, shard)
     return kinds if shard.is_writer else {}
+
+
+def hard_batches(
+    batches: Callable,
+    recompute: Callable[[torch.Tensor, dict[UnitKind, UnitFunction]], UnitActs],
+    units: dict[UnitKind, UnitFunction],
+    n_hard: int,
+    skip: int,
+    kept: HardPassCache | None,
+    generator: Callable[[str, int, torch.device], torch.Generator],
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, UnitActs, torch.Generator]]:
+    """The hard-negative pass's batches (first window, tokens, window ids, is_score, {kind:
+    activations}, generator). With `kept`, the kinds it holds come from it and the others are
+    recomputed from its windows (`recompute(tokens, units)`), without reading the corpus again;
+    without it, the pass reads the corpus and computes every kind."""
+    phase = "hard negatives"
+    cached = kept.kinds() if kept else set()
+    if kept is None or not cached:
+        for item, tokens, window_ids, is_score, acts, gen in batches(units, n_hard, phase, skip):
+            yield item.first_window, tokens, window_ids, is_score, acts, gen
+        return
+    again = {kind: fn for kind, fn in units.items() if kind not in cached}
+    for batch in kept.batches:
+        fresh = recompute(batch.tokens, again) if again else {}
+        acts = {kind: fresh[kind] if kind in again else kept.activations(batch, kind) for kind in units}
+        gen = generator(phase, batch.first_window, batch.tokens.device)
+        yield batch.first_window, batch.tokens, batch.window_ids, batch.is_score, acts, gen
+
+
+def unit_activations(
+    subject: SubjectModel, tokens: torch.Tensor, hook_acts: torch.Tensor, units: dict[UnitKind, UnitFunction]
+) -> UnitActs:
+    """Each kind's activations [W, ctx, U] for windows `tokens` [W, ctx] whose hook activations are
+    `hook_acts`; separator (BOS) positions are zeroed, before and after: they are not text."""
+    text = (tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
+    masked = hook_acts * text
+    return {kind: fn(tokens, masked) * text for kind, fn in units.items()}
 
 
 def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:
@@ -357,7 +421,7 @@ def unit_batches(
     label: str,
     skip_windows: int = 0,
     shard: Shard = SINGLE,
-):
+) -> Iterator[tuple[ActivationBatch, torch.Tensor, torch.Tensor, torch.Tensor, UnitActs, torch.Generator]]:
     """(batch, tokens [W, ctx], window ids [W], is_score [W], {kind: unit activations [W, ctx, U]},
     the batch's generator), starting `skip_windows` into the stream; only the shard's batches."""
     device = subject.device
@@ -390,9 +454,7 @@ def unit_batches(
             n_windows = item.tokens.shape[0]
             window_ids = torch.arange(item.first_window, item.first_window + n_windows, device=device)
             is_score = in_score_split(item.tokens, window_ids, cfg)
-            text = (item.tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
-            hook_acts = item.activations * text
-            acts = {kind: fn(item.tokens, hook_acts) * text for kind, fn in units.items()}
+            acts = unit_activations(subject, item.tokens, item.activations, units)
             generator = batch_generator(cfg.seed, label, item.first_window, device)
             yield item, item.tokens, window_ids, is_score, acts, generator
             bar.update(min(item.tokens.numel() * shard.world, total - bar.n))
