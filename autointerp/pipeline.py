@@ -73,6 +73,7 @@ from sae.harvest import (
     unit_records,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
+from sae.memory import release_freed_memory
 from sae.metrics import evaluate_sae, plot_sae_density
 from sae.saelens_format import CFG_FILE, load_sae
 from sae.subject.models import (
@@ -615,6 +616,7 @@ def run_controls(
             kinds = ["neuron", "feature"]
         chosen = select_units(store, control, UnitSelection(kinds=kinds, mode="random", n=spec.n_units, seed=spec.seed))
         label_units(store, control, chosen, explainer, simulator, cfg.label)
+        release_freed_memory()
         print(f"control {name}: {time.time() - started:.0f} s")
     store.close()
     return out / CONTROLS_DB
@@ -660,8 +662,10 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
     clock = time.time()
 
     def lap(name: str) -> None:
+        """End a stage: its time, and the memory it freed handed back so the next peak starts low."""
         nonlocal clock
         timings[name] = round(time.time() - clock, 1)
+        release_freed_memory()
         clock = time.time()
 
     store = open_store(out / CATALOG_DB)
