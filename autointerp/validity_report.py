@@ -216,6 +216,9 @@ def _control_note(name: str, kind: str, report: ComparisonReport, control: StatS
         return f"; matching the features' density closes {closed:.0%} of the features-neurons gap."
     reference = real.features if kind == "feature" else real.neurons
     trained = "the trained model's" if name == "random_model" else "the trained SAE's"
+    low, high = control.median_ci95
+    if low <= reference.median <= high:
+        return f"; no different from {trained} {KIND_NAMES[kind]} ({reference.median:.3f}, inside the control's CI)."
     side = "above" if control.median > reference.median else "below"
     return f"; {side} {trained} {KIND_NAMES[kind]} ({reference.median:.3f})."
 
