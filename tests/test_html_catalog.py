@@ -529,3 +529,44 @@ def test_long_lists_are_virtualised(browser, tmp_path):
     browser.execute_script("var b = document.querySelector('#unit-list .vbody'); b.scrollTop = b.scrollHeight;")
     _wait(browser, lambda d: _cells(d, 1)[-1] == "249", "the last row")
     assert first == "0" and 0 < len(_rows(browser)) < 200
+
+
+def test_family_tree_links_parents_and_children_and_escapes_their_explanations(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from autointerp.analysis.family import attach_family
+    from autointerp.records import Explanation, UnitLink
+    from autointerp.store import open_store
+    from autointerp.store.links import replace_links
+    from tests.fake_catalog import SOURCE
+
+    small = make_catalog(n_neurons=0, n_features=2, seed=4)
+    big = [e.model_copy(deep=True, update={"source": "big"}) for e in small]  # "big" sorts first: uids 0, 1
+
+    def link(child: int, parent: int, relation: str) -> UnitLink:
+        return UnitLink(child_source="big", child_index=child, parent_source=SOURCE, parent_index=parent,
+                        parent_size=8, relation=relation, decoder_cosine=0.875, activation_correlation=0.5)  # fmt: skip
+
+    with open_store(tmp_path / "c.db") as store:
+        store.put_explanations(
+            SOURCE, [Explanation(unit_kind="feature", unit_index=0, text=PAYLOADS[1], explainer="x")]
+        )
+        store.put_explanations("big", [Explanation(unit_kind="feature", unit_index=1, text=PAYLOADS[0], explainer="x")])
+        replace_links(store.db, [link(1, 0, "cosine"), link(1, 0, "correlation"), link(0, 7, "cosine")])
+        entries = list(attach_family(big + small, store))
+    write_html_catalog(entries, tmp_path)
+    html_dir = tmp_path / "html"
+
+    _open_unit(browser, html_dir, 1)
+    parents = browser.find_element(By.ID, "parents")
+    assert f"feature 0 of {SOURCE} cosine+correlation 0.875 0.500 {PAYLOADS[1]}" in parents.text
+    parents.find_element(By.TAG_NAME, "a").click()
+    _wait(browser, lambda d: d.execute_script("return window.__timing.unit.uid;") == 2, "the parent's view")
+    children = browser.find_element(By.ID, "children").text
+    assert "feature 1 of big" in children and PAYLOADS[0] in children
+    _open_unit(browser, html_dir, 0)
+    parents = browser.find_element(By.ID, "parents")
+    assert "feature 7 of" in parents.text and "not explained" in parents.text
+    assert not parents.find_elements(By.TAG_NAME, "a")  # not in this catalog: nothing to open
+    _assert_nothing_ran(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#unit img, #unit script, #unit svg:not(.hist)")

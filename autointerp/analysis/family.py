@@ -179,7 +179,7 @@ class FamilyBook:
                     "source": key[0], "index": key[1], "by": [], "cosine": link.decoder_cosine,
                     "correlation": link.activation_correlation, "explanation": self.explanations.get(key),
                 })  # fmt: skip
-                row["by"].append(link.relation)
+                row["by"] = sorted([*row["by"], link.relation], reverse=True)  # "cosine" before "correlation"
         if not found["parents"] and not found["children"]:
             return None
         children = sorted(found["children"].values(), key=lambda row: (-row["cosine"], row["source"], row["index"]))
