@@ -13,7 +13,6 @@ from autointerp.analysis.family import add_splitting, summarize_links
 from autointerp.analysis.splitting import SplittingConfig, analyze_splitting
 from autointerp.cli import main
 from autointerp.compare import ComparisonReport, compare, report_markdown
-from autointerp.errors import UserError
 from autointerp.records import UnitLink
 from autointerp.store import open_store
 from autointerp.store.links import read_links, replace_links

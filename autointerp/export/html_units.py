@@ -139,7 +139,15 @@ def family_record(family: dict[str, Any] | None, uids: dict[tuple[str, str, int]
 
     def row(r: dict[str, Any]) -> list[Any]:
         uid = uids.get((r["source"], "feature", r["index"]))
-        return [r["source"], r["index"], "+".join(r["by"]), _sig(r["cosine"]), _sig(r["correlation"]), uid, r["explanation"]]
+        return [
+            r["source"],
+            r["index"],
+            "+".join(r["by"]),
+            _sig(r["cosine"]),
+            _sig(r["correlation"]),
+            uid,
+            r["explanation"],
+        ]
 
     return {
         "parents": [row(r) for r in family["parents"]],
