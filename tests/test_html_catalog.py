@@ -137,6 +137,16 @@ def test_windows_are_written_once_and_disagreeing_ones_apart(tmp_path):
     assert len(used) == 2, "unit 1's copy of unit 0's window points at unit 0's window, not a new one"
 
 
+def test_units_read_again_for_the_export_keep_their_shown_explanation(tmp_path):
+    from autointerp.export import export_catalog
+
+    entries = make_catalog(n_neurons=2, n_features=2, seed=2)
+    export_catalog(entries, tmp_path, full_entries=lambda: [e.model_copy(deep=True) for e in entries])
+    units = read_units(tmp_path / "html")
+    shown = {(u["kind"], u["index"]): u["explanations"][u["shown"]]["text"] for u in units}
+    assert shown == {(e.harvest.kind, e.harvest.index): e.explanations[-1].text for e in entries}
+
+
 def test_examples_active_on_most_tokens_keep_every_level(tmp_path):
     entries = make_catalog(n_neurons=1, n_features=1, seed=2)
     neuron = entries[0].harvest

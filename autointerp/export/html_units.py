@@ -178,7 +178,9 @@ def unit_record(
         "index": harvest.index,
         "source": entry.source,
         "explanations": [_explanation(e) for e in entry.explanations],
-        "shown": next((i for i, e in enumerate(entry.explanations) if e is shown), None),
+        "shown": next(
+            (i for i, e in enumerate(entry.explanations) if e == shown), None
+        ),  # a re-read entry: equal, not the same
         "scores": [_score(s) for s in entry.scores],
         "stats": {
             "density": _sig(stats.density),
