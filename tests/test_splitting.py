@@ -4,13 +4,13 @@ must end in one clear error."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from autointerp.analysis.family import add_splitting, summarize_links
-from autointerp.analysis.splitting import SplittingConfig, analyze_splitting
 from autointerp.cli import main
 from autointerp.compare import ComparisonReport, compare, report_markdown
 from autointerp.records import UnitLink
@@ -57,30 +57,30 @@ def catalog_with_sources(path: Path, folders: dict[str, Path]) -> None:
             store.put_source(name, {"sae": str(folder), "harvest_complete": True})
 
 
-def test_each_child_finds_the_parent_it_was_copied_from(saes, tmp_path):
+def test_each_child_finds_the_parent_it_was_copied_from(saes, tmp_path, capsys):
     small, large = saes
     db = tmp_path / "catalog.db"
     catalog_with_sources(db, {"src/small": small, "src/large": large, "src/neurons-only": tmp_path / "elsewhere"})
+    # given largest first: the order of --saes does not matter
+    argv = ["analyze", "splitting", "--saes", str(large), str(small), "--tokens", "1024", "--db", str(db), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
     with open_store(db) as store:
-        # given largest first: the order of --saes does not matter
-        result = analyze_splitting(
-            SplittingConfig(saes=[str(large), str(small)], tokens=1024, batch_size=8), store, progress=False
-        )
-        stored = read_links(store.db)
-    assert result.sources == ["src/small", "src/large"] and result.sizes == [PARENTS, 2 * PARENTS]
-    assert result.tokens == 1024
-    cosine = {link.child_index: link for link in result.links if link.relation == "cosine"}
+        links = read_links(store.db)
+    assert result["sources"] == ["src/small", "src/large"] and result["sizes"] == [PARENTS, 2 * PARENTS]
+    assert result["tokens"] == 1024
+    cosine = {link.child_index: link for link in links if link.relation == "cosine"}
     assert {i: link.parent_index for i, link in cosine.items()} == {i: true_parent(i) for i in range(2 * PARENTS)}
     assert all(link.decoder_cosine > 0.9 for link in cosine.values())
-    by_corr = [link for link in result.links if link.relation == "correlation"]
+    by_corr = [link for link in links if link.relation == "correlation"]
     assert len(by_corr) >= PARENTS  # most children fire on 1024 tokens
     assert sum(link.parent_index == true_parent(link.child_index) for link in by_corr) >= 0.9 * len(by_corr)
-    [level] = result.levels
-    assert (level.children, level.parent_size) == (2 * PARENTS, PARENTS)
-    assert level.by_cosine.mean_children == 2.0 and level.by_cosine.split == 1.0 and level.by_cosine.childless == 0.0
-    assert level.best_cosine is not None and level.best_cosine.median > 0.9
-    assert level.agreement is not None and level.agreement >= 0.9
-    assert stored == sorted(result.links, key=lambda l: (l.child_source, l.child_index, l.parent_source, l.relation))
+    [level] = result["levels"]
+    assert (level["children"], level["parent_size"]) == (2 * PARENTS, PARENTS)
+    assert level["by_cosine"] == {"parents": PARENTS, "mean_children": 2.0, "split": 1.0, "childless": 0.0}
+    assert level["best_cosine"]["median"] > 0.9
+    assert level["agreement"] >= 0.9
+    assert {(link.child_source, link.parent_source) for link in links} == {("src/large", "src/small")}
 
 
 def link(child: int, parent: int, relation: str, cosine: float, corr: float | None) -> UnitLink:
