@@ -156,8 +156,8 @@ def main() -> None:
             f"note: the largest SAE trained on {args.largest_tokens} tokens, the others on {args.sae_tokens} (CPU time)"
         )
     print()
-    for row in splitting_rows(levels):
-        print(" | ".join(row))
+    for cells in splitting_rows(levels):
+        print(" | ".join(cells))
     print("\nThe most split parents:")
     print("\n".join(trees))
 
