@@ -53,7 +53,9 @@ def train_and_label(args: argparse.Namespace, store: CatalogStore) -> list[dict]
     spec = SubjectSpec()
     label = LabelSpec(explainer="offline", simulator="offline", scorers=["simulation"])
     explainer = make_explainer(label, store, None, store.new_run("evals.splitting", vars(args)))
-    harvest = corpus_part(HarvestConfig(n_tokens=args.harvest_tokens), "stdlib")  # held-out documents
+    harvest = corpus_part(  # held-out documents; the hard-negative pass on half as many, as evals.validity
+        HarvestConfig(n_tokens=args.harvest_tokens, hard_negative_tokens=args.harvest_tokens // 2), "stdlib"
+    )
     rows = []
     for size in args.sizes:
         tokens = args.largest_tokens if size == max(args.sizes) else args.sae_tokens
