@@ -153,6 +153,7 @@ class FamilyBook:
         for link in links:
             self.parents[(link.child_source, link.child_index)].append(link)
             self.children[(link.parent_source, link.parent_index)].append(link)
+        self.sizes = {link.parent_source: link.parent_size for link in links}
         sources = sorted({link.child_source for link in links} | {link.parent_source for link in links})
         self.explanations: dict[tuple[str, int], str] = {}
         for source in sources:  # oldest first, so the latest usable explanation of a unit stays
@@ -168,7 +169,10 @@ class FamilyBook:
         `n_children`), None when it has neither. The measures that chose a pair share one row:
         {source, index, by, cosine, correlation, explanation}."""
         found: dict[str, dict[tuple[str, int], dict[str, Any]]] = {"parents": {}, "children": {}}
-        for side, links in (("parents", self.parents[(source, index)]), ("children", self.children[(source, index)])):
+        for side, links in (
+            ("parents", self.parents.get((source, index), [])),
+            ("children", self.children.get((source, index), [])),
+        ):
             for link in links:
                 key = (
                     (link.parent_source, link.parent_index)
@@ -184,7 +188,7 @@ class FamilyBook:
             return None
         children = sorted(found["children"].values(), key=lambda row: (-row["cosine"], row["source"], row["index"]))
         return {
-            "parents": sorted(found["parents"].values(), key=lambda row: row["source"]),
+            "parents": sorted(found["parents"].values(), key=lambda row: -self.sizes[row["source"]]),  # nearest first
             "children": children[:MAX_CHILDREN_SHOWN],
             "n_children": len(children),
         }
