@@ -21,7 +21,7 @@ def cmd_splitting(args: argparse.Namespace) -> None:
         f"{len(result.links)} links from {result.sizes[-1]} features at {result.hook} on {result.tokens} held-out tokens"
     )
     for row in splitting_rows(result.levels):
-        print("  ".join(row))
+        print(" | ".join(row))
     if store is not None:
         print(f"links written to {args.db} (table unit_links)")
 
