@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from autointerp.agent.cli import add_agent_commands
+from autointerp.analysis.cli import add_analyze_commands
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.query.cli import add_query_commands
@@ -441,6 +442,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from autointerp.analysis.family import add_splitting
     from autointerp.compare import report_markdown, write_report
     from autointerp.controls import CONTROLS_DB
     from autointerp.validity import slim_entry
@@ -451,13 +453,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     entries = [slim_entry(e) for e in store.catalog_entries(source)]  # one unit's examples in memory at a time
     report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
-    path = write_report(report, out)
+    path = write_report(add_splitting(report, store), out)
     print(report_markdown(report))
     print(f"written: {path}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from autointerp.agent.trace_store import attach_traces
+    from autointerp.analysis.family import add_splitting, attach_family
     from autointerp.controls import CONTROLS_DB
     from autointerp.export import export_catalog
     from autointerp.validity import slim_entry
@@ -468,13 +471,15 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = check_output_folder(Path(args.out) if args.out else Path(args.db).parent)
     entries = [slim_entry(e) for e in store.catalog_entries(source)]  # one unit's examples in memory at a time
     try:  # the report with its validity sections; without scores the catalog says why instead
-        report = build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out)
+        report = add_splitting(
+            build_report(entries, args.scorer, args.explainer, Path(args.db).parent / CONTROLS_DB, out), store
+        )
     except UserError:
         report = None
     paths = export_catalog(
         entries,
         out,
-        full_entries=lambda: attach_traces(store.catalog_entries(source), args.db),
+        full_entries=lambda: attach_family(attach_traces(store.catalog_entries(source), args.db), store),
         report=report,
         scorer=args.scorer,
         explainer=args.explainer,
@@ -634,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_commands(sub)
     add_agent_commands(sub)
     add_query_commands(sub)
+    add_analyze_commands(sub)
     return parser
 
 

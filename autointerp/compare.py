@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -104,6 +105,7 @@ class ComparisonReport(ScorerComparison):
     measures: dict[str, str] = Field(default_factory=dict)
     conclusions: list[str] = Field(default_factory=list)
     imported: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)  # imported -> kind -> stats
+    splitting: list[dict[str, Any]] = Field(default_factory=list)  # autointerp.analysis.family.LevelSummary dumps
 
 
 # --- which explanation and score count for a unit -------------------------------------------------
@@ -465,10 +467,13 @@ def report_markdown(report: ComparisonReport, plot_name: str | None = SCORE_PLOT
         lines += [f"- `{_md_cell(name)}`: {_md_cell(why)}" for name, why in report.skipped_scorers.items()]
     if plot_name:
         lines += ["", f"![Score distributions, neurons vs features]({plot_name})"]
-    from autointerp.query.imported_comparison import imported_markdown  # both build on this module
+    from autointerp.analysis.family import splitting_markdown  # these build on this module
+    from autointerp.query.imported_comparison import imported_markdown
     from autointerp.validity_report import validity_markdown
 
-    return "\n".join(lines) + "\n\n" + validity_markdown(report) + imported_markdown(report)
+    return (
+        "\n".join(lines) + "\n\n" + validity_markdown(report) + imported_markdown(report) + splitting_markdown(report)
+    )
 
 
 def score_samples(report: ComparisonReport) -> dict[str, dict[str, list[float]]]:

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from autointerp.agent.trace_store import attach_traces
+from autointerp.analysis.family import add_splitting, attach_family
 from autointerp.compare import explainer_label, write_report
 from autointerp.controls import (
     CONTROLS_DB,
@@ -714,11 +715,11 @@ def run_pipeline(cfg: RunConfig) -> RunSummary:
 
     def whole_entries() -> Iterator[CatalogEntry]:
         units = (e for e in store.catalog_entries(source) if (e.harvest.kind, e.harvest.index) in shown)
-        return attach_traces(units, store.path)
+        return attach_family(attach_traces(units, store.path), store)
 
     this_run = explainer_label(explainer.name, explainer.model, explainer.prompt_version)
     try:
-        report = build_report(entries, cfg.label.scorers[0], this_run, controls_db, out)
+        report = add_splitting(build_report(entries, cfg.label.scorers[0], this_run, controls_db, out), store)
     except UserError as err:
         report = None
         print(f"no comparison yet: {err}")

@@ -6,7 +6,7 @@ adds what the later stages write about a unit: explanations and scores.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -84,3 +84,19 @@ class CatalogEntry(BaseModel):
     explanations: list[Explanation] = Field(default_factory=list)
     scores: list[Score] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnitLink(BaseModel):
+    """A feature of one SAE and its nearest feature in a smaller SAE on the same hook (feature splitting).
+
+    `relation` says which measure chose the parent: the largest decoder cosine, or the largest activation
+    correlation on the same tokens; both measures are given for the pair either way."""
+
+    child_source: str
+    child_index: int
+    parent_source: str
+    parent_index: int
+    parent_size: int  # features in the parent's SAE: the parents no child chose are counted from it
+    relation: Literal["cosine", "correlation"]
+    decoder_cosine: float
+    activation_correlation: float | None  # None where a unit never varied on the tokens

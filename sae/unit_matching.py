@@ -111,13 +111,23 @@ class CorrelationAccumulator:
 
     def correlations(self, rows: slice = slice(None)) -> torch.Tensor:
         """corr(a, b) for A's units in `rows` against all of B, [rows, n_b]; NaN where a unit is constant."""
+        return self._corr(self.sum_a[rows, None], self.sq_a[rows, None], self.cross[rows], self.sum_b, self.sq_b)
+
+    def at(self, index: torch.Tensor) -> torch.Tensor:
+        """corr(a, index[a]) for every unit a of A, one chosen unit of B each: [n_a], NaN as in `correlations`."""
+        index = index.long()
+        cross = self.cross[torch.arange(index.shape[0]), index]
+        return self._corr(self.sum_a, self.sq_a, cross, self.sum_b[index], self.sq_b[index]).float()
+
+    def _corr(
+        self, sum_a: torch.Tensor, sq_a: torch.Tensor, cross: torch.Tensor, sum_b: torch.Tensor, sq_b: torch.Tensor
+    ) -> torch.Tensor:
+        """The module's formula on broadcastable running sums."""
         n = float(self.tokens)
-        var_a = n * self.sq_a[rows] - self.sum_a[rows] ** 2
-        var_b = n * self.sq_b - self.sum_b**2
-        cov = n * self.cross[rows] - self.sum_a[rows, None] * self.sum_b[None, :]
-        denom = torch.sqrt(var_a.clamp_min(0)[:, None] * var_b.clamp_min(0)[None, :])
+        cov = n * cross - sum_a * sum_b
+        denom = torch.sqrt((n * sq_a - sum_a**2).clamp_min(0) * (n * sq_b - sum_b**2).clamp_min(0))
         corr = cov / denom
-        corr[(denom <= 1e-12 * n * n).expand_as(corr)] = float("nan")
+        corr[denom <= 1e-12 * n * n] = float("nan")
         return corr
 
     def best_matches(self, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:

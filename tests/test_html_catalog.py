@@ -137,6 +137,16 @@ def test_windows_are_written_once_and_disagreeing_ones_apart(tmp_path):
     assert len(used) == 2, "unit 1's copy of unit 0's window points at unit 0's window, not a new one"
 
 
+def test_units_read_again_for_the_export_keep_their_shown_explanation(tmp_path):
+    from autointerp.export import export_catalog
+
+    entries = make_catalog(n_neurons=2, n_features=2, seed=2)
+    export_catalog(entries, tmp_path, full_entries=lambda: [e.model_copy(deep=True) for e in entries])
+    units = read_units(tmp_path / "html")
+    shown = {(u["kind"], u["index"]): u["explanations"][u["shown"]]["text"] for u in units}
+    assert shown == {(e.harvest.kind, e.harvest.index): e.explanations[-1].text for e in entries}
+
+
 def test_examples_active_on_most_tokens_keep_every_level(tmp_path):
     entries = make_catalog(n_neurons=1, n_features=1, seed=2)
     neuron = entries[0].harvest
@@ -529,3 +539,44 @@ def test_long_lists_are_virtualised(browser, tmp_path):
     browser.execute_script("var b = document.querySelector('#unit-list .vbody'); b.scrollTop = b.scrollHeight;")
     _wait(browser, lambda d: _cells(d, 1)[-1] == "249", "the last row")
     assert first == "0" and 0 < len(_rows(browser)) < 200
+
+
+def test_family_tree_links_parents_and_children_and_escapes_their_explanations(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from autointerp.analysis.family import attach_family
+    from autointerp.records import Explanation, UnitLink
+    from autointerp.store import open_store
+    from autointerp.store.links import replace_links
+    from tests.fake_catalog import SOURCE
+
+    small = make_catalog(n_neurons=0, n_features=2, seed=4)
+    big = [e.model_copy(deep=True, update={"source": "big"}) for e in small]  # "big" sorts first: uids 0, 1
+
+    def link(child: int, parent: int, relation: str) -> UnitLink:
+        return UnitLink(child_source="big", child_index=child, parent_source=SOURCE, parent_index=parent,
+                        parent_size=8, relation=relation, decoder_cosine=0.875, activation_correlation=0.5)  # fmt: skip
+
+    with open_store(tmp_path / "c.db") as store:
+        store.put_explanations(
+            SOURCE, [Explanation(unit_kind="feature", unit_index=0, text=PAYLOADS[1], explainer="x")]
+        )
+        store.put_explanations("big", [Explanation(unit_kind="feature", unit_index=1, text=PAYLOADS[0], explainer="x")])
+        replace_links(store.db, [link(1, 0, "cosine"), link(1, 0, "correlation"), link(0, 7, "cosine")])
+        entries = list(attach_family(big + small, store))
+    write_html_catalog(entries, tmp_path)
+    html_dir = tmp_path / "html"
+
+    _open_unit(browser, html_dir, 1)
+    parents = browser.find_element(By.ID, "parents")
+    assert f"feature 0 of {SOURCE} cosine+correlation 0.875 0.500 {PAYLOADS[1]}" in parents.text
+    parents.find_element(By.TAG_NAME, "a").click()
+    _wait(browser, lambda d: d.execute_script("return window.__timing.unit.uid;") == 2, "the parent's view")
+    children = browser.find_element(By.ID, "children").text
+    assert "feature 1 of big" in children and PAYLOADS[0] in children
+    _open_unit(browser, html_dir, 0)
+    parents = browser.find_element(By.ID, "parents")
+    assert "feature 7 of" in parents.text and "not explained" in parents.text
+    assert not parents.find_elements(By.TAG_NAME, "a")  # not in this catalog: nothing to open
+    _assert_nothing_ran(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#unit img, #unit script, #unit svg:not(.hist)")

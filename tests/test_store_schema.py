@@ -41,6 +41,8 @@ SCHEMA = {
     "llm_batch_items": "batch_id TEXT pk1, key TEXT pk2, status TEXT, error TEXT, request TEXT",
     "llm_cache": "key TEXT pk1, backend TEXT, model TEXT, request TEXT, response TEXT, created_at TEXT",
     "leases": "source TEXT pk1, task TEXT pk2, kind TEXT pk3, index INTEGER pk4, owner TEXT, expires_at REAL",
+    "unit_links": "source TEXT pk1, kind TEXT pk2, index INTEGER pk3, parent_source TEXT pk4, parent_index INTEGER, "
+    "parent_size INTEGER, relation TEXT pk5, decoder_cosine REAL, activation_correlation REAL",
 }
 # The full-text index of explanations: one virtual table (FTS5 keeps its own shadow tables beside it).
 VIRTUAL = {
@@ -50,6 +52,7 @@ VIRTUAL = {
 INDEXES = {
     "idx_llm_calls_run_id": "llm_calls(run_id)",
     "idx_llm_batch_items_key": "llm_batch_items(key)",
+    "idx_unit_links_parent_source_parent_index": "unit_links(parent_source, parent_index)",
 }
 
 

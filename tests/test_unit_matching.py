@@ -32,6 +32,8 @@ def test_correlations_equal_numpy_over_batches_dense_and_sparse():
     np.testing.assert_allclose(dense_acc.correlations().numpy(), expected, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(sparse_acc.correlations().numpy(), expected, atol=1e-5, equal_nan=True)
     assert torch.isnan(dense_acc.correlations()[:, 3]).all()
+    chosen = torch.randint(0, 7, (40,), generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(sparse_acc.at(chosen).numpy(), expected[np.arange(40), chosen.numpy()], atol=1e-5)
 
 
 def test_best_matches_find_a_permuted_copy_and_skip_dead_units():

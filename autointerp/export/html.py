@@ -231,7 +231,7 @@ def add_unit(plan: HtmlPlan, entry: CatalogEntry) -> None:
         links.append((nw.neuron, nw.weight, target.uid if target else None))
     record = unit_record(
         entry, uid, shown=plan.rows[uid].explanation, neuron_links=links, windows=plan.windows,
-        per_group=plan.per_group,
+        per_group=plan.per_group, uids=plan.uids,
     )  # fmt: skip
     shard = uid // SHARD_SIZE
     plan.pending[shard][uid] = record

@@ -131,6 +131,31 @@ def _trace(dump: dict[str, Any]) -> dict[str, Any]:
     return {**{k: dump.get(k) for k in keep}, "n_probes": len(dump.get("probes", [])), "probes": probes}
 
 
+def family_record(family: dict[str, Any] | None, uids: dict[tuple[str, str, int], int]) -> dict[str, Any] | None:
+    """A feature's parents and children (autointerp.analysis.family) as the unit view reads them: rows of
+    [source, index, measures that chose the pair, cosine, correlation, its uid or None, its explanation]."""
+    if family is None:
+        return None
+
+    def row(r: dict[str, Any]) -> list[Any]:
+        uid = uids.get((r["source"], "feature", r["index"]))
+        return [
+            r["source"],
+            r["index"],
+            "+".join(r["by"]),
+            _sig(r["cosine"]),
+            _sig(r["correlation"]),
+            uid,
+            r["explanation"],
+        ]
+
+    return {
+        "parents": [row(r) for r in family["parents"]],
+        "children": [row(r) for r in family["children"]],
+        "n_children": family["n_children"],
+    }
+
+
 def unit_record(
     entry: CatalogEntry,
     uid: int,
@@ -139,9 +164,11 @@ def unit_record(
     neuron_links: Sequence[tuple[int, float, int | None]],
     windows: WindowBook,
     per_group: int,
+    uids: dict[tuple[str, str, int], int],
 ) -> dict[str, Any]:
     """Everything the unit view shows about one unit; `neuron_links` are (neuron, weight, its uid) for a
-    feature's decoder weights (the view reads the neurons' explanations from the names shards)."""
+    feature's decoder weights (the view reads the neurons' explanations from the names shards); `uids`
+    link its family (feature splitting) to the units of this catalog."""
     harvest, stats = entry.harvest, entry.harvest.stats
     top = unit_max(entry)
     scale = QUANT / top if top > 0 else QUANT
@@ -151,7 +178,9 @@ def unit_record(
         "index": harvest.index,
         "source": entry.source,
         "explanations": [_explanation(e) for e in entry.explanations],
-        "shown": next((i for i, e in enumerate(entry.explanations) if e is shown), None),
+        "shown": next(
+            (i for i, e in enumerate(entry.explanations) if e == shown), None
+        ),  # a re-read entry: equal, not the same
         "scores": [_score(s) for s in entry.scores],
         "stats": {
             "density": _sig(stats.density),
@@ -171,4 +200,5 @@ def unit_record(
             for sampling, split, total, chosen in example_groups(harvest.examples, per_group)
         ],
         "traces": [_trace(t) for t in entry.extra.get("agent_traces", [])],
+        "family": family_record(entry.extra.get("family"), uids),
     }

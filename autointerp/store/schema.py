@@ -218,6 +218,23 @@ LEASES = Table(
     ("source", "task", "kind", "index"),
 )
 
+# Feature splitting (autointerp/analysis/splitting.py): each feature's nearest feature in a smaller SAE on the
+# same hook, one row per measure that chose it ("cosine" or "correlation"), keyed by the child unit.
+UNIT_LINKS = Table(
+    "unit_links",
+    {
+        **UNIT_KEY,
+        "parent_source": TEXT,
+        "parent_index": INTEGER,
+        "parent_size": INTEGER,
+        "relation": TEXT,
+        "decoder_cosine": REAL,
+        "activation_correlation": REAL,
+    },
+    ("source", "kind", "index", "parent_source", "relation"),
+    indexes=(("parent_source", "parent_index"),),
+)
+
 # Full-text index of explanation texts (autointerp/query/search.py): an external-content FTS5 table over
 # explanations' rowids, rebuilt by its reader whenever the explanations changed since the last build.
 EXPLANATIONS_FTS = (
@@ -239,6 +256,7 @@ TABLES = (
     LLM_BATCH_ITEMS,
     LLM_CACHE,
     LEASES,
+    UNIT_LINKS,
 )
 
 

@@ -101,6 +101,30 @@
     return s;
   }
 
+  // A feature's relatives across dictionary sizes: rows of [source, index, measures, cosine,
+  // correlation, uid or null, explanation or null] (autointerp/export/html_units.py).
+  function familyTable(parent, rows, id) {
+    var body = table(parent, [["feature"], ["chosen by"], ["decoder cosine", "num"], ["activation correlation", "num"], ["explanation"]], id);
+    rows.forEach(function (r) {
+      var name = "feature " + r[1] + " of " + AI.visible(r[0]);
+      var cell = r[5] === null ? AI.el("span", null, name) : unitLink(r[5], name);
+      tr(body, [[cell], [r[2], "small"], [AI.num(r[3], 3), "num"], [AI.num(r[4], 3), "num"],
+        [r[6] === null ? "not explained" : AI.visible(r[6]), r[6] === null ? "muted small" : null]]);
+    });
+  }
+
+  function familyCard(u) {
+    var s = card("family", "Family across dictionary sizes"), f = u.family;
+    AI.add(s, "h3", null, "Parents: its nearest feature in each smaller SAE");
+    if (f.parents.length) familyTable(s, f.parents, "parents");
+    else AI.add(s, "p", "muted small", "None: no smaller SAE was compared with this one.");
+    var shown = f.children.length < f.n_children ? ", the " + f.children.length + " closest shown" : "";
+    AI.add(s, "h3", null, "Children: features of larger SAEs whose nearest feature this is (" + f.n_children + shown + ")");
+    if (f.children.length) familyTable(s, f.children, "children");
+    else AI.add(s, "p", "muted small", "None.");
+    return s;
+  }
+
   function histogram(edges, counts) {
     if (!counts.length || edges.length !== counts.length + 1) return AI.el("p", "muted small", "No histogram recorded.");
     var W = 460, H = 130, PAD = 18, top = Math.max.apply(null, counts);
@@ -246,6 +270,7 @@
     AI.add(frag, "p", "muted small", "source " + AI.visible(u.source));
     frag.appendChild(explanationCard(u));
     if (u.traces.length) frag.appendChild(traceCard(u));
+    if (u.family) frag.appendChild(familyCard(u));
     var grid = AI.add(frag, "div", "grid2");
     grid.appendChild(statsCard(u));
     grid.appendChild(effectCard(u));

@@ -1,0 +1,1 @@
+"""Analyses across the units of several sources: feature splitting across SAE sizes, universality."""
