@@ -232,14 +232,18 @@ class BaseLLMClient:
         if self.ledger is not None:
             self.ledger.cache_delete(self.cache_key(request))
 
-    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
+    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse, call: LLMCall) -> None:
+        """Cache an answer and log the call that got it, in one commit. Python-mode dumps: the
+        store's JSON writer gives the same text, and mode="json" triples the cost of the
+        int-keyed logprob map."""
         if self.ledger is not None:
             self.ledger.cache_put(
                 key,
-                response.model_dump(mode="json"),
+                response.model_dump(),
                 backend=self.backend,
                 model=request.model,
-                request=request.model_dump(mode="json"),
+                request=request.model_dump(),
+                call=call,
             )
 
     def worst_case_usd(self, request: ChatRequest) -> float:
@@ -255,7 +259,7 @@ class BaseLLMClient:
 
     async def _attempt(self, state: _LoopState, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
         async with state.gate.slot() as slot:
-            if attempt == 1 and (hit := self._cached(key)) is not None:
+            if slot.waited and attempt == 1 and (hit := self._cached(key)) is not None:
                 return hit  # another run or process answered it while this one waited for a slot
             reserved = await self._reserve(request)
             paid = 0.0
@@ -285,8 +289,9 @@ class BaseLLMClient:
             invalid = InvalidReplyError(f"{self.name}: {problem}", response, attempts=attempt)
             self.log_call(key, status="error", attempt=attempt, latency=latency, response=response, exc=invalid)
             raise invalid
-        self._cache_put(request, key, response)  # first, so a kill from here on re-pays nothing
-        self.log_call(key, status="ok", attempt=attempt, latency=latency, response=response)
+        # cached the moment it is here, so a kill from here on re-pays nothing
+        call = self.call_record(key, status="ok", attempt=attempt, latency=latency, response=response)
+        self._cache_put(request, key, response, call)
         return response
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: Any) -> float:

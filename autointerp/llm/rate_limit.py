@@ -186,16 +186,19 @@ class Gate:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
         """Hold a slot for one request; it is given back on the way out if `Slot.leave` was not called."""
-        slot = Slot(self, await self.enter())
+        slot = Slot(self, *await self.enter())
         try:
             yield slot
         finally:
             slot.leave(RateSignal(None))
 
-    async def enter(self) -> int:
-        """Wait for a slot (and out any pause); returns the round to pass to `leave`."""
+    async def enter(self) -> tuple[int, bool]:
+        """Wait for a slot (and out any pause); returns the round to pass to `leave`, and whether
+        it had to wait."""
         control = self.control
+        waited = False
         while (wait := control.wait_s(time.monotonic())) > 0:
+            waited = True
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[waiter] = None
             try:
@@ -210,7 +213,7 @@ class Gate:
                 raise
             finally:
                 del self._waiters[waiter]
-        return control.start(time.monotonic())
+        return control.start(time.monotonic()), waited
 
     def leave(self, round_: int, signal: RateSignal) -> None:
         self.control.finish(round_, signal, time.monotonic())
@@ -230,9 +233,10 @@ class Slot:
     """One request's place in a `Gate`: left once, as soon as its answer is in (before the answer is
     logged or stored), so the limits already reflect it and the next request can go."""
 
-    def __init__(self, gate: Gate, round_: int):
+    def __init__(self, gate: Gate, round_: int, waited: bool):
         self.gate = gate
         self.round = round_
+        self.waited = waited  # it waited for its slot: others may have answered the same request meanwhile
         self.held = True
 
     def leave(self, signal: RateSignal) -> None:
