@@ -232,11 +232,12 @@ class BaseLLMClient:
         if self.ledger is not None:
             self.ledger.cache_delete(self.cache_key(request))
 
-    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse, call: LLMCall) -> None:
+    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse, attempt: int, latency: float) -> None:
         """Cache an answer and log the call that got it, in one commit. Python-mode dumps: the
         store's JSON writer gives the same text, and mode="json" triples the cost of the
         int-keyed logprob map."""
         if self.ledger is not None:
+            call = self.call_record(key, status="ok", attempt=attempt, latency=latency, response=response)
             self.ledger.cache_put(
                 key,
                 response.model_dump(),
@@ -289,9 +290,7 @@ class BaseLLMClient:
             invalid = InvalidReplyError(f"{self.name}: {problem}", response, attempts=attempt)
             self.log_call(key, status="error", attempt=attempt, latency=latency, response=response, exc=invalid)
             raise invalid
-        # cached the moment it is here, so a kill from here on re-pays nothing
-        call = self.call_record(key, status="ok", attempt=attempt, latency=latency, response=response)
-        self._cache_put(request, key, response, call)
+        self._cache_put(request, key, response, attempt, latency)  # at once: a kill from here on re-pays nothing
         return response
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: Any) -> float:
