@@ -122,29 +122,31 @@ def test_summary_says_what_the_limits_made_it_do() -> None:
 
 
 def test_gate_keeps_to_the_limit_and_holds_everyone_through_a_pause() -> None:
-    control = AdaptiveConcurrency(2)
+    control = AdaptiveConcurrency(4)
     busy: list[int] = []
     peak = 0
 
     async def call(gate: Gate, signal: RateSignal) -> float:
         nonlocal peak
         async with gate.slot() as slot:
+            started = time.monotonic()
             busy.append(1)
             peak = max(peak, len(busy))
             await asyncio.sleep(0.005)
             busy.pop()
             slot.leave(signal)
-        return time.monotonic()
+        return started
 
     async def main() -> tuple[float, list[float]]:
         gate = Gate(control)
-        await call(gate, RateSignal(429, retry_after_s=0.1))  # the limit drops to 1, everyone pauses
-        paused_at = time.monotonic()
-        return paused_at, await asyncio.gather(*(call(gate, OK) for _ in range(6)))
+        await call(gate, RateSignal(429, retry_after_s=0.1))  # the limit halves to 2, everyone pauses
+        refused_at = time.monotonic()
+        # Answers that say nothing (a timeout): the limit neither grows nor falls.
+        return refused_at, await asyncio.gather(*(call(gate, RateSignal(None)) for _ in range(8)))
 
-    paused_at, ends = asyncio.run(main())
-    assert peak == 2  # first call alone at 2; then never above the cut limit of 1 (+growth to 2)
-    assert min(ends) - paused_at >= 0.09
+    refused_at, starts = asyncio.run(main())
+    assert peak == 2
+    assert min(starts) - refused_at >= 0.09
     assert control.in_flight == 0 and control.slots == 2
 
 
