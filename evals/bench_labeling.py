@@ -17,6 +17,11 @@ token (~270 KB per one-example reply). The server first computes every reply in 
 and then replays those bytes, so serving costs ~1 ms of CPU and the share of the ideal C / L is the
 client's own. It prints that share, requests per unit and the bytes the cache keeps per answer.
 
+The last table splits the client's CPU per request at the largest C: the official SDK alone (its
+`post`, with the body our client sends), then our client without and with the catalog's ledger, and
+the server's. One event loop runs on one core, so C / L requests per second need (C / L) x (client
+CPU per request) of one core; with the server's CPU, the cores the ideal rate needs in all.
+
     python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """
 
@@ -31,14 +36,17 @@ import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import httpx2
+
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import ChatMessage, ChatRequest, LLMClient, make_llm_client
+from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.scoring import ScorerName
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig
 from autointerp.store import open_store
@@ -226,6 +234,49 @@ def run_simulation_path(units: int, latency: float, concurrency: int, per_call: 
     }
 
 
+def run_cpu_split(latency: float, concurrency: int, count: int) -> dict[str, tuple[float, float]]:
+    """CPU ms per trivial request (client, server) for: the SDK alone, our client, our client with
+    the catalog's ledger; `count` requests at `concurrency`, after a warm-up round."""
+
+    def request(i: int) -> ChatRequest:
+        return ChatRequest(messages=[ChatMessage(role="user", content=f"split {i} " + "word " * 200)])
+
+    async def timed(
+        client: OpenAIClient, send: Callable[[int], Awaitable[object]], server_cpu: Callable[[], float], tag: int
+    ) -> tuple[float, float]:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with slots:
+                await send(i)
+
+        await asyncio.gather(*(one(tag + i) for i in range(concurrency)))  # warm-up: connections
+        cpu, server = time.process_time(), server_cpu()
+        await asyncio.gather(*(one(tag + concurrency + i) for i in range(count)))
+        spent = (time.process_time() - cpu) / count * 1000, (server_cpu() - server) / count * 1000
+        await client.aclose()
+        return spent
+
+    split: dict[str, tuple[float, float]] = {}
+    with _served(latency) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "split.db")
+        for tag, (label, ledger) in enumerate([("SDK alone", None), ("our client", None), ("+ ledger", store.ledger)]):
+            client = OpenAIClient("gpt-4o-mini", api_key="sk-bench", base_url=base_url, ledger=ledger,
+                                  concurrency=concurrency, timeout_s=30)  # fmt: skip
+
+            async def sdk_post(i: int, client: OpenAIClient = client) -> object:
+                body = client.wire_params(client.with_model(request(i)))
+                return await client._for_loop().sdk.post("/chat/completions", cast_to=httpx2.Response, body=body)
+
+            async def complete(i: int, client: OpenAIClient = client) -> object:
+                return await client.complete(request(i))
+
+            send = sdk_post if label == "SDK alone" else complete
+            split[label] = asyncio.run(timed(client, send, server_cpu, tag * 1_000_000))
+        store.close()
+    return split
+
+
 def run_offline(units: int, window: int) -> float:
     """Offline explainer throughput in units per minute (one process, no store)."""
     harvests = [planted_harvest(u, window=window) for u in planted_units(units, seed=1)]
@@ -244,6 +295,7 @@ def main() -> None:
     parser.add_argument("--offline-units", type=int, default=300)
     parser.add_argument("--simulation-units", type=int, default=12, help="units for the logprob path table")
     parser.add_argument("--examples-per-call", type=int, default=8, help="the several-examples mode's N")
+    parser.add_argument("--split-requests", type=int, default=640, help="requests per row of the CPU split")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
 
@@ -281,6 +333,16 @@ def main() -> None:
             f"{rate / r['raw_rate']:>5.2f} {args.units / r['wall_s']:>7.2f} {r['cpu_s'] / r['requests'] * 1000:>12.1f} + {r['server_cpu_s'] / r['requests'] * 1000:<10.1f}"
             + (f"  ({r['failed']} failed, {r['errors']} call errors)" if r["failed"] or r["errors"] else "")
         )
+    top = max(args.concurrency)
+    split = run_cpu_split(args.latency, top, args.split_requests)
+    ideal = top / args.latency
+    print(f"\nCPU per trivial request at C = {top}, L = {args.latency * 1000:.0f} ms ({args.split_requests} requests); "
+          f"the ideal {ideal:.0f} req/s needs, of one core:")  # fmt: skip
+    print(f"{'':>11} {'client ms':>9} {'server ms':>9} {'client cores':>12} {'all cores':>9}")
+    for label, (client_ms, server_ms) in split.items():
+        print(f"{label:>11} {client_ms:>9.2f} {server_ms:>9.2f} {ideal * client_ms / 1000:>12.2f} "
+              f"{ideal * (client_ms + server_ms) / 1000:>9.2f}")  # fmt: skip
+
     print("\nTokens per unit (fake-server word counts; ~tok = prompt chars / 4)")
     print(f"{'stage':>11} {'prompt':>8} {'completion':>11} {'~tok prompt':>12}")
     for stage in ["explain", *SCORERS]:

@@ -9,6 +9,7 @@ forced tool call whose input is the answer; its JSON becomes the response text.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -56,9 +57,12 @@ class AnthropicClient(BaseLLMClient):
             params["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
         return params
 
-    async def _send(self, sdk: anthropic.AsyncAnthropic, request: ChatRequest) -> tuple[ChatResponse, float]:
-        message = await sdk.messages.create(**self.wire_params(request))
-        return self.parse_reply(message, request)
+    async def _send(
+        self, sdk: anthropic.AsyncAnthropic, request: ChatRequest
+    ) -> tuple[ChatResponse, float, Mapping[str, str]]:
+        # with_raw_response: the SDK's own parsing, plus the headers that carry the rate limits
+        answer = await sdk.messages.with_raw_response.create(**self.wire_params(request))
+        return (*self.parse_reply(await answer.parse(), request), answer.headers)
 
     def parse_reply(self, message: Message, request: ChatRequest, *, batch: bool = False) -> tuple[ChatResponse, float]:
         """A message (live or from a batch's results) as our response and its cost."""

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,8 +28,16 @@ from autointerp.llm.errors import (
 )
 from autointerp.llm.ledger import CallStatus, LLMCall, LLMLedger
 from autointerp.llm.pricing import ModelPrice, cost_usd, prompt_token_bound, worst_case_cost
+from autointerp.llm.rate_limit import SLOW_DOWN, AdaptiveConcurrency, Gate, rate_signal
 from autointerp.llm.redact import redact, safe_url
-from autointerp.llm.retry import SDK_ERRORS, RetryPolicy, call_with_retries, is_retryable, status_code_of
+from autointerp.llm.retry import (
+    SDK_ERRORS,
+    RetryPolicy,
+    call_with_retries,
+    is_retryable,
+    response_headers,
+    status_code_of,
+)
 from autointerp.llm.validate import reply_problem
 
 log = logging.getLogger("autointerp.llm")
@@ -51,10 +59,10 @@ FAIL_FAST_AFTER = 3
 
 @dataclass
 class _LoopState:
-    """What belongs to one event loop: the SDK client, the concurrency slots, the calls in flight."""
+    """What belongs to one event loop: the SDK client, the gate to the wire, the calls in flight."""
 
     sdk: Any
-    slots: asyncio.Semaphore
+    gate: Gate
     in_flight: dict[str, asyncio.Future[ChatResponse]] = field(default_factory=dict)
 
 
@@ -85,6 +93,9 @@ class BaseLLMClient:
         self.ledger = ledger
         self.budget = budget
         self.concurrency = concurrency
+        # How many of the `concurrency` slots the server's rate limits leave open, learnt from its
+        # answers and kept across the event loops a run makes one after another.
+        self.rate_control = AdaptiveConcurrency(concurrency)
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
         self.prices = prices
@@ -104,8 +115,9 @@ class BaseLLMClient:
     def _make_sdk(self) -> Any:
         raise NotImplementedError
 
-    async def _send(self, sdk: Any, request: ChatRequest) -> tuple[ChatResponse, float]:
-        """One wire call; returns the parsed response (without cost) and its cost in USD."""
+    async def _send(self, sdk: Any, request: ChatRequest) -> tuple[ChatResponse, float, Mapping[str, str]]:
+        """One wire call; returns the parsed response (without cost), its cost in USD and the
+        response headers (for their rate-limit fields)."""
         raise NotImplementedError
 
     def max_output_tokens(self, request: ChatRequest) -> int:
@@ -126,7 +138,7 @@ class BaseLLMClient:
         loop = asyncio.get_running_loop()
         found = self._per_loop.get(loop)
         if found is None:
-            found = _LoopState(self._make_sdk(), asyncio.Semaphore(self.concurrency))
+            found = _LoopState(self._make_sdk(), Gate(self.rate_control))
             self._per_loop[loop] = found
         return found
 
@@ -189,17 +201,12 @@ class BaseLLMClient:
     async def _call(self, state: _LoopState, request: ChatRequest, key: str) -> ChatResponse:
         if self.budget is not None:
             self.budget.check()
-        async with state.slots:
-            hit = self._cached(key)  # another run or process may have answered it while this one waited
-            if hit is not None:
-                return hit
-            try:
-                response = await call_with_retries(
-                    lambda attempt: self._attempt(state.sdk, request, key, attempt), self.retry, label=self.name
-                )
-            except SDK_ERRORS as exc:
-                raise self._fail_fast(self._translate(exc), exc) from exc
-        return response
+        try:
+            return await call_with_retries(
+                lambda attempt: self._attempt(state, request, key, attempt), self.retry, label=self.name
+            )
+        except SDK_ERRORS as exc:
+            raise self._fail_fast(self._translate(exc), exc) from exc
 
     def _fail_fast(self, error: Exception, exc: Exception) -> Exception:
         """Before any call has succeeded, a dead server or requests refused again and again mean
@@ -225,14 +232,19 @@ class BaseLLMClient:
         if self.ledger is not None:
             self.ledger.cache_delete(self.cache_key(request))
 
-    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse) -> None:
+    def _cache_put(self, request: ChatRequest, key: str, response: ChatResponse, attempt: int, latency: float) -> None:
+        """Cache an answer and log the call that got it, in one commit. Python-mode dumps: the
+        store's JSON writer gives the same text, and mode="json" triples the cost of the
+        int-keyed logprob map."""
         if self.ledger is not None:
+            call = self.call_record(key, status="ok", attempt=attempt, latency=latency, response=response)
             self.ledger.cache_put(
                 key,
-                response.model_dump(mode="json"),
+                response.model_dump(),
                 backend=self.backend,
                 model=request.model,
-                request=request.model_dump(mode="json"),
+                request=request.model_dump(),
+                call=call,
             )
 
     def worst_case_usd(self, request: ChatRequest) -> float:
@@ -246,23 +258,30 @@ class BaseLLMClient:
             return 0.0
         return await self.budget.reserve(self.worst_case_usd(request))
 
-    async def _attempt(self, sdk: Any, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
-        reserved = await self._reserve(request)
-        paid = 0.0
-        started = time.perf_counter()
-        try:
+    async def _attempt(self, state: _LoopState, request: ChatRequest, key: str, attempt: int) -> ChatResponse:
+        async with state.gate.slot() as slot:
+            if slot.waited and attempt == 1 and (hit := self._cached(key)) is not None:
+                return hit  # another run or process answered it while this one waited for a slot
+            reserved = await self._reserve(request)
+            paid = 0.0
+            started = time.perf_counter()
             try:
-                response, paid = await self._send(sdk, request)
-            except ValueError as exc:  # bad JSON or missing fields in a 200 body
-                error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
-                self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error)
-                raise error from exc
-            except Exception as exc:
-                self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
-                raise
-        finally:
-            if self.budget is not None:
-                self.budget.settle(reserved, paid)
+                try:
+                    response, paid, headers = await self._send(state.sdk, request)
+                except ValueError as exc:  # bad JSON or missing fields in a 200 body
+                    error = MalformedResponseError(f"{self.name}: unreadable response body: {exc}", attempts=attempt)
+                    self.log_call(
+                        key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=error
+                    )
+                    raise error from exc
+                except Exception as exc:
+                    slot.leave(rate_signal(status_code_of(exc), response_headers(exc)))
+                    self.log_call(key, status="error", attempt=attempt, latency=time.perf_counter() - started, exc=exc)
+                    raise
+            finally:
+                if self.budget is not None:
+                    self.budget.settle(reserved, paid)
+            slot.leave(rate_signal(200, headers))
         self._answered = True
         response.cost_usd = paid
         latency = time.perf_counter() - started
@@ -271,8 +290,7 @@ class BaseLLMClient:
             invalid = InvalidReplyError(f"{self.name}: {problem}", response, attempts=attempt)
             self.log_call(key, status="error", attempt=attempt, latency=latency, response=response, exc=invalid)
             raise invalid
-        self._cache_put(request, key, response)  # first, so a kill from here on re-pays nothing
-        self.log_call(key, status="ok", attempt=attempt, latency=latency, response=response)
+        self._cache_put(request, key, response, attempt, latency)  # at once: a kill from here on re-pays nothing
         return response
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int, **kwargs: Any) -> float:
@@ -332,6 +350,8 @@ class BaseLLMClient:
         """One attempt as the call log keeps it, its error redacted."""
         if exc is not None:
             error = f"{type(exc).__name__}: {exc}"
+            if status_code_of(exc) in SLOW_DOWN:  # what the client did about it, for `autointerp runs --calls`
+                error += f" [{self.rate_control.state(time.monotonic())}]"
         return LLMCall(
             run_id=self.run_id,
             backend=self.backend,
@@ -353,6 +373,9 @@ class BaseLLMClient:
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found.sdk.close()
+        summary = self.rate_control.summary()
+        if summary is not None:
+            log.warning("%s: %s", self.name, summary)
 
 
 async def closing(work: Awaitable[T], *users: object) -> T:

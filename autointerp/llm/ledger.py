@@ -57,9 +57,17 @@ class LLMLedger(Protocol):
         ...
 
     def cache_put(
-        self, key: str, response: dict[str, Any], *, backend: str, model: str, request: dict[str, Any]
+        self,
+        key: str,
+        response: dict[str, Any],
+        *,
+        backend: str,
+        model: str,
+        request: dict[str, Any],
+        call: LLMCall | None = None,
     ) -> None:
-        """Remember a response; `request` (messages and parameters, never a key) aids browsing."""
+        """Remember a response; `request` (messages and parameters, never a key) aids browsing.
+        `call`, the attempt that got it, is logged in the same write (one commit per answer)."""
         ...
 
     def cache_delete(self, key: str) -> None:

@@ -9,9 +9,11 @@ number avoids building thousands of SDK objects per reply, and keeps the cached 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 MAX_LEVEL = 10  # the 0-10 activation scale of the simulation prompts
+_LINE_END = re.compile(r"[ \t]*(?:[\r\n]|$)")  # matched in place: slicing the rest of the text was quadratic
 
 
 def line_end_numbers(tokens: list[dict[str, Any]], text: str) -> dict[int, float] | None:
@@ -30,7 +32,7 @@ def line_end_numbers(tokens: list[dict[str, Any]], text: str) -> dict[int, float
         if not (digits.isdigit() and int(digits) <= MAX_LEVEL):
             continue
         end = start + len(piece.rstrip())
-        if text[end:].lstrip(" \t")[:1] not in ("", "\n", "\r"):
+        if _LINE_END.match(text, end) is None:
             continue  # not the last thing on its line (e.g. a line index)
         value = expected_level(token.get("top_logprobs") or [{"token": piece, "logprob": token.get("logprob", 0.0)}])
         if value is not None:

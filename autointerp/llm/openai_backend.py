@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
+import httpx2
 import openai
 import orjson
 
@@ -89,10 +91,12 @@ class OpenAIClient(BaseLLMClient):
             return request.max_tokens + REASONING_TOKENS
         return request.max_tokens
 
-    async def _send(self, sdk: openai.AsyncOpenAI, request: ChatRequest) -> tuple[ChatResponse, float]:
+    async def _send(
+        self, sdk: openai.AsyncOpenAI, request: ChatRequest
+    ) -> tuple[ChatResponse, float, Mapping[str, str]]:
         params = self.wire_params(request)
         try:
-            raw = await self._post(sdk, params)
+            answer = await self._post(sdk, params)
         except openai.BadRequestError as exc:
             if "response_format" not in params or not refuses_response_format(exc):
                 raise
@@ -100,21 +104,23 @@ class OpenAIClient(BaseLLMClient):
             # once that works, so a 400 for another reason does not switch structured output off.
             self._plain_json = True
             try:
-                raw = await self._post(sdk, self.wire_params(request))
+                answer = await self._post(sdk, self.wire_params(request))
             except openai.BadRequestError:
                 self._plain_json = False
                 raise
             log.warning("%s: the server refused response_format; asking for JSON in the prompt from now on", self.name)
+        raw = answer.content
         if request.logprobs:
             raw = _BYTES_FIELD.sub(b"", raw)
-        return self.parse_reply(orjson.loads(raw), request)
+        return (*self.parse_reply(orjson.loads(raw), request), answer.headers)
 
     @staticmethod
-    async def _post(sdk: openai.AsyncOpenAI, params: dict[str, Any]) -> bytes:
-        """The SDK's own request path (auth, timeout, errors) but the raw body back: building SDK
-        objects for every top logprob of every token cost ~100 ms of CPU per simulation reply, and
-        re-checking our plain-JSON params against its typed dicts ~8 ms more."""
-        return await sdk.post("/chat/completions", cast_to=bytes, body=params)
+    async def _post(sdk: openai.AsyncOpenAI, params: dict[str, Any]) -> httpx2.Response:
+        """The SDK's own request path (auth, timeout, errors) but the HTTP response back, for its raw
+        body and its rate-limit headers: building SDK objects for every top logprob of every token
+        cost ~100 ms of CPU per simulation reply, and re-checking our plain-JSON params against its
+        typed dicts ~8 ms more."""
+        return await sdk.post("/chat/completions", cast_to=httpx2.Response, body=params)
 
     def parse_reply(
         self, body: dict[str, Any], request: ChatRequest, *, batch: bool = False

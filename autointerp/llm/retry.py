@@ -82,7 +82,8 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _response_headers(exc: BaseException | None) -> Mapping[str, str] | None:
+def response_headers(exc: BaseException | None) -> Mapping[str, str] | None:
+    """The headers of the answer an SDK error carries (None for a call that got no answer)."""
     response = getattr(exc, "response", None)
     return getattr(response, "headers", None)
 
@@ -90,7 +91,7 @@ def _response_headers(exc: BaseException | None) -> Mapping[str, str] | None:
 def wait_seconds(policy: RetryPolicy, attempt: int, exc: BaseException | None) -> float:
     """The wait before attempt `attempt + 1`: the server's Retry-After if it sent one, else
     exponential backoff plus jitter."""
-    requested = retry_after_seconds(_response_headers(exc))
+    requested = retry_after_seconds(response_headers(exc))
     if requested is not None:
         return min(requested, policy.max_retry_after_s)
     backoff = min(policy.initial_wait_s * 2 ** (attempt - 1), policy.max_wait_s)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # importing autointerp.llm loads both provider SDKs (~6 s); t
     from autointerp.llm.ledger import BatchOutcome, LLMCall, OpenBatch
 
 
+_CALL_COLUMNS = [c for c in LLM_CALLS.columns if c != "id"]
+_INSERT_CALL = LLM_CALLS.insert_sql(omit=("id",))
+
+
 class SQLiteLedger:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
@@ -31,18 +35,26 @@ class SQLiteLedger:
             self.db.execute("DELETE FROM llm_cache WHERE key = ?", [key])
 
     def cache_put(
-        self, key: str, response: dict[str, Any], *, backend: str, model: str, request: dict[str, Any]
+        self,
+        key: str,
+        response: dict[str, Any],
+        *,
+        backend: str,
+        model: str,
+        request: dict[str, Any],
+        call: LLMCall | None = None,
     ) -> None:
         with self.db.atomic():
             self.db.execute(LLM_CACHE.insert_sql(), [key, backend, model, dumps(request), dumps(response), now()])
+            if call is not None:
+                self.log_llm_call(call)
 
     def log_llm_call(self, call: LLMCall) -> None:
         row = call.model_dump()
         row["time"] = now()
         row["latency_s"] = round(call.latency_s, 4)
-        columns = [c for c in LLM_CALLS.columns if c != "id"]
         with self.db.atomic():
-            self.db.execute(LLM_CALLS.insert_sql(omit=("id",)), [row[c] for c in columns])
+            self.db.execute(_INSERT_CALL, [row[c] for c in _CALL_COLUMNS])
 
     def llm_calls(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The call log (one run's, or all), oldest first."""

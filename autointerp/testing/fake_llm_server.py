@@ -3,7 +3,8 @@
 The official SDKs talk to it over a socket exactly as they would to a provider, so tests exercise our
 real clients, retries and timeouts. What it answers comes from a pluggable responder; faults (429 with
 Retry-After, 5xx, slow replies, malformed or truncated bodies) are queued and consumed one per request.
-It never checks auth headers.
+A `RateLimit` makes it refuse requests past N per window with 429, Retry-After and the providers'
+rate-limit headers, which it also sends on every answer. It never checks auth headers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
@@ -53,6 +55,43 @@ class Fault:
     body: str | None = None  # send this raw text as a 200 body (malformed JSON)
     truncate: bool = False  # send half a valid body under a full Content-Length, then close
     message: str | None = None  # the error message of a `status` fault
+
+
+@dataclass
+class RateLimit:
+    """At most `requests` chat requests per fixed window of `window_s` seconds, counted on arrival,
+    as a provider's requests-per-minute limit does (shrunk to test time)."""
+
+    requests: int
+    window_s: float
+    window_start: float = 0.0
+    used: int = 0
+    refused: int = 0  # 429s sent
+
+    def admit(self, now: float) -> tuple[bool, int, float]:
+        """Count a request arriving at `now`: whether it is served, requests left in its window, and
+        seconds until the window resets."""
+        if now >= self.window_start + self.window_s:
+            self.window_start, self.used = now, 0
+        admitted = self.used < self.requests
+        self.used += admitted
+        self.refused += not admitted
+        return admitted, self.requests - self.used, self.window_start + self.window_s - now
+
+    def headers(self, api: Api, remaining: int, reset_s: float) -> dict[str, str]:
+        """The limit as each provider reports it: OpenAI a duration, Anthropic an RFC 3339 time."""
+        if api == "openai":
+            return {
+                "x-ratelimit-limit-requests": str(self.requests),
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": f"{reset_s * 1000:.0f}ms",
+            }
+        reset_at = datetime.now(UTC) + timedelta(seconds=reset_s)
+        return {
+            "anthropic-ratelimit-requests-limit": str(self.requests),
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
 
 
 @dataclass
@@ -126,6 +165,7 @@ class FakeLLMServer:
         *,
         replay: bool = False,
         keep_alive: bool = False,
+        rate_limit: RateLimit | None = None,
     ):
         self.responder: Responder = responder or echo_responder
         self.latency_s = latency_s  # added to every reply
@@ -135,6 +175,7 @@ class FakeLLMServer:
         # keep_alive: HTTP/1.1 connections that serve many requests, as providers' do (the default,
         # one connection per request, lets a truncated-body fault end its connection)
         self.keep_alive = keep_alive
+        self.rate_limit = rate_limit  # None: no limit
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         # Batches: what becomes of each request (custom id, request body) -> fate; None: all succeed
@@ -254,6 +295,20 @@ class FakeLLMServer:
             self._send_json(handler, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         fault = self._record(api, path, body, {k.lower(): v for k, v in handler.headers.items()})
+        limit_headers: dict[str, str] = {}
+        if self.rate_limit is not None and path.endswith(("/chat/completions", "/messages")):
+            with self._lock:
+                admitted, remaining, reset_s = self.rate_limit.admit(time.monotonic())
+            limit_headers = self.rate_limit.headers(api, remaining, reset_s)
+            if not admitted:  # refused at once, as providers do, with the wait in both forms
+                fault = Fault(
+                    status=429,
+                    retry_after=f"{reset_s:.3f}",
+                    retry_after_ms=f"{reset_s * 1000:.0f}" if api == "openai" else None,
+                    message="rate limit: requests per window",
+                )
+                self._send_error(handler, api, fault, limit_headers)
+                return
         delay = self.latency_s + (fault.delay_s if fault else 0.0)
         if delay and self._stopping.wait(delay):
             return
@@ -274,7 +329,7 @@ class FakeLLMServer:
         if fault and fault.truncate:
             self._send_raw(handler, 200, data[: len(data) // 2], declared_length=len(data))
             return
-        self._send_raw(handler, 200, data)
+        self._send_raw(handler, 200, data, headers=limit_headers)
 
     # ---- batch APIs (OpenAI files + batches, Anthropic message batches) ------------------------
 
@@ -496,7 +551,9 @@ class FakeLLMServer:
             "usage": {"input_tokens": prompt, "output_tokens": completion},
         }
 
-    def _send_error(self, handler: BaseHTTPRequestHandler, api: Api, fault: Fault) -> None:
+    def _send_error(
+        self, handler: BaseHTTPRequestHandler, api: Api, fault: Fault, headers: dict[str, str] | None = None
+    ) -> None:
         status = fault.status or 500
         kind = _ERROR_TYPES.get(status, "api_error")
         message = fault.message or f"fake {status} error"
@@ -508,7 +565,7 @@ class FakeLLMServer:
             if api == "openai"
             else {"type": "error", "error": {"type": kind, "message": message}}
         )
-        headers = {}
+        headers = dict(headers or {})
         if fault.retry_after is not None:
             headers["retry-after"] = fault.retry_after
         if fault.retry_after_ms is not None:
