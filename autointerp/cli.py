@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from autointerp.agent.cli import add_agent_commands
+from autointerp.analysis.cli import add_analyze_commands
 from autointerp.controls import CONTROL_NAMES
 from autointerp.errors import UserError, describe_validation_error
 from autointerp.query.cli import add_query_commands
@@ -634,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_commands(sub)
     add_agent_commands(sub)
     add_query_commands(sub)
+    add_analyze_commands(sub)
     return parser
 
 

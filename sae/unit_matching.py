@@ -109,6 +109,14 @@ class CorrelationAccumulator:
             squares += q.cpu()
         self.cross.add_(_cross(a, b).cpu())  # float32 product into float64 sums, no float64 copy
 
+    def swapped(self) -> CorrelationAccumulator:
+        """The same sums seen from B's side (B's units against A's), sharing memory: no second pass."""
+        other = CorrelationAccumulator.__new__(CorrelationAccumulator)
+        other.tokens = self.tokens
+        other.sum_a, other.sq_a, other.sum_b, other.sq_b = self.sum_b, self.sq_b, self.sum_a, self.sq_a
+        other.cross = self.cross.T
+        return other
+
     def correlations(self, rows: slice = slice(None)) -> torch.Tensor:
         """corr(a, b) for A's units in `rows` against all of B, [rows, n_b]; NaN where a unit is constant."""
         n = float(self.tokens)

@@ -1,0 +1,1 @@
+"""Questions asked of several SAEs or models at once: feature splitting, universality."""
