@@ -155,3 +155,10 @@ def test_models_with_other_tokenizers_or_missing_models_are_refused(tmp_path, ca
     assert "different tokenizers" in err
     err = _refusal(tmp_path, capsys, _sae(), _sae(model_name=str(tmp_path / "gone")))
     assert "does not exist" in err
+
+
+def test_the_builtin_model_named_by_name_or_by_its_folder_is_loaded_once(tmp_path):
+    save_sae(_sae(), tmp_path / "a")
+    save_sae(_sae(seed=1), tmp_path / "b")
+    a, b = load_pair(tmp_path / "a", tmp_path / "b", model_b=str(builtin_model_dir()))
+    assert a.subject is b.subject

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from autointerp.errors import UserError
 from sae.corpus import open_corpus, select_split
 from sae.saelens_format import load_sae
-from sae.subject.models import BUILTIN_NAME, SubjectModel, load_subject
+from sae.subject.models import BUILTIN_NAME, SubjectModel, builtin_model_dir, load_subject
 from sae.unit_matching import UnitSet, best_cosines, check_same_tokenizer, correlate
 
 TWIN_THRESHOLD = 0.9
@@ -83,9 +83,7 @@ def summarize_matches(best: torch.Tensor, label: str) -> MatchSummary:
 
 def _model_key(name: str) -> str:
     """One spelling per model, so two SAEs on the same model share one loaded copy."""
-    if name == BUILTIN_NAME:
-        return name
-    path = Path(name).expanduser()
+    path = builtin_model_dir() if name == BUILTIN_NAME else Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 
 
