@@ -28,7 +28,7 @@ from autointerp.settings_hash import settings_hash
 from sae.autoencoder import SparseAutoencoder
 from sae.harvest import UnitFunction
 from sae.subject.models import BUILTIN_NAME, SubjectModel
-from sae.subject.tiny_transformer import init_weights
+from sae.subject.tiny_transformer import TinyTransformer, init_weights
 
 ControlName = Literal["shuffled", "random_model", "density_matched_neurons", "random_directions"]
 CONTROL_NAMES: tuple[ControlName, ...] = ("shuffled", "random_model", "density_matched_neurons", "random_directions")
@@ -83,7 +83,7 @@ def random_direction_sae(sae: SparseAutoencoder, seed: int) -> SparseAutoencoder
 
 def random_init_subject(subject: SubjectModel, seed: int) -> SubjectModel:
     """The built-in model with the weights it had before training (same initialisation scheme)."""
-    if subject.name != BUILTIN_NAME:
+    if not isinstance(subject.model, TinyTransformer):
         raise UserError(
             "the random_model control re-initialises the built-in subject model only; "
             "leave it out of the controls for other models"

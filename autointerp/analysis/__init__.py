@@ -1,1 +1,1 @@
-"""Analyses across the units of several sources: feature splitting across SAE sizes, universality."""
+"""Questions asked of several SAEs or models at once: feature splitting across sizes, universality."""

@@ -151,8 +151,9 @@ def builtin_model_dir() -> Path:
     return Path(str(resources.files("sae") / "data" / "subject"))
 
 
-def load_builtin(model_dir: Path | None = None, device: str = "cpu") -> SubjectModel:
-    """The shipped (or a freshly trained) built-in model from `model.safetensors` + tokenizer."""
+def load_builtin(model_dir: Path | None = None, device: str = "cpu", name: str = BUILTIN_NAME) -> SubjectModel:
+    """The shipped (or a freshly trained) built-in model from `model.safetensors` + tokenizer; `name` is
+    what an SAE trained on it records as its model, so a model in a folder is named by that folder."""
     model_dir = model_dir or builtin_model_dir()
     if not (model_dir / "model.safetensors").exists():
         raise UserError(f"no built-in model at {model_dir}: run `autointerp subject train --out {model_dir}`")
@@ -162,7 +163,7 @@ def load_builtin(model_dir: Path | None = None, device: str = "cpu") -> SubjectM
     model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
     model.to(device).eval()
     return SubjectModel(
-        name=BUILTIN_NAME,
+        name=name,
         model=model,
         tokenizer=BPETokenizer.load(model_dir / "tokenizer.json"),
         n_ctx=cfg.n_ctx,
@@ -205,7 +206,7 @@ def load_subject(name: str = BUILTIN_NAME, device: str = "cpu", dtype: str = "fl
     path = Path(check_model_path(name)).expanduser()
     if _is_builtin_layout(path):
         check_dtype(BUILTIN_NAME, dtype)  # a model trained by `subject train` is the built-in kind
-        return load_builtin(path, device=device)
+        return load_builtin(path, device=device, name=str(path.resolve()))
     return load_hf(name, device=device, dtype=dtype)
 
 
