@@ -26,7 +26,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from sae.autoencoder import SparseAutoencoder
+from sae.autoencoder import SparseAutoencoder, SparseCode
 from sae.corpus import Split, open_corpus, select_split
 from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
@@ -47,6 +47,7 @@ from sae.records import (
 from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
 from sae.torch_threads import one_torch_thread
+from sae.unit_acts import Activations, DenseActs, SparseActs
 
 
 class HarvestConfig(BaseModel):
@@ -87,9 +88,10 @@ def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig
     return cfg.model_copy(update={"corpus_split": "all"})
 
 
-# (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
-UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-UnitActs = dict[UnitKind, torch.Tensor]  # each kind's activations of one batch [W, ctx, U]
+# (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U], or a sparse code
+# of the W * ctx positions (rows) and U units (columns), which the harvest keeps sparse throughout
+UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | SparseCode]
+UnitActs = dict[UnitKind, Activations]  # each kind's activations of one batch [W, ctx, U]
 
 _MASK32 = 2**32 - 1
 SPLITS: tuple[ExampleSplit, ExampleSplit] = ("explain", "score")
@@ -124,7 +126,8 @@ def in_score_split(tokens: torch.Tensor, window_ids: torch.Tensor, cfg: HarvestC
 
 
 class KindHarvester:
-    """Running harvest for one unit kind; `update` takes a batch [W, ctx, U] of activations."""
+    """Running harvest for one unit kind; `update` takes a batch [W, ctx, U] of activations (dense,
+    or a kind's sparse entries)."""
 
     def __init__(self, units: int, cfg: HarvestConfig, ctx: int, device: torch.device) -> None:
         self.cfg = cfg
@@ -154,23 +157,23 @@ class KindHarvester:
 
     def update(
         self,
-        acts: torch.Tensor,
+        batch: Activations | torch.Tensor,
         tokens: torch.Tensor,
         window_ids: torch.Tensor,
         is_score: torch.Tensor,
         generator: torch.Generator,
     ) -> None:
-        """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
-        n_windows, _, units = acts.shape
-        by_unit = _by_unit(acts)
-        window_max = by_unit.amax(dim=2)  # [U, W]
-        self.state.stats.update(acts.reshape(-1, units), by_unit, window_max)
+        """batch [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
+        acts = as_activations(batch)
+        n_windows, units, device = acts.n_windows, acts.units, tokens.device
+        self.state.stats.update(acts)
+        window_max = acts.window_max  # [U, W]
         fires = window_max > 0
         ids = window_ids[None, :].expand(units, -1)
-        fetch = _fetcher(tokens, by_unit)
-        unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
-        window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
-        neg_inf = torch.tensor(-torch.inf, device=acts.device)
+        fetch = _fetcher(tokens, acts)
+        unit_priority = -torch.rand(units, n_windows, generator=generator, device=device)
+        window_priority = -torch.rand(n_windows, generator=generator, device=device)[None].expand(units, -1)
+        neg_inf = torch.tensor(-torch.inf, device=device)
         for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
             slots = getattr(self.state, split_name)
             ok = in_split[None, :]
@@ -195,7 +198,7 @@ class KindHarvester:
 
     def update_hard(
         self,
-        acts: torch.Tensor,
+        batch: Activations | torch.Tensor,
         tokens: torch.Tensor,
         window_ids: torch.Tensor,
         is_score: torch.Tensor,
@@ -203,40 +206,37 @@ class KindHarvester:
         vocab_size: int,
     ) -> None:
         """Second pass: keep a uniform sample of windows holding a trigger where the unit stays quiet."""
-        n_windows, _, units = acts.shape
         if self.cfg.n_hard_negative == 0:
             return
+        acts = as_activations(batch)
+        n_windows, units, device = acts.n_windows, acts.units, tokens.device
         # which tokens each window holds, then each unit's few triggers looked up in it ([W, U, n]
         # rather than [U, W, ctx]); the extra column, never held, stands for "no trigger"
-        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=acts.device)
+        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=device)
         present.scatter_(1, tokens.long(), True)
         present[:, vocab_size] = False
         holds = present[:, torch.where(self.triggers >= 0, self.triggers, vocab_size)].any(dim=2).t()  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
-        by_unit = _by_unit(acts)
-        quiet = by_unit.amax(dim=2) < self.cfg.quiet_fraction * unit_max
+        quiet = acts.window_max < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
-        priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
+        priority = -torch.rand(units, n_windows, generator=generator, device=device)
         ids = window_ids[None, :].expand(units, -1)
-        neg_inf = torch.tensor(-torch.inf, device=acts.device)
-        fetch = _fetcher(tokens, by_unit)
+        neg_inf = torch.tensor(-torch.inf, device=device)
+        fetch = _fetcher(tokens, acts)
         for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
             self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
 
 
-def _by_unit(acts: torch.Tensor) -> torch.Tensor:
-    """[W, ctx, U] -> [U, W, ctx], contiguous: a kept window's activations become one row to copy
-    (a 2-d transpose; permuting three dimensions at once copies several times slower)."""
-    n_windows, ctx, units = acts.shape
-    return acts.reshape(-1, units).t().contiguous().view(units, n_windows, ctx)
+def as_activations(acts: Activations | torch.Tensor) -> Activations:
+    return DenseActs(acts) if isinstance(acts, torch.Tensor) else acts
 
 
-def _fetcher(tokens: torch.Tensor, by_unit: torch.Tensor) -> Fetch:
-    """The tokens and activations of chosen (unit, window) pairs; by_unit is [U, W, ctx]."""
+def _fetcher(tokens: torch.Tensor, acts: Activations) -> Fetch:
+    """The tokens and activations of chosen (unit, window) pairs."""
     small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
 
     def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return small[window], by_unit[unit, window]
+        return small[window], acts.rows(unit, window)
 
     return fetch
 
@@ -262,9 +262,10 @@ def hook_neurons(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
 
 
 def sae_features(sae: SparseAutoencoder) -> UnitFunction:
-    def encode(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return sae.encode(acts.reshape(-1, acts.shape[-1])).reshape(*acts.shape[:2], -1)
+    """The SAE's features, as its sparse code: never [W, ctx, d_sae] dense."""
+
+    def encode(tokens: torch.Tensor, acts: torch.Tensor) -> SparseCode:
+        return sae.encode_sparse(acts.reshape(-1, acts.shape[-1]))
 
     return encode
 
@@ -274,8 +275,14 @@ def column_subset(units: UnitFunction, columns: list[int]) -> UnitFunction:
     dictionary computes all of it (a TopK needs every column) but keeps the books on the sample only."""
     kept = torch.tensor(columns, dtype=torch.long)
 
-    def subset(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    def subset(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor | SparseCode:
         out = units(tokens, acts)
+        if isinstance(out, SparseCode):
+            position = torch.full((out.d_sae,), -1, dtype=torch.long, device=out.cols.device)
+            position[kept.to(out.cols.device)] = torch.arange(len(kept), device=out.cols.device)
+            new = position[out.cols]
+            keep = new >= 0
+            return SparseCode(out.rows[keep], new[keep], out.vals[keep], out.batch, len(kept))
         return out[..., kept.to(out.device)]
 
     return subset
@@ -327,7 +334,7 @@ def harvest_units(
         for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
             for kind, unit_acts in acts.items():
                 if kind not in kinds:
-                    kinds[kind] = new(unit_acts.shape[-1])
+                    kinds[kind] = new(unit_acts.units)
                 kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
             if kept:
                 kept.add(item.first_window, tokens, window_ids, is_score, acts)
@@ -402,7 +409,14 @@ def unit_activations(
     `hook_acts`; separator (BOS) positions are zeroed, before and after: they are not text."""
     text = (tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
     masked = hook_acts * text
-    return {kind: fn(tokens, masked) * text for kind, fn in units.items()}
+    out: UnitActs = {}
+    for kind, fn in units.items():
+        acts = fn(tokens, masked)
+        if isinstance(acts, SparseCode):
+            out[kind] = SparseActs.from_code(acts, tokens.shape[0], tokens.shape[1], text)
+        else:
+            out[kind] = DenseActs(acts * text)
+    return out
 
 
 def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from sae.unit_acts import Activations
+
 HIST_EDGES_LOG10 = torch.linspace(-4, 3, 71)  # 0.1 decade bins from 1e-4 to 1e3
 
 
@@ -114,21 +116,16 @@ class UnitStatsState:
             hist=torch.zeros(units, len(HIST_EDGES_LOG10) - 1, dtype=torch.long, device=device),
         )
 
-    def update(self, flat: torch.Tensor, by_unit: torch.Tensor, window_max: torch.Tensor) -> None:
-        """flat: [tokens, U] activations of the harvested (non-separator) positions; by_unit: the
-        same as [U, W, ctx]; window_max [U, W]: their maxima per window. The caller has the last
-        two at hand; each is the cheaper layout for what it gives here. Positive activations are
-        looked for only in the windows where the unit fires (few, for sparse units)."""
-        self.tokens_seen += flat.shape[0]
-        self.total += flat.sum(0).double()  # float32 within a batch, float64 across batches
-        self.max = torch.maximum(self.max, window_max.amax(dim=1))
-        fired_unit, fired_window = (window_max > 0).nonzero(as_tuple=True)
-        rows = by_unit[fired_unit, fired_window]  # [fired, ctx]
-        positive = rows > 0
-        unit = fired_unit[:, None].expand_as(rows)[positive]
+    def update(self, acts: Activations) -> None:
+        """acts: a batch of the harvested (non-separator) positions. Positive activations are looked
+        for only where a unit fires (few, for sparse units)."""
+        self.tokens_seen += acts.n_windows * acts.ctx
+        self.total += acts.column_sum().double()  # float32 within a batch, float64 across batches
+        self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
+        unit, values = acts.positive()
         self.active += torch.bincount(unit, minlength=self.active.shape[0])
-        edges = HIST_EDGES_LOG10.to(flat.device)
-        bins = (torch.bucketize(rows[positive].log10(), edges) - 1).clamp(0, len(edges) - 2)
+        edges = HIST_EDGES_LOG10.to(values.device)
+        bins = (torch.bucketize(values.log10(), edges) - 1).clamp(0, len(edges) - 2)
         self.hist.view(-1).index_add_(0, unit * self.hist.shape[1] + bins, torch.ones_like(bins, dtype=torch.long))
 
     def merge(self, other: UnitStatsState) -> None:
