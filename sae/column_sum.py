@@ -30,8 +30,10 @@ def ordered_segment_sum(segment: torch.Tensor, values: torch.Tensor) -> tuple[to
     group = torch.repeat_interleave(torch.arange(len(unique), device=segment.device), counts)
     position = torch.arange(len(segment), device=segment.device) - (torch.cumsum(counts, 0) - counts)[group]
     sums = torch.zeros(len(unique), dtype=values.dtype, device=values.device)
-    for k in range(int(counts.max())):
-        at = (position == k).nonzero().squeeze(1)
+    by_position = position.argsort(stable=True)  # the first of every group, then the second, ...
+    ends = torch.cumsum(torch.bincount(position), 0).tolist()
+    for start, end in zip([0, *ends[:-1]], ends):
+        at = by_position[start:end]
         sums.index_add_(0, group[at], values[at])  # one value per group: an in-order addition
     return unique, sums
 

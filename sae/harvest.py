@@ -32,7 +32,7 @@ from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_replay import HardPassCache
 from sae.harvest_shards import merge_into_first, share_first_pass
-from sae.harvest_state import HIST_EDGES_LOG10, Fetch, HarvestState, SplitSlots, WindowSlots
+from sae.harvest_state import HIST_EDGES_LOG10, Fetch, FetchWindows, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -167,22 +167,23 @@ class KindHarvester:
         acts = as_activations(batch)
         n_windows, units, device = acts.n_windows, acts.units, tokens.device
         self.state.stats.update(acts)
-        window_max = acts.window_max  # [U, W]
-        fires = window_max > 0
-        ids = window_ids[None, :].expand(units, -1)
-        fetch = _fetcher(tokens, acts)
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=device)
-        window_priority = -torch.rand(n_windows, generator=generator, device=device)[None].expand(units, -1)
+        window_priority = -torch.rand(n_windows, generator=generator, device=device)  # the same for every unit
         neg_inf = torch.tensor(-torch.inf, device=device)
-        for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
+        for split_name, columns in _split_columns(is_score):
+            # each split sees its own windows only: the others could never win its slots
             slots = getattr(self.state, split_name)
-            ok = in_split[None, :]
-            slots.top.merge(torch.where(ok & fires, window_max, neg_inf), ids, fetch)
-            slots.reservoir.merge(torch.where(ok & fires, unit_priority, neg_inf), ids, fetch)
+            window_max = acts.window_max[:, columns]  # [U, w]
+            fires = window_max > 0
+            ids = window_ids[columns][None, :].expand(units, -1)
+            fetch = _fetcher(tokens, acts, columns)
+            priority = unit_priority[:, columns]
+            slots.top.merge(torch.where(fires, window_max, neg_inf), ids, fetch)
+            slots.reservoir.merge(torch.where(fires, priority, neg_inf), ids, fetch)
             # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
-            quiet = torch.where(fires, -window_max, -unit_priority)
-            slots.low.merge(torch.where(ok, quiet, neg_inf), ids, fetch)
-            self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, fetch)
+            slots.low.merge(torch.where(fires, -window_max, -priority), ids, fetch)
+            windows = _window_fetcher(tokens, acts, columns)
+            self.random[split_name].merge_shared(window_priority[columns], window_ids[columns], windows)
 
     def choose_triggers(self) -> None:
         """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows."""
@@ -220,23 +221,41 @@ class KindHarvester:
         quiet = acts.window_max < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
         priority = -torch.rand(units, n_windows, generator=generator, device=device)
-        ids = window_ids[None, :].expand(units, -1)
         neg_inf = torch.tensor(-torch.inf, device=device)
-        fetch = _fetcher(tokens, acts)
-        for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
-            self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
+        for split_name, columns in _split_columns(is_score):
+            ids = window_ids[columns][None, :].expand(units, -1)
+            key = torch.where(candidate[:, columns], priority[:, columns], neg_inf)
+            self.hard[split_name].merge(key, ids, _fetcher(tokens, acts, columns))
 
 
 def as_activations(acts: Activations | torch.Tensor) -> Activations:
     return DenseActs(acts) if isinstance(acts, torch.Tensor) else acts
 
 
-def _fetcher(tokens: torch.Tensor, acts: Activations) -> Fetch:
-    """The tokens and activations of chosen (unit, window) pairs."""
+def _split_columns(is_score: torch.Tensor) -> list[tuple[ExampleSplit, torch.Tensor]]:
+    """Each split's windows of the batch, as column indices."""
+    return [(name, in_split.nonzero().squeeze(1)) for name, in_split in zip(SPLITS, (~is_score, is_score))]
+
+
+def _fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> Fetch:
+    """The tokens and activations of chosen (unit, candidate) pairs; candidate c is the batch's
+    window columns[c]."""
     small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
 
-    def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fetch(unit: torch.Tensor, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = columns[candidate]
         return small[window], acts.rows(unit, window)
+
+    return fetch
+
+
+def _window_fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> FetchWindows:
+    """The tokens of chosen windows, and every unit's activations over them (as `_fetcher`)."""
+    small = tokens.to(torch.int32)
+
+    def fetch(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = columns[candidate]
+        return small[window], acts.windows(window)
 
     return fetch
 

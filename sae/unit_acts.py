@@ -47,15 +47,18 @@ class DenseActs:
         """[n, ctx]: the activations of `unit[i]` over window `window[i]`."""
         return self.by_unit[unit, window]
 
+    def windows(self, window: torch.Tensor) -> torch.Tensor:
+        """[U, m, ctx]: every unit's activations over the chosen windows."""
+        return self.by_unit[:, window]
+
     def column_sum(self) -> torch.Tensor:
         return self.acts.reshape(-1, self.units).sum(0)
 
     def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(unit, value) of every positive entry, looked for only in the windows where a unit fires."""
-        fired_unit, fired_window = (self.window_max > 0).nonzero(as_tuple=True)
-        rows = self.by_unit[fired_unit, fired_window]  # [fired, ctx]
-        positive = rows > 0
-        return fired_unit[:, None].expand_as(rows)[positive], rows[positive]
+        """(unit, value) of every positive entry, unit by unit."""
+        positive = self.by_unit > 0
+        per_unit = positive.view(self.units, -1).sum(dim=1)
+        return torch.repeat_interleave(torch.arange(self.units, device=per_unit.device), per_unit), self.by_unit[positive]
 
     def to_dense(self) -> torch.Tensor:
         return self.acts
@@ -136,6 +139,16 @@ class SparseActs:
         target = torch.repeat_interleave(found, n)
         entry = torch.repeat_interleave(starts - (torch.cumsum(n, 0) - n), n) + torch.arange(int(n.sum()), device=n.device)
         out[target, self.row[entry] % self.ctx] = self.values[entry]
+        return out
+
+    def windows(self, window: torch.Tensor) -> torch.Tensor:
+        """[U, m, ctx]: every unit's activations over the chosen (distinct) windows."""
+        out = torch.zeros(self.units, len(window), self.ctx, dtype=self.values.dtype, device=self.values.device)
+        slot = torch.full((self.n_windows,), -1, dtype=torch.long, device=window.device)
+        slot[window] = torch.arange(len(window), device=window.device)
+        at = slot[torch.div(self.row, self.ctx, rounding_mode="floor")]
+        chosen = (at >= 0).nonzero().squeeze(1)
+        out[self.unit[chosen], at[chosen], self.row[chosen] % self.ctx] = self.values[chosen]
         return out
 
     def column_sum(self) -> torch.Tensor:
