@@ -106,12 +106,24 @@ def _winners(
     the next slot (in slot order) that unit evicts."""
     k = slot_key.shape[1]
     floor = slot_key.min(dim=1, keepdim=True).values
-    ties = (key == floor) & (key > -torch.inf)  # a tied candidate with a lower window id wins
-    changed = ((key > floor) | ties).any(dim=1).nonzero().squeeze(1)
+    # a candidate below its unit's lowest slot cannot win; one tied with it wins on a lower window id
+    beats = (key > floor) | ((key == floor) & (key > -torch.inf))
+    changed = beats.any(dim=1).nonzero().squeeze(1)
     if len(changed) == 0:
         return changed, changed, changed, key.new_empty(0)
-    cand_key = key[changed]
-    ranks = _ranking(torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], window_id[changed]], dim=1))
+    beats = beats[changed]
+    count = beats.sum(dim=1)
+    m = int(count.max())
+    # the candidates that can win, gathered to the front of each row (the rest: -inf, never winning)
+    width = beats.shape[1]
+    position = torch.where(beats, beats.cumsum(dim=1) - 1, m)  # m: a spare column for the rest
+    column = torch.zeros(len(changed), m + 1, dtype=torch.long, device=key.device)
+    column.scatter_(1, position, torch.arange(width, device=key.device).expand(len(changed), width))
+    column = column[:, :m]
+    valid = torch.arange(m, device=key.device) < count[:, None]
+    cand_key = torch.where(valid, key[changed].gather(1, column), -torch.inf)
+    cand_window = window_id[changed].gather(1, column)
+    ranks = _ranking(torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], cand_window], dim=1))
     _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
     is_old = pick < k
     kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
@@ -120,8 +132,8 @@ def _winners(
     # row-major order, so the i-th winner goes into the i-th evicted slot.
     _, evicted_slots = (kept == 0).nonzero(as_tuple=True)
     new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
-    cand = pick[new_rows, new_pos] - k
-    return changed[new_rows], evicted_slots, cand, cand_key[new_rows, cand]
+    picked = pick[new_rows, new_pos] - k
+    return changed[new_rows], evicted_slots, column[new_rows, picked], cand_key[new_rows, picked]
 
 
 @dataclass
