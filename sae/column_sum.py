@@ -38,7 +38,9 @@ def ordered_segment_sum(segment: torch.Tensor, values: torch.Tensor) -> tuple[to
     return unique, sums
 
 
-def sparse_column_sum(cols: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, n_rows: int, n_cols: int) -> torch.Tensor:
+def sparse_column_sum(
+    cols: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, n_rows: int, n_cols: int
+) -> torch.Tensor:
     """[n_cols] sums of the matrix whose nonzero entries are (rows, cols, values), the entries sorted
     by column, then row."""
     p = _level_power(n_rows)
@@ -63,5 +65,6 @@ def sparse_column_sum(cols: torch.Tensor, rows: torch.Tensor, values: torch.Tens
         col, block = keys // (complete + 1), keys % (complete + 1)
         unflushed = block == complete
         out[col[unflushed]] += block_sums[unflushed]
-        keys, sums, units = col[~unflushed] * max(1, complete) + block[~unflushed], block_sums[~unflushed], max(1, complete)
+        units = max(1, complete)
+        keys, sums = col[~unflushed] * units + block[~unflushed], block_sums[~unflushed]
     return out

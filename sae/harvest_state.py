@@ -123,7 +123,9 @@ def _winners(
     valid = torch.arange(m, device=key.device) < count[:, None]
     cand_key = torch.where(valid, key[changed].gather(1, column), -torch.inf)
     cand_window = window_id[changed].gather(1, column)
-    ranks = _ranking(torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], cand_window], dim=1))
+    ranks = _ranking(
+        torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], cand_window], dim=1)
+    )
     _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
     is_old = pick < k
     kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)

@@ -58,7 +58,8 @@ class DenseActs:
         """(unit, value) of every positive entry, unit by unit."""
         positive = self.by_unit > 0
         per_unit = positive.view(self.units, -1).sum(dim=1)
-        return torch.repeat_interleave(torch.arange(self.units, device=per_unit.device), per_unit), self.by_unit[positive]
+        unit = torch.repeat_interleave(torch.arange(self.units, device=per_unit.device), per_unit)
+        return unit, self.by_unit[positive]
 
     def to_dense(self) -> torch.Tensor:
         return self.acts
@@ -136,8 +137,10 @@ class SparseActs:
         found = (pairs[at] == wanted).nonzero().squeeze(1)
         starts = (torch.cumsum(counts, 0) - counts)[at[found]]
         n = counts[at[found]]
-        target = torch.repeat_interleave(found, n)
-        entry = torch.repeat_interleave(starts - (torch.cumsum(n, 0) - n), n) + torch.arange(int(n.sum()), device=n.device)
+        target = torch.repeat_interleave(found, n)  # each entry's place in the output, and its index
+        entry = torch.repeat_interleave(starts - (torch.cumsum(n, 0) - n), n) + torch.arange(
+            len(target), device=n.device
+        )
         out[target, self.row[entry] % self.ctx] = self.values[entry]
         return out
 

@@ -13,8 +13,9 @@ from sae.unit_acts import DenseActs, SparseActs
 
 def _sparse_batch(n_windows: int, ctx: int, units: int, density: float, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    values = torch.rand(n_windows, ctx, units, generator=g) * torch.exp(3 * torch.randn(n_windows, ctx, units, generator=g))
-    return torch.where(torch.rand(n_windows, ctx, units, generator=g) < density, values, 0.0)
+    shape = (n_windows, ctx, units)
+    values = torch.rand(shape, generator=g) * torch.exp(3 * torch.randn(shape, generator=g))  # wide range
+    return torch.where(torch.rand(shape, generator=g) < density, values, 0.0)
 
 
 def _bits(x: torch.Tensor) -> torch.Tensor:
