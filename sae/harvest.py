@@ -351,12 +351,13 @@ def harvest_units(
     if phase == "harvest":
         read = skip
         for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
-            for kind, unit_acts in acts.items():
-                if kind not in kinds:
-                    kinds[kind] = new(unit_acts.units)
-                kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
-            if kept:
-                kept.add(item.first_window, tokens, window_ids, is_score, acts)
+            with one_torch_thread():  # bookkeeping is many small operations; the model keeps its threads
+                for kind, unit_acts in acts.items():
+                    if kind not in kinds:
+                        kinds[kind] = new(unit_acts.units)
+                    kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
+                if kept:
+                    kept.add(item.first_window, tokens, window_ids, is_score, acts)
             read = item.first_window + item.tokens.shape[0]
             save_if_due(phase, item.first_window, read, cfg.n_tokens)
         merge_into_first(kinds, new, shard)
@@ -387,8 +388,9 @@ def harvest_units(
     draws = functools.partial(batch_generator, cfg.seed)
     hard = hard_batches(batches, recompute, units, n_hard, skip, kept, draws)
     for first_window, tokens, window_ids, is_score, acts, generator in hard:
-        for kind, unit_acts in acts.items():
-            kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
+        with one_torch_thread():
+            for kind, unit_acts in acts.items():
+                kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
         save_if_due(phase, first_window, first_window + tokens.shape[0], n_hard)
     merge_into_first(kinds, new, shard)
     return kinds if shard.is_writer else {}
@@ -432,7 +434,8 @@ def unit_activations(
     for kind, fn in units.items():
         acts = fn(tokens, masked)
         if isinstance(acts, SparseCode):
-            out[kind] = SparseActs.from_code(acts, tokens.shape[0], tokens.shape[1], text)
+            with one_torch_thread():
+                out[kind] = SparseActs.from_code(acts, tokens.shape[0], tokens.shape[1], text)
         else:
             out[kind] = DenseActs(acts * text)
     return out
