@@ -160,7 +160,7 @@ class UnitStatsState:
         """acts: a batch of the harvested (non-separator) positions. Positive activations are looked
         for only where a unit fires (few, for sparse units)."""
         self.tokens_seen += acts.n_windows * acts.ctx
-        self.total += acts.column_sum().double()  # float32 within a batch, float64 across batches
+        self.total += acts.column_sum()  # float64
         self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
         unit, values = acts.positive()
         self.active += torch.bincount(unit, minlength=self.active.shape[0])

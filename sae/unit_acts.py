@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from sae.autoencoder import SparseCode
-from sae.column_sum import sparse_column_sum
 
-EXACT_SUM_WIDTH = 64  # torch's CPU column sum is replayed exactly for widths that are multiples of this
 # an integer type of each float width: a float is +0.0 exactly when its bits, read as one, are 0
 _SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -52,7 +50,8 @@ class DenseActs:
         return self.by_unit[:, window]
 
     def column_sum(self) -> torch.Tensor:
-        return self.acts.reshape(-1, self.units).sum(0)
+        """[U] sums in float64, so the order of the additions does not show in the statistics."""
+        return self.acts.reshape(-1, self.units).sum(0, dtype=torch.float64)
 
     def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(unit, value) of every positive entry, unit by unit."""
@@ -155,11 +154,9 @@ class SparseActs:
         return out
 
     def column_sum(self) -> torch.Tensor:
-        """[U] float sums, equal to the dense tensor's `reshape(-1, U).sum(0)` on the CPU (replayed
-        from the entries where that is exact, else from the dense tensor)."""
-        if self.values.device.type == "cpu" and self.units % EXACT_SUM_WIDTH == 0:
-            return sparse_column_sum(self.unit, self.row, self.values, self.n_windows * self.ctx, self.units)
-        return self.to_dense().reshape(-1, self.units).sum(0)
+        """[U] sums in float64 from the entries alone (equal to the dense sum up to rounding order)."""
+        total = torch.zeros(self.units, dtype=torch.float64, device=self.values.device)
+        return total.index_add_(0, self.unit, self.values.double())
 
     def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
         keep = self.values > 0

@@ -1,5 +1,5 @@
 """A batch's activations kept sparse answer every question the harvest asks exactly as the dense
-tensor does: window maxima, chosen rows and windows, positive entries, and column sums bit for bit."""
+tensor does: window maxima, chosen rows and windows, positive entries, and (to rounding) column sums."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.column_sum import sparse_column_sum
 from sae.unit_acts import DenseActs, SparseActs
 
 
@@ -18,20 +17,7 @@ def _sparse_batch(n_windows: int, ctx: int, units: int, density: float, seed: in
     return torch.where(torch.rand(shape, generator=g) < density, values, 0.0)
 
 
-def _bits(x: torch.Tensor) -> torch.Tensor:
-    return x.view(torch.int32)
-
-
-@pytest.mark.parametrize(("n_rows", "n_cols"), [(4096, 128), (4032, 64), (640, 192), (70, 64), (10, 64)])
-def test_the_sparse_column_sum_is_torchs_dense_sum_bit_for_bit(n_rows: int, n_cols: int) -> None:
-    dense = _sparse_batch(1, n_rows, n_cols, 0.3)[0]
-    rows, cols = dense.nonzero(as_tuple=True)
-    order = (cols * n_rows + rows).argsort()
-    got = sparse_column_sum(cols[order], rows[order], dense[rows, cols][order], n_rows, n_cols)
-    assert torch.equal(_bits(got), _bits(dense.sum(0)))
-
-
-@pytest.mark.parametrize("units", [64, 5])  # 5: not a width whose sum is replayed, so summed dense
+@pytest.mark.parametrize("units", [64, 5])
 def test_sparse_and_dense_batches_answer_alike(units: int) -> None:
     acts = _sparse_batch(6, 16, units, 0.1) - 0.5 * _sparse_batch(6, 16, units, 0.05, seed=1)
     acts[2, :, 0] = -1.0  # every position listed and negative: the window max is not 0
@@ -42,7 +28,9 @@ def test_sparse_and_dense_batches_answer_alike(units: int) -> None:
     unit, window = torch.tensor([0, 3, units - 1, 1]), torch.tensor([2, 5, 0, 0])
     assert torch.equal(sparse.rows(unit, window), dense.rows(unit, window))
     assert torch.equal(sparse.windows(torch.tensor([4, 1])), dense.windows(torch.tensor([4, 1])))
-    assert torch.equal(_bits(sparse.column_sum()), _bits(dense.column_sum()))
+    assert sparse.column_sum().dtype == torch.float64
+    assert torch.allclose(sparse.column_sum(), dense.column_sum(), rtol=1e-12, atol=0)
+    assert torch.allclose(dense.column_sum(), acts.double().reshape(-1, units).sum(0), rtol=1e-12, atol=0)
 
     def as_set(pairs: tuple[torch.Tensor, torch.Tensor]) -> set[tuple[int, float]]:
         return set(zip(pairs[0].tolist(), pairs[1].tolist()))
