@@ -26,13 +26,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from sae.autoencoder import SparseAutoencoder
+from sae.autoencoder import SparseAutoencoder, SparseCode
 from sae.corpus import Split, open_corpus, select_split
 from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_replay import HardPassCache
 from sae.harvest_shards import merge_into_first, share_first_pass
-from sae.harvest_state import HIST_EDGES_LOG10, Fetch, HarvestState, SplitSlots, WindowSlots
+from sae.harvest_state import HIST_EDGES_LOG10, Fetch, FetchWindows, HarvestState, SplitSlots, WindowSlots
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -47,6 +47,7 @@ from sae.records import (
 from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
 from sae.torch_threads import one_torch_thread
+from sae.unit_acts import Activations, DenseActs, SparseActs
 
 
 class HarvestConfig(BaseModel):
@@ -87,9 +88,10 @@ def corpus_part(cfg: HarvestConfig, sae_trained_on: str | None) -> HarvestConfig
     return cfg.model_copy(update={"corpus_split": "all"})
 
 
-# (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U]
-UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-UnitActs = dict[UnitKind, torch.Tensor]  # each kind's activations of one batch [W, ctx, U]
+# (tokens [W, ctx], hook activations [W, ctx, d]) -> unit activations [W, ctx, U], or a sparse code
+# of the W * ctx positions (rows) and U units (columns), which the harvest keeps sparse throughout
+UnitFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | SparseCode]
+UnitActs = dict[UnitKind, Activations]  # each kind's activations of one batch [W, ctx, U]
 
 _MASK32 = 2**32 - 1
 SPLITS: tuple[ExampleSplit, ExampleSplit] = ("explain", "score")
@@ -124,7 +126,8 @@ def in_score_split(tokens: torch.Tensor, window_ids: torch.Tensor, cfg: HarvestC
 
 
 class KindHarvester:
-    """Running harvest for one unit kind; `update` takes a batch [W, ctx, U] of activations."""
+    """Running harvest for one unit kind; `update` takes a batch [W, ctx, U] of activations (dense,
+    or a kind's sparse entries)."""
 
     def __init__(self, units: int, cfg: HarvestConfig, ctx: int, device: torch.device) -> None:
         self.cfg = cfg
@@ -154,32 +157,33 @@ class KindHarvester:
 
     def update(
         self,
-        acts: torch.Tensor,
+        batch: Activations | torch.Tensor,
         tokens: torch.Tensor,
         window_ids: torch.Tensor,
         is_score: torch.Tensor,
         generator: torch.Generator,
     ) -> None:
-        """acts [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
-        n_windows, _, units = acts.shape
-        by_unit = _by_unit(acts)
-        window_max = by_unit.amax(dim=2)  # [U, W]
-        self.state.stats.update(acts.reshape(-1, units), by_unit, window_max)
-        fires = window_max > 0
-        ids = window_ids[None, :].expand(units, -1)
-        fetch = _fetcher(tokens, by_unit)
-        unit_priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
-        window_priority = -torch.rand(n_windows, generator=generator, device=acts.device)[None].expand(units, -1)
-        neg_inf = torch.tensor(-torch.inf, device=acts.device)
-        for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
+        """batch [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
+        acts = as_activations(batch)
+        n_windows, units, device = acts.n_windows, acts.units, tokens.device
+        self.state.stats.update(acts)
+        unit_priority = -torch.rand(units, n_windows, generator=generator, device=device)
+        window_priority = -torch.rand(n_windows, generator=generator, device=device)  # the same for every unit
+        neg_inf = torch.tensor(-torch.inf, device=device)
+        for split_name, columns in _split_columns(is_score):
+            # each split sees its own windows only: the others could never win its slots
             slots = getattr(self.state, split_name)
-            ok = in_split[None, :]
-            slots.top.merge(torch.where(ok & fires, window_max, neg_inf), ids, fetch)
-            slots.reservoir.merge(torch.where(ok & fires, unit_priority, neg_inf), ids, fetch)
+            window_max = acts.window_max[:, columns]  # [U, w]
+            fires = window_max > 0
+            ids = window_ids[columns][None, :].expand(units, -1)
+            fetch = _fetcher(tokens, acts, columns)
+            priority = unit_priority[:, columns]
+            slots.top.merge(torch.where(fires, window_max, neg_inf), ids, fetch)
+            slots.reservoir.merge(torch.where(fires, priority, neg_inf), ids, fetch)
             # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
-            quiet = torch.where(fires, -window_max, -unit_priority)
-            slots.low.merge(torch.where(ok, quiet, neg_inf), ids, fetch)
-            self.random[split_name].merge(torch.where(ok, window_priority, neg_inf), ids, fetch)
+            slots.low.merge(torch.where(fires, -window_max, -priority), ids, fetch)
+            windows = _window_fetcher(tokens, acts, columns)
+            self.random[split_name].merge_shared(window_priority[columns], window_ids[columns], windows)
 
     def choose_triggers(self) -> None:
         """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows."""
@@ -195,7 +199,7 @@ class KindHarvester:
 
     def update_hard(
         self,
-        acts: torch.Tensor,
+        batch: Activations | torch.Tensor,
         tokens: torch.Tensor,
         window_ids: torch.Tensor,
         is_score: torch.Tensor,
@@ -203,40 +207,55 @@ class KindHarvester:
         vocab_size: int,
     ) -> None:
         """Second pass: keep a uniform sample of windows holding a trigger where the unit stays quiet."""
-        n_windows, _, units = acts.shape
         if self.cfg.n_hard_negative == 0:
             return
+        acts = as_activations(batch)
+        n_windows, units, device = acts.n_windows, acts.units, tokens.device
         # which tokens each window holds, then each unit's few triggers looked up in it ([W, U, n]
         # rather than [U, W, ctx]); the extra column, never held, stands for "no trigger"
-        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=acts.device)
+        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=device)
         present.scatter_(1, tokens.long(), True)
         present[:, vocab_size] = False
         holds = present[:, torch.where(self.triggers >= 0, self.triggers, vocab_size)].any(dim=2).t()  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
-        by_unit = _by_unit(acts)
-        quiet = by_unit.amax(dim=2) < self.cfg.quiet_fraction * unit_max
+        quiet = acts.window_max < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
-        priority = -torch.rand(units, n_windows, generator=generator, device=acts.device)
-        ids = window_ids[None, :].expand(units, -1)
-        neg_inf = torch.tensor(-torch.inf, device=acts.device)
-        fetch = _fetcher(tokens, by_unit)
-        for split_name, in_split in (("explain", ~is_score), ("score", is_score)):
-            self.hard[split_name].merge(torch.where(candidate & in_split[None, :], priority, neg_inf), ids, fetch)
+        priority = -torch.rand(units, n_windows, generator=generator, device=device)
+        neg_inf = torch.tensor(-torch.inf, device=device)
+        for split_name, columns in _split_columns(is_score):
+            ids = window_ids[columns][None, :].expand(units, -1)
+            key = torch.where(candidate[:, columns], priority[:, columns], neg_inf)
+            self.hard[split_name].merge(key, ids, _fetcher(tokens, acts, columns))
 
 
-def _by_unit(acts: torch.Tensor) -> torch.Tensor:
-    """[W, ctx, U] -> [U, W, ctx], contiguous: a kept window's activations become one row to copy
-    (a 2-d transpose; permuting three dimensions at once copies several times slower)."""
-    n_windows, ctx, units = acts.shape
-    return acts.reshape(-1, units).t().contiguous().view(units, n_windows, ctx)
+def as_activations(acts: Activations | torch.Tensor) -> Activations:
+    return DenseActs(acts) if isinstance(acts, torch.Tensor) else acts
 
 
-def _fetcher(tokens: torch.Tensor, by_unit: torch.Tensor) -> Fetch:
-    """The tokens and activations of chosen (unit, window) pairs; by_unit is [U, W, ctx]."""
+def _split_columns(is_score: torch.Tensor) -> list[tuple[ExampleSplit, torch.Tensor]]:
+    """Each split's windows of the batch, as column indices."""
+    return [(name, in_split.nonzero().squeeze(1)) for name, in_split in zip(SPLITS, (~is_score, is_score))]
+
+
+def _fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> Fetch:
+    """The tokens and activations of chosen (unit, candidate) pairs; candidate c is the batch's
+    window columns[c]."""
     small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
 
-    def fetch(unit: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return small[window], by_unit[unit, window]
+    def fetch(unit: torch.Tensor, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = columns[candidate]
+        return small[window], acts.rows(unit, window)
+
+    return fetch
+
+
+def _window_fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> FetchWindows:
+    """The tokens of chosen windows, and every unit's activations over them (as `_fetcher`)."""
+    small = tokens.to(torch.int32)
+
+    def fetch(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = columns[candidate]
+        return small[window], acts.windows(window)
 
     return fetch
 
@@ -262,9 +281,10 @@ def hook_neurons(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
 
 
 def sae_features(sae: SparseAutoencoder) -> UnitFunction:
-    def encode(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return sae.encode(acts.reshape(-1, acts.shape[-1])).reshape(*acts.shape[:2], -1)
+    """The SAE's features, as its sparse code: never [W, ctx, d_sae] dense."""
+
+    def encode(tokens: torch.Tensor, acts: torch.Tensor) -> SparseCode:
+        return sae.encode_sparse(acts.reshape(-1, acts.shape[-1]))
 
     return encode
 
@@ -274,8 +294,14 @@ def column_subset(units: UnitFunction, columns: list[int]) -> UnitFunction:
     dictionary computes all of it (a TopK needs every column) but keeps the books on the sample only."""
     kept = torch.tensor(columns, dtype=torch.long)
 
-    def subset(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    def subset(tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor | SparseCode:
         out = units(tokens, acts)
+        if isinstance(out, SparseCode):
+            position = torch.full((out.d_sae,), -1, dtype=torch.long, device=out.cols.device)
+            position[kept.to(out.cols.device)] = torch.arange(len(kept), device=out.cols.device)
+            new = position[out.cols]
+            keep = new >= 0
+            return SparseCode(out.rows[keep], new[keep], out.vals[keep], out.batch, len(kept))
         return out[..., kept.to(out.device)]
 
     return subset
@@ -325,12 +351,13 @@ def harvest_units(
     if phase == "harvest":
         read = skip
         for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
-            for kind, unit_acts in acts.items():
-                if kind not in kinds:
-                    kinds[kind] = new(unit_acts.shape[-1])
-                kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
-            if kept:
-                kept.add(item.first_window, tokens, window_ids, is_score, acts)
+            with one_torch_thread():  # bookkeeping is many small operations; the model keeps its threads
+                for kind, unit_acts in acts.items():
+                    if kind not in kinds:
+                        kinds[kind] = new(unit_acts.units)
+                    kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
+                if kept:
+                    kept.add(item.first_window, tokens, window_ids, is_score, acts)
             read = item.first_window + item.tokens.shape[0]
             save_if_due(phase, item.first_window, read, cfg.n_tokens)
         merge_into_first(kinds, new, shard)
@@ -361,8 +388,9 @@ def harvest_units(
     draws = functools.partial(batch_generator, cfg.seed)
     hard = hard_batches(batches, recompute, units, n_hard, skip, kept, draws)
     for first_window, tokens, window_ids, is_score, acts, generator in hard:
-        for kind, unit_acts in acts.items():
-            kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
+        with one_torch_thread():
+            for kind, unit_acts in acts.items():
+                kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
         save_if_due(phase, first_window, first_window + tokens.shape[0], n_hard)
     merge_into_first(kinds, new, shard)
     return kinds if shard.is_writer else {}
@@ -402,7 +430,15 @@ def unit_activations(
     `hook_acts`; separator (BOS) positions are zeroed, before and after: they are not text."""
     text = (tokens != subject.tokenizer.bos_id)[..., None]  # [W, ctx, 1]
     masked = hook_acts * text
-    return {kind: fn(tokens, masked) * text for kind, fn in units.items()}
+    out: UnitActs = {}
+    for kind, fn in units.items():
+        acts = fn(tokens, masked)
+        if isinstance(acts, SparseCode):
+            with one_torch_thread():
+                out[kind] = SparseActs.from_code(acts, tokens.shape[0], tokens.shape[1], text)
+        else:
+            out[kind] = DenseActs(acts * text)
+    return out
 
 
 def batch_generator(seed: int, phase: str, first_window: int, device: torch.device) -> torch.Generator:

@@ -19,11 +19,15 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from sae.unit_acts import Activations
+
 HIST_EDGES_LOG10 = torch.linspace(-4, 3, 71)  # 0.1 decade bins from 1e-4 to 1e3
 
 
 # fetch(units [n], candidates [n]) -> (tokens [n, ctx], acts [n, ctx]) of the chosen candidates
 Fetch = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# fetch(windows [m]) -> (tokens [m, ctx], every unit's acts [U, m, ctx]) of the chosen windows
+FetchWindows = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -51,36 +55,34 @@ class WindowSlots:
         and written, each into a slot its unit evicts, so the cost follows the number of changes,
         not the size of the state.
         """
-        k = self.key.shape[1]
-        if k == 0:
+        if self.key.shape[1] == 0:
             return
-        floor = self.key.min(dim=1, keepdim=True).values
-        ties = (key == floor) & (key > -torch.inf)  # a tied candidate with a lower window id wins
-        changed = ((key > floor) | ties).any(dim=1).nonzero().squeeze(1)
+        changed, evicted_slots, cand, new_key = _winners(self.key, self.window_id, key, window_id)
         if len(changed) == 0:
             return
-        cand_key = key[changed]
-        ranks = _ranking(
-            torch.cat([self.key[changed], cand_key], dim=1),
-            torch.cat([self.window_id[changed], window_id[changed]], dim=1),
-        )
-        _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
-        is_old = pick < k
-        kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
-        kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
-        # Per unit, evicted slots and winning candidates are equally many; nonzero() lists both in
-        # row-major order, so the i-th winner goes into the i-th evicted slot.
-        _, evicted_slots = (kept == 0).nonzero(as_tuple=True)
-        new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
-        cand = pick[new_rows, new_pos] - k
-        units = changed[new_rows]
-        new_key = cand_key[new_rows, cand]
+        units = changed
         self.key[units, evicted_slots] = new_key
         # a -inf candidate can win only an empty slot, which stays empty
         self.window_id[units, evicted_slots] = window_id[units, cand].masked_fill(new_key == -torch.inf, -1)
         tokens, acts = fetch(units, cand)
-        self.tokens[units, evicted_slots] = tokens.to(self.tokens.dtype)
-        self.acts[units, evicted_slots] = acts.to(self.acts.dtype)
+        flat = units * self.key.shape[1] + evicted_slots  # one row per winner: a row copy each
+        self.tokens.view(-1, self.tokens.shape[2]).index_copy_(0, flat, tokens.to(self.tokens.dtype))
+        self.acts.view(-1, self.acts.shape[2]).index_copy_(0, flat, acts.to(self.acts.dtype))
+
+    def merge_shared(self, key: torch.Tensor, window_id: torch.Tensor, fetch: FetchWindows) -> None:
+        """`merge` for candidates that every unit ranks alike (key [W], window_id [W]), into slots
+        that hold the same windows for every unit (as such merges leave them): decided once, on
+        the first unit, and written for all units at once. The state is the one `merge` leaves."""
+        if self.key.shape[1] == 0:
+            return
+        _, evicted_slots, cand, new_key = _winners(self.key[:1], self.window_id[:1], key[None], window_id[None])
+        if len(cand) == 0:
+            return
+        self.key[:, evicted_slots] = new_key
+        self.window_id[:, evicted_slots] = window_id[cand].masked_fill(new_key == -torch.inf, -1)
+        tokens, acts = fetch(cand)  # [m, ctx], [U, m, ctx]
+        self.tokens[:, evicted_slots] = tokens.to(self.tokens.dtype)
+        self.acts[:, evicted_slots] = acts.to(self.acts.dtype)
 
     def merge_slots(self, other: WindowSlots) -> None:
         """Fold another shard's slots in (for sharded harvests)."""
@@ -94,6 +96,46 @@ def _ranking(key: torch.Tensor, window_id: torch.Tensor) -> torch.Tensor:
     bits = key.float().contiguous().view(torch.int32)
     ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
     return (ordered << 32) + (2**31 - 1 - window_id)
+
+
+def _winners(
+    slot_key: torch.Tensor, slot_window: torch.Tensor, key: torch.Tensor, window_id: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unit, the slot it evicts, the candidate that takes it, its key) for every winning candidate
+    of `key` [U, W] against slots of K keys per unit; a unit's winners in rank order, each into
+    the next slot (in slot order) that unit evicts."""
+    k = slot_key.shape[1]
+    floor = slot_key.min(dim=1, keepdim=True).values
+    # a candidate below its unit's lowest slot cannot win; one tied with it wins on a lower window id
+    beats = (key > floor) | ((key == floor) & (key > -torch.inf))
+    changed = beats.any(dim=1).nonzero().squeeze(1)
+    if len(changed) == 0:
+        return changed, changed, changed, key.new_empty(0)
+    beats = beats[changed]
+    count = beats.sum(dim=1)
+    m = int(count.max())
+    # the candidates that can win, gathered to the front of each row (the rest: -inf, never winning)
+    width = beats.shape[1]
+    position = torch.where(beats, beats.cumsum(dim=1) - 1, m)  # m: a spare column for the rest
+    column = torch.zeros(len(changed), m + 1, dtype=torch.long, device=key.device)
+    column.scatter_(1, position, torch.arange(width, device=key.device).expand(len(changed), width))
+    column = column[:, :m]
+    valid = torch.arange(m, device=key.device) < count[:, None]
+    cand_key = torch.where(valid, key[changed].gather(1, column), -torch.inf)
+    cand_window = window_id[changed].gather(1, column)
+    ranks = _ranking(
+        torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], cand_window], dim=1)
+    )
+    _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
+    is_old = pick < k
+    kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
+    kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
+    # Per unit, evicted slots and winning candidates are equally many; nonzero() lists both in
+    # row-major order, so the i-th winner goes into the i-th evicted slot.
+    _, evicted_slots = (kept == 0).nonzero(as_tuple=True)
+    new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
+    picked = pick[new_rows, new_pos] - k
+    return changed[new_rows], evicted_slots, column[new_rows, picked], cand_key[new_rows, picked]
 
 
 @dataclass
@@ -114,21 +156,16 @@ class UnitStatsState:
             hist=torch.zeros(units, len(HIST_EDGES_LOG10) - 1, dtype=torch.long, device=device),
         )
 
-    def update(self, flat: torch.Tensor, by_unit: torch.Tensor, window_max: torch.Tensor) -> None:
-        """flat: [tokens, U] activations of the harvested (non-separator) positions; by_unit: the
-        same as [U, W, ctx]; window_max [U, W]: their maxima per window. The caller has the last
-        two at hand; each is the cheaper layout for what it gives here. Positive activations are
-        looked for only in the windows where the unit fires (few, for sparse units)."""
-        self.tokens_seen += flat.shape[0]
-        self.total += flat.sum(0).double()  # float32 within a batch, float64 across batches
-        self.max = torch.maximum(self.max, window_max.amax(dim=1))
-        fired_unit, fired_window = (window_max > 0).nonzero(as_tuple=True)
-        rows = by_unit[fired_unit, fired_window]  # [fired, ctx]
-        positive = rows > 0
-        unit = fired_unit[:, None].expand_as(rows)[positive]
+    def update(self, acts: Activations) -> None:
+        """acts: a batch of the harvested (non-separator) positions. Positive activations are looked
+        for only where a unit fires (few, for sparse units)."""
+        self.tokens_seen += acts.n_windows * acts.ctx
+        self.total += acts.column_sum()  # float64
+        self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
+        unit, values = acts.positive()
         self.active += torch.bincount(unit, minlength=self.active.shape[0])
-        edges = HIST_EDGES_LOG10.to(flat.device)
-        bins = (torch.bucketize(rows[positive].log10(), edges) - 1).clamp(0, len(edges) - 2)
+        edges = HIST_EDGES_LOG10.to(values.device)
+        bins = (torch.bucketize(values.log10(), edges) - 1).clamp(0, len(edges) - 2)
         self.hist.view(-1).index_add_(0, unit * self.hist.shape[1] + bins, torch.ones_like(bins, dtype=torch.long))
 
     def merge(self, other: UnitStatsState) -> None:

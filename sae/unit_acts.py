@@ -1,0 +1,171 @@
+"""One batch of a unit kind's activations [W, ctx, U], in the layout that suits the kind: dense for
+neurons (every entry is nonzero), the nonzero entries alone for SAE features (a few dozen per token
+out of thousands). The harvest asks both the same few questions (each window's maximum, the rows of
+chosen windows, column sums, the positive entries), so a sparse kind costs what its entries cost,
+never W * ctx * U.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from sae.autoencoder import SparseCode
+
+# an integer type of each float width: a float is +0.0 exactly when its bits, read as one, are 0
+_SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def same_size_int(floats: torch.Tensor) -> torch.dtype:
+    """The integer type to view `floats` as, so that `!= 0` finds every entry that is not +0.0."""
+    return _SAME_SIZE_INT[floats.element_size()]
+
+
+class DenseActs:
+    """A batch held whole, [W, ctx, U]."""
+
+    def __init__(self, acts: torch.Tensor) -> None:
+        self.acts = acts
+        self.n_windows, self.ctx, self.units = acts.shape
+
+    @functools.cached_property
+    def by_unit(self) -> torch.Tensor:
+        """[U, W, ctx], contiguous: a kept window's activations become one row to copy (a 2-d
+        transpose; permuting three dimensions at once copies several times slower)."""
+        return self.acts.reshape(-1, self.units).t().contiguous().view(self.units, self.n_windows, self.ctx)
+
+    @functools.cached_property
+    def window_max(self) -> torch.Tensor:
+        """[U, W]."""
+        return self.by_unit.amax(dim=2)
+
+    def rows(self, unit: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """[n, ctx]: the activations of `unit[i]` over window `window[i]`."""
+        return self.by_unit[unit, window]
+
+    def windows(self, window: torch.Tensor) -> torch.Tensor:
+        """[U, m, ctx]: every unit's activations over the chosen windows."""
+        return self.by_unit[:, window]
+
+    def column_sum(self) -> torch.Tensor:
+        """[U] sums in float64, so the order of the additions does not show in the statistics."""
+        return self.acts.reshape(-1, self.units).sum(0, dtype=torch.float64)
+
+    def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unit, value) of every positive entry, unit by unit."""
+        positive = self.by_unit > 0
+        per_unit = positive.view(self.units, -1).sum(dim=1)
+        unit = torch.repeat_interleave(torch.arange(self.units, device=per_unit.device), per_unit)
+        return unit, self.by_unit[positive]
+
+    def to_dense(self) -> torch.Tensor:
+        return self.acts
+
+
+@dataclass
+class SparseActs:
+    """A batch [W, ctx, U] as its entries that are not +0.0 (every other entry is +0.0), sorted by
+    unit, then by position (`row` = window * ctx + position in the window)."""
+
+    unit: torch.Tensor  # [nnz] int64
+    row: torch.Tensor  # [nnz] int64
+    values: torch.Tensor  # [nnz]
+    n_windows: int
+    ctx: int
+    units: int
+
+    @classmethod
+    def build(
+        cls, unit: torch.Tensor, row: torch.Tensor, values: torch.Tensor, n_windows: int, ctx: int, units: int
+    ) -> SparseActs:
+        order = (unit * (n_windows * ctx) + row).argsort()
+        return cls(unit[order], row[order], values[order], n_windows, ctx, units)
+
+    @classmethod
+    def from_code(cls, code: SparseCode, n_windows: int, ctx: int, text: torch.Tensor) -> SparseActs:
+        """From an encoder's code of the W * ctx positions, dropping those where `text` [W, ctx] is
+        False (separators count as 0)."""
+        keep = text.reshape(-1)[code.rows]
+        return cls.build(code.cols[keep], code.rows[keep], code.vals[keep], n_windows, ctx, code.d_sae)
+
+    @classmethod
+    def from_dense(cls, acts: torch.Tensor) -> SparseActs:
+        """Exact, signed zeros and NaNs included: the dense tensor is rebuilt bit for bit."""
+        n_windows, ctx, units = acts.shape
+        flat = acts.reshape(-1, units)
+        row, unit = (flat.view(same_size_int(flat)) != 0).nonzero(as_tuple=True)
+        return cls.build(unit, row, flat[row, unit], n_windows, ctx, units)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def head(self, n_windows: int) -> SparseActs:
+        """The first `n_windows` windows."""
+        keep = self.row < n_windows * self.ctx
+        return SparseActs(self.unit[keep], self.row[keep], self.values[keep], n_windows, self.ctx, self.units)
+
+    @functools.cached_property
+    def _pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unit * W + window of each entry, the distinct such pairs in order, entries per pair)."""
+        key = self.unit * self.n_windows + torch.div(self.row, self.ctx, rounding_mode="floor")
+        pairs, counts = torch.unique_consecutive(key, return_counts=True)
+        return key, pairs, counts
+
+    @functools.cached_property
+    def window_max(self) -> torch.Tensor:
+        """[U, W]; a window with any unlisted entry has 0 among its values."""
+        key, pairs, counts = self._pairs
+        size = self.units * self.n_windows
+        out = torch.full((size,), -torch.inf, dtype=self.values.dtype, device=self.values.device)
+        out.scatter_reduce_(0, key, self.values, "amax")
+        listed = torch.zeros(size, dtype=torch.long, device=key.device)
+        listed[pairs] = counts
+        out = torch.where(listed < self.ctx, out.clamp(min=0), out)
+        return out.view(self.units, self.n_windows)
+
+    def rows(self, unit: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """[n, ctx]: the activations of `unit[i]` over window `window[i]` (distinct pairs)."""
+        _, pairs, counts = self._pairs
+        out = torch.zeros(len(unit), self.ctx, dtype=self.values.dtype, device=self.values.device)
+        if len(pairs) == 0 or len(unit) == 0:
+            return out
+        wanted = unit * self.n_windows + window
+        at = torch.searchsorted(pairs, wanted).clamp(max=len(pairs) - 1)
+        found = (pairs[at] == wanted).nonzero().squeeze(1)
+        starts = (torch.cumsum(counts, 0) - counts)[at[found]]
+        n = counts[at[found]]
+        target = torch.repeat_interleave(found, n)  # each entry's place in the output, and its index
+        entry = torch.repeat_interleave(starts - (torch.cumsum(n, 0) - n), n) + torch.arange(
+            len(target), device=n.device
+        )
+        out[target, self.row[entry] % self.ctx] = self.values[entry]
+        return out
+
+    def windows(self, window: torch.Tensor) -> torch.Tensor:
+        """[U, m, ctx]: every unit's activations over the chosen (distinct) windows."""
+        out = torch.zeros(self.units, len(window), self.ctx, dtype=self.values.dtype, device=self.values.device)
+        slot = torch.full((self.n_windows,), -1, dtype=torch.long, device=window.device)
+        slot[window] = torch.arange(len(window), device=window.device)
+        at = slot[torch.div(self.row, self.ctx, rounding_mode="floor")]
+        chosen = (at >= 0).nonzero().squeeze(1)
+        out[self.unit[chosen], at[chosen], self.row[chosen] % self.ctx] = self.values[chosen]
+        return out
+
+    def column_sum(self) -> torch.Tensor:
+        """[U] sums in float64 from the entries alone (equal to the dense sum up to rounding order)."""
+        total = torch.zeros(self.units, dtype=torch.float64, device=self.values.device)
+        return total.index_add_(0, self.unit, self.values.double())
+
+    def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = self.values > 0
+        return self.unit[keep], self.values[keep]
+
+    def to_dense(self) -> torch.Tensor:
+        dense = torch.zeros(self.n_windows * self.ctx, self.units, dtype=self.values.dtype, device=self.values.device)
+        dense[self.row, self.unit] = self.values
+        return dense.view(self.n_windows, self.ctx, self.units)
+
+
+Activations = DenseActs | SparseActs
