@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from autointerp.analysis.family import FamilyBook, LevelSummary, attach_family, splitting_rows
 from autointerp.analysis.splitting import SplittingConfig, analyze_splitting
 from autointerp.demo import DEMO_SAE
@@ -41,7 +43,9 @@ from autointerp.pipeline import (
 from autointerp.records import CatalogEntry
 from autointerp.store import CatalogStore, open_store
 from sae.harvest import HarvestConfig, corpus_part, sae_features
+from sae.saelens_format import load_sae
 from sae.subject.models import load_subject
+from sae.unit_matching import best_cosines
 
 RESULT = "splitting.json"
 TREES_SHOWN, CHILDREN_SHOWN = 2, 8
@@ -109,6 +113,15 @@ def export_html(store: CatalogStore, sources: list[str], out: Path) -> Path:
     return export_catalog(entries, out, full_entries=whole)["html"]
 
 
+def chance_cosines(d_in: int, sizes: list[int]) -> dict[tuple[int, int], float]:
+    """The median best cosine that random directions of the same sizes reach in the same space: what a
+    child finds in a parent SAE that has learnt nothing in common with it."""
+    g = torch.Generator().manual_seed(0)
+    random = {size: torch.randn(size, d_in, generator=g) for size in sizes}
+    largest = sizes[-1]
+    return {(largest, size): float(best_cosines(random[largest], random[size])[1].median()) for size in sizes[:-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/splitting", help="folder for the SAEs, catalog.db and splitting.json")
@@ -160,6 +173,12 @@ def main() -> None:
     print()
     for cells in splitting_rows(levels):
         print(" | ".join(cells))
+    d_in = load_sae(Path(sizes[0]["folder"])).cfg.d_in
+    chance = chance_cosines(d_in, [row["size"] for row in sizes])
+    print(
+        f"chance (random directions in R^{d_in}, same sizes): median best cosine "
+        + ", ".join(f"{child} -> {parent}: {value:.3f}" for (child, parent), value in chance.items())
+    )
     print("\nThe most split parents:")
     print("\n".join(trees))
 
