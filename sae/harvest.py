@@ -173,11 +173,11 @@ class KindHarvester:
         for split_name, columns in _split_columns(is_score):
             # each split sees its own windows only: the others could never win its slots
             slots = getattr(self.state, split_name)
-            window_max = acts.window_max[:, columns]  # [U, w]
+            window_max = acts.window_max.index_select(1, columns)  # [U, w]
             fires = window_max > 0
             ids = window_ids[columns][None, :].expand(units, -1)
             fetch = _fetcher(tokens, acts, columns)
-            priority = unit_priority[:, columns]
+            priority = unit_priority.index_select(1, columns)
             slots.top.merge(torch.where(fires, window_max, neg_inf), ids, fetch)
             slots.reservoir.merge(torch.where(fires, priority, neg_inf), ids, fetch)
             # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
@@ -186,16 +186,26 @@ class KindHarvester:
             self.random[split_name].merge_shared(window_priority[columns], window_ids[columns], windows)
 
     def choose_triggers(self) -> None:
-        """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows."""
+        """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows
+        (ties: the lowest token id first), for all units at once."""
         top = self.state.explain.top
         peaks = top.tokens.gather(2, top.acts.argmax(dim=2, keepdim=True)).squeeze(2).long()  # [U, K]
-        peak_ids = torch.where(top.window_id >= 0, peaks, -1).cpu().numpy()
-        chosen = np.full(self.triggers.shape, -1, dtype=np.int64)
-        for unit, row in enumerate(peak_ids):
-            values, counts = np.unique(row[row >= 0], return_counts=True)
-            order = np.lexsort((values, -counts))[: chosen.shape[1]]  # most frequent, then lowest id
-            chosen[unit, : len(order)] = values[order]
-        self.triggers = torch.from_numpy(chosen).to(self.triggers.device)
+        peaks = torch.where(top.window_id >= 0, peaks, -1)
+        units, k = peaks.shape
+        span = int(peaks.max()) + 2  # token ids (and -1, empty) fit in [0, span) after + 1
+        unit_of = torch.arange(units, device=peaks.device)[:, None]
+        pairs, counts = torch.unique(unit_of * span + peaks + 1, return_counts=True)  # sorted by unit, then token
+        unit, token = pairs.div(span, rounding_mode="floor"), pairs % span - 1
+        # each unit's distinct tokens laid out in a row, scored by count first and then by low id
+        starts = torch.searchsorted(unit, torch.arange(units, device=peaks.device))
+        column = torch.arange(len(pairs), device=peaks.device) - starts[unit]
+        score = torch.full((units, k), -1, dtype=torch.long, device=peaks.device)
+        low_id_first = span - 2 - token  # in [0, span): larger for lower ids
+        score[unit, column] = torch.where(token >= 0, counts * span + low_id_first, -1)
+        best = score.topk(min(self.triggers.shape[1], k), dim=1).values
+        chosen = torch.where(best >= 0, span - 2 - best % span, -1)
+        self.triggers = torch.full_like(self.triggers, -1)
+        self.triggers[:, : chosen.shape[1]] = chosen
 
     def update_hard(
         self,
@@ -211,12 +221,13 @@ class KindHarvester:
             return
         acts = as_activations(batch)
         n_windows, units, device = acts.n_windows, acts.units, tokens.device
-        # which tokens each window holds, then each unit's few triggers looked up in it ([W, U, n]
-        # rather than [U, W, ctx]); the extra column, never held, stands for "no trigger"
-        present = torch.zeros(n_windows, vocab_size + 1, dtype=torch.bool, device=device)
-        present.scatter_(1, tokens.long(), True)
-        present[:, vocab_size] = False
-        holds = present[:, torch.where(self.triggers >= 0, self.triggers, vocab_size)].any(dim=2).t()  # [U, W]
+        # which windows hold each token, then each unit's few triggers looked up in it ([U, n, W]
+        # rather than [U, W, ctx]); the extra row, never held, stands for "no trigger"
+        held = torch.zeros(vocab_size + 1, n_windows, dtype=torch.bool, device=device)
+        held[tokens.long(), torch.arange(n_windows, device=device)[:, None]] = True
+        held[vocab_size] = False
+        trigger_rows = torch.where(self.triggers >= 0, self.triggers, vocab_size).view(-1)
+        holds = held.index_select(0, trigger_rows).view(units, -1, n_windows).any(dim=1)  # [U, W]
         unit_max = self.state.stats.max.clamp(min=0)[:, None]
         quiet = acts.window_max < self.cfg.quiet_fraction * unit_max
         candidate = holds & quiet & (unit_max > 0)
@@ -224,7 +235,7 @@ class KindHarvester:
         neg_inf = torch.tensor(-torch.inf, device=device)
         for split_name, columns in _split_columns(is_score):
             ids = window_ids[columns][None, :].expand(units, -1)
-            key = torch.where(candidate[:, columns], priority[:, columns], neg_inf)
+            key = torch.where(candidate.index_select(1, columns), priority.index_select(1, columns), neg_inf)
             self.hard[split_name].merge(key, ids, _fetcher(tokens, acts, columns))
 
 
@@ -244,7 +255,7 @@ def _fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> 
 
     def fetch(unit: torch.Tensor, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = columns[candidate]
-        return small[window], acts.rows(unit, window)
+        return small.index_select(0, window), acts.rows(unit, window)
 
     return fetch
 
@@ -255,7 +266,7 @@ def _window_fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tens
 
     def fetch(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = columns[candidate]
-        return small[window], acts.windows(window)
+        return small.index_select(0, window), acts.windows(window)
 
     return fetch
 

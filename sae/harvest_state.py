@@ -36,14 +36,18 @@ class WindowSlots:
 
     key: torch.Tensor  # [U, K] float; -inf marks an empty slot
     window_id: torch.Tensor  # [U, K] int64; -1 in empty slots
+    rank: torch.Tensor  # [U, K] int64: `_ranking(key, window_id)`, kept rather than recomputed each merge
     tokens: torch.Tensor  # [U, K, ctx] int32
     acts: torch.Tensor  # [U, K, ctx] float32
 
     @classmethod
     def empty(cls, units: int, k: int, ctx: int, device: torch.device) -> WindowSlots:
+        key = torch.full((units, k), -torch.inf, device=device)
+        window_id = torch.full((units, k), -1, dtype=torch.long, device=device)
         return cls(
-            key=torch.full((units, k), -torch.inf, device=device),
-            window_id=torch.full((units, k), -1, dtype=torch.long, device=device),
+            key=key,
+            window_id=window_id,
+            rank=_ranking(key, window_id),
             tokens=torch.zeros(units, k, ctx, dtype=torch.int32, device=device),
             acts=torch.zeros(units, k, ctx, device=device),
         )
@@ -57,11 +61,12 @@ class WindowSlots:
         """
         if self.key.shape[1] == 0:
             return
-        changed, evicted_slots, cand, new_key = _winners(self.key, self.window_id, key, window_id)
+        changed, evicted_slots, cand, new_key, new_rank = _winners(self.key, self.rank, key, window_id)
         if len(changed) == 0:
             return
         units = changed
         self.key[units, evicted_slots] = new_key
+        self.rank[units, evicted_slots] = new_rank
         # a -inf candidate can win only an empty slot, which stays empty
         self.window_id[units, evicted_slots] = window_id[units, cand].masked_fill(new_key == -torch.inf, -1)
         tokens, acts = fetch(units, cand)
@@ -75,18 +80,22 @@ class WindowSlots:
         the first unit, and written for all units at once. The state is the one `merge` leaves."""
         if self.key.shape[1] == 0:
             return
-        _, evicted_slots, cand, new_key = _winners(self.key[:1], self.window_id[:1], key[None], window_id[None])
+        _, evicted_slots, cand, new_key, new_rank = _winners(self.key[:1], self.rank[:1], key[None], window_id[None])
         if len(cand) == 0:
             return
         self.key[:, evicted_slots] = new_key
+        self.rank[:, evicted_slots] = new_rank
         self.window_id[:, evicted_slots] = window_id[cand].masked_fill(new_key == -torch.inf, -1)
         tokens, acts = fetch(cand)  # [m, ctx], [U, m, ctx]
-        self.tokens[:, evicted_slots] = tokens.to(self.tokens.dtype)
-        self.acts[:, evicted_slots] = acts.to(self.acts.dtype)
+        self.tokens.index_copy_(1, evicted_slots, tokens.to(self.tokens.dtype).expand(len(self.tokens), -1, -1))
+        self.acts.index_copy_(1, evicted_slots, acts.to(self.acts.dtype))
 
     def merge_slots(self, other: WindowSlots) -> None:
         """Fold another shard's slots in (for sharded harvests)."""
         self.merge(other.key, other.window_id, lambda u, c: (other.tokens[u, c], other.acts[u, c]))
+
+
+_NEVER = torch.iinfo(torch.int64).min  # below every rank: a padding candidate never wins
 
 
 def _ranking(key: torch.Tensor, window_id: torch.Tensor) -> torch.Tensor:
@@ -99,43 +108,56 @@ def _ranking(key: torch.Tensor, window_id: torch.Tensor) -> torch.Tensor:
 
 
 def _winners(
-    slot_key: torch.Tensor, slot_window: torch.Tensor, key: torch.Tensor, window_id: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(unit, the slot it evicts, the candidate that takes it, its key) for every winning candidate
-    of `key` [U, W] against slots of K keys per unit; a unit's winners in rank order, each into
-    the next slot (in slot order) that unit evicts."""
+    slot_key: torch.Tensor, slot_rank: torch.Tensor, key: torch.Tensor, window_id: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unit, the slot it evicts, the candidate that takes it, its key, its rank) for every winning
+    candidate of `key` [U, W] (windows `window_id` [U, W]) against slots of K keys per unit.
+
+    A unit's K best of slots and candidates together are its slots less its j lowest plus its j best
+    candidates, where j counts the i for which the i-th best candidate outranks the i-th lowest slot
+    (a prefix, as one list falls and the other rises): two short sorts per changed unit, never a
+    ranking of all K + W."""
     k = slot_key.shape[1]
     floor = slot_key.min(dim=1, keepdim=True).values
     # a candidate below its unit's lowest slot cannot win; one tied with it wins on a lower window id
     beats = (key > floor) | ((key == floor) & (key > -torch.inf))
     changed = beats.any(dim=1).nonzero().squeeze(1)
     if len(changed) == 0:
-        return changed, changed, changed, key.new_empty(0)
-    beats = beats[changed]
+        return changed, changed, changed, key.new_empty(0), changed
+    beats = beats.index_select(0, changed)  # (index_select: indexing with [] copies rows far slower)
     count = beats.sum(dim=1)
     m = int(count.max())
-    # the candidates that can win, gathered to the front of each row (the rest: -inf, never winning)
+    # the candidates that can win, gathered to the front of each row (the rest: never winning)
     width = beats.shape[1]
     position = torch.where(beats, beats.cumsum(dim=1) - 1, m)  # m: a spare column for the rest
     column = torch.zeros(len(changed), m + 1, dtype=torch.long, device=key.device)
     column.scatter_(1, position, torch.arange(width, device=key.device).expand(len(changed), width))
     column = column[:, :m]
     valid = torch.arange(m, device=key.device) < count[:, None]
-    cand_key = torch.where(valid, key[changed].gather(1, column), -torch.inf)
-    cand_window = window_id[changed].gather(1, column)
-    ranks = _ranking(
-        torch.cat([slot_key[changed], cand_key], dim=1), torch.cat([slot_window[changed], cand_window], dim=1)
-    )
-    _, pick = ranks.topk(k, dim=1)  # [c, K] into old ++ new
-    is_old = pick < k
-    kept = torch.zeros(len(changed), k, dtype=torch.int32, device=key.device)
-    kept.scatter_add_(1, torch.where(is_old, pick, 0), is_old.to(torch.int32))
-    # Per unit, evicted slots and winning candidates are equally many; nonzero() lists both in
-    # row-major order, so the i-th winner goes into the i-th evicted slot.
-    _, evicted_slots = (kept == 0).nonzero(as_tuple=True)
-    new_rows, new_pos = (~is_old).nonzero(as_tuple=True)
-    picked = pick[new_rows, new_pos] - k
-    return changed[new_rows], evicted_slots, column[new_rows, picked], cand_key[new_rows, picked]
+    cand_key = key.index_select(0, changed).gather(1, column)
+    cand_rank = _ranking(cand_key, window_id.index_select(0, changed).gather(1, column)).masked_fill_(~valid, _NEVER)
+    j = min(m, k)
+    best, best_at = cand_rank.topk(j, dim=1)  # [c, j], falling
+    lowest, lowest_slot = slot_rank.index_select(0, changed).topk(j, dim=1, largest=False)  # rising
+    rows, i = (best > lowest).nonzero(as_tuple=True)
+    picked = best_at[rows, i]
+    return changed[rows], lowest_slot[rows, i], column[rows, picked], cand_key[rows, picked], best[rows, i]
+
+
+def log_bin(values: torch.Tensor) -> torch.Tensor:
+    """The histogram bin of each positive value: `bucketize(log10(v), HIST_EDGES_LOG10) - 1`,
+    clamped to the bins, without bucketize's binary search (the slowest step of a dense harvest). The
+    bin follows from arithmetic to within one, and one comparison with each neighbouring edge
+    settles it exactly."""
+    edges = HIST_EDGES_LOG10.to(values.device)
+    n_bins = len(edges) - 1
+    log = values.log10()
+    step = float(edges[1] - edges[0])
+    guess = ((log - float(edges[0])) / step).clamp_(0, n_bins - 1).long()  # clamped before the cast: inf stays in range
+    # bucketize's bin b holds edges[b] < log <= edges[b + 1]
+    low = (log <= edges.take(guess)).long()
+    high = (log > edges.take(guess + 1)).long()
+    return (guess - low + high).clamp_(0, n_bins - 1)
 
 
 @dataclass
@@ -163,10 +185,10 @@ class UnitStatsState:
         self.total += acts.column_sum()  # float64
         self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
         unit, values = acts.positive()
-        self.active += torch.bincount(unit, minlength=self.active.shape[0])
-        edges = HIST_EDGES_LOG10.to(values.device)
-        bins = (torch.bucketize(values.log10(), edges) - 1).clamp(0, len(edges) - 2)
-        self.hist.view(-1).index_add_(0, unit * self.hist.shape[1] + bins, torch.ones_like(bins, dtype=torch.long))
+        n_bins = self.hist.shape[1]
+        counts = torch.bincount(unit * n_bins + log_bin(values), minlength=self.hist.numel())
+        self.hist += counts.view(self.hist.shape)
+        self.active += counts.view(self.hist.shape).sum(dim=1)
 
     def merge(self, other: UnitStatsState) -> None:
         self.tokens_seen += other.tokens_seen

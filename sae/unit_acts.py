@@ -24,41 +24,35 @@ def same_size_int(floats: torch.Tensor) -> torch.dtype:
 
 
 class DenseActs:
-    """A batch held whole, [W, ctx, U]."""
+    """A batch held whole, [W, ctx, U], read in the layout it comes in: every question is a
+    reduction over positions or a gather, never a transposed copy of the batch."""
 
     def __init__(self, acts: torch.Tensor) -> None:
         self.acts = acts
         self.n_windows, self.ctx, self.units = acts.shape
 
     @functools.cached_property
-    def by_unit(self) -> torch.Tensor:
-        """[U, W, ctx], contiguous: a kept window's activations become one row to copy (a 2-d
-        transpose; permuting three dimensions at once copies several times slower)."""
-        return self.acts.reshape(-1, self.units).t().contiguous().view(self.units, self.n_windows, self.ctx)
-
-    @functools.cached_property
     def window_max(self) -> torch.Tensor:
         """[U, W]."""
-        return self.by_unit.amax(dim=2)
+        return self.acts.amax(dim=1).t()
 
     def rows(self, unit: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
         """[n, ctx]: the activations of `unit[i]` over window `window[i]`."""
-        return self.by_unit[unit, window]
+        return self.acts[window, :, unit]
 
     def windows(self, window: torch.Tensor) -> torch.Tensor:
         """[U, m, ctx]: every unit's activations over the chosen windows."""
-        return self.by_unit[:, window]
+        return self.acts[window].permute(2, 0, 1)
 
     def column_sum(self) -> torch.Tensor:
         """[U] sums in float64, so the order of the additions does not show in the statistics."""
         return self.acts.reshape(-1, self.units).sum(0, dtype=torch.float64)
 
     def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(unit, value) of every positive entry, unit by unit."""
-        positive = self.by_unit > 0
-        per_unit = positive.view(self.units, -1).sum(dim=1)
-        unit = torch.repeat_interleave(torch.arange(self.units, device=per_unit.device), per_unit)
-        return unit, self.by_unit[positive]
+        """(unit, value) of every positive entry, in no particular order."""
+        flat = self.acts.reshape(-1, self.units)
+        row, unit = (flat > 0).nonzero(as_tuple=True)
+        return unit, flat.reshape(-1).index_select(0, row * self.units + unit)
 
     def to_dense(self) -> torch.Tensor:
         return self.acts
@@ -125,33 +119,28 @@ class SparseActs:
         out = torch.where(listed < self.ctx, out.clamp(min=0), out)
         return out.view(self.units, self.n_windows)
 
+    @functools.cached_property
+    def _pair_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(for each unit * W + window, its row in the table; the table [pairs + 1, ctx] of every
+        listed (unit, window) pair's activations, and a last row of zeros for the unlisted ones).
+        Built once per batch, so every merge's fetch is two gathers."""
+        key, pairs, _ = self._pairs
+        where = torch.full((self.units * self.n_windows,), len(pairs), dtype=torch.long, device=key.device)
+        where[pairs] = torch.arange(len(pairs), device=key.device)
+        table = torch.zeros(len(pairs) + 1, self.ctx, dtype=self.values.dtype, device=self.values.device)
+        table.view(-1)[where[key] * self.ctx + self.row % self.ctx] = self.values
+        return where, table
+
     def rows(self, unit: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-        """[n, ctx]: the activations of `unit[i]` over window `window[i]` (distinct pairs)."""
-        _, pairs, counts = self._pairs
-        out = torch.zeros(len(unit), self.ctx, dtype=self.values.dtype, device=self.values.device)
-        if len(pairs) == 0 or len(unit) == 0:
-            return out
-        wanted = unit * self.n_windows + window
-        at = torch.searchsorted(pairs, wanted).clamp(max=len(pairs) - 1)
-        found = (pairs[at] == wanted).nonzero().squeeze(1)
-        starts = (torch.cumsum(counts, 0) - counts)[at[found]]
-        n = counts[at[found]]
-        target = torch.repeat_interleave(found, n)  # each entry's place in the output, and its index
-        entry = torch.repeat_interleave(starts - (torch.cumsum(n, 0) - n), n) + torch.arange(
-            len(target), device=n.device
-        )
-        out[target, self.row[entry] % self.ctx] = self.values[entry]
-        return out
+        """[n, ctx]: the activations of `unit[i]` over window `window[i]`."""
+        where, table = self._pair_rows
+        return table.index_select(0, where[unit * self.n_windows + window])  # (indexing with [] copies rows far slower)
 
     def windows(self, window: torch.Tensor) -> torch.Tensor:
-        """[U, m, ctx]: every unit's activations over the chosen (distinct) windows."""
-        out = torch.zeros(self.units, len(window), self.ctx, dtype=self.values.dtype, device=self.values.device)
-        slot = torch.full((self.n_windows,), -1, dtype=torch.long, device=window.device)
-        slot[window] = torch.arange(len(window), device=window.device)
-        at = slot[torch.div(self.row, self.ctx, rounding_mode="floor")]
-        chosen = (at >= 0).nonzero().squeeze(1)
-        out[self.unit[chosen], at[chosen], self.row[chosen] % self.ctx] = self.values[chosen]
-        return out
+        """[U, m, ctx]: every unit's activations over the chosen windows."""
+        where, table = self._pair_rows
+        pair = where.view(self.units, self.n_windows).index_select(1, window)  # [U, m]
+        return table.index_select(0, pair.view(-1)).view(self.units, len(window), self.ctx)
 
     def column_sum(self) -> torch.Tensor:
         """[U] sums in float64 from the entries alone (equal to the dense sum up to rounding order)."""
