@@ -46,7 +46,7 @@ from sae.records import (
 )
 from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
-from sae.torch_threads import one_torch_thread
+from sae.torch_threads import Bookkeeper, one_torch_thread
 from sae.unit_acts import Activations, DenseActs, SparseActs
 
 
@@ -359,18 +359,25 @@ def harvest_units(
     n_hard = min(cfg.hard_negative_tokens or cfg.n_tokens, cfg.n_tokens)
     # a resumed first pass has not seen the windows before its restart: its hard pass recomputes
     kept = HardPassCache(max(1, n_hard // ctx)) if cfg.n_hard_negative and phase == "harvest" and not skip else None
+
+    def record(first_window: int, tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor,
+               acts: UnitActs, generator: torch.Generator) -> None:  # fmt: skip
+        for kind, unit_acts in acts.items():
+            if kind not in kinds:
+                kinds[kind] = new(unit_acts.units)
+            kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
+        if kept:
+            kept.add(first_window, tokens, window_ids, is_score, acts)
+
     if phase == "harvest":
         read = skip
-        for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
-            with one_torch_thread():  # bookkeeping is many small operations; the model keeps its threads
-                for kind, unit_acts in acts.items():
-                    if kind not in kinds:
-                        kinds[kind] = new(unit_acts.units)
-                    kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
-                if kept:
-                    kept.add(item.first_window, tokens, window_ids, is_score, acts)
-            read = item.first_window + item.tokens.shape[0]
-            save_if_due(phase, item.first_window, read, cfg.n_tokens)
+        with Bookkeeper(background=overlap_bookkeeping(subject.device)) as books:
+            for item, tokens, window_ids, is_score, acts, generator in batches(units, cfg.n_tokens, phase, skip):
+                books.run(record, item.first_window, tokens, window_ids, is_score, acts, generator)
+                read = item.first_window + item.tokens.shape[0]
+                if checkpoint and checkpoint.due(item.first_window * ctx, read * ctx):
+                    books.wait()
+                save_if_due(phase, item.first_window, read, cfg.n_tokens)
         merge_into_first(kinds, new, shard)
         if shard.world == 1 and read < max(1, cfg.n_tokens // ctx):
             log.warning(
@@ -398,13 +405,28 @@ def harvest_units(
 
     draws = functools.partial(batch_generator, cfg.seed)
     hard = hard_batches(batches, recompute, units, n_hard, skip, kept, draws)
-    for first_window, tokens, window_ids, is_score, acts, generator in hard:
-        with one_torch_thread():
-            for kind, unit_acts in acts.items():
-                kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
-        save_if_due(phase, first_window, first_window + tokens.shape[0], n_hard)
+
+    def record_hard(tokens: torch.Tensor, window_ids: torch.Tensor, is_score: torch.Tensor, acts: UnitActs,
+                    generator: torch.Generator) -> None:  # fmt: skip
+        for kind, unit_acts in acts.items():
+            kinds[kind].update_hard(unit_acts, tokens, window_ids, is_score, generator, vocab)
+
+    with Bookkeeper(background=overlap_bookkeeping(subject.device)) as books:
+        for first_window, tokens, window_ids, is_score, acts, generator in hard:
+            books.run(record_hard, tokens, window_ids, is_score, acts, generator)
+            end = first_window + tokens.shape[0]
+            if checkpoint and checkpoint.due(first_window * ctx, end * ctx):
+                books.wait()
+            save_if_due(phase, first_window, end, n_hard)
     merge_into_first(kinds, new, shard)
     return kinds if shard.is_writer else {}
+
+
+def overlap_bookkeeping(device: torch.device) -> bool:
+    """Whether the bookkeeping of one batch should run beside the model's next: on a CPU whose
+    model has more than one thread (on one thread, the user asked for one core; on a GPU the
+    bookkeeping is kernels in the model's own queue)."""
+    return device.type == "cpu" and torch.get_num_threads() > 1
 
 
 def hard_batches(

@@ -503,3 +503,20 @@ def test_a_one_document_corpus_is_harvested_whole_and_a_shortfall_is_reported(
     assert windows > 10
     assert int(kinds["neuron"].state.stats.tokens_seen) == windows * 64
     assert f"holds {windows * 64} tokens" in caplog.text and "fewer than the 1000000 asked for" in caplog.text
+
+
+def test_bookkeeping_beside_the_model_gives_the_same_harvest(subject: SubjectModel, sae: SparseAutoencoder) -> None:
+    """On a CPU model with several threads each batch's bookkeeping runs on a worker thread, beside
+    the model's next batch; on one thread it runs in line. The harvests are identical."""
+    threads = torch.get_num_threads()
+    cfg = CFG.model_copy(update={"n_tokens": 64 * 96, "hard_negative_tokens": 64 * 70})
+    try:
+        torch.set_num_threads(1)
+        inline = harvest(subject, BUILTIN_HOOK, sae, cfg)
+        torch.set_num_threads(2)
+        beside = harvest(subject, BUILTIN_HOOK, sae, cfg)
+    finally:
+        torch.set_num_threads(threads)
+    for kind in KINDS:
+        for a, b in zip(inline[kind].tensors(), beside[kind].tensors(), strict=True):
+            assert torch.equal(a, b)
