@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -532,12 +532,11 @@ def unit_batches(
 # --- turning the state into records ---------------------------------------------------------------
 
 
-def _stats(h: KindHarvester, unit: int) -> UnitStats:
+def _stats(h: KindHarvester, unit: int, edges: list[float]) -> UnitStats:
     s = h.state.stats
     seen = int(s.tokens_seen)
     active = int(s.active[unit])
     total = float(s.total[unit])
-    edges = (10**HIST_EDGES_LOG10).tolist()
     return UnitStats(
         tokens_seen=seen,
         active_count=active,
@@ -545,7 +544,7 @@ def _stats(h: KindHarvester, unit: int) -> UnitStats:
         max_activation=max(0.0, float(s.max[unit])),
         mean_activation=total / max(1, seen),
         mean_active_activation=total / active if active else 0.0,
-        histogram_edges=[round(e, 6) for e in edges],
+        histogram_edges=edges,
         histogram_counts=s.hist[unit].tolist(),
     )
 
@@ -569,88 +568,110 @@ def window_part(n: int, peak: int, sampling: str, length: int | None, focus: int
     return slice(start, start + length)
 
 
-def rounded_rows(acts: torch.Tensor) -> list[list[float]]:
-    """`[[round(a, 4) for a in row] for row in acts]`, in one array operation.
+def rounded(acts: torch.Tensor) -> np.ndarray:
+    """`round(a, 4)` of every entry, in one array operation (float64).
 
     Exact for float32 (or narrower) input: a float32 times 1e4 needs at most 24 + 14 bits, so the
     float64 product is exact, rint rounds it half-to-even as `round` does, and the division is
     correctly rounded to the same nearest double that `round` returns."""
-    scaled = acts.to(torch.float32).double().numpy() * 1e4
-    return (np.rint(scaled) / 1e4).tolist()
+    return np.rint(acts.to(torch.float32).double().numpy() * 1e4) / 1e4
 
 
-def _examples(
-    slots: WindowSlots,
-    unit: int,
-    order: list[int],
-    split: ExampleSplit,
-    sampling: Sampling,
-    strings: list[str],
-    length: int | None,
-    quantiles: list[int | None] | None = None,
-    triggers: set[int] | None = None,
-) -> list[ActivationExample]:
-    """The examples of `unit` in the given slots (empty slots skipped), read from the state with a
-    few array operations per unit rather than several per example."""
-    ids = slots.window_id[unit].tolist()
-    kept = [pos for pos, slot in enumerate(order) if ids[slot] >= 0]
-    if not kept:
-        return []
-    chosen = torch.tensor([order[pos] for pos in kept], dtype=torch.long, device=slots.acts.device)
-    acts = slots.acts[unit, chosen].cpu()  # [n, ctx]
-    peaks = acts.argmax(dim=1).tolist()
-    values = rounded_rows(acts)
-    token_rows = slots.tokens[unit, chosen].tolist()
-    n = acts.shape[1]
-    out = []
-    for row, pos in enumerate(kept):
-        token_ids = token_rows[row]
-        focus = next((i for i, t in enumerate(token_ids) if t in triggers), None) if triggers else None
-        part = window_part(n, peaks[row], sampling, length, focus)
-        # model_construct: every field is built here from the state's own types; validating
-        # ~700k examples of a demo harvest would cost more than building them
-        out.append(
-            ActivationExample.model_construct(
-                window_id=ids[order[pos]],
-                start=part.start,
-                tokens=[strings[t] for t in token_ids[part]],
-                activations=values[row][part],
-                split=split,
-                sampling=sampling,
-                quantile=quantiles[pos] if quantiles else None,
-            )
+@dataclass
+class SlotLists:
+    """One set of slots for a chunk of units, as Python lists built with a few array operations
+    per chunk (not per unit): each unit's window ids, its slots in example order, each slot's
+    peak position, activations rounded to 4 decimals (see `rounded`) and tokens."""
+
+    window_id: list[list[int]]  # [u][K]
+    order: list[list[int]]  # [u][n] the slots to show, in order
+    quantile: list[list[int]] | None  # [u][n] each shown slot's band (quantile samplings only)
+    peak: np.ndarray  # [u, K]
+    values: np.ndarray  # [u, K, ctx] float64
+    tokens: np.ndarray  # [u, K, ctx]
+
+    @classmethod
+    def by_key(cls, slots: WindowSlots, units: torch.Tensor) -> SlotLists:
+        """Largest key first (ties: lower window id, as `rank` orders them); empty slots dropped."""
+        window_id = slots.window_id.index_select(0, units)
+        order = slots.rank.index_select(0, units).argsort(dim=1, descending=True)
+        filled = (window_id >= 0).sum(dim=1).tolist()  # empty slots rank last
+        rows = [row[:n] for row, n in zip(order.tolist(), filled, strict=True)]
+        return cls._build(slots, units, window_id, rows, None)
+
+    @classmethod
+    def by_quantile(cls, slots: WindowSlots, units: torch.Tensor, n_quantiles: int, per_quantile: int) -> SlotLists:
+        """Slots sorted by window max (ties: lower window id), cut into equal-count bands,
+        `per_quantile` from each (see `_band_picks`)."""
+        window_id = slots.window_id.index_select(0, units)
+        maxima = slots.acts.index_select(0, units).amax(dim=2)
+        bits = maxima.contiguous().view(torch.int32)
+        ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()  # order-preserving, as in `_ranking`
+        key = torch.where(window_id >= 0, (ordered << 32) + window_id, torch.iinfo(torch.int64).max)
+        ranked = key.argsort(dim=1).tolist()
+        filled = (window_id >= 0).sum(dim=1).tolist()
+        rows, bands = [], []
+        for row, n in zip(ranked, filled, strict=True):
+            picks = _band_picks(n, n_quantiles, per_quantile) if n else ()
+            rows.append([row[p] for band in picks for p in band])
+            bands.append([q for q, band in enumerate(picks) for _ in band])
+        return cls._build(slots, units, window_id, rows, bands)
+
+    @classmethod
+    def _build(
+        cls,
+        slots: WindowSlots,
+        units: torch.Tensor,
+        window_id: torch.Tensor,
+        order: list[list[int]],
+        quantile: list[list[int]] | None,
+    ) -> SlotLists:
+        acts = slots.acts.index_select(0, units).cpu()
+        return cls(
+            window_id=window_id.tolist(),
+            order=order,
+            quantile=quantile,
+            peak=acts.argmax(dim=2).numpy(),
+            values=rounded(acts),
+            tokens=slots.tokens.index_select(0, units).cpu().numpy(),
         )
-    return out
 
-
-def _quantile_order(
-    slots: WindowSlots, unit: int, n_quantiles: int, per_quantile: int
-) -> tuple[list[int], list[int | None]]:
-    """Reservoir slots sorted by window max, cut into equal-count bands, `per_quantile` from each."""
-    valid = (slots.window_id[unit] >= 0).nonzero().squeeze(1)
-    if len(valid) == 0:
-        return [], []
-    maxima = slots.acts[unit, valid].amax(dim=1)
-    ranked = valid[_ranked(maxima, slots.window_id[unit, valid], descending=False)].tolist()
-    order: list[int] = []
-    quantile: list[int | None] = []
-    for q, picks in enumerate(_band_picks(len(ranked), n_quantiles, per_quantile)):
-        for p in picks:
-            order.append(ranked[p])
-            quantile.append(q)
-    return order, quantile
-
-
-def _ranked(values: torch.Tensor, window_ids: torch.Tensor, descending: bool) -> torch.Tensor:
-    """Positions sorted by value, ties by window id: the order slots happen to be in (which
-    differs between one pass and merged shards) never shows in the examples."""
-    by_window = window_ids.argsort()
-    return by_window[values[by_window].argsort(descending=descending, stable=True)]
-
-
-def _slot_order(slots: WindowSlots, unit: int) -> list[int]:
-    """The unit's slots, largest key first."""
-    return _ranked(slots.key[unit], slots.window_id[unit], descending=True).tolist()
+    def examples(
+        self,
+        row: int,
+        split: ExampleSplit,
+        sampling: Sampling,
+        strings: list[str],
+        length: int | None,
+        triggers: set[int] | None = None,
+    ) -> list[ActivationExample]:
+        """The examples of the chunk's `row`-th unit."""
+        order = self.order[row]
+        if not order:
+            return []
+        ids, peaks = self.window_id[row], self.peak[row]
+        values, tokens = self.values[row, order].tolist(), self.tokens[row, order].tolist()
+        bands = self.quantile[row] if self.quantile is not None else None
+        n = self.values.shape[2]
+        out = []
+        for i, slot in enumerate(order):
+            token_ids = tokens[i]
+            focus = next((j for j, t in enumerate(token_ids) if t in triggers), None) if triggers else None
+            part = window_part(n, int(peaks[slot]), sampling, length, focus)
+            # model_construct: every field is built here from the state's own types; validating
+            # ~700k examples of a demo harvest would cost more than building them
+            out.append(
+                ActivationExample.model_construct(
+                    window_id=ids[slot],
+                    start=part.start,
+                    tokens=[strings[t] for t in token_ids[part]],
+                    activations=values[i][part],
+                    split=split,
+                    sampling=sampling,
+                    quantile=bands[i] if bands is not None else None,
+                )
+            )
+        return out
 
 
 @functools.cache
@@ -664,31 +685,42 @@ def _band_picks(n: int, n_quantiles: int, per_quantile: int) -> tuple[tuple[int,
     )
 
 
-def _split_examples(
-    h: KindHarvester, unit: int, split: ExampleSplit, per_quantile: int, strings: list[str]
+SPLIT_SAMPLINGS: tuple[Sampling, ...] = ("top", "quantile", "random", "silent", "hard_negative")
+
+
+def _chunk_lists(h: KindHarvester, units: torch.Tensor) -> dict[tuple[ExampleSplit, Sampling], SlotLists]:
+    """Every slot set of a chunk of units, in the order its examples are listed."""
+    lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
+    per_split = {"explain": h.cfg.per_quantile_explain, "score": h.cfg.per_quantile_score}
+    for split in SPLITS:
+        slots: SplitSlots = getattr(h.state, split)
+        per_quantile = per_split[split]
+        lists[(split, "top")] = SlotLists.by_key(slots.top, units)
+        lists[(split, "quantile")] = SlotLists.by_quantile(slots.reservoir, units, h.cfg.n_quantiles, per_quantile)
+        lists[(split, "random")] = SlotLists.by_key(h.random[split], units)
+        lists[(split, "silent")] = SlotLists.by_key(slots.low, units)
+        lists[(split, "hard_negative")] = SlotLists.by_key(h.hard[split], units)
+    return lists
+
+
+def _unit_examples(
+    h: KindHarvester, lists: dict[tuple[ExampleSplit, Sampling], SlotLists], row: int, unit: int, strings: list[str]
 ) -> list[ActivationExample]:
-    slots = getattr(h.state, split)
-    top_order = _slot_order(slots.top, unit)
-    q_order, q_labels = _quantile_order(slots.reservoir, unit, h.cfg.n_quantiles, per_quantile)
-    random_order = _slot_order(h.random[split], unit)
-    low_order = _slot_order(slots.low, unit)
-    hard_order = _slot_order(h.hard[split], unit)
+    """A unit's examples, split by split; a window chosen twice in a split keeps its first (most
+    specific) sampling."""
     triggers = {t for t in h.triggers[unit].tolist() if t >= 0}
-    length = h.cfg.example_length
-    examples = (
-        _examples(slots.top, unit, top_order, split, "top", strings, length)
-        + _examples(slots.reservoir, unit, q_order, split, "quantile", strings, length, q_labels)
-        + _examples(h.random[split], unit, random_order, split, "random", strings, length)
-        + _examples(slots.low, unit, low_order, split, "silent", strings, length)
-        + _examples(h.hard[split], unit, hard_order, split, "hard_negative", strings, length, triggers=triggers)
-    )
-    seen: set[int] = set()
-    unique = []
-    for ex in examples:  # a window chosen twice keeps its first (most specific) sampling
-        if ex.window_id not in seen:
-            seen.add(ex.window_id)
-            unique.append(ex)
-    return unique
+    out: list[ActivationExample] = []
+    for split in SPLITS:
+        seen: set[int] = set()
+        for sampling in SPLIT_SAMPLINGS:
+            found = lists[(split, sampling)].examples(
+                row, split, sampling, strings, h.cfg.example_length, triggers if sampling == "hard_negative" else None
+            )
+            for ex in found:
+                if ex.window_id not in seen:
+                    seen.add(ex.window_id)
+                    out.append(ex)
+    return out
 
 
 def unit_records(
@@ -716,9 +748,15 @@ def unit_records(
     elif directions is None and kind == "neuron":
         directions = torch.eye(n_units if indices is None else subject.hook_width(hook), device=subject.device)
     effects: torch.Tensor | None = None
+    edges = [round(e, 6) for e in (10**HIST_EDGES_LOG10).tolist()]
+    lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     for position, unit in enumerate(units):
-        if position % 256 == 0 and directions is not None:  # logit effects of the next 256 units in one product
-            effects = logit_effects(subject, hook, directions[[real[u] for u in units[position : position + 256]]])
+        if position % 256 == 0:  # the next 256 units' slots, and logit effects, a few operations for all
+            chunk = units[position : position + 256]
+            with one_torch_thread():
+                lists = _chunk_lists(h, torch.tensor(chunk, dtype=torch.long, device=h.triggers.device))
+            if directions is not None:
+                effects = logit_effects(subject, hook, directions[[real[u] for u in chunk]])
         promoted = suppressed = []
         if effects is not None:
             effect = effects[position % 256]
@@ -731,15 +769,11 @@ def unit_records(
             weights = sae.W_dec[real[unit]].detach()
             picked = weights.abs().topk(min(cfg.n_top_neurons, len(weights))).indices
             neurons = [NeuronWeight(neuron=int(i), weight=round(float(weights[i]), 4)) for i in picked]
-        with one_torch_thread():
-            examples = _split_examples(h, unit, "explain", cfg.per_quantile_explain, strings) + _split_examples(
-                h, unit, "score", cfg.per_quantile_score, strings
-            )
         yield UnitHarvest(
             kind=kind,
             index=real[unit],
-            stats=_stats(h, unit),
-            examples=examples,
+            stats=_stats(h, unit, edges),
+            examples=_unit_examples(h, lists, position % 256, unit, strings),
             promoted_tokens=promoted,
             suppressed_tokens=suppressed,
             top_neurons=neurons,
