@@ -30,7 +30,11 @@ class AnthropicClient(BaseLLMClient):
     def _make_sdk(self) -> anthropic.AsyncAnthropic:
         # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
         return anthropic.AsyncAnthropic(
-            api_key=self._api_key, base_url=sdk_base_url(self.base_url), max_retries=0, timeout=self.timeout_s
+            api_key=self._api_key,
+            base_url=sdk_base_url(self.base_url),
+            max_retries=0,
+            timeout=self.timeout_s,
+            http_client=anthropic.DefaultAioHttpClient(),
         )
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
