@@ -334,6 +334,16 @@ def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplo
         assert b"SECRET" not in file.read_bytes(), file.name
 
 
+@pytest.mark.parametrize("spec", ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
+def test_credentials_in_the_base_url_go_as_basic_auth(fake_llm_server, spec) -> None:
+    """A server behind a password-protected proxy: the URL's user:password (percent-decoded) go as
+    Basic auth in place of the key, not as part of the address."""
+    url = fake_llm_server.openai_base_url if spec.startswith("openai") else fake_llm_server.anthropic_base_url
+    url = url.replace("http://", "http://probe:p%40ss@")
+    run(make_llm_client(spec, base_url=url, retry=FAST, timeout=5).complete(user("hi")))
+    assert fake_llm_server.requests[0].headers["authorization"] == "Basic cHJvYmU6cEBzcw=="  # probe:p@ss
+
+
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
 def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_client) -> None:
     client = make_client(fake_llm_server)
