@@ -177,11 +177,13 @@ def test_transient_failures_are_retried(fake_llm_server, make_client, fault, led
     assert [c["attempt"] for c in ledger.llm_calls()] == [1, 2]
 
 
-def test_timeout_is_retried(fake_llm_server: FakeLLMServer) -> None:
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_timeout_is_retried_and_logged_as_a_timeout(fake_llm_server, make_client, ledger) -> None:
     fake_llm_server.add_faults(Fault(delay_s=2.0))
-    response = run(openai_client(fake_llm_server, timeout=0.2).complete(user("hi")))
+    response = run(make_client(fake_llm_server, timeout=0.2, ledger=ledger).complete(user("hi")))
     assert response.text == "echo: hi"
     assert fake_llm_server.request_count == 2
+    assert [c["error"].split(":")[0] for c in ledger.llm_calls() if c["error"]] == ["APITimeoutError"]
 
 
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
