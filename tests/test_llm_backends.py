@@ -226,9 +226,11 @@ def test_malformed_bodies_end_as_an_error_not_a_crash(fake_llm_server, make_clie
     assert fake_llm_server.request_count == FAST.max_attempts
 
 
-def test_a_dead_server_stops_the_stage_after_the_first_call(ledger) -> None:
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_a_dead_server_stops_the_stage_after_the_first_call(ledger, make_client) -> None:
+    """Reported as a connection error, not as the timeout that openai's copy of the aiohttp transport made of it."""
     with FakeLLMServer() as server:
-        client = openai_client(server, ledger=ledger)
+        client = make_client(server, ledger=ledger)
     with pytest.raises(LLMUnreachableError, match="cannot reach .*APIConnectionError"):
         run(client.complete(user("hi")))
     assert len(ledger.llm_calls()) == FAST.max_attempts
