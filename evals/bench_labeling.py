@@ -19,8 +19,9 @@ client's own. It prints that share, requests per unit and the bytes the cache ke
 
 The last table splits the client's CPU per request at the largest C: the official SDK alone (its
 `post`, with the body our client sends) on its default httpx2 transport and on the aiohttp one our
-client uses, then our client without and with the catalog's ledger, and the server's. One event loop runs on one core, so C / L requests per second need (C / L) x (client
-CPU per request) of one core; with the server's CPU, the cores the ideal rate needs in all.
+client uses, then our client without and with the catalog's ledger, and the server's. One event
+loop runs on one core, so C / L requests per second need (C / L) x (client CPU per request) of one
+core; with the server's CPU, the cores the ideal rate needs in all.
 
     python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """

@@ -46,11 +46,11 @@ def refuses_response_format(exc: openai.BadRequestError) -> bool:
 
 
 class AioHttpClient(openai.DefaultAioHttpClient):
-    """The SDK's aiohttp transport (~30% less CPU per request than its default httpx2 one, which at
-    high concurrency on a small machine is what caps the request rate), with its errors fixed: it
-    reports every failed connection (refused, reset, closed before an answer) as a connect timeout,
-    so a dead server read "Request timed out". Those are re-raised as the connection errors they are,
-    as Anthropic's copy of the same transport does."""
+    """The SDK's aiohttp transport: less client CPU per request than its default httpx2 one (see the
+    CPU split of evals/bench_labeling.py), and at high concurrency on a small machine that CPU caps
+    the request rate. Fixed here: it reports every failed connection (refused, reset, closed
+    before an answer) as a connect timeout, so a dead server read "Request timed out"; those are
+    re-raised as the connection errors they are, as Anthropic's copy of the same transport does."""
 
     async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
         try:
