@@ -18,9 +18,10 @@ and then replays those bytes, so serving costs ~1 ms of CPU and the share of the
 client's own. It prints that share, requests per unit and the bytes the cache keeps per answer.
 
 The last table splits the client's CPU per request at the largest C: the official SDK alone (its
-`post`, with the body our client sends), then our client without and with the catalog's ledger, and
-the server's. One event loop runs on one core, so C / L requests per second need (C / L) x (client
-CPU per request) of one core; with the server's CPU, the cores the ideal rate needs in all.
+`post`, with the body our client sends) on its default httpx2 transport and on the aiohttp one our
+client uses, then our client without and with the catalog's ledger, and the server's. One event
+loop runs on one core, so C / L requests per second need (C / L) x (client CPU per request) of one
+core; with the server's CPU, the cores the ideal rate needs in all.
 
     python -m evals.bench_labeling --units 24 --latency 0.05 --concurrency 4 16
 """
@@ -42,10 +43,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx2
+import openai
 
 from autointerp.explainers import LLMExplainer, OfflineExplainer
 from autointerp.labeling import explain_units, score_units
 from autointerp.llm import ChatMessage, ChatRequest, LLMClient, make_llm_client
+from autointerp.llm.client import closing
 from autointerp.llm.openai_backend import OpenAIClient
 from autointerp.scoring import ScorerName
 from autointerp.simulators import LLMSimulator, LLMSimulatorConfig
@@ -139,11 +142,13 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
         raw_rate = asyncio.run(_raw_rate(client, concurrency))
         calibration = store.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
         started, cpu_started, server_started = time.perf_counter(), time.process_time(), server_cpu()
-        explained = asyncio.run(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False))
-        scored = asyncio.run(
+        explained = asyncio.run(
+            closing(explain_units(store, SOURCE, None, explainer, concurrency=concurrency, progress=False), explainer)
+        )
+        scored = asyncio.run(closing(
             score_units(store, SOURCE, None, explanation_settings_hash=explainer.settings_hash, scorers=SCORERS,
-                        simulator=simulator, concurrency=concurrency, progress=False)
-        )  # fmt: skip
+                        simulator=simulator, concurrency=concurrency, progress=False), simulator
+        ))  # fmt: skip
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         server_spent = server_cpu() - server_started
         tokens: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0])  # prompt, completion, prompt chars
@@ -175,7 +180,8 @@ def run_llm(units: int, latency: float, concurrency: int) -> dict:
 
 async def _raw_rate(client, concurrency: int) -> float:
     """Requests per second of bare, trivial requests at the same concurrency: the ceiling set by the
-    SDK, the fake server and this machine, which no pipeline on top of them can beat."""
+    SDK, the fake server and this machine, which no pipeline on top of them can beat. Closes the
+    client's connections of this loop after."""
     await client.complete(ChatRequest(messages=[ChatMessage(role="user", content="warm-up")]))
     count = max(64, 8 * concurrency)
     started = time.perf_counter()
@@ -185,7 +191,9 @@ async def _raw_rate(client, concurrency: int) -> float:
             for i in range(count)
         )
     )
-    return count / (time.perf_counter() - started)
+    rate = count / (time.perf_counter() - started)
+    await client.aclose()
+    return rate
 
 
 def run_simulation_path(units: int, latency: float, concurrency: int, per_call: int = 1) -> dict:
@@ -205,7 +213,7 @@ def run_simulation_path(units: int, latency: float, concurrency: int, per_call: 
         async def every_unit() -> None:
             await asyncio.gather(*(simulator.simulate(text, examples) for text, examples in jobs))
 
-        asyncio.run(every_unit())
+        asyncio.run(closing(every_unit(), simulator))
 
     replayed = _served(latency, api_like=True, replay=True)
     with replayed as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
@@ -242,7 +250,7 @@ def run_cpu_split(latency: float, concurrency: int, count: int) -> dict[str, tup
         return ChatRequest(messages=[ChatMessage(role="user", content=f"split {i} " + "word " * 200)])
 
     async def timed(
-        client: OpenAIClient, send: Callable[[int], Awaitable[object]], server_cpu: Callable[[], float], tag: int
+        send: Callable[[int], Awaitable[object]], close: Callable[[], Awaitable[object]], tag: int
     ) -> tuple[float, float]:
         slots = asyncio.Semaphore(concurrency)
 
@@ -254,25 +262,33 @@ def run_cpu_split(latency: float, concurrency: int, count: int) -> dict[str, tup
         cpu, server = time.process_time(), server_cpu()
         await asyncio.gather(*(one(tag + concurrency + i) for i in range(count)))
         spent = (time.process_time() - cpu) / count * 1000, (server_cpu() - server) / count * 1000
-        await client.aclose()
+        await close()
         return spent
 
+    rows = ["SDK httpx2", "SDK aiohttp", "our client", "+ ledger"]
     split: dict[str, tuple[float, float]] = {}
     with _served(latency) as (base_url, server_cpu), tempfile.TemporaryDirectory() as folder:
         store = open_store(Path(folder) / "split.db")
-        for tag, (label, ledger) in enumerate([("SDK alone", None), ("our client", None), ("+ ledger", store.ledger)]):
-            client = OpenAIClient("gpt-4o-mini", api_key="sk-bench", base_url=base_url, ledger=ledger,
-                                  concurrency=concurrency, timeout_s=30)  # fmt: skip
+        for tag, label in enumerate(rows):
+            client = OpenAIClient("gpt-4o-mini", api_key="sk-bench", base_url=base_url, concurrency=concurrency,
+                                  ledger=store.ledger if label == "+ ledger" else None, timeout_s=30)  # fmt: skip
+            # the SDK as our client builds it (aiohttp), or as it comes (httpx2) with our client's settings
+            if label == "SDK httpx2":
+                sdk = openai.AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0, timeout=30)
+            else:
+                sdk = client._make_sdk()
 
-            async def sdk_post(i: int, client: OpenAIClient = client) -> object:
+            async def sdk_post(i: int, client: OpenAIClient = client, sdk: openai.AsyncOpenAI = sdk) -> object:
                 body = client.wire_params(client.with_model(request(i)))
-                return await client._for_loop().sdk.post("/chat/completions", cast_to=httpx2.Response, body=body)
+                return await sdk.post("/chat/completions", cast_to=httpx2.Response, body=body)
 
             async def complete(i: int, client: OpenAIClient = client) -> object:
                 return await client.complete(request(i))
 
-            send = sdk_post if label == "SDK alone" else complete
-            split[label] = asyncio.run(timed(client, send, server_cpu, tag * 1_000_000))
+            if label.startswith("SDK"):
+                split[label] = asyncio.run(timed(sdk_post, sdk.close, tag * 1_000_000))
+            else:
+                split[label] = asyncio.run(timed(complete, client.aclose, tag * 1_000_000))
         store.close()
     return split
 

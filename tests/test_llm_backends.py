@@ -177,11 +177,13 @@ def test_transient_failures_are_retried(fake_llm_server, make_client, fault, led
     assert [c["attempt"] for c in ledger.llm_calls()] == [1, 2]
 
 
-def test_timeout_is_retried(fake_llm_server: FakeLLMServer) -> None:
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_timeout_is_retried_and_logged_as_a_timeout(fake_llm_server, make_client, ledger) -> None:
     fake_llm_server.add_faults(Fault(delay_s=2.0))
-    response = run(openai_client(fake_llm_server, timeout=0.2).complete(user("hi")))
+    response = run(make_client(fake_llm_server, timeout=0.2, ledger=ledger).complete(user("hi")))
     assert response.text == "echo: hi"
     assert fake_llm_server.request_count == 2
+    assert [c["error"].split(":")[0] for c in ledger.llm_calls() if c["error"]] == ["APITimeoutError"]
 
 
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
@@ -224,9 +226,11 @@ def test_malformed_bodies_end_as_an_error_not_a_crash(fake_llm_server, make_clie
     assert fake_llm_server.request_count == FAST.max_attempts
 
 
-def test_a_dead_server_stops_the_stage_after_the_first_call(ledger) -> None:
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_a_dead_server_stops_the_stage_after_the_first_call(ledger, make_client) -> None:
+    """Reported as a connection error, not as the timeout that openai's copy of the aiohttp transport made of it."""
     with FakeLLMServer() as server:
-        client = openai_client(server, ledger=ledger)
+        client = make_client(server, ledger=ledger)
     with pytest.raises(LLMUnreachableError, match="cannot reach .*APIConnectionError"):
         run(client.complete(user("hi")))
     assert len(ledger.llm_calls()) == FAST.max_attempts
@@ -332,6 +336,16 @@ def test_key_never_reaches_store_logs_or_errors(fake_llm_server, tmp_path, caplo
     assert "SECRET" not in caplog.text
     for file in tmp_path.iterdir():  # run.db, and -wal / -shm if still present
         assert b"SECRET" not in file.read_bytes(), file.name
+
+
+@pytest.mark.parametrize("spec", ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
+def test_credentials_in_the_base_url_go_as_basic_auth(fake_llm_server, spec) -> None:
+    """A server behind a password-protected proxy: the URL's user:password (percent-decoded) go as
+    Basic auth in place of the key, not as part of the address."""
+    url = fake_llm_server.openai_base_url if spec.startswith("openai") else fake_llm_server.anthropic_base_url
+    url = url.replace("http://", "http://probe:p%40ss@")
+    run(make_llm_client(spec, base_url=url, retry=FAST, timeout=5).complete(user("hi")))
+    assert fake_llm_server.requests[0].headers["authorization"] == "Basic cHJvYmU6cEBzcw=="  # probe:p@ss
 
 
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])

@@ -369,7 +369,8 @@ class BaseLLMClient:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK client of the running loop (others close when their loop is collected)."""
+        """Close the SDK client of the running loop. One left open (in a loop that has ended) closes
+        when collected, with aiohttp's "Unclosed client session" complaint: run stages by `closing`."""
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found.sdk.close()

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 import orjson
@@ -18,6 +19,7 @@ from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MalformedResponseError
 from autointerp.llm.logprobs import line_end_numbers
 from autointerp.llm.pricing import price_for
+from autointerp.llm.redact import credentials_apart
 
 log = logging.getLogger("autointerp.llm")
 # Every logprob entry carries its token's UTF-8 as a list of ints ("bytes"): most of the objects in a
@@ -43,6 +45,23 @@ def refuses_response_format(exc: openai.BadRequestError) -> bool:
     return "response_format" in text or "json_schema" in text
 
 
+class AioHttpClient(openai.DefaultAioHttpClient):
+    """The SDK's aiohttp transport: less client CPU per request than its default httpx2 one (see the
+    CPU split of evals/bench_labeling.py), and at high concurrency on a small machine that CPU caps
+    the request rate. Fixed here: it reports every failed connection (refused, reset, closed
+    before an answer) as a connect timeout, so a dead server read "Request timed out"; those are
+    re-raised as the connection errors they are, as Anthropic's copy of the same transport does."""
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except httpx2.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+                raise httpx2.ConnectError(str(exc), request=request) from cause
+            raise
+
+
 class OpenAIClient(BaseLLMClient):
     """`backend` is "openai" for api.openai.com and "openai-compatible" for other servers; the
     difference is only in parameter names older servers understand."""
@@ -57,7 +76,15 @@ class OpenAIClient(BaseLLMClient):
 
     def _make_sdk(self) -> openai.AsyncOpenAI:
         # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
-        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+        base_url, headers = credentials_apart(self.base_url)
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=base_url,
+            default_headers=headers,
+            max_retries=0,
+            timeout=self.timeout_s,
+            http_client=AioHttpClient(),
+        )
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
         messages = [_wire_message(m) for m in request.messages]
