@@ -29,7 +29,7 @@ from sae.harvest import (
     window_part,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
-from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots
+from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots, log_bin
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
@@ -520,3 +520,33 @@ def test_bookkeeping_beside_the_model_gives_the_same_harvest(subject: SubjectMod
     for kind in KINDS:
         for a, b in zip(inline[kind].tensors(), beside[kind].tensors(), strict=True):
             assert torch.equal(a, b)
+
+
+def test_histogram_bins_match_bucketize_at_the_edges() -> None:
+    """`log_bin` finds bins by arithmetic; at and beside every edge, and far outside the range, it
+    must agree with the binary search it replaces."""
+    edges = 10 ** HIST_EDGES_LOG10.double()
+    near = torch.cat([edges, torch.nextafter(edges, torch.zeros(1, dtype=torch.float64)), edges * (1 + 1e-7)])
+    values = torch.cat(
+        [near.float(), torch.tensor([1e-30, 1e-5, 0.5, 1.0, 1e4, 1e30, float("inf"), 3.4e38]), torch.rand(5000) * 50]
+    )
+    values = values[values > 0]
+    expected = (torch.bucketize(values.log10(), HIST_EDGES_LOG10) - 1).clamp(0, len(HIST_EDGES_LOG10) - 2)
+    assert torch.equal(log_bin(values), expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_triggers_are_the_most_frequent_peak_tokens_lowest_id_first(harvested, kind: str) -> None:
+    h = copy.deepcopy(harvested[kind])
+    top = h.state.explain.top
+    h.triggers.fill_(-1)
+    h.choose_triggers()
+    for unit in range(top.window_id.shape[0]):
+        filled = top.window_id[unit] >= 0
+        peaks = top.tokens[unit][filled].gather(1, top.acts[unit][filled].argmax(dim=1, keepdim=True)).squeeze(1)
+        counts: dict[int, int] = {}
+        for token in peaks.tolist():
+            counts[token] = counts.get(token, 0) + 1
+        expected = sorted(counts, key=lambda t: (-counts[t], t))[: h.triggers.shape[1]]
+        expected += [-1] * (h.triggers.shape[1] - len(expected))
+        assert h.triggers[unit].tolist() == expected
