@@ -4,7 +4,8 @@ Same process, same held-out windows: (1) the subject model's forward pass stoppe
 (the least any harvest must do), (2) that plus the SAE's encoder, (3) the full harvest of neurons
 and features. Each is timed in wall seconds and in CPU seconds (all threads): with more than one
 torch thread the harvest's bookkeeping runs on a worker thread beside the model's next batch, so
-time and CPU ratios differ; `OMP_NUM_THREADS=1` measures one core, where they agree. Peak memory
+time and CPU ratios differ; `OMP_NUM_THREADS=1` measures one core, where they agree. The four are
+run in `--repeats` interleaved rounds and each row keeps its fastest. Peak memory
 (max RSS) is measured in fresh subprocesses at two token counts to show it stays flat as the
 corpus grows.
 
@@ -37,7 +38,7 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def throughput(sae_dir: Path, tokens: int) -> None:
+def throughput(sae_dir: Path, tokens: int, repeats: int) -> None:
     subject = load_subject("builtin")
     sae = load_sae(sae_dir, subject.hook_width(BUILTIN_HOOK))
     docs = lambda: select_split(open_corpus("stdlib"), "heldout")
@@ -52,15 +53,20 @@ def throughput(sae_dir: Path, tokens: int) -> None:
 
     cfg = HarvestConfig(n_tokens=tokens)
     first_pass = cfg.model_copy(update={"n_hard_negative": 0})
-    rows = [
-        ("forward to the hook", timed(forward_only)),
-        ("+ SAE encoder", timed(forward_and_encode)),
-        ("first pass only (no hard negatives)", timed(lambda: harvest(subject, BUILTIN_HOOK, sae, first_pass))),
-        ("full harvest (neurons+features)", timed(lambda: harvest(subject, BUILTIN_HOOK, sae, cfg))),
+    jobs = [
+        ("forward to the hook", forward_only),
+        ("+ SAE encoder", forward_and_encode),
+        ("first pass only (no hard negatives)", lambda: harvest(subject, BUILTIN_HOOK, sae, first_pass)),
+        ("full harvest (neurons+features)", lambda: harvest(subject, BUILTIN_HOOK, sae, cfg)),
     ]
+    # rounds of all four, each row's fastest round kept: a shared machine's speed drifts over a
+    # run, and interleaving exposes every row to the same drift
+    rounds = [[timed(job) for _, job in jobs] for _ in range(repeats)]
+    rows = [(name, min(r[i] for r in rounds)) for i, (name, _) in enumerate(jobs)]
     base = rows[0][1][0]
     print(
-        f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons"
+        f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons,"
+        f" fastest of {repeats} rounds"
         f" (bookkeeping {'beside the model, on a worker thread' if overlap_bookkeeping(subject.device) else 'in line'})"
     )
     print(f"{'':36}{'seconds':>9}{'CPU s':>8}{'tokens/s':>10}{'x forward':>10}")
@@ -96,9 +102,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sae", required=True, help="a SAELens-layout SAE folder for the built-in model")
     parser.add_argument("--tokens", type=int, default=100_000)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of the four measurements; each row's fastest is kept"
+    )
     parser.add_argument("--memory-tokens", default="50000,400000", help="two token counts for peak memory")
     args = parser.parse_args()
-    throughput(Path(args.sae), args.tokens)
+    throughput(Path(args.sae), args.tokens, args.repeats)
     sizes = [int(s) for s in args.memory_tokens.split(",")]
     peaks = {n: peak_memory(Path(args.sae), n) for n in sizes}
     print("peak RSS of a fresh harvest process: " + ", ".join(f"{n} tokens {mb:.0f} MB" for n, mb in peaks.items()))
