@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from autointerp.errors import UserError
 from autointerp.explainers import Explainer, ExplainerError
+from autointerp.llm.client import close_clients
 from autointerp.llm.errors import LLMCallError
 from autointerp.local_workers import explain_chunk, in_processes, load_unit, runs_locally, score_chunk
 from autointerp.records import Explanation, Score, UnitHarvest, UnitKind
@@ -95,7 +96,10 @@ async def explain_units(
         finally:
             leases.release(key)
 
-    await _run_workers(todo, explain_one, concurrency, progress, label)
+    try:
+        await _run_workers(todo, explain_one, concurrency, progress, label)
+    finally:
+        await close_clients(explainer)  # this event loop's connections: asyncio.run ends it next
     return report
 
 
@@ -264,7 +268,10 @@ async def score_units(
         finally:
             leases.release(key)
 
-    await _run_workers(work.todo, score_one, concurrency, progress, label)
+    try:
+        await _run_workers(work.todo, score_one, concurrency, progress, label)
+    finally:
+        await close_clients(simulator)
     return report
 
 

@@ -46,7 +46,6 @@ from autointerp.explainers.offline import OfflineExplainer, OfflineExplainerConf
 from autointerp.export import export_catalog
 from autointerp.labeling import StageReport, UnitKey, explain_units, score_units
 from autointerp.llm.budget import Budget, BudgetExceeded
-from autointerp.llm.client import closing
 from autointerp.llm.factory import make_llm_client
 from autointerp.llm.redact import safe_url
 from autointerp.local_workers import default_processes
@@ -447,12 +446,7 @@ def explain_stage(
     store: CatalogStore, source: str, units: list[UnitKey], explainer: Explainer, spec: LabelSpec
 ) -> StageReport:
     return asyncio.run(
-        closing(
-            explain_units(
-                store, source, units, explainer, concurrency=spec.concurrency, processes=local_processes(spec)
-            ),
-            explainer,
-        )
+        explain_units(store, source, units, explainer, concurrency=spec.concurrency, processes=local_processes(spec))
     )
 
 
@@ -486,18 +480,15 @@ def score_stage(
 ) -> StageReport:
     """Score the explanations with settings hash `explanations_hash`, with every scorer of `spec`."""
     return asyncio.run(
-        closing(
-            score_units(
-                store,
-                source,
-                units,
-                explanation_settings_hash=explanations_hash,
-                scorers=spec.scorers,
-                simulator=simulator,
-                concurrency=spec.concurrency,
-                processes=local_processes(spec),
-            ),
-            simulator,
+        score_units(
+            store,
+            source,
+            units,
+            explanation_settings_hash=explanations_hash,
+            scorers=spec.scorers,
+            simulator=simulator,
+            concurrency=spec.concurrency,
+            processes=local_processes(spec),
         )
     )
 

@@ -370,7 +370,8 @@ class BaseLLMClient:
 
     async def aclose(self) -> None:
         """Close the SDK client of the running loop. One left open (in a loop that has ended) closes
-        when collected, with aiohttp's "Unclosed client session" complaint: run stages by `closing`."""
+        when collected, with aiohttp's "Unclosed client session" complaint: the labeling stages close
+        theirs when they end (`close_clients`), other work can run by `closing`."""
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found.sdk.close()
@@ -379,14 +380,19 @@ class BaseLLMClient:
             log.warning("%s: %s", self.name, summary)
 
 
+async def close_clients(*users: object) -> None:
+    """Close the connections of the LLM clients that `users` (explainers, simulators) hold, in this
+    event loop: an SDK client belongs to the loop that made it, so work run by asyncio.run must
+    close it before that loop ends."""
+    for user in users:
+        client = getattr(user, "client", None)
+        if isinstance(client, BaseLLMClient):
+            await client.aclose()
+
+
 async def closing(work: Awaitable[T], *users: object) -> T:
-    """Await `work`, then close the connections of the LLM clients that `users` (explainers,
-    simulators) hold, in this event loop: an SDK client belongs to the loop that made it, so a stage
-    run by asyncio.run must close it before that loop ends."""
+    """Await `work`, then `close_clients(*users)`."""
     try:
         return await work
     finally:
-        for user in users:
-            client = getattr(user, "client", None)
-            if isinstance(client, BaseLLMClient):
-                await client.aclose()
+        await close_clients(*users)
