@@ -641,37 +641,58 @@ class SlotLists:
         row: int,
         split: ExampleSplit,
         sampling: Sampling,
-        strings: list[str],
+        names: np.ndarray,
         length: int | None,
         triggers: set[int] | None = None,
     ) -> list[ActivationExample]:
-        """The examples of the chunk's `row`-th unit."""
+        """The examples of the chunk's `row`-th unit; `names` [vocab] holds each token's string."""
         order = self.order[row]
         if not order:
             return []
-        ids, peaks = self.window_id[row], self.peak[row]
-        values, tokens = self.values[row, order].tolist(), self.tokens[row, order].tolist()
-        bands = self.quantile[row] if self.quantile is not None else None
-        n = self.values.shape[2]
-        out = []
-        for i, slot in enumerate(order):
-            token_ids = tokens[i]
-            focus = next((j for j, t in enumerate(token_ids) if t in triggers), None) if triggers else None
-            part = window_part(n, int(peaks[slot]), sampling, length, focus)
-            # model_construct: every field is built here from the state's own types; validating
-            # ~700k examples of a demo harvest would cost more than building them
-            out.append(
-                ActivationExample.model_construct(
-                    window_id=ids[slot],
-                    start=part.start,
-                    tokens=[strings[t] for t in token_ids[part]],
-                    activations=values[i][part],
-                    split=split,
-                    sampling=sampling,
-                    quantile=bands[i] if bands is not None else None,
-                )
+        chosen = np.asarray(order)
+        tokens = self.tokens[row, chosen]  # [m, ctx]
+        n = tokens.shape[1]
+        span = n if length is None or length >= n else length
+        starts = window_starts(tokens, self.peak[row, chosen], sampling, span, triggers)
+        columns = starts[:, None] + np.arange(span)
+        kept_tokens = names[np.take_along_axis(tokens, columns, axis=1)].tolist()
+        kept_values = np.take_along_axis(self.values[row, chosen], columns, axis=1).tolist()
+        ids, bands, first = self.window_id[row], self.quantile[row] if self.quantile else None, starts.tolist()
+        # model_construct: every field is built here from the state's own types; validating
+        # ~700k examples of a demo harvest would cost more than building them
+        return [
+            ActivationExample.model_construct(
+                window_id=ids[slot],
+                start=first[i],
+                tokens=kept_tokens[i],
+                activations=kept_values[i],
+                split=split,
+                sampling=sampling,
+                quantile=bands[i] if bands is not None else None,
             )
-        return out
+            for i, slot in enumerate(order)
+        ]
+
+
+def window_starts(
+    tokens: np.ndarray, peaks: np.ndarray, sampling: str, length: int, triggers: set[int] | None
+) -> np.ndarray:
+    """`window_part(...).start` of every row of `tokens` [m, n] at once (peaks [m]; the focus of
+    a hard negative is its first trigger token)."""
+    m, n = tokens.shape
+    if length >= n:
+        return np.zeros(m, dtype=np.int64)
+    last = n - length
+    if sampling in ("top", "quantile"):
+        focus: np.ndarray = peaks.astype(np.int64)
+        has_focus: np.ndarray = np.ones(m, dtype=bool)
+    elif sampling == "hard_negative" and triggers:
+        hits = np.isin(tokens, list(triggers))
+        focus, has_focus = hits.argmax(axis=1), np.asarray(hits.any(axis=1))
+    else:
+        return np.full(m, last, dtype=np.int64)
+    at_focus = np.clip(focus + max(1, length // 4) + 1 - length, 0, last)
+    return np.where(has_focus, at_focus, last)
 
 
 @functools.cache
@@ -704,7 +725,7 @@ def _chunk_lists(h: KindHarvester, units: torch.Tensor) -> dict[tuple[ExampleSpl
 
 
 def _unit_examples(
-    h: KindHarvester, lists: dict[tuple[ExampleSplit, Sampling], SlotLists], row: int, unit: int, strings: list[str]
+    h: KindHarvester, lists: dict[tuple[ExampleSplit, Sampling], SlotLists], row: int, unit: int, names: np.ndarray
 ) -> list[ActivationExample]:
     """A unit's examples, split by split; a window chosen twice in a split keeps its first (most
     specific) sampling."""
@@ -714,7 +735,7 @@ def _unit_examples(
         seen: set[int] = set()
         for sampling in SPLIT_SAMPLINGS:
             found = lists[(split, sampling)].examples(
-                row, split, sampling, strings, h.cfg.example_length, triggers if sampling == "hard_negative" else None
+                row, split, sampling, names, h.cfg.example_length, triggers if sampling == "hard_negative" else None
             )
             for ex in found:
                 if ex.window_id not in seen:
@@ -749,6 +770,7 @@ def unit_records(
         directions = torch.eye(n_units if indices is None else subject.hook_width(hook), device=subject.device)
     effects: torch.Tensor | None = None
     edges = [round(e, 6) for e in (10**HIST_EDGES_LOG10).tolist()]
+    names = np.array(strings, dtype=object)
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     for position, unit in enumerate(units):
         if position % 256 == 0:  # the next 256 units' slots, and logit effects, a few operations for all
@@ -773,7 +795,7 @@ def unit_records(
             kind=kind,
             index=real[unit],
             stats=_stats(h, unit, edges),
-            examples=_unit_examples(h, lists, position % 256, unit, strings),
+            examples=_unit_examples(h, lists, position % 256, unit, names),
             promoted_tokens=promoted,
             suppressed_tokens=suppressed,
             top_neurons=neurons,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, fields
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +28,7 @@ from sae.harvest import (
     unit_records,
     window_in_score_split,
     window_part,
+    window_starts,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
 from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots, log_bin
@@ -550,3 +552,20 @@ def test_triggers_are_the_most_frequent_peak_tokens_lowest_id_first(harvested, k
         expected = sorted(counts, key=lambda t: (-counts[t], t))[: h.triggers.shape[1]]
         expected += [-1] * (h.triggers.shape[1] - len(expected))
         assert h.triggers[unit].tolist() == expected
+
+
+@pytest.mark.parametrize("sampling", ["top", "quantile", "random", "silent", "hard_negative"])
+@pytest.mark.parametrize("length", [None, 8, 16, 64, 80])
+def test_window_starts_are_window_part_for_every_row(sampling: str, length: int | None) -> None:
+    generator = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 30, (200, 64), generator=generator).numpy()
+    peaks = torch.randint(0, 64, (200,), generator=generator).numpy()
+    triggers = {3, 17}
+    quiet = tokens[:20]
+    quiet[np.isin(quiet, list(triggers))] = 4  # some windows hold no trigger: their focus is the end
+    span = 64 if length is None or length >= 64 else length
+    starts = window_starts(tokens, peaks, sampling, span, triggers)
+    for i, start in enumerate(starts.tolist()):
+        focus = next((j for j, t in enumerate(tokens[i].tolist()) if t in triggers), None)
+        part = window_part(64, int(peaks[i]), sampling, length, focus)
+        assert (start, start + span) == (part.start, part.stop)
