@@ -18,7 +18,6 @@ from anthropic.types import Message
 from autointerp.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
 from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MalformedResponseError
-from autointerp.llm.redact import credentials_apart
 
 ANSWER_TOOL = "respond"
 
@@ -29,15 +28,8 @@ class AnthropicClient(BaseLLMClient):
     supports_logprobs = False
 
     def _make_sdk(self) -> anthropic.AsyncAnthropic:
-        # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
-        base_url, headers = credentials_apart(sdk_base_url(self.base_url))
         return anthropic.AsyncAnthropic(
-            api_key=self._api_key,
-            base_url=base_url,
-            default_headers=headers,
-            max_retries=0,
-            timeout=self.timeout_s,
-            http_client=anthropic.DefaultAioHttpClient(),
+            **self._sdk_options(sdk_base_url(self.base_url)), http_client=anthropic.DefaultAioHttpClient()
         )
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:

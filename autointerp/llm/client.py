@@ -29,7 +29,7 @@ from autointerp.llm.errors import (
 from autointerp.llm.ledger import CallStatus, LLMCall, LLMLedger
 from autointerp.llm.pricing import ModelPrice, cost_usd, prompt_token_bound, worst_case_cost
 from autointerp.llm.rate_limit import SLOW_DOWN, AdaptiveConcurrency, Gate, rate_signal
-from autointerp.llm.redact import redact, safe_url
+from autointerp.llm.redact import credentials_apart, redact, safe_url
 from autointerp.llm.retry import (
     SDK_ERRORS,
     RetryPolicy,
@@ -114,6 +114,19 @@ class BaseLLMClient:
 
     def _make_sdk(self) -> Any:
         raise NotImplementedError
+
+    def _sdk_options(self, base_url: str | None) -> dict[str, Any]:
+        """What either SDK client is built with. max_retries=0: our own policy retries (see
+        retry.py), the SDK default would multiply them. Credentials in the URL go as a Basic header
+        (see `credentials_apart`)."""
+        url, headers = credentials_apart(base_url)
+        return {
+            "api_key": self._api_key,
+            "base_url": url,
+            "default_headers": headers,
+            "max_retries": 0,
+            "timeout": self.timeout_s,
+        }
 
     async def _send(self, sdk: Any, request: ChatRequest) -> tuple[ChatResponse, float, Mapping[str, str]]:
         """One wire call; returns the parsed response (without cost), its cost in USD and the

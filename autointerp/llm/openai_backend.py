@@ -19,7 +19,6 @@ from autointerp.llm.client import BaseLLMClient
 from autointerp.llm.errors import MalformedResponseError
 from autointerp.llm.logprobs import line_end_numbers
 from autointerp.llm.pricing import price_for
-from autointerp.llm.redact import credentials_apart
 
 log = logging.getLogger("autointerp.llm")
 # Every logprob entry carries its token's UTF-8 as a list of ints ("bytes"): most of the objects in a
@@ -75,16 +74,7 @@ class OpenAIClient(BaseLLMClient):
         self._plain_json = False  # the server refused response_format: JSON is asked for in words
 
     def _make_sdk(self) -> openai.AsyncOpenAI:
-        # max_retries=0: our own policy retries (see retry.py); the SDK default would multiply them.
-        base_url, headers = credentials_apart(self.base_url)
-        return openai.AsyncOpenAI(
-            api_key=self._api_key,
-            base_url=base_url,
-            default_headers=headers,
-            max_retries=0,
-            timeout=self.timeout_s,
-            http_client=AioHttpClient(),
-        )
+        return openai.AsyncOpenAI(**self._sdk_options(self.base_url), http_client=AioHttpClient())
 
     def wire_params(self, request: ChatRequest) -> dict[str, Any]:
         messages = [_wire_message(m) for m in request.messages]
