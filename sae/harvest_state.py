@@ -14,6 +14,7 @@ the number of tokens seen.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -144,20 +145,58 @@ def _winners(
     return changed[rows], lowest_slot[rows, i], column[rows, picked], cand_key[rows, picked], best[rows, i]
 
 
+NOT_COUNTED = len(HIST_EDGES_LOG10) - 1  # `log_bin`'s answer for a value that is not positive (or NaN)
+
+
 def log_bin(values: torch.Tensor) -> torch.Tensor:
-    """The histogram bin of each positive value: `bucketize(log10(v), HIST_EDGES_LOG10) - 1`,
-    clamped to the bins, without bucketize's binary search (the slowest step of a dense harvest). The
-    bin follows from arithmetic to within one, and one comparison with each neighbouring edge
-    settles it exactly."""
-    edges = HIST_EDGES_LOG10.to(values.device)
-    n_bins = len(edges) - 1
-    log = values.log10()
-    step = float(edges[1] - edges[0])
-    guess = ((log - float(edges[0])) / step).clamp_(0, n_bins - 1).long()  # clamped before the cast: inf stays in range
-    # bucketize's bin b holds edges[b] < log <= edges[b + 1]
-    low = (log <= edges.take(guess)).long()
-    high = (log > edges.take(guess + 1)).long()
-    return (guess - low + high).clamp_(0, n_bins - 1)
+    """int32 histogram bin of each value: `bucketize(log10(v), HIST_EDGES_LOG10) - 1` clamped to
+    the bins for a positive v, `NOT_COUNTED` otherwise. No logarithm and no search (a dense
+    harvest bins every neuron entry, a million per batch): the top 16 bits of a float32 (sign,
+    exponent, 7 mantissa bits) name a range 1/128 of an octave wide, which holds at most one bin
+    edge, so a table says the bin below and above that edge, and one comparison picks."""
+    edge_in_range, bin_below_above = _bin_tables(values.device)
+    values = values.float().contiguous()
+    high = (values.view(torch.int32) >> 16) & 0xFFFF  # [...] in [0, 65536)
+    above = values >= edge_in_range.index_select(0, high.view(-1)).view(high.shape)
+    return bin_below_above.index_select(0, (high * 2 + above).view(-1)).view(high.shape)
+
+
+@functools.cache
+def _bin_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the bin edge inside each 16-bit range of float32 values, or +inf; [65536] float32), (the
+    bin of the range's values below and at-or-above that edge; [65536 * 2] int32). An edge is the
+    least float32 whose torch log10 exceeds the log edge, found by bisection, so the bins are
+    exactly those of bucketize over log10."""
+    inf_bits = 0x7F800000
+
+    def least_above(log_edge: float) -> int:
+        low, high = 1, inf_bits  # bit patterns of the least positive float and of +inf
+        while low < high:
+            mid = (low + high) // 2
+            if torch.tensor([mid], dtype=torch.int32).view(torch.float32).log10().item() > log_edge:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+    # bin b (of NOT_COUNTED) holds the values from edge b to edge b + 1; the first and last bins are open
+    edges = torch.tensor([least_above(float(e)) for e in HIST_EDGES_LOG10[1:-1]], dtype=torch.int64)
+    start = torch.arange(65536, dtype=torch.int64) << 16  # each range's least bit pattern
+    first_above = torch.searchsorted(edges, start, right=True)  # edges at or below the range's start
+    next_edge = edges[first_above.clamp(max=len(edges) - 1)]
+    inside = (first_above < len(edges)) & (next_edge <= start + 0xFFFF)
+    edge = torch.where(inside, next_edge, inf_bits)
+    below, above = first_above, (first_above + inside.long()).clamp(max=NOT_COUNTED - 1)
+    below = below.clamp(max=NOT_COUNTED - 1)
+    # +0.0 sits under the least positive float in range 0; +inf starts range 0x7F80, NaNs follow it,
+    # and every negative value (sign bit set) is in the upper half
+    edge[0], below[0] = 1, NOT_COUNTED
+    nan = slice(0x7F80 + 1, 0x8000)
+    edge[0x7F80], below[0x7F80], above[0x7F80] = inf_bits, NOT_COUNTED, NOT_COUNTED - 1
+    edge[nan], below[nan], above[nan] = inf_bits, NOT_COUNTED, NOT_COUNTED
+    edge[0x8000:], below[0x8000:], above[0x8000:] = inf_bits, NOT_COUNTED, NOT_COUNTED
+    edge_values = edge.to(torch.int32).view(torch.float32)
+    return edge_values.to(device), torch.stack([below, above], 1).reshape(-1).to(torch.int32).to(device)
 
 
 @dataclass
@@ -179,16 +218,13 @@ class UnitStatsState:
         )
 
     def update(self, acts: Activations) -> None:
-        """acts: a batch of the harvested (non-separator) positions. Positive activations are looked
-        for only where a unit fires (few, for sparse units)."""
+        """acts: a batch of the harvested (non-separator) positions."""
         self.tokens_seen += acts.n_windows * acts.ctx
         self.total += acts.column_sum()  # float64
         self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
-        unit, values = acts.positive()
-        n_bins = self.hist.shape[1]
-        counts = torch.bincount(unit * n_bins + log_bin(values), minlength=self.hist.numel())
-        self.hist += counts.view(self.hist.shape)
-        self.active += counts.view(self.hist.shape).sum(dim=1)
+        counts = acts.bin_counts(log_bin, NOT_COUNTED)  # [U, bins]
+        self.hist += counts
+        self.active += counts.sum(dim=1)
 
     def merge(self, other: UnitStatsState) -> None:
         self.tokens_seen += other.tokens_seen

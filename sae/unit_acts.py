@@ -1,18 +1,22 @@
 """One batch of a unit kind's activations [W, ctx, U], in the layout that suits the kind: dense for
 neurons (every entry is nonzero), the nonzero entries alone for SAE features (a few dozen per token
 out of thousands). The harvest asks both the same few questions (each window's maximum, the rows of
-chosen windows, column sums, the positive entries), so a sparse kind costs what its entries cost,
+chosen windows, column sums, a histogram of the entries), so a sparse kind costs what its entries cost,
 never W * ctx * U.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from sae.autoencoder import SparseCode
+
+# values [...] -> the bin of each [...], or n_bins for a value in none (see `bin_counts`)
+BinOf = Callable[[torch.Tensor], torch.Tensor]
 
 # an integer type of each float width: a float is +0.0 exactly when its bits, read as one, are 0
 _SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -48,11 +52,13 @@ class DenseActs:
         """[U] sums in float64, so the order of the additions does not show in the statistics."""
         return self.acts.reshape(-1, self.units).sum(0, dtype=torch.float64)
 
-    def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(unit, value) of every positive entry, in no particular order."""
+    def bin_counts(self, bin_of: BinOf, n_bins: int) -> torch.Tensor:
+        """[U, n_bins]: how many entries of each unit fall in each bin (`bin_of` maps values to a
+        bin, or to n_bins for none). Every entry is binned: finding the positive ones first (a
+        `nonzero` over the batch) costs more than binning them all."""
         flat = self.acts.reshape(-1, self.units)
-        row, unit = (flat > 0).nonzero(as_tuple=True)
-        return unit, flat.reshape(-1).index_select(0, row * self.units + unit)
+        unit = torch.arange(self.units, dtype=torch.int32, device=flat.device)
+        return _count(unit, bin_of(flat), self.units, n_bins)
 
     def to_dense(self) -> torch.Tensor:
         return self.acts
@@ -147,9 +153,9 @@ class SparseActs:
         total = torch.zeros(self.units, dtype=torch.float64, device=self.values.device)
         return total.index_add_(0, self.unit, self.values.double())
 
-    def positive(self) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = self.values > 0
-        return self.unit[keep], self.values[keep]
+    def bin_counts(self, bin_of: BinOf, n_bins: int) -> torch.Tensor:
+        """As `DenseActs.bin_counts`; the unlisted entries (+0.0) are in no bin."""
+        return _count(self.unit, bin_of(self.values), self.units, n_bins)
 
     def to_dense(self) -> torch.Tensor:
         dense = torch.zeros(self.n_windows * self.ctx, self.units, dtype=self.values.dtype, device=self.values.device)
@@ -158,3 +164,9 @@ class SparseActs:
 
 
 Activations = DenseActs | SparseActs
+
+
+def _count(unit: torch.Tensor, bins: torch.Tensor, units: int, n_bins: int) -> torch.Tensor:
+    """[units, n_bins] counts of (unit, bin) pairs (broadcast together); bin n_bins is dropped."""
+    counts = torch.bincount((unit * (n_bins + 1) + bins).view(-1), minlength=units * (n_bins + 1))
+    return counts.view(units, n_bins + 1)[:, :n_bins]

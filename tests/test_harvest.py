@@ -31,7 +31,7 @@ from sae.harvest import (
     window_starts,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
-from sae.harvest_state import HIST_EDGES_LOG10, WindowSlots, log_bin
+from sae.harvest_state import HIST_EDGES_LOG10, NOT_COUNTED, WindowSlots, log_bin
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
@@ -525,16 +525,17 @@ def test_bookkeeping_beside_the_model_gives_the_same_harvest(subject: SubjectMod
 
 
 def test_histogram_bins_match_bucketize_at_the_edges() -> None:
-    """`log_bin` finds bins by arithmetic; at and beside every edge, and far outside the range, it
-    must agree with the binary search it replaces."""
-    edges = 10 ** HIST_EDGES_LOG10.double()
-    near = torch.cat([edges, torch.nextafter(edges, torch.zeros(1, dtype=torch.float64)), edges * (1 + 1e-7)])
-    values = torch.cat(
-        [near.float(), torch.tensor([1e-30, 1e-5, 0.5, 1.0, 1e4, 1e30, float("inf"), 3.4e38]), torch.rand(5000) * 50]
-    )
-    values = values[values > 0]
-    expected = (torch.bucketize(values.log10(), HIST_EDGES_LOG10) - 1).clamp(0, len(HIST_EDGES_LOG10) - 2)
-    assert torch.equal(log_bin(values), expected)
+    """`log_bin` finds bins from a float's bits; at and within a few ulps of every edge, far outside
+    the range, and for values that are not positive, it must agree with bucketize over log10."""
+    edges = (10 ** HIST_EDGES_LOG10.double()).float()
+    bits = edges.view(torch.int32)
+    near = torch.cat([(bits + step).view(torch.float32) for step in range(-4, 5)])
+    special = [0.0, -0.0, -1.0, -float("inf"), float("nan"), 1e-45, 1e-38, 1e-30, 1e-5, 0.5, 1.0, 1e4, 1e30, 3.4e38]
+    values = torch.cat([near, torch.tensor(special + [float("inf")]), torch.rand(5000) * 50, torch.randn(5000)])
+    counted = (torch.bucketize(values.log10(), HIST_EDGES_LOG10) - 1).clamp(0, NOT_COUNTED - 1)
+    expected = torch.where(values > 0, counted, NOT_COUNTED)
+    assert torch.equal(log_bin(values).long(), expected)
+    assert torch.equal(log_bin(values[:10000].view(100, 100)).view(-1), log_bin(values[:10000]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
