@@ -4,7 +4,9 @@ Same process, same held-out windows: (1) the subject model's forward pass stoppe
 (the least any harvest must do), (2) that plus the SAE's encoder, (3) the full harvest of neurons
 and features. Each is timed in wall seconds and in CPU seconds (all threads): with more than one
 torch thread the harvest's bookkeeping runs on a worker thread beside the model's next batch, so
-time and CPU ratios differ; `OMP_NUM_THREADS=1` measures one core, where they agree. The four are
+time and CPU ratios differ; `OMP_NUM_THREADS=1` measures one core, where they agree. Importing
+`sae` sets OMP_WAIT_POLICY=PASSIVE unless the environment sets it (sae/__init__.py); the first line
+printed names the policy in force. The four are
 run in `--repeats` interleaved rounds and each row keeps its fastest. Peak memory
 (max RSS) is measured in fresh subprocesses at two token counts to show it stays flat as the
 corpus grows.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,7 +70,8 @@ def throughput(sae_dir: Path, tokens: int, repeats: int) -> None:
     print(
         f"torch threads {torch.get_num_threads()}, {tokens} tokens, {sae.cfg.d_sae} features + {sae.cfg.d_in} neurons,"
         f" fastest of {repeats} rounds"
-        f" (bookkeeping {'beside the model, on a worker thread' if overlap_bookkeeping(subject.device) else 'in line'})"
+        f" (bookkeeping {'beside the model, on a worker thread' if overlap_bookkeeping(subject.device) else 'in line'};"
+        f" OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')})"
     )
     print(f"{'':36}{'seconds':>9}{'CPU s':>8}{'tokens/s':>10}{'x forward':>10}")
     for name, (secs, cpu) in rows:
