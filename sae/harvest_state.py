@@ -120,8 +120,9 @@ def _winners(
     ranking of all K + W."""
     k = slot_key.shape[1]
     floor = slot_key.min(dim=1, keepdim=True).values
-    # a candidate below its unit's lowest slot cannot win; one tied with it wins on a lower window id
-    beats = (key > floor) | ((key == floor) & (key > -torch.inf))
+    # a candidate below its unit's lowest slot cannot win; one tied with it wins on a lower window
+    # id; -inf is no candidate, even against an empty slot (-inf): floors are raised to the least float
+    beats = key >= floor.clamp(min=torch.finfo(key.dtype).min)
     changed = beats.any(dim=1).nonzero().squeeze(1)
     if len(changed) == 0:
         return changed, changed, changed, key.new_empty(0), changed
