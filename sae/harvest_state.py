@@ -159,7 +159,7 @@ def log_bin(values: torch.Tensor) -> torch.Tensor:
     values = values.float().contiguous()
     high = (values.view(torch.int32) >> 16) & 0xFFFF  # [...] in [0, 65536)
     above = values >= edge_in_range.index_select(0, high.view(-1)).view(high.shape)
-    return bin_below_above.index_select(0, (high * 2 + above).view(-1)).view(high.shape)
+    return bin_below_above.index_select(0, high.mul_(2).add_(above).view(-1)).view(above.shape)
 
 
 @functools.cache
