@@ -48,6 +48,7 @@ from sae.streaming import ActivationBatch, context_length, stream_activations
 from sae.subject.models import SubjectModel
 from sae.torch_threads import Bookkeeper, one_torch_thread
 from sae.unit_acts import Activations, DenseActs, SparseActs
+from sae.window_tokens import WindowTokens, read_windows
 
 
 class HarvestConfig(BaseModel):
@@ -148,6 +149,12 @@ class KindHarvester:
         parts = [self.state.stats, *slots, *(self.random[s] for s in SPLITS), *(self.hard[s] for s in SPLITS)]
         return [getattr(part, f.name) for part in parts for f in fields(part)] + [self.triggers]
 
+    def window_ids(self) -> torch.Tensor:
+        """Every slot's window id (-1 in empty slots), flattened: the windows whose tokens records show."""
+        slots = [getattr(getattr(self.state, split), f.name) for split in SPLITS for f in fields(SplitSlots)]
+        slots += [*self.random.values(), *self.hard.values()]
+        return torch.cat([s.window_id.view(-1) for s in slots])
+
     def merge(self, other: KindHarvester) -> None:
         """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
         self.state.merge(other.state)
@@ -158,14 +165,13 @@ class KindHarvester:
     def update(
         self,
         batch: Activations | torch.Tensor,
-        tokens: torch.Tensor,
         window_ids: torch.Tensor,
         is_score: torch.Tensor,
         generator: torch.Generator,
     ) -> None:
-        """batch [W, ctx, U] (separators already zeroed), tokens [W, ctx], window_ids [W], is_score [W]."""
+        """batch [W, ctx, U] (separators already zeroed), window_ids [W], is_score [W]."""
         acts = as_activations(batch)
-        n_windows, units, device = acts.n_windows, acts.units, tokens.device
+        n_windows, units, device = acts.n_windows, acts.units, window_ids.device
         self.state.stats.update(acts)
         unit_priority = -torch.rand(units, n_windows, generator=generator, device=device)
         window_priority = -torch.rand(n_windows, generator=generator, device=device)  # the same for every unit
@@ -176,20 +182,22 @@ class KindHarvester:
             window_max = acts.window_max.index_select(1, columns)  # [U, w]
             fires = window_max > 0
             ids = window_ids[columns][None, :].expand(units, -1)
-            fetch = _fetcher(tokens, acts, columns)
+            fetch = _fetcher(acts, columns)
             priority = unit_priority.index_select(1, columns)
             slots.top.merge(torch.where(fires, window_max, neg_inf), ids, fetch)
             slots.reservoir.merge(torch.where(fires, priority, neg_inf), ids, fetch)
             # silent windows rank first, uniformly at random (keys in (0, 1]); then the least active
             slots.low.merge(torch.where(fires, -window_max, -priority), ids, fetch)
-            windows = _window_fetcher(tokens, acts, columns)
+            windows = _window_fetcher(acts, columns)
             self.random[split_name].merge_shared(window_priority[columns], window_ids[columns], windows)
 
-    def choose_triggers(self) -> None:
+    def choose_triggers(self, windows: WindowTokens) -> None:
         """Each unit's `n_triggers` most frequent peak tokens over its explain-split top windows
-        (ties: the lowest token id first), for all units at once."""
+        (ties: the lowest token id first), for all units at once; `windows` holds those windows'
+        tokens."""
         top = self.state.explain.top
-        peaks = top.tokens.gather(2, top.acts.argmax(dim=2, keepdim=True)).squeeze(2).long()  # [U, K]
+        tokens = windows.of(top.window_id)  # [U, K, ctx]
+        peaks = tokens.gather(2, top.acts.argmax(dim=2, keepdim=True)).squeeze(2).long()  # [U, K]
         peaks = torch.where(top.window_id >= 0, peaks, -1)
         units, k = peaks.shape
         span = int(peaks.max()) + 2  # token ids (and -1, empty) fit in [0, span) after + 1
@@ -236,7 +244,7 @@ class KindHarvester:
         for split_name, columns in _split_columns(is_score):
             ids = window_ids[columns][None, :].expand(units, -1)
             key = torch.where(candidate.index_select(1, columns), priority.index_select(1, columns), neg_inf)
-            self.hard[split_name].merge(key, ids, _fetcher(tokens, acts, columns))
+            self.hard[split_name].merge(key, ids, _fetcher(acts, columns))
 
 
 def as_activations(acts: Activations | torch.Tensor) -> Activations:
@@ -248,27 +256,14 @@ def _split_columns(is_score: torch.Tensor) -> list[tuple[ExampleSplit, torch.Ten
     return [(name, in_split.nonzero().squeeze(1)) for name, in_split in zip(SPLITS, (~is_score, is_score))]
 
 
-def _fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> Fetch:
-    """The tokens and activations of chosen (unit, candidate) pairs; candidate c is the batch's
-    window columns[c]."""
-    small = tokens.to(torch.int32)  # the slots' dtype: winners are copied once, not converted after
-
-    def fetch(unit: torch.Tensor, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        window = columns[candidate]
-        return small.index_select(0, window), acts.rows(unit, window)
-
-    return fetch
+def _fetcher(acts: Activations, columns: torch.Tensor) -> Fetch:
+    """The activations of chosen (unit, candidate) pairs; candidate c is the batch's window columns[c]."""
+    return lambda unit, candidate: acts.rows(unit, columns[candidate])
 
 
-def _window_fetcher(tokens: torch.Tensor, acts: Activations, columns: torch.Tensor) -> FetchWindows:
-    """The tokens of chosen windows, and every unit's activations over them (as `_fetcher`)."""
-    small = tokens.to(torch.int32)
-
-    def fetch(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        window = columns[candidate]
-        return small.index_select(0, window), acts.windows(window)
-
-    return fetch
+def _window_fetcher(acts: Activations, columns: torch.Tensor) -> FetchWindows:
+    """Every unit's activations over chosen windows (as `_fetcher`)."""
+    return lambda candidate: acts.windows(columns[candidate])
 
 
 def harvest(
@@ -365,7 +360,7 @@ def harvest_units(
         for kind, unit_acts in acts.items():
             if kind not in kinds:
                 kinds[kind] = new(unit_acts.units)
-            kinds[kind].update(unit_acts, tokens, window_ids, is_score, generator)
+            kinds[kind].update(unit_acts, window_ids, is_score, generator)
         if kept:
             kept.add(first_window, tokens, window_ids, is_score, acts)
 
@@ -392,8 +387,10 @@ def harvest_units(
         if cfg.n_hard_negative == 0:
             return kinds if shard.is_writer else {}
         if shard.is_writer:
+            tops = torch.cat([h.state.explain.top.window_id.view(-1) for h in kinds.values()])
+            windows = read_windows(subject, cfg.corpus, cfg.corpus_split, ctx, tops)
             for harvester in kinds.values():
-                harvester.choose_triggers()
+                harvester.choose_triggers(windows)
         share_first_pass(kinds, new, shard)
         phase, skip = "hard negatives", 0
         if checkpoint:
@@ -591,16 +588,18 @@ class SlotLists:
     tokens: np.ndarray  # [u, K, ctx]
 
     @classmethod
-    def by_key(cls, slots: WindowSlots, units: torch.Tensor) -> SlotLists:
+    def by_key(cls, slots: WindowSlots, units: torch.Tensor, windows: WindowTokens) -> SlotLists:
         """Largest key first (ties: lower window id, as `rank` orders them); empty slots dropped."""
         window_id = slots.window_id.index_select(0, units)
         order = slots.rank.index_select(0, units).argsort(dim=1, descending=True)
         filled = (window_id >= 0).sum(dim=1).tolist()  # empty slots rank last
         rows = [row[:n] for row, n in zip(order.tolist(), filled, strict=True)]
-        return cls._build(slots, units, window_id, rows, None)
+        return cls._build(slots, units, window_id, rows, None, windows)
 
     @classmethod
-    def by_quantile(cls, slots: WindowSlots, units: torch.Tensor, n_quantiles: int, per_quantile: int) -> SlotLists:
+    def by_quantile(
+        cls, slots: WindowSlots, units: torch.Tensor, n_quantiles: int, per_quantile: int, windows: WindowTokens
+    ) -> SlotLists:
         """Slots sorted by window max (ties: lower window id), cut into equal-count bands,
         `per_quantile` from each (see `_band_picks`)."""
         window_id = slots.window_id.index_select(0, units)
@@ -615,7 +614,7 @@ class SlotLists:
             picks = _band_picks(n, n_quantiles, per_quantile) if n else ()
             rows.append([row[p] for band in picks for p in band])
             bands.append([q for q, band in enumerate(picks) for _ in band])
-        return cls._build(slots, units, window_id, rows, bands)
+        return cls._build(slots, units, window_id, rows, bands, windows)
 
     @classmethod
     def _build(
@@ -625,6 +624,7 @@ class SlotLists:
         window_id: torch.Tensor,
         order: list[list[int]],
         quantile: list[list[int]] | None,
+        windows: WindowTokens,
     ) -> SlotLists:
         acts = slots.acts.index_select(0, units).cpu()
         return cls(
@@ -633,7 +633,7 @@ class SlotLists:
             quantile=quantile,
             peak=acts.argmax(dim=2).numpy(),
             values=rounded(acts),
-            tokens=slots.tokens.index_select(0, units).cpu().numpy(),
+            tokens=windows.of(window_id).cpu().numpy(),
         )
 
     def examples(
@@ -709,18 +709,21 @@ def _band_picks(n: int, n_quantiles: int, per_quantile: int) -> tuple[tuple[int,
 SPLIT_SAMPLINGS: tuple[Sampling, ...] = ("top", "quantile", "random", "silent", "hard_negative")
 
 
-def _chunk_lists(h: KindHarvester, units: torch.Tensor) -> dict[tuple[ExampleSplit, Sampling], SlotLists]:
+def _chunk_lists(
+    h: KindHarvester, units: torch.Tensor, windows: WindowTokens
+) -> dict[tuple[ExampleSplit, Sampling], SlotLists]:
     """Every slot set of a chunk of units, in the order its examples are listed."""
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     per_split = {"explain": h.cfg.per_quantile_explain, "score": h.cfg.per_quantile_score}
     for split in SPLITS:
         slots: SplitSlots = getattr(h.state, split)
         per_quantile = per_split[split]
-        lists[(split, "top")] = SlotLists.by_key(slots.top, units)
-        lists[(split, "quantile")] = SlotLists.by_quantile(slots.reservoir, units, h.cfg.n_quantiles, per_quantile)
-        lists[(split, "random")] = SlotLists.by_key(h.random[split], units)
-        lists[(split, "silent")] = SlotLists.by_key(slots.low, units)
-        lists[(split, "hard_negative")] = SlotLists.by_key(h.hard[split], units)
+        quantiles = h.cfg.n_quantiles
+        lists[(split, "top")] = SlotLists.by_key(slots.top, units, windows)
+        lists[(split, "quantile")] = SlotLists.by_quantile(slots.reservoir, units, quantiles, per_quantile, windows)
+        lists[(split, "random")] = SlotLists.by_key(h.random[split], units, windows)
+        lists[(split, "silent")] = SlotLists.by_key(slots.low, units, windows)
+        lists[(split, "hard_negative")] = SlotLists.by_key(h.hard[split], units, windows)
     return lists
 
 
@@ -771,12 +774,13 @@ def unit_records(
     effects: torch.Tensor | None = None
     edges = [round(e, 6) for e in (10**HIST_EDGES_LOG10).tolist()]
     names = np.array(strings, dtype=object)
+    windows = read_windows(subject, cfg.corpus, cfg.corpus_split, context_length(subject, cfg.context), h.window_ids())
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     for position, unit in enumerate(units):
         if position % 256 == 0:  # the next 256 units' slots, and logit effects, a few operations for all
             chunk = units[position : position + 256]
             with one_torch_thread():
-                lists = _chunk_lists(h, torch.tensor(chunk, dtype=torch.long, device=h.triggers.device))
+                lists = _chunk_lists(h, torch.tensor(chunk, dtype=torch.long, device=h.triggers.device), windows)
             if directions is not None:
                 effects = logit_effects(subject, hook, directions[[real[u] for u in chunk]])
         promoted = suppressed = []

@@ -23,7 +23,7 @@ log = logging.getLogger("sae.harvest")
 # shared 2-core machine), so it is written rarely: at the demo's settings once in the 400k-token first
 # pass and once at its end.
 CHECKPOINT_TOKENS = 200_000
-FORMAT = 3  # 2: no generator state (each batch seeds its own draws); 3: slots keep their ranks
+FORMAT = 4  # 2: no generator state (each batch seeds its own draws); 3: slots keep their ranks; 4: no tokens
 
 
 class HarvestCheckpoint:

@@ -8,8 +8,9 @@ Per unit it keeps, on the model's device and at a size fixed up front:
                quantile-stratified examples are drawn from it at the end
     low        the windows where the unit is least active, per split: a uniform sample of the
                windows where it never fires when there are enough, else the lowest by max
-Each kept window stores its tokens and the unit's activation at every position. Nothing grows with
-the number of tokens seen.
+Each kept window stores its id and the unit's activation at every position; its tokens are the
+corpus's, read again by id when they are wanted (sae.window_tokens), not copied for every unit and
+slot that keeps the window. Nothing grows with the number of tokens seen.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from sae.unit_acts import Activations
 HIST_EDGES_LOG10 = torch.linspace(-4, 3, 71)  # 0.1 decade bins from 1e-4 to 1e3
 
 
-# fetch(units [n], candidates [n]) -> (tokens [n, ctx], acts [n, ctx]) of the chosen candidates
-Fetch = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# fetch(windows [m]) -> (tokens [m, ctx], every unit's acts [U, m, ctx]) of the chosen windows
-FetchWindows = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# fetch(units [n], candidates [n]) -> acts [n, ctx] of the chosen candidates
+Fetch = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# fetch(windows [m]) -> every unit's acts [U, m, ctx] over the chosen windows
+FetchWindows = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -38,7 +39,6 @@ class WindowSlots:
     key: torch.Tensor  # [U, K] float; -inf marks an empty slot
     window_id: torch.Tensor  # [U, K] int64; -1 in empty slots
     rank: torch.Tensor  # [U, K] int64: `_ranking(key, window_id)`, kept rather than recomputed each merge
-    tokens: torch.Tensor  # [U, K, ctx] int32
     acts: torch.Tensor  # [U, K, ctx] float32
 
     @classmethod
@@ -49,7 +49,6 @@ class WindowSlots:
             key=key,
             window_id=window_id,
             rank=_ranking(key, window_id),
-            tokens=torch.zeros(units, k, ctx, dtype=torch.int32, device=device),
             acts=torch.zeros(units, k, ctx, device=device),
         )
 
@@ -70,10 +69,8 @@ class WindowSlots:
         self.rank[units, evicted_slots] = new_rank
         # a -inf candidate can win only an empty slot, which stays empty
         self.window_id[units, evicted_slots] = window_id[units, cand].masked_fill(new_key == -torch.inf, -1)
-        tokens, acts = fetch(units, cand)
         flat = units * self.key.shape[1] + evicted_slots  # one row per winner: a row copy each
-        self.tokens.view(-1, self.tokens.shape[2]).index_copy_(0, flat, tokens.to(self.tokens.dtype))
-        self.acts.view(-1, self.acts.shape[2]).index_copy_(0, flat, acts.to(self.acts.dtype))
+        self.acts.view(-1, self.acts.shape[2]).index_copy_(0, flat, fetch(units, cand).to(self.acts.dtype))
 
     def merge_shared(self, key: torch.Tensor, window_id: torch.Tensor, fetch: FetchWindows) -> None:
         """`merge` for candidates that every unit ranks alike (key [W], window_id [W]), into slots
@@ -87,13 +84,11 @@ class WindowSlots:
         self.key[:, evicted_slots] = new_key
         self.rank[:, evicted_slots] = new_rank
         self.window_id[:, evicted_slots] = window_id[cand].masked_fill(new_key == -torch.inf, -1)
-        tokens, acts = fetch(cand)  # [m, ctx], [U, m, ctx]
-        self.tokens.index_copy_(1, evicted_slots, tokens.to(self.tokens.dtype).expand(len(self.tokens), -1, -1))
-        self.acts.index_copy_(1, evicted_slots, acts.to(self.acts.dtype))
+        self.acts.index_copy_(1, evicted_slots, fetch(cand).to(self.acts.dtype))
 
     def merge_slots(self, other: WindowSlots) -> None:
         """Fold another shard's slots in (for sharded harvests)."""
-        self.merge(other.key, other.window_id, lambda u, c: (other.tokens[u, c], other.acts[u, c]))
+        self.merge(other.key, other.window_id, lambda u, c: other.acts[u, c])
 
 
 _NEVER = torch.iinfo(torch.int64).min  # below every rank: a padding candidate never wins

@@ -68,7 +68,7 @@ def test_sharded_batches_merge_to_the_single_pass(subject: SubjectModel) -> None
         for _, tokens, ids, is_score, acts, generator in unit_batches(
             subject, BUILTIN_HOOK, cfg, units, cfg.n_tokens, "harvest", shard=Shard(rank, 2)
         ):
-            h.update(acts["neuron"], tokens, ids, is_score, generator)
+            h.update(acts["neuron"], ids, is_score, generator)
         shards.append(h)
     assert int(shards[0].state.stats.tokens_seen) == 2 * 8 * 64  # batches 0 and 2 of 0, 1, 2
     shards[0].merge(shards[1])

@@ -13,6 +13,7 @@ import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.corpus import open_corpus, select_split
+from sae.errors import UserError
 from sae.harvest import (
     HarvestConfig,
     KindHarvester,
@@ -35,6 +36,7 @@ from sae.harvest_state import HIST_EDGES_LOG10, NOT_COUNTED, WindowSlots, log_bi
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
+from sae.window_tokens import read_windows
 from sae.windows import token_windows
 
 N_TOKENS = 64 * 160
@@ -155,11 +157,23 @@ def test_top_windows_match_brute_force(harvested, dense: Dense, kind: str) -> No
             assert got == values, (split, unit)
             ids = top.window_id[unit][kept]
             assert sure <= set(ids.tolist())
-            # each kept window carries its own tokens and activations
-            assert torch.equal(top.tokens[unit][kept].long(), dense.tokens[ids])
+            # each kept window carries its own activations
             assert torch.equal(top.acts[unit][kept], dense.acts[kind][ids, :, unit])
             checked += len(ids)
     assert checked > 0
+
+
+def test_window_tokens_are_read_again_by_id(dense: Dense, subject: SubjectModel) -> None:
+    """Slots keep window ids only; the tokens come from the corpus again, the same as the harvest read."""
+    ids = torch.tensor([[5, -1, 0], [dense.tokens.shape[0] - 1, 5, 77]])
+    windows = read_windows(subject, CFG.corpus, CFG.corpus_split, 64, ids)
+    assert windows.ids.tolist() == [0, 5, 77, dense.tokens.shape[0] - 1]
+    got = windows.of(ids)
+    assert got.shape == (2, 3, 64) and got.dtype == torch.int32
+    assert torch.equal(got[ids >= 0].long(), dense.tokens[ids[ids >= 0]])
+    assert not got[0, 1].any()  # an empty slot's -1: zeros
+    with pytest.raises(UserError, match="no longer holds window 100000000"):
+        read_windows(subject, CFG.corpus, CFG.corpus_split, 64, torch.tensor([3, 10**8]))
 
 
 def test_records_have_exact_windows_in_disjoint_splits(harvested, dense: Dense, subject: SubjectModel, sae) -> None:
@@ -261,7 +275,7 @@ def _run(batches, kind: str, generator: torch.Generator) -> KindHarvester:
     h = KindHarvester(min(MERGE_UNITS, batches[0][2][kind].shape[-1]), CFG, 64, torch.device("cpu"))
     for ids, tokens, acts in batches:
         split = in_score_split(tokens, ids, CFG)
-        h.update(acts[kind][..., :MERGE_UNITS], tokens, ids, split, generator)
+        h.update(acts[kind][..., :MERGE_UNITS], ids, split, generator)
     return h
 
 
@@ -325,7 +339,7 @@ def test_state_size_does_not_grow_with_tokens(dense: Dense) -> None:
     assert int(h.state.stats.tokens_seen) == 32 * 64
     for ids, tokens, acts in dense.batches[1:]:
         split = in_score_split(tokens, ids, CFG)
-        h.update(acts["neuron"][..., :MERGE_UNITS], tokens, ids, split, generator)
+        h.update(acts["neuron"][..., :MERGE_UNITS], ids, split, generator)
     assert int(h.state.stats.tokens_seen) == N_TOKENS
     assert {name: (t.shape, t.dtype) for name, t in _state_tensors(h).items()} == after_first
     state_bytes = sum(t.numel() * t.element_size() for t in _state_tensors(h).values())
@@ -383,7 +397,7 @@ def test_hard_negatives_hold_a_trigger_where_the_unit_is_quiet(harvested, dense:
     top = h.state.explain.top
     for unit in range(8):
         kept = (top.window_id[unit] >= 0).nonzero().squeeze(1)
-        peaks = {int(top.tokens[unit, s, top.acts[unit, s].argmax()]) for s in kept.tolist()}
+        peaks = {int(dense.tokens[top.window_id[unit, s], top.acts[unit, s].argmax()]) for s in kept.tolist()}
         assert set(h.triggers[unit].tolist()) - {-1} <= peaks
     records = {r.index: r for r in unit_records("feature", h, subject, BUILTIN_HOOK)}
     hard = [e for r in records.values() for e in r.examples if e.sampling == "hard_negative"]
@@ -539,14 +553,17 @@ def test_histogram_bins_match_bucketize_at_the_edges() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_triggers_are_the_most_frequent_peak_tokens_lowest_id_first(harvested, kind: str) -> None:
+def test_triggers_are_the_most_frequent_peak_tokens_lowest_id_first(
+    harvested, dense: Dense, subject: SubjectModel, kind: str
+) -> None:
     h = copy.deepcopy(harvested[kind])
     top = h.state.explain.top
     h.triggers.fill_(-1)
-    h.choose_triggers()
+    h.choose_triggers(read_windows(subject, CFG.corpus, CFG.corpus_split, 64, top.window_id))
     for unit in range(top.window_id.shape[0]):
         filled = top.window_id[unit] >= 0
-        peaks = top.tokens[unit][filled].gather(1, top.acts[unit][filled].argmax(dim=1, keepdim=True)).squeeze(1)
+        tokens = dense.tokens[top.window_id[unit][filled]]
+        peaks = tokens.gather(1, top.acts[unit][filled].argmax(dim=1, keepdim=True)).squeeze(1)
         counts: dict[int, int] = {}
         for token in peaks.tolist():
             counts[token] = counts.get(token, 0) + 1
