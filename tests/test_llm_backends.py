@@ -355,7 +355,24 @@ def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_cl
 
     async def stage() -> None:
         await client.complete(user("hi"))
-        opened.append(client._for_loop().sdk)
+        opened.append((await client._for_loop()).sdk)
+        assert not opened[0].is_closed()
 
     run(closing(stage(), LLMExplainer(client), OfflineSimulator()))
     assert opened[0].is_closed()
+
+
+@pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
+def test_a_client_nobody_closes_is_closed_when_asyncio_run_ends(fake_llm_server, make_client) -> None:
+    """`asyncio.run(client.complete(...))` and no close: the loop's end closes the connections."""
+    client = make_client(fake_llm_server)
+    opened = []
+
+    async def call() -> None:
+        await client.complete(user("hi"))
+        opened.append((await client._for_loop()).sdk)
+
+    asyncio.run(call())
+    assert opened[0].is_closed()
+    asyncio.run(call())  # a new loop gets a new SDK client, closed in turn
+    assert opened[1] is not opened[0] and opened[1].is_closed()

@@ -46,7 +46,7 @@ async def _with_retries(client: BaseLLMClient, what: str, call: Callable[[], Awa
 
 async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest]) -> str:
     """Send `requests` (cache key -> request as sent) as one provider batch; returns its id."""
-    sdk = client._for_loop().sdk
+    sdk = (await client._for_loop()).sdk
 
     async def submit() -> str:
         if isinstance(client, OpenAIClient):
@@ -74,7 +74,7 @@ async def submit_batch(client: BaseLLMClient, requests: Mapping[str, ChatRequest
 
 async def batch_done(client: BaseLLMClient, batch_id: str) -> bool:
     """Whether the provider has finished with the batch (answered, expired, cancelled or failed)."""
-    sdk = client._for_loop().sdk
+    sdk = (await client._for_loop()).sdk
 
     async def status() -> bool:
         if isinstance(client, OpenAIClient):
@@ -90,7 +90,7 @@ async def batch_outcomes(
     """What a finished batch gave for each of its `requests`: an answer priced at the batch rate
     ("ok", or "invalid" when cut off or off-schema, as a live call judges it) or an error ("failed":
     refused, expired, missing)."""
-    sdk = client._for_loop().sdk
+    sdk = (await client._for_loop()).sdk
 
     async def read() -> tuple[Results, str]:
         if isinstance(client, OpenAIClient):

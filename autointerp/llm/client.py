@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -63,7 +63,19 @@ class _LoopState:
 
     sdk: Any
     gate: Gate
+    closer: AsyncGenerator[None, None]  # see `_closed_with_its_loop`
     in_flight: dict[str, asyncio.Future[ChatResponse]] = field(default_factory=dict)
+
+
+async def _closed_with_its_loop(sdk: Any) -> AsyncGenerator[None, None]:
+    """Waits, suspended, for the end of the event loop it first ran in, then closes the SDK's
+    connections: asyncio.run closes every async generator still open before it closes its loop,
+    so a caller that never closes the client (`asyncio.run(client.complete(...))`) leaves no
+    connection behind, nor aiohttp's "Unclosed client session" complaint."""
+    try:
+        yield
+    finally:
+        await sdk.close()
 
 
 class BaseLLMClient:
@@ -147,11 +159,14 @@ class BaseLLMClient:
 
     # ---- the call ----------------------------------------------------------------------------
 
-    def _for_loop(self) -> _LoopState:
+    async def _for_loop(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         found = self._per_loop.get(loop)
         if found is None:
-            found = _LoopState(self._make_sdk(), Gate(self.rate_control))
+            sdk = self._make_sdk()
+            closer = _closed_with_its_loop(sdk)
+            await anext(closer)  # its first step ties it to this loop (and never suspends: no race)
+            found = _LoopState(sdk, Gate(self.rate_control), closer)
             self._per_loop[loop] = found
         return found
 
@@ -179,7 +194,7 @@ class BaseLLMClient:
         hit = self._cached(key)
         if hit is not None:
             return hit
-        state = self._for_loop()
+        state = await self._for_loop()
         pending = state.in_flight.get(key)
         if pending is not None:  # the same request is on the wire: wait for its answer, pay once
             response = await asyncio.shield(pending)
@@ -382,12 +397,12 @@ class BaseLLMClient:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK client of the running loop. One left open (in a loop that has ended) closes
-        when collected, with aiohttp's "Unclosed client session" complaint: the labeling stages close
-        theirs when they end (`close_clients`), other work can run by `closing`."""
+        """Close the SDK client of the running loop now. One left open closes when asyncio.run ends
+        its loop (`_closed_with_its_loop`); a loop run by other means must close it here: the
+        labeling stages close theirs when they end (`close_clients`), other work can run by `closing`."""
         found = self._per_loop.pop(asyncio.get_running_loop(), None)
         if found is not None:
-            await found.sdk.close()
+            await found.closer.aclose()
         summary = self.rate_control.summary()
         if summary is not None:
             log.warning("%s: %s", self.name, summary)
