@@ -529,11 +529,10 @@ def unit_batches(
 # --- turning the state into records ---------------------------------------------------------------
 
 
-def _stats(h: KindHarvester, unit: int, edges: list[float]) -> UnitStats:
+def _stats(h: KindHarvester, unit: int, edges: list[float], total: float) -> UnitStats:
     s = h.state.stats
     seen = int(s.tokens_seen)
     active = int(s.active[unit])
-    total = float(s.total[unit])
     return UnitStats(
         tokens_seen=seen,
         active_count=active,
@@ -773,6 +772,7 @@ def unit_records(
         directions = torch.eye(n_units if indices is None else subject.hook_width(hook), device=subject.device)
     effects: torch.Tensor | None = None
     edges = [round(e, 6) for e in (10**HIST_EDGES_LOG10).tolist()]
+    totals = h.state.stats.totals().tolist()
     names = np.array(strings, dtype=object)
     windows = read_windows(subject, cfg.corpus, cfg.corpus_split, context_length(subject, cfg.context), h.window_ids())
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
@@ -798,7 +798,7 @@ def unit_records(
         yield UnitHarvest(
             kind=kind,
             index=real[unit],
-            stats=_stats(h, unit, edges),
+            stats=_stats(h, unit, edges, totals[unit]),
             examples=_unit_examples(h, lists, position % 256, unit, names),
             promoted_tokens=promoted,
             suppressed_tokens=suppressed,

@@ -195,11 +195,32 @@ def _bin_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return edge_values.to(device), torch.stack([below, above], 1).reshape(-1).to(torch.int32).to(device)
 
 
+# The sum of each unit's activations is kept in fixed point, as two int64 limbs counting 2^-20 and
+# 2^-72: integer sums are exact, so the total is the same whatever the order of the batches and the
+# shards that add them (a float64 sum differs in its last bits between one process and two).
+_HIGH, _LOW = 2.0**20, 2.0**72
+_LOW_PER_HIGH = 2**52
+
+
+def _fixed_point(values: torch.Tensor) -> torch.Tensor:
+    """float64 [U] -> [U, 2] int64 limbs. Exact to 2^-72 (each step below is exact in float64 for
+    |v| < 2^33: a power-of-two scaling, a round to an integer, a subtraction within one unit)."""
+    high = torch.round(values * _HIGH)
+    low = torch.round((values - high / _HIGH) * _LOW)
+    return _carried(torch.stack([high.long(), low.long()], dim=1))
+
+
+def _carried(limbs: torch.Tensor) -> torch.Tensor:
+    """The one representation of a fixed-point sum with 0 <= low limb < 2^52."""
+    carry = torch.div(limbs[:, 1], _LOW_PER_HIGH, rounding_mode="floor")
+    return torch.stack([limbs[:, 0] + carry, limbs[:, 1] - carry * _LOW_PER_HIGH], dim=1)
+
+
 @dataclass
 class UnitStatsState:
     tokens_seen: torch.Tensor  # [] int64
     active: torch.Tensor  # [U] int64
-    total: torch.Tensor  # [U] float64
+    total: torch.Tensor  # [U, 2] int64: the sum of activations in fixed point (see `_fixed_point`)
     max: torch.Tensor  # [U] float32
     hist: torch.Tensor  # [U, bins] int64
 
@@ -208,7 +229,7 @@ class UnitStatsState:
         return cls(
             tokens_seen=torch.zeros((), dtype=torch.long, device=device),
             active=torch.zeros(units, dtype=torch.long, device=device),
-            total=torch.zeros(units, dtype=torch.float64, device=device),
+            total=torch.zeros(units, 2, dtype=torch.long, device=device),
             max=torch.full((units,), -torch.inf, device=device),
             hist=torch.zeros(units, len(HIST_EDGES_LOG10) - 1, dtype=torch.long, device=device),
         )
@@ -216,16 +237,20 @@ class UnitStatsState:
     def update(self, acts: Activations) -> None:
         """acts: a batch of the harvested (non-separator) positions."""
         self.tokens_seen += acts.n_windows * acts.ctx
-        self.total += acts.column_sum()  # float64
+        self.total = _carried(self.total + _fixed_point(acts.column_sum()))
         self.max = torch.maximum(self.max, acts.window_max.amax(dim=1))
         counts = acts.bin_counts(log_bin, NOT_COUNTED)  # [U, bins]
         self.hist += counts
         self.active += counts.sum(dim=1)
 
+    def totals(self) -> torch.Tensor:
+        """[U] float64: each unit's sum of activations (rounded once, from the exact fixed point)."""
+        return self.total[:, 0].double() / _HIGH + self.total[:, 1].double() / _LOW
+
     def merge(self, other: UnitStatsState) -> None:
         self.tokens_seen += other.tokens_seen
         self.active += other.active
-        self.total += other.total
+        self.total = _carried(self.total + other.total)
         self.max = torch.maximum(self.max, other.max)
         self.hist += other.hist
 

@@ -32,7 +32,15 @@ from sae.harvest import (
     window_starts,
 )
 from sae.harvest_checkpoint import HarvestCheckpoint
-from sae.harvest_state import HIST_EDGES_LOG10, NOT_COUNTED, WindowSlots, log_bin
+from sae.harvest_state import (
+    HIST_EDGES_LOG10,
+    NOT_COUNTED,
+    UnitStatsState,
+    WindowSlots,
+    _carried,
+    _fixed_point,
+    log_bin,
+)
 from sae.logit_effects import logit_effects
 from sae.streaming import token_batches
 from sae.subject.models import BUILTIN_HOOK, SubjectModel
@@ -121,7 +129,7 @@ def test_stats_match_brute_force(harvested, dense: Dense, kind: str) -> None:
     assert torch.equal(stats.active, (acts > 0).sum(0))
     assert torch.equal(stats.max, acts.amax(0))
     # each batch is summed in float32, batches are added in float64
-    torch.testing.assert_close(stats.total, acts.double().sum(0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(stats.totals(), acts.double().sum(0), rtol=1e-5, atol=1e-4)
     tok, unit = (acts > 0).nonzero(as_tuple=True)
     bins = (torch.bucketize(acts[tok, unit].log10(), HIST_EDGES_LOG10) - 1).clamp(0, len(HIST_EDGES_LOG10) - 2)
     expected_hist = torch.zeros_like(stats.hist)
@@ -318,9 +326,9 @@ def test_merging_two_halves_equals_one_pass(dense: Dense, kind: str) -> None:
     second = _run(dense.batches[half:], kind, shared)
     first.merge(second)
     stats, expected = first.state.stats, one_pass.state.stats
-    for name in ("tokens_seen", "active", "max", "hist"):
+    for name in ("tokens_seen", "active", "max", "hist", "total"):
         assert torch.equal(getattr(stats, name), getattr(expected, name)), name
-    torch.testing.assert_close(stats.total, expected.total, rtol=1e-6, atol=1e-6)
+    assert torch.equal(stats.total, expected.total)  # fixed point: exact in any order
     acts = dense.acts[kind][..., :MERGE_UNITS]
     for split in ("explain", "score"):
         for slot_field in fields(getattr(one_pass.state, split)):
@@ -536,6 +544,27 @@ def test_bookkeeping_beside_the_model_gives_the_same_harvest(subject: SubjectMod
     for kind in KINDS:
         for a, b in zip(inline[kind].tensors(), beside[kind].tensors(), strict=True):
             assert torch.equal(a, b)
+
+
+def test_activation_totals_are_the_same_in_any_order() -> None:
+    """Batch sums are added in fixed point: one process and two shards, adding in different orders,
+    keep equal totals (float64 sums differ in their last bits), within 1e-15 of the float64 sum."""
+    batch_sums = torch.randn(40, 6, dtype=torch.float64) * torch.logspace(-8, 6, 6, dtype=torch.float64)
+    batch_sums[0, 0] = 1e-30  # far below the finest limb: rounds to 0 there, in every order
+
+    def added(order: list[int]) -> torch.Tensor:
+        total = torch.zeros(6, 2, dtype=torch.long)
+        for i in order:
+            total = _carried(total + _fixed_point(batch_sums[i]))
+        return total
+
+    forward, backward = added(list(range(40))), added(list(range(39, -1, -1)))
+    halves = _carried(added(list(range(0, 40, 2))) + added(list(range(1, 40, 2))))
+    assert torch.equal(forward, backward) and torch.equal(forward, halves)
+    assert bool((forward[:, 1] >= 0).all() and (forward[:, 1] < 2**52).all())
+    state = UnitStatsState.empty(6, torch.device("cpu"))
+    state.total = forward
+    torch.testing.assert_close(state.totals(), batch_sums.sum(0), rtol=1e-15, atol=2**-70)
 
 
 def test_histogram_bins_match_bucketize_at_the_edges() -> None:
