@@ -280,7 +280,7 @@ def test_kill_9_between_submit_and_collect(tmp_path: Path, server: FakeLLMServer
         time.sleep(0.2)  # well into polling
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait()
+        child.communicate()  # reaps it and closes its pipes
     assert child.returncode == -signal.SIGKILL
     submitted = len(server.batch_submissions)
     assert submitted == before + 1
