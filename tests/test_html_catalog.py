@@ -229,9 +229,13 @@ def _assert_nothing_ran(driver):
 
 
 def _wait(driver, condition, what: str):
+    """Until `condition(driver)` holds. An element the page replaced while the condition read it
+    (the app re-renders a view as it loads) means "not yet", not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(lambda d: condition(d), message=what)
+    wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(lambda d: condition(d), message=what)
 
 
 def _open_list(driver, html_dir: Path) -> float:
