@@ -69,6 +69,7 @@ from sae.harvest import (
     default_units,
     harvest_units,
     hook_neurons,
+    kept_windows,
     sae_features,
     unit_records,
 )
@@ -355,8 +356,10 @@ def write_harvest(
     wanted: dict,
     keep: dict[UnitKind, list[int]] | None = None,
 ) -> None:
+    windows = kept_windows(subject, list(kinds.values())) if kinds else None  # one corpus pass for every kind
     for kind, state in kinds.items():
-        store.put_units(source, unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind)))
+        records = unit_records(kind, state, subject, hook, sae, indices=(keep or {}).get(kind), windows=windows)
+        store.put_units(source, records)
     store.put_source(source, {**wanted, "harvest_complete": True})
 
 

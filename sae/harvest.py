@@ -32,7 +32,15 @@ from sae.distributed import SINGLE, Shard
 from sae.harvest_checkpoint import HarvestCheckpoint, log
 from sae.harvest_replay import HardPassCache
 from sae.harvest_shards import merge_into_first, share_first_pass
-from sae.harvest_state import HIST_EDGES_LOG10, Fetch, FetchWindows, HarvestState, SplitSlots, WindowSlots
+from sae.harvest_state import (
+    HIST_EDGES_LOG10,
+    Fetch,
+    FetchWindows,
+    HarvestState,
+    SplitSlots,
+    UnitStatsState,
+    WindowSlots,
+)
 from sae.logit_effects import logit_effects
 from sae.records import (
     ActivationExample,
@@ -143,17 +151,19 @@ class KindHarvester:
         }
         self.triggers = torch.full((units, cfg.n_triggers), -1, dtype=torch.long, device=device)
 
+    def slot_sets(self) -> list[WindowSlots]:
+        """Every set of kept windows, in a fixed order."""
+        slots = [getattr(getattr(self.state, split), f.name) for split in SPLITS for f in fields(SplitSlots)]
+        return [*slots, *(self.random[s] for s in SPLITS), *(self.hard[s] for s in SPLITS)]
+
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor of the state, in a fixed order: what travels between processes."""
-        slots = [getattr(getattr(self.state, split), f.name) for split in SPLITS for f in fields(SplitSlots)]
-        parts = [self.state.stats, *slots, *(self.random[s] for s in SPLITS), *(self.hard[s] for s in SPLITS)]
+        parts: list[UnitStatsState | WindowSlots] = [self.state.stats, *self.slot_sets()]
         return [getattr(part, f.name) for part in parts for f in fields(part)] + [self.triggers]
 
     def window_ids(self) -> torch.Tensor:
         """Every slot's window id (-1 in empty slots), flattened: the windows whose tokens records show."""
-        slots = [getattr(getattr(self.state, split), f.name) for split in SPLITS for f in fields(SplitSlots)]
-        slots += [*self.random.values(), *self.hard.values()]
-        return torch.cat([s.window_id.view(-1) for s in slots])
+        return torch.cat([s.window_id.view(-1) for s in self.slot_sets()])
 
     def merge(self, other: KindHarvester) -> None:
         """Fold in the harvester of another shard of the corpus (window ids must not overlap)."""
@@ -714,10 +724,10 @@ def _chunk_lists(
     """Every slot set of a chunk of units, in the order its examples are listed."""
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     per_split = {"explain": h.cfg.per_quantile_explain, "score": h.cfg.per_quantile_score}
+    quantiles = h.cfg.n_quantiles
     for split in SPLITS:
         slots: SplitSlots = getattr(h.state, split)
         per_quantile = per_split[split]
-        quantiles = h.cfg.n_quantiles
         lists[(split, "top")] = SlotLists.by_key(slots.top, units, windows)
         lists[(split, "quantile")] = SlotLists.by_quantile(slots.reservoir, units, quantiles, per_quantile, windows)
         lists[(split, "random")] = SlotLists.by_key(h.random[split], units, windows)
@@ -746,6 +756,14 @@ def _unit_examples(
     return out
 
 
+def kept_windows(subject: SubjectModel, harvesters: list[KindHarvester]) -> WindowTokens:
+    """The tokens of every window the harvesters keep (they share one corpus and settings), read from
+    the corpus in one pass: a caller writing several kinds reads them once for all."""
+    cfg = harvesters[0].cfg
+    ids = torch.cat([h.window_ids() for h in harvesters])
+    return read_windows(subject, cfg.corpus, cfg.corpus_split, context_length(subject, cfg.context), ids)
+
+
 def unit_records(
     kind: UnitKind,
     h: KindHarvester,
@@ -755,12 +773,14 @@ def unit_records(
     units: list[int] | None = None,
     directions: torch.Tensor | None = None,
     indices: list[int] | None = None,
+    windows: WindowTokens | None = None,
 ) -> Iterator[UnitHarvest]:
     """UnitHarvest records for the chosen units (all by default), in index order. Logit effects
     come from each unit's direction at the hook: the SAE's decoder rows for features, the basis
     vectors for neurons, or `directions` [U, d] when given; units with none get no logit effects.
     When the harvest kept only some units (see `column_subset`), `indices[i]` is the real index
-    of its i-th column: records, directions and top neurons use the real index."""
+    of its i-th column: records, directions and top neurons use the real index. `windows` holds the
+    kept windows' tokens (see `kept_windows`; read from the corpus when not given)."""
     cfg = h.cfg
     strings = subject.tokenizer.token_strings(range(subject.tokenizer.vocab_size))
     n_units = h.state.stats.active.shape[0]
@@ -774,7 +794,7 @@ def unit_records(
     edges = [round(e, 6) for e in (10**HIST_EDGES_LOG10).tolist()]
     totals = h.state.stats.totals().tolist()
     names = np.array(strings, dtype=object)
-    windows = read_windows(subject, cfg.corpus, cfg.corpus_split, context_length(subject, cfg.context), h.window_ids())
+    windows = windows if windows is not None else kept_windows(subject, [h])
     lists: dict[tuple[ExampleSplit, Sampling], SlotLists] = {}
     for position, unit in enumerate(units):
         if position % 256 == 0:  # the next 256 units' slots, and logit effects, a few operations for all

@@ -182,8 +182,8 @@ def _bin_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     next_edge = edges[first_above.clamp(max=len(edges) - 1)]
     inside = (first_above < len(edges)) & (next_edge <= start + 0xFFFF)
     edge = torch.where(inside, next_edge, inf_bits)
-    below, above = first_above, (first_above + inside.long()).clamp(max=NOT_COUNTED - 1)
-    below = below.clamp(max=NOT_COUNTED - 1)
+    below = first_above.clamp(max=NOT_COUNTED - 1)
+    above = (first_above + inside.long()).clamp(max=NOT_COUNTED - 1)
     # +0.0 sits under the least positive float in range 0; +inf starts range 0x7F80, NaNs follow it,
     # and every negative value (sign bit set) is in the upper half
     edge[0], below[0] = 1, NOT_COUNTED

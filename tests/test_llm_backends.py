@@ -348,17 +348,23 @@ def test_credentials_in_the_base_url_go_as_basic_auth(fake_llm_server, spec) -> 
     assert fake_llm_server.requests[0].headers["authorization"] == "Basic cHJvYmU6cEBzcw=="  # probe:p@ss
 
 
+async def _call_keeping_sdk(client, opened: list) -> None:
+    """One call; the SDK client of this loop that made it is appended to `opened`."""
+    await client.complete(user("hi"))
+    opened.append((await client._for_loop()).sdk)
+
+
 @pytest.mark.parametrize("make_client", [openai_client, anthropic_client])
 def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_client) -> None:
     client = make_client(fake_llm_server)
-    opened = []
+    opened: list = []
 
     async def stage() -> None:
-        await client.complete(user("hi"))
-        opened.append((await client._for_loop()).sdk)
-        assert not opened[0].is_closed()
+        await closing(_call_keeping_sdk(client, opened), LLMExplainer(client), OfflineSimulator())
+        # still in the loop: closed by `closing`, not by the loop's end (see the next test)
+        assert opened[0].is_closed()
 
-    run(closing(stage(), LLMExplainer(client), OfflineSimulator()))
+    run(stage())
     assert opened[0].is_closed()
 
 
@@ -366,13 +372,8 @@ def test_a_stage_run_with_closing_closes_its_sdk_client(fake_llm_server, make_cl
 def test_a_client_nobody_closes_is_closed_when_asyncio_run_ends(fake_llm_server, make_client) -> None:
     """`asyncio.run(client.complete(...))` and no close: the loop's end closes the connections."""
     client = make_client(fake_llm_server)
-    opened = []
-
-    async def call() -> None:
-        await client.complete(user("hi"))
-        opened.append((await client._for_loop()).sdk)
-
-    asyncio.run(call())
+    opened: list = []
+    asyncio.run(_call_keeping_sdk(client, opened))
     assert opened[0].is_closed()
-    asyncio.run(call())  # a new loop gets a new SDK client, closed in turn
+    asyncio.run(_call_keeping_sdk(client, opened))  # a new loop gets a new SDK client, closed in turn
     assert opened[1] is not opened[0] and opened[1].is_closed()
